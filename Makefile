@@ -1,0 +1,126 @@
+# mod_shmguard — build, test, run.
+#   make            build core, shmguard-probe, unit tests and (with apxs) mod_shmguard.so into build/
+#   make test       install missing Debian packages, build, run every test; last line "N passed, M failed"
+#   make test-asan  unit tests + CLI tests under AddressSanitizer/UBSan
+#   make fuzz-smoke each libFuzzer target briefly
+#   make run        start the demo server (Apache + mod_fcgid + php-cgi) on 127.0.0.1:$(PORT)
+#   make install    module into `apxs -q LIBEXECDIR`, conf into /etc/apache2/mods-available
+
+CXX      ?= g++
+CLANGXX  ?= clang++
+BUILD    ?= build
+PORT     ?= 8080
+PYTHON   ?= /usr/bin/python3
+OPT      ?= -O2 -g
+WARN     := -Wall -Wextra -Werror
+CXXFLAGS_COMMON := -std=c++17 $(WARN) -fPIC -Iinclude -pthread
+APXS     ?= $(shell command -v apxs 2>/dev/null || command -v apxs2 2>/dev/null)
+
+CORE_SRC  := $(sort $(wildcard mod_shmguard/core/*.cpp))
+PROBE_SRC := $(sort $(wildcard mod_shmguard/probe/*.cpp))
+UNIT_SRC  := $(sort $(wildcard tests/unit/*.cpp))
+GLUE_SRC  := $(sort $(wildcard mod_shmguard/glue/*.cpp mod_shmguard/sampler/*.cpp))
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.cpp))
+HEADERS   := $(wildcard include/shmguard/*.hpp mod_shmguard/*/*.hpp)
+
+# ---------------------------------------------------------------- normal build
+.PHONY: all
+all: $(BUILD)/shmguard-probe $(BUILD)/unit-tests $(if $(APXS),$(BUILD)/mod_shmguard.so)
+
+$(BUILD)/obj/%.o: %.cpp $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/libshmguard_core.a: $(CORE_SRC:%.cpp=$(BUILD)/obj/%.o)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/shmguard-probe: $(PROBE_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libshmguard_core.a
+	$(CXX) $(OPT) -pthread -o $@ $^ $(LDFLAGS)
+
+$(BUILD)/unit-tests: $(UNIT_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libshmguard_core.a
+	$(CXX) $(OPT) -pthread -o $@ $^ -lgtest -lgtest_main $(LDFLAGS)
+
+# The module: glue and sampler compiled against httpd/APR headers (flags from apxs), linked with
+# the core into one shared object through apxs/libtool; only shmguard_module is exported.
+ifneq ($(APXS),)
+HTTPD_INC := -I$(shell $(APXS) -q INCLUDEDIR) $(shell $(APXS) -q EXTRA_CPPFLAGS 2>/dev/null) \
+             $(shell pkg-config --cflags apr-1 apr-util-1 2>/dev/null)
+$(BUILD)/glue/%.o: %.cpp $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(HTTPD_INC) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/mod_shmguard.so: $(GLUE_SRC:%.cpp=$(BUILD)/glue/%.o) $(BUILD)/libshmguard_core.a mod_shmguard/exports.map
+	$(CXX) -shared -pthread -o $@ $(GLUE_SRC:%.cpp=$(BUILD)/glue/%.o) $(BUILD)/libshmguard_core.a \
+	  -Wl,--version-script=mod_shmguard/exports.map -Wl,--as-needed \
+	  $(shell pkg-config --libs apr-1 apr-util-1 2>/dev/null) $(LDFLAGS)
+endif
+
+# ---------------------------------------------------------------- sanitizers
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+.PHONY: build-asan test-asan
+build-asan:
+	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g $(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" APXS= \
+	  $(BUILD)/asan/unit-tests $(BUILD)/asan/shmguard-probe
+
+test-asan: deps build-asan
+	@mkdir -p $(BUILD)/results
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(BUILD)/asan/unit-tests --gtest_output=xml:$(BUILD)/results/asan-unit.xml; \
+	ASAN_OPTIONS=detect_leaks=1 SHMGUARD_PROBE=$(BUILD)/asan/shmguard-probe \
+	  $(PYTHON) -m pytest -q tests/cli --junitxml=$(BUILD)/results/asan-cli.xml; \
+	$(PYTHON) tests/summary.py $(BUILD)/results/asan-unit.xml $(BUILD)/results/asan-cli.xml
+
+# ---------------------------------------------------------------- fuzzing (libFuzzer, clang)
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+$(BUILD)/fuzz/%: tests/fuzz/%.cpp $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLANGXX) -std=c++17 $(WARN) -Iinclude -O1 -g $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC)
+
+.PHONY: fuzz-smoke
+FUZZ_SECONDS ?= 10
+fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
+	@set -e; for f in $^; do \
+	  echo "fuzz: $$f ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(BUILD)/fuzz/corpus-$$(basename $$f) \
+	     tests/fixtures >/dev/null 2>$(BUILD)/fuzz/$$(basename $$f).log \
+	     || { tail -40 $(BUILD)/fuzz/$$(basename $$f).log; exit 1; }; \
+	done; echo "fuzz-smoke: all targets ran clean"
+
+# ---------------------------------------------------------------- set-up, tests, run
+.PHONY: deps deps-bench test test-unit test-cli test-integration clean format run install
+deps:
+	sh scripts/deps.sh test
+
+deps-bench:
+	sh scripts/deps.sh bench
+
+# Every suite writes JUnit XML; tests/summary.py prints the one "N passed, M failed" line.
+test: deps all
+	@mkdir -p $(BUILD)/results && rm -f $(BUILD)/results/*.xml
+	-$(BUILD)/unit-tests --gtest_output=xml:$(BUILD)/results/unit.xml
+	-SHMGUARD_PROBE=$(BUILD)/shmguard-probe $(PYTHON) -m pytest -q tests/cli \
+	  --junitxml=$(BUILD)/results/cli.xml
+	-@if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; then \
+	  SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration \
+	  --junitxml=$(BUILD)/results/integration.xml; fi
+	@$(PYTHON) tests/summary.py $(BUILD)/results/*.xml
+
+test-unit: all
+	$(BUILD)/unit-tests
+
+run: deps all
+	sh scripts/run-demo.sh $(PORT)
+
+install: all
+	install -D -m 0644 $(BUILD)/mod_shmguard.so $(DESTDIR)$(shell $(APXS) -q LIBEXECDIR)/mod_shmguard.so
+	install -D -m 0644 conf/shmguard.load $(DESTDIR)/etc/apache2/mods-available/shmguard.load
+	install -D -m 0644 conf/shmguard.conf $(DESTDIR)/etc/apache2/mods-available/shmguard.conf
+	install -D -m 0755 $(BUILD)/shmguard-probe $(DESTDIR)/usr/local/sbin/shmguard-probe
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf $(BUILD)

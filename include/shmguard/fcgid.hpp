@@ -1,0 +1,54 @@
+// mod_shmguard core: reading mod_fcgid 2.3.x's shared process table (fcgid_proctbl.h) without its
+// lock. Not a stable interface of mod_fcgid: the layout below is 2.3.6-2.3.9 on 64-bit Linux
+// (checked against Debian 12's mod_fcgid.so); every index is bounds-checked and every walk is
+// bounded, so a changed or torn table gives wrong counts, never a crash. Callers fail open.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace shmguard::fcgid {
+
+constexpr std::size_t kNodeSize = 1168;  // sizeof(fcgid_procnode)
+constexpr int kSlots = 1028;             // FCGID_MAX_APPLICATION + 4
+constexpr int kIdleHead = 0, kBusyHead = 1, kErrorHead = 2, kFreeHead = 3;
+namespace off {
+constexpr std::size_t next_index = 0, pid = 16, executable_path = 48, inode = 560, deviceid = 568,
+                      cmdline = 576, gid = 1088, uid = 1092, vhost_id = 1096, start_time = 1104,
+                      last_active_time = 1112, requests_handled = 1120, diewhy = 1124;
+constexpr std::size_t path_max = 256, cmdline_max = 512;
+}  // namespace off
+
+enum class List { Idle, Busy, Error };
+const char* to_string(List l);
+
+struct Node {
+  int index = 0;
+  List list = List::Idle;
+  int pid = 0;
+  std::string executable, cmdline;
+  std::uint64_t inode = 0, deviceid = 0;
+  std::uint32_t uid = 0, gid = 0;
+  int vhost_id = 0;
+  std::int64_t start_time_us = 0, last_active_us = 0;
+  int requests_handled = 0;
+};
+
+// The process class of a request, as mod_fcgid matches it (apply_free_procnode).
+struct ClassKey {
+  std::uint64_t inode = 0, deviceid = 0;
+  int vhost_id = 0;
+  std::uint32_t uid = 0xffffffffu, gid = 0xffffffffu;
+  const char* cmdline = nullptr;  // compared when set (wrapper command line)
+};
+
+// All nodes on the idle, busy and error lists of the table that starts at `table` (the value of
+// mod_fcgid's proctable_get_table_array()).
+std::vector<Node> read_table(const unsigned char* table);
+
+// Workers of a class on the idle and busy lists whose pid `alive` accepts. No allocation.
+int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int pid));
+
+}  // namespace shmguard::fcgid

@@ -1,0 +1,99 @@
+// mod_shmguard core: one snapshot of every source, and the headroom model over it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shmguard/sources.hpp"
+
+namespace shmguard {
+
+struct ProbeConfig {
+  std::string procfs = "/proc";
+  std::string sysfs = "/sys";
+  std::string beancounters;  // empty: <procfs>/user_beancounters
+  bool beancounters_off = false;
+  std::optional<std::string> container;
+  std::string devshm = "/dev/shm";
+  CgroupOptions cgroup;
+  std::uint64_t page_size = 0;  // 0: the machine's page size
+};
+
+struct Unavail {
+  std::string source;  // "beancounter", "cgroup", "overcommit", "sysv", "devshm"
+  std::string reason;
+};
+
+// One limit that refuses a new shared anonymous mapping (what OPcache allocates).
+struct Limit {
+  std::string name;            // "beancounter:shmpages", "beancounter:privvmpages", "cgroup:memory",
+                               // "overcommit"
+  std::uint64_t limit_bytes;   // the value the kernel compares against (barrier for beancounters)
+  std::uint64_t used_bytes;
+  std::uint64_t headroom_bytes() const { return used_bytes >= limit_bytes ? 0 : limit_bytes - used_bytes; }
+};
+
+// A failure counter and how it moved.
+struct Counter {
+  std::string name;  // "beancounter:shmpages:failcnt", "cgroup:oom_kill", ...
+  std::uint64_t value = 0;
+  std::uint64_t since_start = 0;  // rise since the tracker first saw it
+  std::uint64_t last_minute = 0;  // rise over the last 60 s
+};
+
+struct Beancounters {
+  std::string file;            // the path read
+  std::string version;
+  bool version_known = true;
+  std::size_t blocks_in_file = 1;
+  BeancounterBlock block;      // the block in use
+};
+
+struct Snapshot {
+  std::int64_t taken_at_ms = 0;  // wall clock, ms since the epoch
+  std::uint64_t page_size = 4096;
+  std::optional<Beancounters> beancounters;
+  std::optional<CgroupMemory> cgroup;
+  std::optional<Overcommit> overcommit;
+  std::optional<Sysv> sysv;
+  std::optional<DevShm> devshm;
+  std::vector<Unavail> unavailable;
+
+  // The model: every finite limit, the smallest headroom among them and its name.
+  std::vector<Limit> limits;
+  std::optional<std::uint64_t> headroom_bytes;  // nullopt: no finite limit known
+  std::string binding;                          // "" when headroom_bytes is nullopt
+  const Limit* binding_limit() const;
+  std::vector<Counter> counters;  // failure counters (filled by FailcntTracker::observe)
+};
+
+// Reads every source (never throws for kernel-file problems: they go to `unavailable`).
+Snapshot probe(const ProbeConfig& cfg);
+
+// Fills limits / headroom_bytes / binding from the sources already in the snapshot.
+void compute_headroom(Snapshot& s);
+
+// Raw failure counters present in a snapshot (value only), in a stable order.
+std::vector<Counter> raw_counters(const Snapshot& s);
+
+// Tracks failure counters over time: delta since start and over the last minute.
+class FailcntTracker {
+ public:
+  explicit FailcntTracker(std::int64_t window_ms = 60000) : window_ms_(window_ms) {}
+  // Records the snapshot's counters at now_ms and writes the deltas into s.counters.
+  void observe(std::int64_t now_ms, Snapshot& s);
+
+ private:
+  struct Sample {
+    std::int64_t at_ms;
+    std::vector<Counter> values;
+  };
+  std::int64_t window_ms_;
+  std::vector<Counter> first_;
+  std::deque<Sample> history_;
+};
+
+}  // namespace shmguard

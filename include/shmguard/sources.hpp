@@ -1,0 +1,159 @@
+// mod_shmguard core: the kernel sources of shared-memory limits.
+//
+// Pure C++17, no httpd/APR header. Every parser takes the file's text and returns either the parsed
+// value or a reason ("malformed at line 3: ..."); every reader takes paths derived from configurable
+// roots (procfs, sysfs) so tests use fixture trees. Unavailable never means zero.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace shmguard {
+
+// A parse/read outcome: a value, or the reason there is none.
+template <class T>
+struct Result {
+  std::optional<T> value;
+  std::string error;  // set when !value: "missing", "permission denied", "malformed at line N: ..."
+
+  static Result ok(T v) { return Result{std::move(v), {}}; }
+  static Result fail(std::string why) { return Result{std::nullopt, std::move(why)}; }
+  explicit operator bool() const { return value.has_value(); }
+};
+
+// Reads a whole (small) file. Errors are worded for admins: "missing: PATH", "permission denied:
+// PATH", "unreadable: PATH: <strerror>". Files above max_bytes are refused, not truncated.
+Result<std::string> read_file(const std::string& path, std::size_t max_bytes = 16 << 20);
+
+// Strict unsigned decimal: digits only, no sign, no overflow past 2^64-1.
+std::optional<std::uint64_t> parse_u64(std::string_view s);
+
+// ---------------------------------------------------------------- beancounters (OpenVZ/Virtuozzo)
+
+enum class BcUnit { Pages, Bytes, Count };
+const char* to_string(BcUnit u);                 // "pages", "bytes", "count"
+BcUnit beancounter_unit(std::string_view resource);  // *pages -> Pages, num* -> Count, else Bytes
+
+struct BeancounterRow {
+  std::string resource;
+  std::uint64_t held = 0, maxheld = 0, barrier = 0, limit = 0, failcnt = 0;
+  BcUnit unit = BcUnit::Bytes;
+  // LONG_MAX (64-bit), 2147483647 (32-bit kernels) and 0 mean "no limit" (as vzubc reads them).
+  bool barrier_unlimited() const;
+  bool limit_unlimited() const;
+};
+
+struct BeancounterBlock {
+  std::string id;  // "852638", "101", a name or UUID; "0" is the hardware node itself
+  std::vector<BeancounterRow> rows;
+  const BeancounterRow* find(std::string_view resource) const;
+};
+
+struct BeancounterFile {
+  std::string version;          // "2.5"
+  bool version_known = true;    // false: parsed because the columns matched, but not 2.5
+  std::vector<BeancounterBlock> blocks;
+};
+
+// /proc/user_beancounters in all row layouts ("852638:  kmemsize", "101: kmemsize", "331:kmemsize").
+Result<BeancounterFile> parse_user_beancounters(std::string_view text);
+// VZ7 /proc/bc/<id>/resources: "resource held maxheld barrier limit failcnt" lines, no uid column.
+Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string id);
+// The block to use: `container` if given (error if absent), else the only block, else block "0".
+Result<BeancounterBlock> select_beancounter_block(const BeancounterFile& f,
+                                                  const std::optional<std::string>& container);
+
+// ---------------------------------------------------------------- cgroup memory controller
+
+struct CgroupLevel {
+  std::string dir;                       // absolute directory of this cgroup level
+  std::optional<std::uint64_t> limit;    // nullopt: unlimited ("max", v1 huge value) or unreadable
+  std::optional<std::uint64_t> usage;
+};
+
+struct CgroupMemory {
+  int version = 0;     // 1 or 2
+  std::string dir;     // the process's own memory cgroup directory
+  std::optional<std::uint64_t> limit;  // own level; nullopt = unlimited
+  std::optional<std::uint64_t> usage;
+  std::optional<std::uint64_t> shmem, file, anon;  // memory.stat (v1: total_shmem preferred)
+  std::optional<std::uint64_t> events_max, events_oom, events_oom_kill;  // v2 memory.events
+  std::optional<std::uint64_t> failcnt;                                  // v1 memory.failcnt
+  // The own level first, then every ancestor up to the mount root: a parent's limit binds too.
+  std::vector<CgroupLevel> levels;
+};
+
+// Parse "/proc/self/cgroup": returns the v2 path ("0::/x") and the v1 memory path ("4:memory:/x").
+struct ProcCgroup {
+  std::optional<std::string> v2_path;
+  std::optional<std::string> v1_memory_path;
+};
+Result<ProcCgroup> parse_proc_cgroup(std::string_view text);
+
+// Mount points from /proc/self/mountinfo: where cgroup2 and the v1 memory controller are mounted,
+// with the mount's root (field 4) so a namespaced path can be mapped.
+struct CgroupMounts {
+  std::optional<std::string> v2_mount, v2_root;
+  std::optional<std::string> v1_memory_mount, v1_memory_root;
+};
+Result<CgroupMounts> parse_mountinfo(std::string_view text);
+
+// "key value" lines (memory.stat, memory.events).
+Result<std::map<std::string, std::uint64_t>> parse_flat_keyed(std::string_view text);
+
+// memory.max ("max" or bytes) and v1 memory.limit_in_bytes (>= 2^62 means unlimited).
+// Returns nullopt inside the Result for unlimited.
+Result<std::optional<std::uint64_t>> parse_cgroup_limit(std::string_view text);
+
+struct CgroupOptions {
+  enum class Mode { Auto, Off, Dir } mode = Mode::Auto;
+  std::string dir;  // with Mode::Dir: the cgroup directory to read (v2 if memory.max exists, else v1)
+};
+// Finds the cgroup from <procfs>/self/cgroup and <procfs>/self/mountinfo (falling back to
+// <sysfs>/fs/cgroup, /unified and /memory), then reads it. Mode::Off: error "off".
+Result<CgroupMemory> read_cgroup(const std::string& procfs, const std::string& sysfs,
+                                 const CgroupOptions& opt);
+
+// ---------------------------------------------------------------- overcommit
+
+struct Overcommit {
+  int mode = 0;  // /proc/sys/vm/overcommit_memory: 0 heuristic, 1 always, 2 strict
+  std::optional<std::uint64_t> commit_limit, committed_as, shmem, mem_available, mem_total;  // bytes
+};
+// /proc/meminfo: "Key:   123 kB" lines, values returned in bytes (kB * 1024; lines without kB as is).
+Result<std::map<std::string, std::uint64_t>> parse_meminfo(std::string_view text);
+Result<Overcommit> read_overcommit(const std::string& procfs);
+
+// ---------------------------------------------------------------- SysV shared memory
+
+struct SysvSegment {
+  std::int64_t key = 0;
+  std::uint64_t shmid = 0, size = 0, cpid = 0, nattch = 0, uid = 0;
+  std::optional<std::uint64_t> rss, swap;  // newer kernels only
+};
+struct Sysv {
+  std::optional<std::uint64_t> shmmax;      // bytes
+  std::optional<std::uint64_t> shmall;      // pages
+  std::optional<std::uint64_t> shmmni;      // segments
+  std::optional<std::vector<SysvSegment>> segments;  // nullopt: /proc/sysvipc/shm unreadable
+  std::uint64_t segments_bytes() const;
+};
+// /proc/sysvipc/shm with the old (no rss/swap) and new column sets; columns found by header name.
+Result<std::vector<SysvSegment>> parse_sysvipc_shm(std::string_view text);
+// Error only when every SysV file is unreadable.
+Result<Sysv> read_sysv(const std::string& procfs);
+
+// ---------------------------------------------------------------- /dev/shm
+
+struct DevShm {
+  std::string path;
+  std::uint64_t total = 0, free = 0, avail = 0;  // bytes
+};
+Result<DevShm> read_devshm(const std::string& path);
+
+}  // namespace shmguard

@@ -1,0 +1,102 @@
+// mod_shmguard core: mod_fcgid process table reader.
+#include "shmguard/fcgid.hpp"
+
+#include <cstring>
+
+namespace shmguard::fcgid {
+
+namespace {
+static_assert(sizeof(void*) == 8, "the mod_fcgid table layout is known for 64-bit builds only");
+
+template <class T>
+T load(const unsigned char* node, std::size_t offset) {
+  T v;
+  std::memcpy(&v, node + offset, sizeof v);
+  return v;
+}
+
+const unsigned char* node_at(const unsigned char* table, int index) {
+  return table + static_cast<std::size_t>(index) * kNodeSize;
+}
+
+std::string bounded_string(const unsigned char* p, std::size_t max) {
+  const void* nul = std::memchr(p, 0, max);
+  std::size_t n = nul ? static_cast<std::size_t>(static_cast<const unsigned char*>(nul) - p) : max;
+  return std::string(reinterpret_cast<const char*>(p), n);
+}
+
+bool cmdline_equals(const unsigned char* node, const char* want) {
+  std::size_t n = std::strlen(want);
+  if (n >= off::cmdline_max) return false;
+  return std::memcmp(node + off::cmdline, want, n + 1) == 0;
+}
+
+// Calls f(index) for each node of a list, at most kSlots steps; stops at an out-of-range index.
+template <class F>
+void walk(const unsigned char* table, int head, F&& f) {
+  int i = load<int>(node_at(table, head), off::next_index);
+  for (int steps = 0; i != 0 && steps < kSlots; ++steps) {
+    if (i < 4 || i >= kSlots) return;
+    f(i);
+    i = load<int>(node_at(table, i), off::next_index);
+  }
+}
+}  // namespace
+
+const char* to_string(List l) {
+  switch (l) {
+    case List::Idle: return "idle";
+    case List::Busy: return "busy";
+    case List::Error: return "error";
+  }
+  return "?";
+}
+
+std::vector<Node> read_table(const unsigned char* table) {
+  std::vector<Node> out;
+  if (!table) return out;
+  const std::pair<int, List> heads[] = {
+      {kIdleHead, List::Idle}, {kBusyHead, List::Busy}, {kErrorHead, List::Error}};
+  for (const auto& [head, list] : heads) {
+    walk(table, head, [&, list = list](int i) {
+      const unsigned char* n = node_at(table, i);
+      Node node;
+      node.index = i;
+      node.list = list;
+      node.pid = load<int>(n, off::pid);
+      node.executable = bounded_string(n + off::executable_path, off::path_max);
+      node.cmdline = bounded_string(n + off::cmdline, off::cmdline_max);
+      node.inode = load<std::uint64_t>(n, off::inode);
+      node.deviceid = load<std::uint64_t>(n, off::deviceid);
+      node.gid = load<std::uint32_t>(n, off::gid);
+      node.uid = load<std::uint32_t>(n, off::uid);
+      node.vhost_id = load<int>(n, off::vhost_id);
+      node.start_time_us = load<std::int64_t>(n, off::start_time);
+      node.last_active_us = load<std::int64_t>(n, off::last_active_time);
+      node.requests_handled = load<int>(n, off::requests_handled);
+      out.push_back(std::move(node));
+    });
+  }
+  return out;
+}
+
+int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int)) {
+  if (!table) return -1;
+  int count = 0;
+  auto visit = [&](int i) {
+    const unsigned char* n = node_at(table, i);
+    if (load<std::uint64_t>(n, off::inode) != key.inode ||
+        load<std::uint64_t>(n, off::deviceid) != key.deviceid ||
+        load<int>(n, off::vhost_id) != key.vhost_id || load<std::uint32_t>(n, off::uid) != key.uid ||
+        load<std::uint32_t>(n, off::gid) != key.gid)
+      return;
+    if (key.cmdline && !cmdline_equals(n, key.cmdline)) return;
+    int pid = load<int>(n, off::pid);
+    if (pid > 0 && (!alive || alive(pid))) ++count;
+  };
+  walk(table, kIdleHead, visit);
+  walk(table, kBusyHead, visit);
+  return count;
+}
+
+}  // namespace shmguard::fcgid

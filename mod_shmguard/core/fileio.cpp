@@ -1,0 +1,67 @@
+// mod_shmguard core: reading small kernel files, strict number parsing.
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "shmguard/sources.hpp"
+
+namespace shmguard {
+
+namespace {
+// Closes a file descriptor when it goes out of scope.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+}  // namespace
+
+Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) return Result<std::string>::fail("missing: " + path);
+    if (e == EACCES || e == EPERM) return Result<std::string>::fail("permission denied: " + path);
+    return Result<std::string>::fail("unreadable: " + path + ": " + std::strerror(e));
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      if (e == EACCES || e == EPERM) return Result<std::string>::fail("permission denied: " + path);
+      return Result<std::string>::fail("unreadable: " + path + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<std::size_t>(n) > max_bytes)
+      return Result<std::string>::fail("too large (over " + std::to_string(max_bytes) +
+                                       " bytes): " + path);
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return Result<std::string>::ok(std::move(out));
+}
+
+std::optional<std::uint64_t> parse_u64(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    std::uint64_t d = static_cast<std::uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+}  // namespace shmguard

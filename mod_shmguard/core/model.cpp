@@ -1,0 +1,193 @@
+// mod_shmguard core: probing every source and the headroom model.
+#include "shmguard/model.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace shmguard {
+
+namespace {
+
+std::uint64_t machine_page_size() {
+  long p = ::sysconf(_SC_PAGESIZE);
+  return p > 0 ? static_cast<std::uint64_t>(p) : 4096;
+}
+
+std::uint64_t sat_mul(std::uint64_t a, std::uint64_t b) {
+  if (b != 0 && a > UINT64_MAX / b) return UINT64_MAX;
+  return a * b;
+}
+
+void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {
+  if (cfg.beancounters_off) return;  // switched off: neither a source nor unavailable
+  const std::string path =
+      cfg.beancounters.empty() ? cfg.procfs + "/user_beancounters" : cfg.beancounters;
+  auto text = read_file(path);
+  if (!text) {
+    // VZ7 also publishes /proc/bc/<id>/resources, readable where user_beancounters is not.
+    if (cfg.container && cfg.beancounters.empty()) {
+      const std::string alt = cfg.procfs + "/bc/" + *cfg.container + "/resources";
+      auto alt_text = read_file(alt);
+      if (alt_text) {
+        auto block = parse_bc_resources(*alt_text.value, *cfg.container);
+        if (block) {
+          s.beancounters = Beancounters{alt, "", true, 1, std::move(*block.value)};
+          return;
+        }
+        s.unavailable.push_back({"beancounter", block.error + " (" + alt + ")"});
+        return;
+      }
+    }
+    s.unavailable.push_back({"beancounter", text.error});
+    return;
+  }
+  auto file = parse_user_beancounters(*text.value);
+  if (!file) {
+    s.unavailable.push_back({"beancounter", file.error + " (" + path + ")"});
+    return;
+  }
+  auto block = select_beancounter_block(*file.value, cfg.container);
+  if (!block) {
+    s.unavailable.push_back({"beancounter", block.error + " (" + path + ")"});
+    return;
+  }
+  s.beancounters = Beancounters{path, file.value->version, file.value->version_known,
+                                file.value->blocks.size(), std::move(*block.value)};
+}
+
+}  // namespace
+
+const Limit* Snapshot::binding_limit() const {
+  for (const auto& l : limits)
+    if (l.name == binding) return &l;
+  return nullptr;
+}
+
+Snapshot probe(const ProbeConfig& cfg) {
+  Snapshot s;
+  s.taken_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  s.page_size = cfg.page_size ? cfg.page_size : machine_page_size();
+
+  probe_beancounters(cfg, s);
+
+  if (cfg.cgroup.mode != CgroupOptions::Mode::Off) {
+    auto cg = read_cgroup(cfg.procfs, cfg.sysfs, cfg.cgroup);
+    if (cg)
+      s.cgroup = std::move(*cg.value);
+    else
+      s.unavailable.push_back({"cgroup", cg.error});
+  }
+
+  auto oc = read_overcommit(cfg.procfs);
+  if (oc)
+    s.overcommit = std::move(*oc.value);
+  else
+    s.unavailable.push_back({"overcommit", oc.error});
+
+  auto sv = read_sysv(cfg.procfs);
+  if (sv)
+    s.sysv = std::move(*sv.value);
+  else
+    s.unavailable.push_back({"sysv", sv.error});
+
+  if (!cfg.devshm.empty()) {
+    auto ds = read_devshm(cfg.devshm);
+    if (ds)
+      s.devshm = std::move(*ds.value);
+    else
+      s.unavailable.push_back({"devshm", ds.error});
+  }
+
+  compute_headroom(s);
+  return s;
+}
+
+void compute_headroom(Snapshot& s) {
+  s.limits.clear();
+  s.headroom_bytes.reset();
+  s.binding.clear();
+
+  // OpenVZ charges a shared anonymous mapping to shmpages (UB_HARD, against the barrier) and to
+  // privvmpages: both refuse it.
+  if (s.beancounters) {
+    for (const char* res : {"shmpages", "privvmpages"}) {
+      const BeancounterRow* row = s.beancounters->block.find(res);
+      if (!row || row->barrier_unlimited()) continue;
+      s.limits.push_back(Limit{std::string("beancounter:") + res, sat_mul(row->barrier, s.page_size),
+                               sat_mul(row->held, s.page_size)});
+    }
+  }
+  // A memory cgroup (own level or any ancestor) limits the pages once they are touched.
+  if (s.cgroup) {
+    std::optional<Limit> tightest;
+    for (const auto& lvl : s.cgroup->levels) {
+      if (!lvl.limit || !lvl.usage) continue;
+      Limit l{"cgroup:memory", *lvl.limit, *lvl.usage};
+      if (!tightest || l.headroom_bytes() < tightest->headroom_bytes()) tightest = l;
+    }
+    if (tightest) s.limits.push_back(*tightest);
+  }
+  // Strict overcommit charges the whole mapping at mmap time.
+  if (s.overcommit && s.overcommit->mode == 2 && s.overcommit->commit_limit &&
+      s.overcommit->committed_as) {
+    s.limits.push_back(
+        Limit{"overcommit", *s.overcommit->commit_limit, *s.overcommit->committed_as});
+  }
+
+  const Limit* best = nullptr;
+  for (const auto& l : s.limits)
+    if (!best || l.headroom_bytes() < best->headroom_bytes()) best = &l;
+  if (best) {
+    s.headroom_bytes = best->headroom_bytes();
+    s.binding = best->name;
+  }
+}
+
+std::vector<Counter> raw_counters(const Snapshot& s) {
+  std::vector<Counter> out;
+  if (s.beancounters) {
+    for (const auto& row : s.beancounters->block.rows)
+      out.push_back(Counter{"beancounter:" + row.resource + ":failcnt", row.failcnt, 0, 0});
+  }
+  if (s.cgroup) {
+    if (s.cgroup->failcnt) out.push_back(Counter{"cgroup:failcnt", *s.cgroup->failcnt, 0, 0});
+    if (s.cgroup->events_max) out.push_back(Counter{"cgroup:max", *s.cgroup->events_max, 0, 0});
+    if (s.cgroup->events_oom) out.push_back(Counter{"cgroup:oom", *s.cgroup->events_oom, 0, 0});
+    if (s.cgroup->events_oom_kill)
+      out.push_back(Counter{"cgroup:oom_kill", *s.cgroup->events_oom_kill, 0, 0});
+  }
+  return out;
+}
+
+void FailcntTracker::observe(std::int64_t now_ms, Snapshot& s) {
+  std::vector<Counter> now = raw_counters(s);
+  for (auto& c : now) {
+    auto it = std::find_if(first_.begin(), first_.end(),
+                           [&](const Counter& f) { return f.name == c.name; });
+    if (it == first_.end()) {
+      first_.push_back(c);
+      continue;
+    }
+    if (c.value < it->value) it->value = c.value;  // counter reset (container restart): re-base
+    c.since_start = c.value - it->value;
+  }
+  // Keep the samples inside the window (and at least the newest older one as its baseline).
+  history_.push_back(Sample{now_ms, now});
+  while (history_.size() > 1 && history_[1].at_ms <= now_ms - window_ms_) history_.pop_front();
+  const Sample& base = history_.front();
+  for (auto& c : now) {
+    for (const auto& b : base.values) {
+      if (b.name == c.name) {
+        c.last_minute = c.value >= b.value ? c.value - b.value : 0;
+        break;
+      }
+    }
+  }
+  s.counters = std::move(now);
+}
+
+}  // namespace shmguard

@@ -1,0 +1,246 @@
+// mod_shmguard core: processes, their shared segments, and PHP's allocation-failure line.
+#include "shmguard/workers.hpp"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <memory>
+
+namespace shmguard {
+
+namespace {
+
+std::string_view next_field(std::string_view& s) {
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+  std::size_t j = i;
+  while (j < s.size() && s[j] != ' ' && s[j] != '\t') ++j;
+  std::string_view f = s.substr(i, j - i);
+  s.remove_prefix(j);
+  return f;
+}
+
+std::optional<std::uint64_t> parse_hex(std::string_view s) {
+  if (s.empty() || s.size() > 16) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+    else return std::nullopt;
+    v = (v << 4) | static_cast<std::uint64_t>(d);
+  }
+  return v;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+struct DirCloser {
+  void operator()(DIR* d) const { ::closedir(d); }
+};
+
+}  // namespace
+
+Result<std::vector<Segment>> parse_maps_shared(std::string_view text) {
+  std::vector<Segment> out;
+  std::size_t lineno = 0;
+  while (!text.empty()) {
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++lineno;
+    if (trim(line).empty()) continue;
+    auto bad = [&](const char* what) {
+      return Result<std::vector<Segment>>::fail("malformed at line " + std::to_string(lineno) +
+                                                ": " + what);
+    };
+    std::string_view rest = line;
+    std::string_view range = next_field(rest), perms = next_field(rest);
+    std::string_view offset = next_field(rest), dev = next_field(rest), inode = next_field(rest);
+    std::string_view path = trim(rest);
+    std::size_t dash = range.find('-');
+    if (dash == std::string_view::npos) return bad("address range");
+    auto lo = parse_hex(range.substr(0, dash)), hi = parse_hex(range.substr(dash + 1));
+    if (!lo || !hi || *hi < *lo) return bad("address range");
+    if (perms.size() != 4 || !parse_hex(offset)) return bad("perms/offset");
+    std::size_t colon = dev.find(':');
+    if (colon == std::string_view::npos) return bad("device");
+    auto maj = parse_hex(dev.substr(0, colon)), min = parse_hex(dev.substr(colon + 1));
+    auto ino = parse_u64(inode);
+    if (!maj || !min || !ino) return bad("device/inode");
+    if (perms[3] != 's') continue;
+    std::string kind;
+    if (path.rfind("/dev/zero", 0) == 0)
+      kind = "anon-shared";
+    else if (path.rfind("/SYSV", 0) == 0)
+      kind = "sysv";
+    else if (path.rfind("/anon_hugepage", 0) == 0)
+      kind = "hugepage";
+    else if (path.rfind("/memfd:", 0) == 0)
+      kind = "memfd";
+    else
+      continue;  // shared file mappings (libraries, data files) are not shared memory segments
+    Segment seg{static_cast<std::uint32_t>(*maj), static_cast<std::uint32_t>(*min), *ino,
+                *hi - *lo, kind};
+    auto it = std::find(out.begin(), out.end(), seg);
+    if (it == out.end())
+      out.push_back(seg);
+    else
+      it->size = std::max(it->size, seg.size);
+  }
+  return Result<std::vector<Segment>>::ok(std::move(out));
+}
+
+Result<ProcStat> parse_proc_stat(std::string_view text) {
+  std::size_t open = text.find('(');
+  std::size_t close = text.rfind(')');
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open)
+    return Result<ProcStat>::fail("malformed stat");
+  ProcStat st;
+  auto pid = parse_u64(trim(text.substr(0, open)));
+  if (!pid || *pid > 0x7fffffff) return Result<ProcStat>::fail("malformed stat: pid");
+  st.pid = static_cast<int>(*pid);
+  st.comm = std::string(text.substr(open + 1, close - open - 1));
+  std::string_view rest = text.substr(close + 1);
+  // After ')': state(3) ppid(4) ... starttime(22)
+  for (int field = 3; field <= 22; ++field) {
+    std::string_view f = next_field(rest);
+    if (f.empty()) return Result<ProcStat>::fail("malformed stat: too few fields");
+    if (field == 4) {
+      auto v = parse_u64(f);
+      if (!v || *v > 0x7fffffff) return Result<ProcStat>::fail("malformed stat: ppid");
+      st.ppid = static_cast<int>(*v);
+    } else if (field == 22) {
+      auto v = parse_u64(f);
+      if (!v) return Result<ProcStat>::fail("malformed stat: starttime");
+      st.start_ticks = *v;
+    }
+  }
+  return Result<ProcStat>::ok(std::move(st));
+}
+
+Result<Worker> read_worker(const std::string& procfs, int pid) {
+  const std::string base = procfs + "/" + std::to_string(pid);
+  auto stat_text = read_file(base + "/stat");
+  if (!stat_text) return Result<Worker>::fail(stat_text.error);
+  auto st = parse_proc_stat(*stat_text.value);
+  if (!st) return Result<Worker>::fail(st.error);
+  Worker w;
+  w.pid = st.value->pid;
+  w.ppid = st.value->ppid;
+  w.comm = st.value->comm;
+  w.start_ticks = st.value->start_ticks;
+  if (auto status = read_file(base + "/status")) {
+    std::string_view t = *status.value;
+    while (!t.empty()) {
+      std::size_t nl = t.find('\n');
+      std::string_view line = t.substr(0, nl);
+      t = nl == std::string_view::npos ? std::string_view{} : t.substr(nl + 1);
+      if (line.rfind("Uid:", 0) == 0) {
+        std::string_view r = line.substr(4);
+        if (auto v = parse_u64(next_field(r)); v && *v <= 0xffffffffu)
+          w.uid = static_cast<unsigned>(*v);
+      } else if (line.rfind("RssShmem:", 0) == 0) {
+        std::string_view r = line.substr(9);
+        if (auto v = parse_u64(next_field(r)); v && *v < (UINT64_MAX >> 10)) w.rss_shmem = *v << 10;
+      }
+    }
+  }
+  if (auto cmd = read_file(base + "/cmdline", 64 << 10)) {
+    std::string c = std::move(*cmd.value);
+    while (!c.empty() && c.back() == '\0') c.pop_back();
+    std::replace(c.begin(), c.end(), '\0', ' ');
+    w.cmdline = std::move(c);
+  }
+  if (auto maps = read_file(base + "/maps")) {
+    auto segs = parse_maps_shared(*maps.value);
+    if (segs)
+      w.segments = std::move(*segs.value);
+    else
+      w.error = segs.error;
+  } else {
+    w.error = maps.error;
+  }
+  return Result<Worker>::ok(std::move(w));
+}
+
+std::vector<int> list_pids(const std::string& procfs) {
+  std::vector<int> out;
+  std::unique_ptr<DIR, DirCloser> d(::opendir(procfs.c_str()));
+  if (!d) return out;
+  while (dirent* e = ::readdir(d.get())) {
+    auto v = parse_u64(e->d_name);
+    if (v && *v > 0 && *v <= 0x7fffffff) out.push_back(static_cast<int>(*v));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<ProcStat> read_all_stats(const std::string& procfs) {
+  std::vector<ProcStat> out;
+  for (int pid : list_pids(procfs)) {
+    auto t = read_file(procfs + "/" + std::to_string(pid) + "/stat");
+    if (!t) continue;
+    auto st = parse_proc_stat(*t.value);
+    if (st) out.push_back(std::move(*st.value));
+  }
+  return out;
+}
+
+std::vector<int> descendants(const std::vector<ProcStat>& all, int root) {
+  std::vector<int> out;
+  std::vector<int> frontier{root};
+  while (!frontier.empty()) {
+    int p = frontier.back();
+    frontier.pop_back();
+    for (const auto& st : all) {
+      if (st.ppid == p && st.pid != root &&
+          std::find(out.begin(), out.end(), st.pid) == out.end()) {
+        out.push_back(st.pid);
+        frontier.push_back(st.pid);
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<PhpShmError> parse_php_shm_error(std::string_view line) {
+  static constexpr std::string_view kKey = "Unable to allocate shared memory segment of ";
+  std::size_t k = line.find(kKey);
+  if (k == std::string_view::npos) return std::nullopt;
+  PhpShmError e;
+  e.line = std::string(trim(line));
+  std::string_view rest = line.substr(k + kKey.size());
+  std::size_t sp = rest.find(' ');
+  auto bytes = parse_u64(rest.substr(0, sp));
+  if (!bytes || sp == std::string_view::npos) return std::nullopt;
+  e.bytes = *bytes;
+  rest = rest.substr(sp + 1);
+  if (rest.rfind("bytes: ", 0) != 0) return std::nullopt;
+  rest = rest.substr(7);
+  std::size_t colon = rest.find(": ");
+  if (colon != std::string_view::npos) {
+    e.model = std::string(rest.substr(0, colon));
+    e.message = std::string(trim(rest.substr(colon + 2)));
+  } else {
+    e.message = std::string(trim(rest));
+  }
+  // "(12958): " before the message: the php-cgi pid.
+  std::string_view head = line.substr(0, k);
+  std::size_t close = head.rfind("):");
+  std::size_t open = close == std::string_view::npos ? close : head.rfind('(', close);
+  if (open != std::string_view::npos) {
+    auto pid = parse_u64(head.substr(open + 1, close - open - 1));
+    if (pid && *pid <= 0x7fffffff) e.pid = static_cast<int>(*pid);
+  }
+  return e;
+}
+
+}  // namespace shmguard

@@ -1,0 +1,158 @@
+// mod_shmguard: the shared segment between the sampler (writer), the children (readers, and
+// writers of their own counters) and the parent. Created anonymous in post_config, one per server
+// generation, inherited by every process forked after it. No httpd header here.
+//
+// Readers take no locks and make no syscalls: hot values are single atomics; the status blob is a
+// seqlock (writer makes seq odd, writes, makes it even; a reader retries while odd or changed).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace shmguard::shm {
+
+constexpr std::uint32_t kMagic = 0x53474d31;  // "SGM1"
+constexpr std::size_t kMaxVhosts = 512;
+constexpr std::size_t kClassSlots = 256;
+constexpr std::size_t kBlobMax = 2u << 20;  // status snapshot (JSON), 2 MiB
+
+// Binding limit names as small integers (the strings live in core::model).
+enum Binding : std::int32_t { kNone = 0, kShmpages, kPrivvmpages, kCgroup, kOvercommit };
+inline const char* binding_name(std::int32_t b) {
+  switch (b) {
+    case kShmpages: return "beancounter:shmpages";
+    case kPrivvmpages: return "beancounter:privvmpages";
+    case kCgroup: return "cgroup:memory";
+    case kOvercommit: return "overcommit";
+  }
+  return "";
+}
+inline std::int32_t binding_id(const std::string& name) {
+  if (name == "beancounter:shmpages") return kShmpages;
+  if (name == "beancounter:privvmpages") return kPrivvmpages;
+  if (name == "cgroup:memory") return kCgroup;
+  if (name == "overcommit") return kOvercommit;
+  return kNone;
+}
+
+// Counters per virtual host, written by children with relaxed atomic adds.
+struct VhostCounters {
+  std::atomic<std::uint64_t> guarded, passed, refused, would_refuse, failed_open, translated;
+  std::atomic<std::int64_t> last_refusal_ms;  // wall clock
+  std::atomic<std::int64_t> last_log_ms;      // for the one-line-per-burst log
+  std::atomic<std::uint64_t> refused_since_log;
+};
+
+// One mod_fcgid process class (vhost_id, device, inode of wrapper or script): how many of our
+// requests are in flight to it (children), and the largest segment its workers map (sampler).
+struct ClassSlot {
+  std::atomic<std::uint64_t> key;  // 0 = empty; set once with CAS, never cleared in a generation
+  std::atomic<std::int32_t> inflight;
+  std::atomic<std::uint64_t> max_segment;  // bytes, 0 unknown
+  std::atomic<std::int32_t> workers;       // live workers seen by the sampler
+};
+
+struct Segment {
+  std::uint32_t magic;
+  std::uint32_t nvhosts;
+
+  // Sampler health.
+  std::atomic<std::int32_t> sampler_pid;
+  std::atomic<std::uint64_t> samples;
+  std::atomic<std::uint64_t> sampler_starts;
+  std::atomic<std::int64_t> sample_wall_ms;  // when the last sample was taken (0: none yet)
+  std::atomic<std::int64_t> interval_ms;
+
+  // The model, as the request path needs it.
+  std::atomic<std::int64_t> headroom;  // bytes; -1: no finite limit
+  std::atomic<std::int32_t> binding;   // Binding
+  std::atomic<std::int64_t> binding_limit, binding_used;  // bytes
+  std::atomic<std::int64_t> binding_failcnt_rise_minute;
+  std::atomic<std::int32_t> warn_state;  // 1 while headroom is below ShmGuardWarnBelow
+
+  // Evidence for the 500 -> 503 translation.
+  std::atomic<std::uint64_t> wake_requests;  // children ask for a fresh evidence scan
+  std::atomic<std::uint64_t> evidence_gen;   // sampler: scans completed
+  std::atomic<std::uint64_t> php_errors;     // PHP "Unable to allocate shared memory" lines seen
+  std::atomic<std::int64_t> php_error_wall_ms;
+  std::atomic<std::uint64_t> php_error_bytes;
+  std::atomic<std::int32_t> php_error_pid;
+  std::atomic<std::uint64_t> failcnt_sum;  // beancounter shmpages+privvmpages failcnt
+  std::atomic<std::uint64_t> oom_kills;    // cgroup oom_kill (v2) or failcnt (v1)
+
+  VhostCounters vhosts[kMaxVhosts];
+  ClassSlot classes[kClassSlots];
+
+  // Status snapshot (seqlock).
+  std::atomic<std::uint64_t> blob_seq;
+  std::atomic<std::uint32_t> blob_len;
+  char blob[kBlobMax];
+};
+
+inline void init(Segment* s, std::uint32_t nvhosts, std::int64_t interval_ms) {
+  std::memset(static_cast<void*>(s), 0, sizeof(Segment));
+  s->magic = kMagic;
+  s->nvhosts = nvhosts;
+  s->headroom.store(-1);
+  s->interval_ms.store(interval_ms);
+}
+
+inline void publish_blob(Segment* s, const std::string& text) {
+  std::size_t n = text.size() < kBlobMax ? text.size() : kBlobMax;
+  s->blob_seq.fetch_add(1, std::memory_order_acq_rel);  // odd: writing
+  std::atomic_thread_fence(std::memory_order_release);
+  std::memcpy(s->blob, text.data(), n);
+  s->blob_len.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  s->blob_seq.fetch_add(1, std::memory_order_release);  // even: done
+}
+
+// Copies the blob consistently; false if the writer kept interfering (never blocks).
+inline bool read_blob(const Segment* s, std::string& out) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    std::uint64_t a = s->blob_seq.load(std::memory_order_acquire);
+    if (a & 1) continue;
+    std::uint32_t n = s->blob_len.load(std::memory_order_relaxed);
+    if (n > kBlobMax) continue;
+    out.assign(s->blob, n);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (s->blob_seq.load(std::memory_order_relaxed) == a) return a != 0;
+  }
+  return false;
+}
+
+// The slot for a class key (created if absent); nullptr when the table is full.
+inline ClassSlot* class_slot(Segment* s, std::uint64_t key) {
+  if (key == 0) key = 1;
+  for (std::size_t i = 0; i < kClassSlots; ++i) {
+    ClassSlot& c = s->classes[(key + i) % kClassSlots];
+    std::uint64_t k = c.key.load(std::memory_order_acquire);
+    if (k == key) return &c;
+    if (k == 0) {
+      std::uint64_t expected = 0;
+      if (c.key.compare_exchange_strong(expected, key, std::memory_order_acq_rel)) return &c;
+      if (expected == key) return &c;
+    }
+  }
+  return nullptr;
+}
+
+inline std::uint64_t class_key(std::int32_t vhost_id, std::uint64_t dev, std::uint64_t inode) {
+  // FNV-1a over the three fields.
+  std::uint64_t h = 1469598103934665603ULL;
+  auto mix = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (i * 8)) & 0xff;
+      h *= 1099511628211ULL;
+    }
+  };
+  mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(vhost_id)));
+  mix(dev);
+  mix(inode);
+  return h == 0 ? 1 : h;
+}
+
+}  // namespace shmguard::shm

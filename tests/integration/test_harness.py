@@ -1,0 +1,239 @@
+"""The harness and the OpenVZ beancounter double against the real stack, without mod_shmguard."""
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+import harness
+from ubc_double import ubc
+
+FATAL_RX = re.compile(r"^\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4} \((\d+)\): Fatal Error Unable to allocate shared "
+                      r"memory segment of (\d+) bytes: mmap: Cannot allocate memory \(12\)$", re.M)
+
+
+def php_pid(resp):
+    assert resp.status == 200, resp
+    return int(resp.body)
+
+
+# ------------------------------------------------------------------------------------------ (a)
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_php_and_static_served(server, mpm):
+    s = server(mpm=mpm)
+    status, headers, body, elapsed = s.get("/index.php")
+    assert status == 200, body
+    assert b"shmguard-it php ok" in body
+    assert b"sapi=cgi-fcgi" in body
+    assert b"opcache=on" in body and b"memory_consumption=64" in body
+    assert headers.get("Content-Type", "").startswith("text/plain")
+    assert elapsed < 5
+
+    r = s.get("/static.txt")
+    assert (r.status, r.body) == (200, b"static ok\n")
+    assert r.headers["Content-Type"].startswith("text/plain")
+    assert s.get("/").status == 200                      # DirectoryIndex index.php
+    assert s.get("/nope.html").status == 404
+
+    pid = php_pid(s.get("/sleep.php?ms=10"))
+    assert s.php_workers() == [pid]
+    assert s.fcgid_pm_pid() == harness._proc_table()[pid][0]
+    # the worker is registered with the double: exactly one 64 MiB segment (16384 pages) held
+    assert s.budget.workers() == {pid: 16384}
+    assert s.budget.held() == 16384
+    assert s.budget.parsed()["shmpages"][0] == 16384
+
+    st = json.loads(s.get("/opcache.php").body)
+    assert st["memory_consumption"] == "64M" or st["memory_consumption"] == "64"
+    assert st["status"]["opcache_enabled"] is True
+
+    assert s.get("/server-status?auto").status == 200
+    rc, out = s.configtest()
+    assert rc == 0 and "Syntax OK" in out
+
+
+# ------------------------------------------------------------------------------------------ (b)
+def test_outage_reproduced_when_budget_exhausted(server):
+    s = server()
+    seg = s.budget.segment_pages
+    assert seg == 64 * 256
+    # another tenant holds all but half a segment: no room for a php-cgi's OPcache
+    s.budget.set_barrier(seg // 2)
+    failcnt0 = s.budget.failcnt()
+    mark = s.log_mark()
+
+    status, headers, body, elapsed = s.get("/sleep.php?ms=0")
+    assert status == 500
+    assert b"Internal Server Error" in body
+    assert elapsed < 5
+
+    log = s.error_log(mark)
+    s.wait_log(r"Unable to allocate shared memory segment of", since=mark)
+    log = s.error_log(mark)
+    assert "Unable to allocate shared memory segment of 67108864 bytes" in log
+    assert "mmap: Cannot allocate memory (12)" in log
+    m = FATAL_RX.search(log)
+    assert m, log                         # php-cgi's unformatted stderr line, as in the field report
+    assert "End of script output before headers: sleep.php" in log
+
+    assert s.budget.failcnt() == failcnt0 + 1
+    row = s.budget.parsed()["shmpages"]   # the file, as the module will read it
+    assert row == (0, 0, seg // 2, seg // 2, failcnt0 + 1)
+    assert s.budget.workers() == {}
+    assert any(" fail shmpages held=0 need=16384 barrier=8192" in e for e in s.budget.events())
+
+    # room again: the next request works and is charged
+    s.budget.set_barrier(262144)
+    pid = php_pid(s.get("/sleep.php?ms=0"))
+    assert s.budget.workers() == {pid: seg}
+
+
+def test_failing_worker_exits_254(server):
+    """The over-budget php-cgi dies with PHP's own exit status (exit(-2) after ACCEL_LOG_FATAL)."""
+    cfg = json.load(open(os.path.join(server(start=False).ubc_dir, "config.json")))
+    assert cfg["fail_as_kib"], "no RLIMIT_AS window found for a 64 MiB segment"
+    import resource
+    import subprocess
+
+    def lim():
+        resource.setrlimit(resource.RLIMIT_AS, (cfg["fail_as_kib"] * 1024,) * 2)
+
+    p = subprocess.run(ubc.php_argv(cfg, 64) + ["-v"], preexec_fn=lim, capture_output=True, timeout=20)
+    assert p.returncode == 254
+    assert b"Unable to allocate shared memory segment of 67108864 bytes: mmap: Cannot allocate memory (12)" \
+        in p.stdout + p.stderr
+
+
+# ------------------------------------------------------------------------------------------ (c)
+def test_budget_for_two_workers(server):
+    s = server(spawn_score_uplimit=100)
+    seg = s.budget.segment_pages
+    s.budget.set_barrier(2 * seg)
+
+    # two slow requests at once: two workers, both fit
+    rs = s.get_many(["/sleep.php?ms=2500", "/sleep.php?ms=2500", "/sleep.php?ms=10"], delays=[0, 0, 0.6])
+    a, b, c = rs
+    assert a.status == 200 and b.status == 200, rs
+    assert int(a.body) != int(b.body)
+    # the third one, while both are busy, needs a third segment: the double makes it fail for real
+    assert c.status == 500, rs
+    assert c.elapsed < a.elapsed
+    assert s.budget.failcnt() == 1
+    assert s.budget.maxheld() == 2 * seg
+    assert "Unable to allocate shared memory segment of 67108864 bytes" in s.error_log()
+
+    live = s.php_workers()
+    assert sorted(live) == sorted([int(a.body), int(b.body)])
+    assert s.budget.workers() == {p: seg for p in live}
+    assert s.budget.held() == 2 * seg
+    assert s.budget.parsed()["shmpages"] == (2 * seg, 2 * seg, 2 * seg, 2 * seg, 1)
+    assert s.budget.parsed()["privvmpages"][0] == ubc.DEFAULT_PRIVVM_BASE + 2 * seg
+
+    # the two idle workers keep serving within the budget
+    rs = s.get_many(["/sleep.php?ms=300"] * 2)
+    assert [r.status for r in rs] == [200, 200]
+    assert {int(r.body) for r in rs} <= set(live)
+    assert s.budget.failcnt() == 1
+
+
+def test_held_drops_when_workers_exit(server):
+    s = server(idle_timeout=1, min_processes_per_class=0)
+    pid = php_pid(s.get("/sleep.php?ms=0"))
+    assert s.budget.held() == 16384
+    deadline = time.monotonic() + 12
+    while pid in s.php_workers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pid not in s.php_workers(), "FcgidIdleTimeout 1 did not end the worker"
+    deadline = time.monotonic() + 2
+    while s.budget.parsed()["shmpages"][0] and time.monotonic() < deadline:  # background refresher
+        time.sleep(0.05)
+    assert s.budget.parsed()["shmpages"][:2] == (0, 16384)
+    assert any(e.split()[1:3] == [str(pid), "drop"] for e in s.budget.events())
+
+
+# ------------------------------------------------------------------------------------------ (d)
+def test_graceful_restart_and_clean_stop(server):
+    s = server()
+    parent = s.parent_pid()
+    old = php_pid(s.get("/sleep.php?ms=0"))
+    mark = s.log_mark()
+    s.graceful()
+    assert s.parent_pid() == parent
+    assert "SIGUSR1 received.  Doing graceful restart" in s.error_log(mark)
+    new = php_pid(s.get("/sleep.php?ms=0"))
+    assert s.get("/static.txt").status == 200
+    workers = s.php_workers()
+    assert new in workers
+
+    procs = s.processes()
+    assert parent in procs and new in procs
+    assert harness.marked_pids(s.root)          # the marker reaches the server's processes
+    left = s.stop()
+    assert left == []
+    for p in procs + [old]:
+        assert not harness._alive(p), p
+    assert harness.marked_pids(s.root) == []
+    assert s.processes() == []
+    assert s.budget.held() == 0                 # every segment released
+    assert s.parent_pid() is None
+
+
+def test_configtest_reports_errors(server):
+    s = server(start=False, extra_conf="NoSuchDirective on")
+    rc, out = s.configtest()
+    assert rc != 0
+    assert "NoSuchDirective" in out
+    with pytest.raises(RuntimeError, match="NoSuchDirective"):
+        s.start()
+    assert s.processes() == []
+
+
+# ------------------------------------------------------------------------------------------ the file
+def test_beancounter_file_is_in_kernel_format(server):
+    s = server(start=False, shm_barrier=1000, bc_resources=True)
+    text = s.budget.read_file()
+    lines = text.splitlines()
+    assert lines[0] == "Version: 2.5"
+    assert lines[1] == ("       uid  resource                     held              maxheld"
+                        "              barrier                limit              failcnt")
+    assert lines[2].startswith("      101:  kmemsize ")
+    assert all(len(line) == 10 + 2 + 12 + 5 * 21 for line in lines[1:])
+    names = [line[12:24].strip() for line in lines[2:]]
+    assert names[:6] == ["kmemsize", "lockedpages", "privvmpages", "shmpages", "dummy", "numproc"]
+    assert "            shmpages                        0                    0                 1000" \
+           "                 1000                    0" in lines
+    # the VZ7 per-container file: no header, no uid, no dummy rows
+    res = open(os.path.join(s.ubc_dir, "bc", "101", "resources")).read().splitlines()
+    assert len(res) == len(lines) - 2 - names.count("dummy")
+    assert res[0].startswith("            kmemsize ")
+
+    s.budget.set_row("shmpages", failcnt=7)
+    s.budget.set_barrier(2000, limit=2500)
+    assert s.budget.parsed()["shmpages"] == (0, 0, 2000, 2500, 7)
+
+
+def test_vz7_layout_and_parse():
+    rows = [(n, list(v)) for n, v in ubc.DEFAULT_ROWS]
+    text = ubc.render(rows, ubc_id="101", layout="vz7")
+    assert text.splitlines()[2] == "       101: kmemsize                 16595303             21577728" \
+                                   "             67108864             75497472                    0"
+    assert text.splitlines()[3].startswith("            lockedpages ")
+    assert ubc.parse(text)["101"]["shmpages"] == (0, 0, 262144, 262144, 0)
+    long_id = ubc.render(rows, ubc_id="1a2b3c4d-0000-0000-0000-000000000001", layout="vz7")
+    assert long_id.splitlines()[2].startswith("1a2b3c4d-0000-0000-0000-000000000001: kmemsize ")
+    assert ubc.parse(long_id)["1a2b3c4d-0000-0000-0000-000000000001"]["numiptent"][2] == 128
+
+
+# ------------------------------------------------------------------------------------------ php-fpm
+def test_php_fpm_through_proxy_fcgi(server):
+    s = server(fpm=True)
+    r = s.get("/fpm/index.php")
+    assert r.status == 200, r.text + s.error_log()
+    assert "sapi=fpm-fcgi" in r.text
+    assert int(re.search(r"pid=(\d+)", r.text).group(1)) in s.fpm_workers()
+    assert s.get("/index.php").status == 200           # php-cgi beside it
+    fpm = s.fpm_workers()
+    assert s.stop() == []
+    assert not any(harness._alive(p) for p in fpm)

@@ -1,0 +1,101 @@
+// mod_fcgid process table reader on a synthetic table with the 2.3.9 layout.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "shmguard/fcgid.hpp"
+
+using namespace shmguard::fcgid;
+
+namespace {
+struct Table {
+  std::vector<unsigned char> mem = std::vector<unsigned char>(kSlots * kNodeSize, 0);
+  unsigned char* node(int i) { return mem.data() + static_cast<std::size_t>(i) * kNodeSize; }
+  template <class T>
+  void put(int i, std::size_t off, T v) {
+    std::memcpy(node(i) + off, &v, sizeof v);
+  }
+  void add(int head, int i, int pid, std::uint64_t inode, int vhost, const char* cmd) {
+    // push at the front of the list, like mod_fcgid
+    int first;
+    std::memcpy(&first, node(head), sizeof first);
+    put(i, off::next_index, first);
+    put(head, off::next_index, i);
+    put(i, off::pid, pid);
+    put<std::uint64_t>(i, off::inode, inode);
+    put<std::uint64_t>(i, off::deviceid, 65024);
+    put(i, off::vhost_id, vhost);
+    put<std::uint32_t>(i, off::uid, 0xffffffffu);
+    put<std::uint32_t>(i, off::gid, 0xffffffffu);
+    std::strcpy(reinterpret_cast<char*>(node(i) + off::cmdline), cmd);
+    std::strcpy(reinterpret_cast<char*>(node(i) + off::executable_path), cmd);
+  }
+};
+bool all_alive(int) { return true; }
+bool odd_alive(int pid) { return pid % 2 == 1; }
+}  // namespace
+
+TEST(FcgidTable, CountsIdleAndBusyOfTheClass) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/srv/wrap.sh");
+  t.add(kIdleHead, 5, 103, 77, 1, "/srv/wrap.sh");
+  t.add(kBusyHead, 6, 105, 77, 1, "/srv/wrap.sh");
+  t.add(kBusyHead, 7, 107, 77, 2, "/srv/wrap.sh");   // other vhost
+  t.add(kIdleHead, 8, 109, 78, 1, "/srv/other.sh");  // other wrapper
+  t.add(kErrorHead, 9, 111, 77, 1, "/srv/wrap.sh");  // dying: not counted
+  ClassKey k;
+  k.inode = 77;
+  k.deviceid = 65024;
+  k.vhost_id = 1;
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, all_alive), 3);
+  k.cmdline = "/srv/wrap.sh";
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, all_alive), 3);
+  k.cmdline = "/srv/wrap.sh -x";
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, all_alive), 0);
+  k.cmdline = nullptr;
+  k.vhost_id = 2;
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, all_alive), 1);
+  EXPECT_EQ(count_class_workers(nullptr, k, all_alive), -1);
+}
+
+TEST(FcgidTable, DeadPidsAreNotWorkers) {
+  Table t;
+  t.add(kIdleHead, 4, 100, 77, 1, "/w");
+  t.add(kIdleHead, 5, 101, 77, 1, "/w");
+  ClassKey k;
+  k.inode = 77;
+  k.deviceid = 65024;
+  k.vhost_id = 1;
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, odd_alive), 1);
+}
+
+TEST(FcgidTable, ReadTableListsEveryList) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/srv/wrap.sh");
+  t.add(kBusyHead, 10, 102, 77, 1, "/srv/wrap.sh");
+  t.add(kErrorHead, 1027, 103, 77, 1, "/srv/wrap.sh");
+  auto nodes = read_table(t.mem.data());
+  ASSERT_EQ(nodes.size(), 3u);
+  EXPECT_EQ(nodes[0].pid, 101);
+  EXPECT_EQ(nodes[0].list, List::Idle);
+  EXPECT_EQ(nodes[0].cmdline, "/srv/wrap.sh");
+  EXPECT_EQ(nodes[1].list, List::Busy);
+  EXPECT_EQ(nodes[2].index, 1027);
+  EXPECT_EQ(nodes[2].list, List::Error);
+}
+
+TEST(FcgidTable, CorruptLinksAreBounded) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/w");
+  t.put(4, off::next_index, 4);  // a cycle
+  ClassKey k;
+  k.inode = 77;
+  k.deviceid = 65024;
+  k.vhost_id = 1;
+  EXPECT_LE(count_class_workers(t.mem.data(), k, all_alive), kSlots);
+  t.put(4, off::next_index, 99999);  // out of range
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, all_alive), 1);
+  t.put(kIdleHead, off::next_index, -5);
+  EXPECT_EQ(read_table(t.mem.data()).size(), 0u);
+}

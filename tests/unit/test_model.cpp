@@ -1,0 +1,297 @@
+// Headroom model, failure-counter tracking, units and renderings.
+#include <gtest/gtest.h>
+
+#include "shmguard/json.hpp"
+#include "shmguard/model.hpp"
+#include "shmguard/render.hpp"
+#include "shmguard/units.hpp"
+
+using namespace shmguard;
+
+namespace {
+
+BeancounterRow row(const char* res, std::uint64_t held, std::uint64_t barrier,
+                   std::uint64_t failcnt = 0) {
+  BeancounterRow r;
+  r.resource = res;
+  r.held = held;
+  r.maxheld = held;
+  r.barrier = barrier;
+  r.limit = barrier;
+  r.failcnt = failcnt;
+  r.unit = beancounter_unit(res);
+  return r;
+}
+
+Snapshot with_beancounters(std::uint64_t shm_held, std::uint64_t shm_barrier,
+                           std::uint64_t priv_held, std::uint64_t priv_barrier) {
+  Snapshot s;
+  s.page_size = 4096;
+  Beancounters bc;
+  bc.file = "/proc/user_beancounters";
+  bc.version = "2.5";
+  bc.block.id = "101";
+  bc.block.rows.push_back(row("kmemsize", 16595303, 67108864));
+  bc.block.rows.push_back(row("privvmpages", priv_held, priv_barrier, 161));
+  bc.block.rows.push_back(row("shmpages", shm_held, shm_barrier, 10067));
+  s.beancounters = bc;
+  return s;
+}
+
+CgroupMemory cgroup(std::optional<std::uint64_t> limit, std::uint64_t usage) {
+  CgroupMemory c;
+  c.version = 2;
+  c.dir = "/sys/fs/cgroup/web";
+  c.limit = limit;
+  c.usage = usage;
+  c.levels.push_back(CgroupLevel{c.dir, limit, usage});
+  return c;
+}
+
+}  // namespace
+
+TEST(Headroom, FieldReportShmpagesBinds) {
+  // The admin's numbers: shmpages held=247122 barrier=262144 pages.
+  Snapshot s = with_beancounters(247122, 262144, 239894, 393216);
+  compute_headroom(s);
+  ASSERT_TRUE(s.headroom_bytes);
+  EXPECT_EQ(*s.headroom_bytes, (262144ULL - 247122ULL) * 4096ULL);
+  EXPECT_EQ(s.binding, "beancounter:shmpages");
+  ASSERT_EQ(s.limits.size(), 2u);
+}
+
+TEST(Headroom, PrivvmpagesBindsWhenTighter) {
+  Snapshot s = with_beancounters(653, 262144, 440000, 442368);
+  compute_headroom(s);
+  EXPECT_EQ(s.binding, "beancounter:privvmpages");
+  EXPECT_EQ(*s.headroom_bytes, (442368ULL - 440000ULL) * 4096ULL);
+}
+
+TEST(Headroom, OverHeldClampsAtZero) {
+  Snapshot s = with_beancounters(262200, 262144, 1, 442368);
+  compute_headroom(s);
+  EXPECT_EQ(*s.headroom_bytes, 0u);
+  EXPECT_EQ(s.binding, "beancounter:shmpages");
+}
+
+TEST(Headroom, UnlimitedBeancountersDoNotBind) {
+  Snapshot s = with_beancounters(653, 9223372036854775807ULL, 239894, 9223372036854775807ULL);
+  compute_headroom(s);
+  EXPECT_FALSE(s.headroom_bytes);
+  EXPECT_EQ(s.binding, "");
+  EXPECT_TRUE(s.limits.empty());
+}
+
+TEST(Headroom, CgroupBindsOverLooseBeancounter) {
+  Snapshot s = with_beancounters(653, 262144, 239894, 393216);
+  s.cgroup = cgroup(512ULL << 20, 500ULL << 20);
+  compute_headroom(s);
+  EXPECT_EQ(s.binding, "cgroup:memory");
+  EXPECT_EQ(*s.headroom_bytes, 12ULL << 20);
+}
+
+TEST(Headroom, CgroupAncestorLimitBinds) {
+  Snapshot s;
+  CgroupMemory c = cgroup(std::nullopt, 100ULL << 20);
+  c.levels.push_back(CgroupLevel{"/sys/fs/cgroup", 1ULL << 30, (1ULL << 30) - (5ULL << 20)});
+  s.cgroup = c;
+  compute_headroom(s);
+  EXPECT_EQ(s.binding, "cgroup:memory");
+  EXPECT_EQ(*s.headroom_bytes, 5ULL << 20);
+}
+
+TEST(Headroom, UnlimitedCgroupDoesNotBind) {
+  Snapshot s;
+  s.cgroup = cgroup(std::nullopt, 100);
+  compute_headroom(s);
+  EXPECT_FALSE(s.headroom_bytes);
+}
+
+TEST(Headroom, StrictOvercommitBindsOnlyInMode2) {
+  Snapshot s;
+  Overcommit m;
+  m.mode = 0;
+  m.commit_limit = 8ULL << 30;
+  m.committed_as = (8ULL << 30) - (100ULL << 20);
+  s.overcommit = m;
+  compute_headroom(s);
+  EXPECT_FALSE(s.headroom_bytes) << "heuristic overcommit does not refuse";
+  s.overcommit->mode = 2;
+  compute_headroom(s);
+  EXPECT_EQ(s.binding, "overcommit");
+  EXPECT_EQ(*s.headroom_bytes, 100ULL << 20);
+}
+
+TEST(Headroom, MixedPicksSmallest) {
+  Snapshot s = with_beancounters(200000, 262144, 239894, 393216);  // ~242 MiB
+  s.cgroup = cgroup(4ULL << 30, 3ULL << 30);                       // 1 GiB
+  Overcommit m;
+  m.mode = 2;
+  m.commit_limit = 10ULL << 30;
+  m.committed_as = (10ULL << 30) - (50ULL << 20);  // 50 MiB
+  s.overcommit = m;
+  compute_headroom(s);
+  EXPECT_EQ(s.binding, "overcommit");
+  EXPECT_EQ(*s.headroom_bytes, 50ULL << 20);
+  EXPECT_EQ(s.limits.size(), 4u);
+  ASSERT_NE(s.binding_limit(), nullptr);
+  EXPECT_EQ(s.binding_limit()->limit_bytes, 10ULL << 30);
+}
+
+TEST(Headroom, SysvAndDevshmNeverBind) {
+  Snapshot s;
+  Sysv v;
+  v.shmmax = 1;
+  v.shmall = 1;
+  s.sysv = v;
+  s.devshm = DevShm{"/dev/shm", 64 << 20, 0, 0};
+  compute_headroom(s);
+  EXPECT_FALSE(s.headroom_bytes);
+}
+
+TEST(Tracker, SinceStartAndLastMinute) {
+  FailcntTracker t(60000);
+  Snapshot s = with_beancounters(1, 262144, 1, 393216);  // shmpages failcnt 10067
+  t.observe(0, s);
+  auto find = [](const Snapshot& x, const char* name) {
+    for (const auto& c : x.counters)
+      if (c.name == name) return c;
+    ADD_FAILURE() << "no counter " << name;
+    return Counter{};
+  };
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").since_start, 0u);
+  s.beancounters->block.rows[2].failcnt = 10070;
+  t.observe(30000, s);
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").since_start, 3u);
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").last_minute, 3u);
+  s.beancounters->block.rows[2].failcnt = 10077;
+  t.observe(61000, s);  // baseline: the newest sample at least a minute old (the 0 s one)
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").since_start, 10u);
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").last_minute, 10u);
+  t.observe(95000, s);  // now the 30 s sample is the baseline: only the second rise counts
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").last_minute, 7u);
+  t.observe(200000, s);  // quiet for over a minute
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").last_minute, 0u);
+  EXPECT_EQ(find(s, "beancounter:shmpages:failcnt").since_start, 10u);
+  EXPECT_EQ(find(s, "beancounter:privvmpages:failcnt").value, 161u);
+}
+
+TEST(Tracker, CounterResetRebases) {
+  FailcntTracker t;
+  Snapshot s = with_beancounters(1, 262144, 1, 393216);
+  t.observe(0, s);
+  s.beancounters->block.rows[2].failcnt = 5;  // container restarted
+  t.observe(1000, s);
+  for (const auto& c : s.counters) {
+    if (c.name == "beancounter:shmpages:failcnt") {
+      EXPECT_EQ(c.since_start, 0u);
+    }
+  }
+}
+
+TEST(Units, Sizes) {
+  EXPECT_EQ(parse_size("64M"), 64ULL << 20);
+  EXPECT_EQ(parse_size("1G"), 1ULL << 30);
+  EXPECT_EQ(parse_size("512k"), 512ULL << 10);
+  EXPECT_EQ(parse_size("64MiB"), 64ULL << 20);
+  EXPECT_EQ(parse_size("1048576"), 1048576u);
+  EXPECT_FALSE(parse_size(""));
+  EXPECT_FALSE(parse_size("M"));
+  EXPECT_FALSE(parse_size("-1M"));
+  EXPECT_FALSE(parse_size("64X"));
+  EXPECT_FALSE(parse_size("1.5G"));
+  EXPECT_FALSE(parse_size("99999999999999999999"));
+  EXPECT_FALSE(parse_size("17179869184G")) << "overflows 2^64";
+}
+
+TEST(Units, Durations) {
+  EXPECT_EQ(parse_duration_ms("250ms"), 250u);
+  EXPECT_EQ(parse_duration_ms("1s"), 1000u);
+  EXPECT_EQ(parse_duration_ms("2"), 2000u);
+  EXPECT_EQ(parse_duration_ms("1m"), 60000u);
+  EXPECT_FALSE(parse_duration_ms("1h"));
+  EXPECT_FALSE(parse_duration_ms("fast"));
+  EXPECT_FALSE(parse_duration_ms("18446744073709551615s"));
+}
+
+TEST(Units, Percent) {
+  EXPECT_DOUBLE_EQ(*parse_percent("90%"), 90.0);
+  EXPECT_DOUBLE_EQ(*parse_percent("12.5%"), 12.5);
+  EXPECT_FALSE(parse_percent("101%"));
+  EXPECT_FALSE(parse_percent("90"));
+  EXPECT_FALSE(parse_percent("%"));
+  EXPECT_FALSE(parse_percent("-5%"));
+}
+
+TEST(Units, Human) {
+  EXPECT_EQ(human_bytes(512), "512 B");
+  EXPECT_EQ(human_bytes(64ULL << 20), "64.0 MiB");
+  EXPECT_EQ(human_bytes(1ULL << 30), "1.0 GiB");
+  EXPECT_EQ(human_bytes(12582912), "12.0 MiB");
+}
+
+TEST(Json, EscapesForHtmlAndControl) {
+  EXPECT_EQ(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+  EXPECT_EQ(json_string("<script>"), "\"\\u003cscript\\u003e\"");
+  EXPECT_EQ(json_string(std::string("\x01", 1)), "\"\\u0001\"");
+  EXPECT_EQ(json_string("\xff"), "\"\\ufffd\"");
+  EXPECT_EQ(json_string("\xc3\xa9"), "\"\xc3\xa9\"");
+}
+
+TEST(Json, WriterCommas) {
+  JsonWriter w;
+  w.begin_object().field("a", 1).key("b").begin_array().value(1).value("x").null().end_array();
+  w.field("c", std::optional<std::uint64_t>{}).end_object();
+  EXPECT_EQ(w.str(), "{\"a\":1,\"b\":[1,\"x\",null],\"c\":null}");
+}
+
+TEST(Render, JsonHasStableKeys) {
+  Snapshot s = with_beancounters(247122, 262144, 239894, 393216);
+  s.unavailable.push_back({"cgroup", "permission denied: /sys/fs/cgroup/x/memory.current"});
+  compute_headroom(s);
+  std::string j = render_json(s);
+  EXPECT_NE(j.find("\"headroom_bytes\":61530112"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"binding\":\"beancounter:shmpages\""), std::string::npos);
+  EXPECT_NE(j.find("\"source\":\"beancounter\""), std::string::npos);
+  EXPECT_NE(j.find("\"resource\":\"shmpages\",\"held\":247122"), std::string::npos);
+  EXPECT_NE(j.find("\"unit\":\"pages\""), std::string::npos);
+  EXPECT_NE(j.find("\"barrier_bytes\":1073741824"), std::string::npos);
+  EXPECT_NE(j.find("\"unavailable\":[{\"source\":\"cgroup\",\"reason\":\"permission denied"),
+            std::string::npos);
+}
+
+TEST(Render, JsonNullHeadroomWhenUnbounded) {
+  Snapshot s;
+  compute_headroom(s);
+  std::string j = render_json(s);
+  EXPECT_NE(j.find("\"headroom_bytes\":null,\"binding\":null"), std::string::npos) << j;
+}
+
+TEST(Render, TextHeadlineNamesBinding) {
+  Snapshot s = with_beancounters(247122, 262144, 239894, 393216);
+  compute_headroom(s);
+  std::string t = render_text(s);
+  EXPECT_EQ(t.rfind("headroom 58.7 MiB (61530112 bytes) for new shared memory, bound by "
+                    "beancounter:shmpages",
+                    0),
+            0u)
+      << t;
+  EXPECT_NE(t.find("247122/262144 pages held/barrier, failcnt 10067"), std::string::npos);
+}
+
+TEST(Render, PrometheusFamiliesAndInf) {
+  Snapshot s = with_beancounters(247122, 262144, 239894, 9223372036854775807ULL);
+  compute_headroom(s);
+  std::string p = render_prometheus(s);
+  EXPECT_NE(p.find("# TYPE shmguard_headroom_bytes gauge\nshmguard_headroom_bytes 61530112\n"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("shmguard_beancounter_barrier{container=\"101\",resource=\"privvmpages\","
+                   "unit=\"pages\"} +Inf"),
+            std::string::npos);
+  EXPECT_NE(p.find("# TYPE shmguard_beancounter_failcnt_total counter"), std::string::npos);
+  EXPECT_NE(p.find("shmguard_beancounter_failcnt_total{container=\"101\",resource=\"shmpages\"} "
+                   "10067"),
+            std::string::npos);
+  EXPECT_EQ(prom_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+}
