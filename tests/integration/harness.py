@@ -15,6 +15,16 @@ Typical use (see conftest.py's `server` fixture, which starts, stops and cleans 
     s.budget.set_barrier(0)                          # no room for another OPcache segment
     r = s.get("/sleep.php?ms=10")                    # -> 500, error log has PHP's fatal error
 
+mod_fcgid timing to know when writing tests (fcgid_bridge.c / fcgid_spawn_ctl.c, mod_fcgid 2.3.9):
+- a request that finds no idle worker while another worker of its class is busy first sleeps 1 s and
+  looks again before asking for a spawn: a second concurrent request is ~1 s late, and a request that
+  overlaps a slow one by less than 1 s is served by the same worker (use sleeps of >= 2 s);
+- spawn score: each spawn adds 1, each exit 2 (decays 1/s); at FcgidSpawnScoreUpLimit (10) spawns are
+  refused and the request retries (1 s sleeps) up to ~64 s before a 503. A test that makes more than
+  ~3 workers fail in a few seconds should pass spawn_score_uplimit=100;
+- a worker that dies at start (the double's over-budget case) gives a 500 in ~50-100 ms.
+- graceful restart ends mod_fcgid's process manager and all its php-cgi workers (new PM, new workers).
+
 Run as a script: `harness.py demo --port 8080 [--root DIR] [--shmguard-so SO --shmguard-conf CONF]`
 writes a demo server root and prints ROOT=/CONF=/UBC= lines (scripts/run-demo.sh uses it);
 `harness.py cleanup --root DIR` stops whatever of that root still runs.
@@ -247,6 +257,7 @@ class Server:
     shmguard            LoadModule mod_shmguard (from shmguard_so, else $SHMGUARD_BUILD/mod_shmguard.so,
                         else <repo>/build/mod_shmguard.so; missing -> FileNotFoundError)
     shmguard_conf       text placed right after that LoadModule (extra_conf also works)
+    shmguard_conf_file  a file Include-d right after that LoadModule (e.g. <repo>/conf/shmguard.conf)
     wrapper             "ubc" (default: the beancounter double), "plain" (php-cgi with the same OPcache
                         options, no accounting) or None (no FcgidWrapper)
     segment_mib         OPcache segment per php-cgi worker (opcache.memory_consumption), default 64
@@ -269,7 +280,11 @@ class Server:
     root                default: a new directory under /tmp/shmguard-it
 
     The conf defines ${SHMGUARD_ROOT} and ${SHMGUARD_UBC_FILE} (the double's beancounter file) for
-    extra_conf/shmguard_conf.
+    extra_conf/shmguard_conf. With start=False a test may change self.opts and call write() again
+    (the budget's state is kept).
+
+    Attributes: root, conf, htdocs, logs, error_log_path, access_log_path, pid_file, port, base_url,
+    ubc_dir, budget (ubc.Budget), leftovers (pids stop() had to SIGKILL).
     """
 
     def __init__(self, name="server", root=None, artifacts=None, mpm="event", log_level="warn",
@@ -279,8 +294,7 @@ class Server:
                  max_processes_per_class=None, min_processes_per_class=None, max_processes=None,
                  idle_timeout=None, idle_scan_interval=None, spawn_score_uplimit=None,
                  max_requests_per_process=None, process_life_time=None, fcgid_extra="",
-                 status=True, proxy_fcgi=None, fpm=False, fpm_children=2, extra_conf="", port=None,
-                 foreground=False):
+                 status=True, proxy_fcgi=None, fpm=False, fpm_children=2, extra_conf="", port=None):
         self.name = name
         self.artifacts = artifacts
         self.opts = dict(mpm=mpm, log_level=log_level, wrapper=wrapper, segment_mib=segment_mib,

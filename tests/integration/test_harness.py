@@ -59,8 +59,9 @@ def test_outage_reproduced_when_budget_exhausted(server):
     s = server()
     seg = s.budget.segment_pages
     assert seg == 64 * 256
-    # another tenant holds all but half a segment: no room for a php-cgi's OPcache
-    s.budget.set_barrier(seg // 2)
+    # the field report's numbers: barrier 262144 pages (1 GiB); others hold all but half a segment
+    assert s.budget.barrier() == 262144
+    s.budget.set_external(262144 - seg // 2)
     failcnt0 = s.budget.failcnt()
     mark = s.log_mark()
 
@@ -80,19 +81,25 @@ def test_outage_reproduced_when_budget_exhausted(server):
 
     assert s.budget.failcnt() == failcnt0 + 1
     row = s.budget.parsed()["shmpages"]   # the file, as the module will read it
-    assert row == (0, 0, seg // 2, seg // 2, failcnt0 + 1)
+    assert row == (262144 - seg // 2, 262144 - seg // 2, 262144, 262144, failcnt0 + 1)
     assert s.budget.workers() == {}
-    assert any(" fail shmpages held=0 need=16384 barrier=8192" in e for e in s.budget.events())
+    assert any(" fail shmpages held=253952 need=16384 barrier=262144" in e for e in s.budget.events())
+
+    # a second request fails the same way (no worker could start)
+    assert s.get("/index.php").status == 500
+    assert s.budget.failcnt() == failcnt0 + 2
 
     # room again: the next request works and is charged
-    s.budget.set_barrier(262144)
+    s.budget.set_external(0)
     pid = php_pid(s.get("/sleep.php?ms=0"))
     assert s.budget.workers() == {pid: seg}
+    assert s.budget.held() == seg
 
 
 def test_failing_worker_exits_254(server):
     """The over-budget php-cgi dies with PHP's own exit status (exit(-2) after ACCEL_LOG_FATAL)."""
-    cfg = json.load(open(os.path.join(server(start=False).ubc_dir, "config.json")))
+    with open(os.path.join(server(start=False).ubc_dir, "config.json")) as f:
+        cfg = json.load(f)
     assert cfg["fail_as_kib"], "no RLIMIT_AS window found for a 64 MiB segment"
     import resource
     import subprocess
@@ -153,6 +160,22 @@ def test_held_drops_when_workers_exit(server):
     assert any(e.split()[1:3] == [str(pid), "drop"] for e in s.budget.events())
 
 
+def test_privvmpages_barrier_also_enforced(server):
+    """The kernel charges a shared mapping to privvmpages too: whichever barrier is hit fails it."""
+    s = server()
+    seg = s.budget.segment_pages
+    base = ubc.DEFAULT_PRIVVM_BASE
+    s.budget.set_barrier(base + seg, resource="privvmpages")
+    pid = php_pid(s.get("/sleep.php?ms=0"))          # exactly fits
+    assert s.budget.held("privvmpages") == base + seg
+    rs = s.get_many(["/sleep.php?ms=2000", "/sleep.php?ms=0"], delays=[0, 0.3])
+    assert rs[0].status == 200 and int(rs[0].body) == pid
+    assert rs[1].status == 500, rs
+    assert s.budget.failcnt("privvmpages") == 1
+    assert s.budget.failcnt("shmpages") == 0
+    assert s.budget.parsed()["privvmpages"][4] == 1
+
+
 # ------------------------------------------------------------------------------------------ (d)
 def test_graceful_restart_and_clean_stop(server):
     s = server()
@@ -162,6 +185,12 @@ def test_graceful_restart_and_clean_stop(server):
     s.graceful()
     assert s.parent_pid() == parent
     assert "SIGUSR1 received.  Doing graceful restart" in s.error_log(mark)
+    # mod_fcgid's process manager is restarted with the generation and ends its php-cgi workers
+    assert harness._wait_gone([old], 5) == []
+    deadline = time.monotonic() + 3
+    while s.budget.parsed()["shmpages"][0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert s.budget.parsed()["shmpages"][0] == 0
     new = php_pid(s.get("/sleep.php?ms=0"))
     assert s.get("/static.txt").status == 200
     workers = s.php_workers()

@@ -31,14 +31,19 @@ Files in STATE_DIR (all rewritten atomically: write a temporary file, then renam
                       "layout": "ovz6" | "vz7", "bc_resources": false}
   state.json         the budget and the live workers:
                      {"rows": {"kmemsize": [held, maxheld, barrier, limit, failcnt], ...},   (file order)
-                      "privvm_base": 20000,   pages of privvmpages held by everything but the workers
+                      "shm_base": 0,          shmpages held by others (other sites, SysV users)
+                      "privvm_base": 20000,   privvmpages held by everything but shared memory
                       "workers": {"<pid>": {"pages": 16384, "start": <starttime ticks>}}}
-                     shmpages held = sum(pages of live workers); privvmpages held = privvm_base + that.
+                     shmpages held = shm_base + sum(pages of live workers);
+                     privvmpages held = privvm_base + shmpages held.
   lock               flock(2) target guarding state.json and the rendered files.
   user_beancounters  the file in the exact /proc/user_beancounters format (see render()).
   bc/<id>/resources  (only with "bc_resources": true) the VZ7 per-container file: no header, no uid,
                      no dummy rows.
-  events.log         one line per decision: "<time> <pid> start|fail|drop <resource> held=H need=N barrier=B"
+  events.log         one line per event, <time> = Unix time, H/N/B in pages:
+                       "<time> <pid> start shmpages held=H need=N barrier=B"   worker registered
+                       "<time> <pid> fail <resource> held=H need=N barrier=B"  over budget (failcnt+1)
+                       "<time> <pid> drop shmpages pages=N"                     dead worker dropped
 """
 
 import fcntl
@@ -188,12 +193,12 @@ class _Locked:
         for pid in list(workers):
             if not worker_alive(int(pid), workers[pid]["start"]):
                 w = workers.pop(pid)
-                self.event(int(pid), "drop", "shmpages", 0, w["pages"], 0)
+                self.events.append("%.3f %s drop shmpages pages=%d\n" % (time.time(), pid, w["pages"]))
                 changed = True
         return changed
 
     def recompute(self):
-        held = sum(w["pages"] for w in self.state["workers"].values())
+        held = self.state.get("shm_base", 0) + sum(w["pages"] for w in self.state["workers"].values())
         shm = self.row("shmpages")
         shm[0] = held
         shm[1] = max(shm[1], held)
@@ -203,7 +208,7 @@ class _Locked:
 
     def save(self):
         self.recompute()
-        _write_atomic(os.path.join(self.dir, "state.json"), json.dumps(self.state, indent=1) + "\n", 0o666)
+        _write_atomic(os.path.join(self.dir, "state.json"), json.dumps(self.state) + "\n", 0o666)
         cfg = self.config
         rows = self.state["rows"]
         _write_atomic(os.path.join(self.dir, "user_beancounters"),
@@ -338,7 +343,7 @@ class Budget:
                   "page_size": PAGE_SIZE, "fail_as_kib": fail_as_kib, "ubc_id": str(ubc_id),
                   "layout": layout, "bc_resources": bool(bc_resources)}
         rows = [[n, list(v)] for n, v in DEFAULT_ROWS]
-        state = {"rows": rows, "privvm_base": privvm_base, "workers": {}}
+        state = {"rows": rows, "shm_base": 0, "privvm_base": privvm_base, "workers": {}}
         for n, v in rows:
             if n == "shmpages":
                 v[2], v[3] = shm_barrier, shm_limit if shm_limit is not None else shm_barrier
@@ -387,6 +392,14 @@ class Budget:
             for i, x in enumerate((held, maxheld, barrier, limit, failcnt)):
                 if x is not None:
                     v[i] = int(x)
+            st.save()
+
+    def set_external(self, pages):
+        """shmpages held by others than this server's php-cgi workers (other sites, SysV users):
+        added to shmpages held (and so to privvmpages held)."""
+        with _Locked(self.dir) as st:
+            st.state["shm_base"] = int(pages)
+            st.drop_dead()
             st.save()
 
     def set_privvm_base(self, pages):

@@ -1,0 +1,294 @@
+// mod_shmguard glue: directives. Bad values fail `apachectl configtest` naming the directive and
+// the value; server-wide directives are refused inside <VirtualHost>.
+#include <cstdio>
+#include <string>
+
+#include "glue.hpp"
+#include "shmguard/units.hpp"
+
+#include "apr_file_io.h"
+#include "apr_strings.h"
+#include "http_log.h"
+
+APLOG_USE_MODULE(shmguard);
+
+namespace shmguard::glue {
+
+namespace {
+
+ServerConf* conf_of(cmd_parms* cmd) { return server_conf(cmd->server); }
+
+const char* bad(cmd_parms* cmd, const char* arg, const char* expected) {
+  return apr_psprintf(cmd->pool, "%s: invalid value '%s': expected %s", cmd->directive->directive,
+                      arg, expected);
+}
+
+// Server-wide directives: refused inside <VirtualHost> (and <Directory>, <Location>...).
+const char* server_only(cmd_parms* cmd) { return ap_check_cmd_context(cmd, GLOBAL_ONLY); }
+
+const char* set_enabled(cmd_parms* cmd, void*, int on) {
+  conf_of(cmd)->enabled = on ? 1 : 0;
+  return nullptr;
+}
+
+const char* set_detail(cmd_parms* cmd, void*, int on) {
+  conf_of(cmd)->detail = on ? 1 : 0;
+  return nullptr;
+}
+
+const char* set_reserve(cmd_parms* cmd, void*, const char* arg) {
+  ServerConf* c = conf_of(cmd);
+  if (std::string(arg) == "auto") {
+    c->reserve_auto = 1;
+    return nullptr;
+  }
+  auto v = parse_size(arg);
+  if (!v || *v == 0 || *v > (1ULL << 50))
+    return bad(cmd, arg, "auto or a size above 0 such as 64M, 1G or a number of bytes");
+  c->reserve_auto = 0;
+  c->reserve = *v;
+  return nullptr;
+}
+
+const char* set_action(cmd_parms* cmd, void*, const char* arg) {
+  std::string a(arg);
+  if (a == "refuse")
+    conf_of(cmd)->action = 0;
+  else if (a == "log")
+    conf_of(cmd)->action = 1;
+  else
+    return bad(cmd, arg, "refuse or log");
+  return nullptr;
+}
+
+const char* set_retry_after(cmd_parms* cmd, void*, const char* arg) {
+  auto v = parse_u64(arg);
+  if (!v || *v > 86400 * 7) return bad(cmd, arg, "a whole number of seconds from 0 to 604800");
+  conf_of(cmd)->retry_after = static_cast<apr_int64_t>(*v);
+  return nullptr;
+}
+
+const char* set_errordoc(cmd_parms* cmd, void*, const char* arg) {
+  const char* path = ap_server_root_relative(cmd->pool, arg);
+  if (!path) return bad(cmd, arg, "a file path");
+  apr_file_t* f = nullptr;
+  apr_status_t rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_OS_DEFAULT, cmd->pool);
+  if (rv != APR_SUCCESS) {
+    char buf[128];
+    return apr_psprintf(cmd->pool, "%s: cannot read '%s': %s", cmd->directive->directive, path,
+                        apr_strerror(rv, buf, sizeof buf));
+  }
+  apr_finfo_t fi;
+  rv = apr_file_info_get(&fi, APR_FINFO_SIZE | APR_FINFO_TYPE, f);
+  if (rv != APR_SUCCESS || fi.filetype != APR_REG || fi.size > (1 << 20)) {
+    apr_file_close(f);
+    return apr_psprintf(cmd->pool, "%s: '%s' is not a regular file of at most 1 MiB",
+                        cmd->directive->directive, path);
+  }
+  apr_size_t n = static_cast<apr_size_t>(fi.size);
+  char* body = static_cast<char*>(apr_palloc(cmd->pool, n + 1));
+  rv = apr_file_read_full(f, body, n, &n);
+  apr_file_close(f);
+  if (rv != APR_SUCCESS && rv != APR_EOF)
+    return apr_psprintf(cmd->pool, "%s: cannot read '%s'", cmd->directive->directive, path);
+  body[n] = '\0';
+  ServerConf* c = conf_of(cmd);
+  c->errordoc_path = path;
+  c->errordoc_body = body;
+  return nullptr;
+}
+
+const char* add_handler(cmd_parms* cmd, void*, const char* arg) {
+  ServerConf* c = conf_of(cmd);
+  if (!*arg) return bad(cmd, arg, "handler names");
+  if (!c->handlers) c->handlers = apr_array_make(cmd->pool, 4, sizeof(const char*));
+  *static_cast<const char**>(apr_array_push(c->handlers)) = apr_pstrdup(cmd->pool, arg);
+  return nullptr;
+}
+
+const char* set_warn_below(cmd_parms* cmd, void*, const char* arg) {
+  if (const char* e = server_only(cmd)) return e;
+  ServerConf* c = conf_of(cmd);
+  if (auto p = parse_percent(arg)) {
+    c->warn_set = 1;
+    c->warn_is_percent = 1;
+    c->warn_percent = *p;
+    return nullptr;
+  }
+  if (auto v = parse_size(arg)) {
+    c->warn_set = 1;
+    c->warn_is_percent = 0;
+    c->warn_bytes = *v;
+    return nullptr;
+  }
+  return bad(cmd, arg, "a size such as 256M or a percent of the binding limit such as 25%");
+}
+
+const char* set_interval(cmd_parms* cmd, void*, const char* arg) {
+  if (const char* e = server_only(cmd)) return e;
+  auto v = parse_duration_ms(arg);
+  if (!v || *v == 0 || *v > 3600 * 1000)
+    return bad(cmd, arg, "a duration above 0 and at most 1 hour, such as 250ms or 1s");
+  conf_of(cmd)->interval_ms = static_cast<apr_int64_t>(*v);
+  return nullptr;
+}
+
+const char* set_dir(cmd_parms* cmd, const char* arg, const char** slot) {
+  if (const char* e = server_only(cmd)) return e;
+  if (arg[0] != '/') return bad(cmd, arg, "an absolute directory");
+  apr_finfo_t fi;
+  if (apr_stat(&fi, arg, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS || fi.filetype != APR_DIR)
+    return bad(cmd, arg, "an existing directory");
+  *slot = apr_pstrdup(cmd->pool, arg);
+  return nullptr;
+}
+
+const char* set_procfs(cmd_parms* cmd, void*, const char* arg) {
+  return set_dir(cmd, arg, &conf_of(cmd)->procfs);
+}
+const char* set_sysfs(cmd_parms* cmd, void*, const char* arg) {
+  return set_dir(cmd, arg, &conf_of(cmd)->sysfs);
+}
+
+const char* set_beancounters(cmd_parms* cmd, void*, const char* arg) {
+  if (const char* e = server_only(cmd)) return e;
+  std::string a(arg);
+  if (a != "off" && a[0] != '/') return bad(cmd, arg, "off or an absolute file path");
+  // The file may appear later (it is read every interval); only its form is checked here.
+  conf_of(cmd)->beancounters = apr_pstrdup(cmd->pool, arg);
+  return nullptr;
+}
+
+const char* set_container(cmd_parms* cmd, void*, const char* arg) {
+  if (const char* e = server_only(cmd)) return e;
+  std::string a(arg);
+  if (a.empty() || a.size() > 64 || a.find_first_of(" \t:/") != std::string::npos)
+    return bad(cmd, arg, "a beancounter id such as 101 (no spaces, ':' or '/')");
+  conf_of(cmd)->container = apr_pstrdup(cmd->pool, arg);
+  return nullptr;
+}
+
+const char* set_cgroup(cmd_parms* cmd, void*, const char* arg) {
+  if (const char* e = server_only(cmd)) return e;
+  ServerConf* c = conf_of(cmd);
+  std::string a(arg);
+  if (a == "auto") {
+    c->cgroup_mode = static_cast<int>(CgroupOptions::Mode::Auto);
+  } else if (a == "off") {
+    c->cgroup_mode = static_cast<int>(CgroupOptions::Mode::Off);
+  } else if (a[0] == '/') {
+    apr_finfo_t fi;
+    if (apr_stat(&fi, arg, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS || fi.filetype != APR_DIR)
+      return bad(cmd, arg, "auto, off or an existing cgroup directory");
+    c->cgroup_mode = static_cast<int>(CgroupOptions::Mode::Dir);
+    c->cgroup_dir = apr_pstrdup(cmd->pool, arg);
+  } else {
+    return bad(cmd, arg, "auto, off or an absolute cgroup directory");
+  }
+  return nullptr;
+}
+
+// Non-designated initializers under C++: cmd_func is `const char* (*)()`.
+template <class F>
+cmd_func fn(F f) {
+  return reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(f));  // void(*)() matches all
+}
+
+}  // namespace
+
+const command_rec directives[] = {
+    {"ShmGuard", fn(set_enabled), nullptr, RSRC_CONF, FLAG,
+     "On|Off: guard FastCGI-bound requests of this server (default On)"},
+    {"ShmGuardReserve", fn(set_reserve), nullptr, RSRC_CONF, TAKE1,
+     "SIZE|auto: shared-memory headroom a new worker needs (default auto)"},
+    {"ShmGuardAction", fn(set_action), nullptr, RSRC_CONF, TAKE1,
+     "refuse|log: answer 503, or only count and log (default refuse)"},
+    {"ShmGuardRetryAfter", fn(set_retry_after), nullptr, RSRC_CONF, TAKE1,
+     "seconds in the Retry-After header of a refusal (default 30)"},
+    {"ShmGuardDetail", fn(set_detail), nullptr, RSRC_CONF, FLAG,
+     "On|Off: show headroom and limits on the refusal page (default Off)"},
+    {"ShmGuardErrorDocument", fn(set_errordoc), nullptr, RSRC_CONF, TAKE1,
+     "FILE: HTML page sent instead of the built-in refusal page"},
+    {"ShmGuardHandlers", fn(add_handler), nullptr, RSRC_CONF, ITERATE,
+     "handler names to guard (default: fcgid-script proxy-fcgi)"},
+    {"ShmGuardWarnBelow", fn(set_warn_below), nullptr, RSRC_CONF, TAKE1,
+     "SIZE|PERCENT: log a warning when headroom falls below (default 25%)"},
+    {"ShmGuardInterval", fn(set_interval), nullptr, RSRC_CONF, TAKE1,
+     "DURATION: how often the sampler reads the limits (default 500ms)"},
+    {"ShmGuardProcfs", fn(set_procfs), nullptr, RSRC_CONF, TAKE1,
+     "DIR: procfs root (default /proc)"},
+    {"ShmGuardSysfs", fn(set_sysfs), nullptr, RSRC_CONF, TAKE1, "DIR: sysfs root (default /sys)"},
+    {"ShmGuardBeancounters", fn(set_beancounters), nullptr, RSRC_CONF, TAKE1,
+     "FILE|off: beancounter file (default <procfs>/user_beancounters)"},
+    {"ShmGuardContainer", fn(set_container), nullptr, RSRC_CONF, TAKE1,
+     "ID: beancounter block to use on a hardware node"},
+    {"ShmGuardCgroup", fn(set_cgroup), nullptr, RSRC_CONF, TAKE1,
+     "auto|off|DIR: memory cgroup to read (default auto)"},
+    {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
+};
+
+void* create_server_conf(apr_pool_t* p, server_rec* s) {
+  auto* c = static_cast<ServerConf*>(apr_pcalloc(p, sizeof(ServerConf)));
+  c->enabled = -1;
+  c->reserve_auto = -1;
+  c->action = -1;
+  c->retry_after = -1;
+  c->detail = -1;
+  c->interval_ms = -1;
+  c->cgroup_mode = -1;
+  c->vhost_index = s && s->is_virtual ? -1 : 0;
+  return c;
+}
+
+void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
+  auto* base = static_cast<ServerConf*>(base_v);
+  auto* add = static_cast<ServerConf*>(add_v);
+  auto* c = static_cast<ServerConf*>(apr_pcalloc(p, sizeof(ServerConf)));
+  *c = *add;
+  if (add->enabled < 0) c->enabled = base->enabled;
+  if (add->reserve_auto < 0) {
+    c->reserve_auto = base->reserve_auto;
+    c->reserve = base->reserve;
+  }
+  if (add->action < 0) c->action = base->action;
+  if (add->retry_after < 0) c->retry_after = base->retry_after;
+  if (add->detail < 0) c->detail = base->detail;
+  if (!add->errordoc_body) {
+    c->errordoc_path = base->errordoc_path;
+    c->errordoc_body = base->errordoc_body;
+  }
+  if (!add->handlers) c->handlers = base->handlers;
+  // Server-wide values always come from the main server.
+  c->warn_set = base->warn_set;
+  c->warn_is_percent = base->warn_is_percent;
+  c->warn_percent = base->warn_percent;
+  c->warn_bytes = base->warn_bytes;
+  c->interval_ms = base->interval_ms;
+  c->procfs = base->procfs;
+  c->sysfs = base->sysfs;
+  c->beancounters = base->beancounters;
+  c->container = base->container;
+  c->cgroup_mode = base->cgroup_mode;
+  c->cgroup_dir = base->cgroup_dir;
+  c->vhost_index = -1;
+  return c;
+}
+
+ProbeConfig probe_config(const ServerConf* m) {
+  ProbeConfig cfg;
+  if (m->procfs) cfg.procfs = m->procfs;
+  if (m->sysfs) cfg.sysfs = m->sysfs;
+  if (m->beancounters) {
+    if (std::string(m->beancounters) == "off")
+      cfg.beancounters_off = true;
+    else
+      cfg.beancounters = m->beancounters;
+  }
+  if (m->container) cfg.container = std::string(m->container);
+  if (m->cgroup_mode >= 0) cfg.cgroup.mode = static_cast<CgroupOptions::Mode>(m->cgroup_mode);
+  if (m->cgroup_dir) cfg.cgroup.dir = m->cgroup_dir;
+  cfg.devshm = "/dev/shm";
+  return cfg;
+}
+
+}  // namespace shmguard::glue

@@ -1,0 +1,111 @@
+// mod_shmguard glue: what the hook files share. C++ standard headers first, then httpd's.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "shm_layout.hpp"
+#include "shmguard/model.hpp"
+
+#include "httpd.h"  // first: the other httpd headers need its types
+#include "apr_shm.h"
+#include "apr_thread_proc.h"
+#include "http_config.h"
+
+extern "C" {
+extern module AP_MODULE_DECLARE_DATA shmguard_module;
+}
+
+namespace shmguard::glue {
+
+// Per-server configuration (the main server and each <VirtualHost>). Allocated from the config
+// pool, so plain data only: -1 means "not set here" and is resolved by merging and defaults.
+struct ServerConf {
+  int enabled;             // ShmGuard On|Off
+  int reserve_auto;        // ShmGuardReserve: 1 auto, 0 fixed size
+  apr_uint64_t reserve;    // bytes when fixed
+  int action;              // ShmGuardAction: 0 refuse, 1 log
+  apr_int64_t retry_after; // ShmGuardRetryAfter seconds
+  int detail;              // ShmGuardDetail On|Off
+  const char* errordoc_path;  // ShmGuardErrorDocument FILE (read at config time)
+  const char* errordoc_body;
+  apr_array_header_t* handlers;  // ShmGuardHandlers (const char*), nullptr: defaults
+
+  // Server-wide (refused inside <VirtualHost>; read from the main server).
+  int warn_set;
+  int warn_is_percent;
+  double warn_percent;
+  apr_uint64_t warn_bytes;
+  apr_int64_t interval_ms;
+  const char* procfs;
+  const char* sysfs;
+  const char* beancounters;  // FILE, or "off"
+  const char* container;
+  int cgroup_mode;           // -1 unset, else CgroupOptions::Mode
+  const char* cgroup_dir;
+
+  int vhost_index;  // slot in shm::Segment::vhosts
+};
+
+// Effective values (merged + defaults).
+constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;
+constexpr apr_int64_t kDefaultRetryAfter = 30;
+constexpr apr_int64_t kDefaultIntervalMs = 500;
+constexpr double kDefaultWarnPercent = 25.0;
+
+inline bool conf_enabled(const ServerConf* c) { return c->enabled != 0; }
+inline bool conf_dry_run(const ServerConf* c) { return c->action == 1; }
+inline apr_int64_t conf_retry_after(const ServerConf* c) {
+  return c->retry_after < 0 ? kDefaultRetryAfter : c->retry_after;
+}
+inline apr_int64_t conf_interval_ms(const ServerConf* c) {
+  return c->interval_ms <= 0 ? kDefaultIntervalMs : c->interval_ms;
+}
+inline ServerConf* server_conf(const server_rec* s) {
+  return static_cast<ServerConf*>(ap_get_module_config(s->module_config, &shmguard_module));
+}
+
+extern const command_rec directives[];
+void* create_server_conf(apr_pool_t* p, server_rec* s);
+void* merge_server_conf(apr_pool_t* p, void* base, void* add);
+// The core's probe configuration from the main server's directives.
+ProbeConfig probe_config(const ServerConf* main);
+
+// Process-wide state of this server generation, set in post_config (parent, root) and inherited
+// by the sampler and the children.
+struct Generation {
+  apr_pool_t* pconf = nullptr;
+  server_rec* main_server = nullptr;
+  apr_shm_t* shm = nullptr;
+  shm::Segment* seg = nullptr;
+  int wake_read = -1, wake_write = -1;  // children wake the sampler for a fresh evidence scan
+  pid_t parent_pid = 0;
+  apr_proc_t sampler{};
+  bool sampler_running = false;
+  std::string error_log;  // the main error log file (where php-cgi's stderr goes), "" if none
+
+  // mod_fcgid, when loaded (symbols exported by its .so; nullptr when absent).
+  module* fcgid_module = nullptr;
+  const unsigned char* fcgid_table = nullptr;
+  void* (*fcgid_get_wrapper_info)(const char*, request_rec*) = nullptr;
+};
+extern Generation gen;
+
+// sampler.cpp
+void start_sampler();                // fork it (post_config, and again when it dies)
+void stop_sampler();                 // end it and reap it (pconf cleanup)
+
+// guard.cpp
+int guard_fixups(request_rec* r);
+int refusal_handler(request_rec* r);
+void translate_insert_error_filter(request_rec* r);
+void register_filters();
+
+// status.cpp
+int status_handler(request_rec* r);
+int status_hook(request_rec* r, int flags);
+
+// Wall clock in ms.
+std::int64_t wall_ms();
+
+}  // namespace shmguard::glue

@@ -1,0 +1,187 @@
+// mod_shmguard glue: the module record and its hooks. Each hook translates httpd types and calls
+// the core; every C++ entry point catches all exceptions (an exception never crosses into httpd).
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <exception>
+
+#include "glue.hpp"
+
+#include "ap_mpm.h"
+#include "apr_strings.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mod_status.h"
+
+APLOG_USE_MODULE(shmguard);
+
+namespace shmguard::glue {
+
+Generation gen;
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+// Runs f; an exception is logged (SG0901) and turned into `fallback`.
+template <class F, class R>
+R guarded(server_rec* s, const char* where, R fallback, F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "SG0901 internal error in %s: %s", where, e.what());
+  } catch (...) {
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "SG0901 internal error in %s", where);
+  }
+  return fallback;
+}
+
+apr_status_t generation_cleanup(void*) {
+  // Only the parent owns the sampler and the segment; children inherit this cleanup, ignore it.
+  if (getpid() != gen.parent_pid) return APR_SUCCESS;
+  stop_sampler();
+  if (gen.wake_read >= 0) close(gen.wake_read);
+  if (gen.wake_write >= 0) close(gen.wake_write);
+  gen.wake_read = gen.wake_write = -1;
+  gen.seg = nullptr;  // the segment itself is destroyed by its own pconf cleanup (apr_shm)
+  gen.shm = nullptr;
+  return APR_SUCCESS;
+}
+
+// Finds mod_fcgid's process table and wrapper lookup (exported by its shared object).
+void find_fcgid(server_rec* s) {
+  gen.fcgid_module = ap_find_linked_module("mod_fcgid.c");
+  gen.fcgid_table = nullptr;
+  gen.fcgid_get_wrapper_info = nullptr;
+  if (!gen.fcgid_module) return;
+  using TableFn = void* (*)();
+  auto table_fn = reinterpret_cast<TableFn>(dlsym(RTLD_DEFAULT, "proctable_get_table_array"));
+  gen.fcgid_get_wrapper_info = reinterpret_cast<void* (*)(const char*, request_rec*)>(
+      dlsym(RTLD_DEFAULT, "get_wrapper_info"));
+  if (table_fn) gen.fcgid_table = static_cast<const unsigned char*>(table_fn());
+  if (!gen.fcgid_table || !gen.fcgid_get_wrapper_info)
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                 "SG0102 mod_fcgid is loaded but its process table is not reachable "
+                 "(symbols proctable_get_table_array/get_wrapper_info not exported): the guard "
+                 "cannot tell idle workers apart and will fail open for mod_fcgid requests");
+}
+
+int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) {
+  if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) return OK;
+  return guarded(s, "post_config", static_cast<int>(HTTP_INTERNAL_SERVER_ERROR), [&]() -> int {
+    gen.pconf = pconf;
+    gen.main_server = s;
+    gen.parent_pid = getpid();
+    // Number the virtual hosts: each gets its own counters in the segment.
+    int n = 0;
+    for (server_rec* v = s; v; v = v->next) {
+      ServerConf* c = server_conf(v);
+      c->vhost_index = n < static_cast<int>(shm::kMaxVhosts) ? n : -1;
+      ++n;
+    }
+    if (n > static_cast<int>(shm::kMaxVhosts))
+      ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                   "SG0103 %d virtual hosts: only the first %zu get their own counters", n,
+                   shm::kMaxVhosts);
+
+    apr_status_t rv = apr_shm_create(&gen.shm, sizeof(shm::Segment), nullptr, pconf);
+    if (rv != APR_SUCCESS) {
+      ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                   "SG0101 cannot create the shared segment (%zu bytes): mod_shmguard is off "
+                   "(requests are served unguarded)",
+                   sizeof(shm::Segment));
+      gen.seg = nullptr;
+      return OK;  // fail open
+    }
+    gen.seg = static_cast<shm::Segment*>(apr_shm_baseaddr_get(gen.shm));
+    shm::init(gen.seg, static_cast<std::uint32_t>(n), conf_interval_ms(server_conf(s)));
+
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
+      gen.wake_read = fds[0];
+      gen.wake_write = fds[1];
+    }
+    gen.error_log.clear();
+    if (s->error_fname && s->error_fname[0] != '|' && strncmp(s->error_fname, "syslog", 6) != 0) {
+      const char* path = ap_server_root_relative(ptemp, s->error_fname);
+      if (path) gen.error_log = path;
+    }
+    find_fcgid(s);
+    apr_pool_cleanup_register(pconf, nullptr, generation_cleanup, apr_pool_cleanup_null);
+    start_sampler();
+    return OK;
+  });
+}
+
+int fixups(request_rec* r) {
+  return guarded(r->server, "fixups", static_cast<int>(DECLINED), [&] { return guard_fixups(r); });
+}
+
+int handler(request_rec* r) {
+  if (!r->handler) return DECLINED;
+  return guarded(r->server, "handler", static_cast<int>(DECLINED), [&]() -> int {
+    if (strcmp(r->handler, "shmguard-refusal") == 0) return refusal_handler(r);
+    if (strcmp(r->handler, "shmguard-status") == 0) return status_handler(r);
+    return DECLINED;
+  });
+}
+
+void insert_error_filter(request_rec* r) {
+  guarded(r->server, "insert_error_filter", 0, [&] {
+    translate_insert_error_filter(r);
+    return 0;
+  });
+}
+
+int status_hook_c(request_rec* r, int flags) {
+  return guarded(r->server, "status_hook", static_cast<int>(OK),
+                 [&] { return status_hook(r, flags); });
+}
+
+void register_hooks(apr_pool_t*) {
+  // After mod_fcgid's post_config, which creates its process table.
+  static const char* const after_fcgid[] = {"mod_fcgid.c", nullptr};
+  ap_hook_post_config(post_config, nullptr, after_fcgid, APR_HOOK_LAST);
+  // Last, so that SetHandler/AddHandler and mod_proxy have chosen the handler.
+  ap_hook_fixups(fixups, nullptr, nullptr, APR_HOOK_REALLY_LAST);
+  ap_hook_handler(handler, nullptr, nullptr, APR_HOOK_REALLY_FIRST);
+  ap_hook_insert_error_filter(insert_error_filter, nullptr, nullptr, APR_HOOK_MIDDLE);
+  APR_OPTIONAL_HOOK(ap, status_hook, status_hook_c, nullptr, nullptr, APR_HOOK_MIDDLE);
+  register_filters();
+}
+
+void* create_server_conf_c(apr_pool_t* p, server_rec* s) { return create_server_conf(p, s); }
+void* merge_server_conf_c(apr_pool_t* p, void* b, void* a) { return merge_server_conf(p, b, a); }
+
+}  // namespace
+}  // namespace shmguard::glue
+
+extern "C" {
+// Written out instead of STANDARD20_MODULE_STUFF so that the module's name is "mod_shmguard.c"
+// (for <IfModule mod_shmguard.c>), not this C++ file's name.
+module AP_MODULE_DECLARE_DATA shmguard_module = {
+    MODULE_MAGIC_NUMBER_MAJOR,
+    MODULE_MAGIC_NUMBER_MINOR,
+    -1,
+    "mod_shmguard.c",
+    nullptr,
+    nullptr,
+    MODULE_MAGIC_COOKIE,
+    nullptr,
+    nullptr,
+    nullptr,
+    shmguard::glue::create_server_conf_c,
+    shmguard::glue::merge_server_conf_c,
+    shmguard::glue::directives,
+    shmguard::glue::register_hooks,
+    0,
+};
+}

@@ -1,0 +1,315 @@
+// mod_shmguard sampler loop.
+#include "sampler.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "shmguard/fcgid.hpp"
+#include "shmguard/status.hpp"
+#include "shmguard/units.hpp"
+#include "shmguard/workers.hpp"
+
+namespace shmguard::sampler {
+
+namespace {
+
+std::int64_t now_wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+std::int64_t now_mono_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint64_t failcnt_of(const Snapshot& s, const char* res) {
+  if (!s.beancounters) return 0;
+  const BeancounterRow* r = s.beancounters->block.find(res);
+  return r ? r->failcnt : 0;
+}
+
+std::int64_t boot_ticks_now() {
+  // Seconds since boot from /proc/uptime, as clock ticks.
+  auto t = read_file("/proc/uptime");
+  if (!t) return -1;
+  double up = 0;
+  if (std::sscanf(t.value->c_str(), "%lf", &up) != 1) return -1;
+  long hz = sysconf(_SC_CLK_TCK);
+  return static_cast<std::int64_t>(up * static_cast<double>(hz > 0 ? hz : 100));
+}
+
+class Sampler {
+ public:
+  Sampler(const Config& cfg, shm::Segment* seg, const Logger& log)
+      : cfg_(cfg), seg_(seg), log_(log), tail_(cfg.error_log) {}
+
+  void sample() {
+    std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
+    Snapshot snap = probe(cfg_.probe);
+    tracker_.observe(snap.taken_at_ms, snap);
+    std::vector<WorkerRow> workers = scan_workers();
+    read_log();
+    publish(snap);
+    warn(snap);
+    shm::publish_blob(seg_, encode_sections(render_sampler_sections(snap, workers)));
+    std::uint64_t done = seg_->evidence_gen.load(std::memory_order_relaxed);
+    if (wake_ticket > done) seg_->evidence_gen.store(wake_ticket, std::memory_order_release);
+  }
+
+  void read_log() {
+    tail_.poll([&](const std::string& line) {
+      auto e = parse_php_shm_error(line);
+      if (!e) return;
+      seg_->php_error_bytes.store(e->bytes, std::memory_order_relaxed);
+      seg_->php_error_pid.store(e->pid, std::memory_order_relaxed);
+      seg_->php_error_wall_ms.store(now_wall_ms(), std::memory_order_relaxed);
+      seg_->php_errors.fetch_add(1, std::memory_order_release);
+    });
+  }
+
+  int notify_fd() const { return tail_.notify_fd(); }
+
+ private:
+  std::vector<WorkerRow> scan_workers() {
+    std::vector<WorkerRow> rows;
+    if (!cfg_.fcgid_table) return rows;
+    std::int64_t ticks_now = boot_ticks_now();
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0) hz = 100;
+    struct ClassAgg {
+      std::uint64_t max_segment = 0;
+      std::int32_t workers = 0;
+    };
+    std::map<std::uint64_t, ClassAgg> classes;
+    for (const auto& node : fcgid::read_table(cfg_.fcgid_table)) {
+      WorkerRow row;
+      row.pid = node.pid;
+      row.kind = "php-cgi (mod_fcgid)";
+      row.state = fcgid::to_string(node.list);
+      row.vhost_id = node.vhost_id;
+      row.klass = node.executable;
+      row.command = node.cmdline;
+      auto w = read_worker("/proc", node.pid);
+      if (!w) {
+        row.error = w.error;
+        rows.push_back(std::move(row));
+        continue;  // gone meanwhile
+      }
+      row.rss_shmem = w.value->rss_shmem;
+      row.segments = w.value->segments;
+      row.error = w.value->error;
+      if (!w.value->cmdline.empty()) row.command = w.value->cmdline;
+      if (ticks_now >= 0 && static_cast<std::int64_t>(w.value->start_ticks) <= ticks_now)
+        row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.value->start_ticks)) / hz;
+      if (node.list != fcgid::List::Error) {
+        ClassAgg& agg =
+            classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+        agg.workers++;
+        for (const auto& s : row.segments) agg.max_segment = std::max(agg.max_segment, s.size);
+      }
+      rows.push_back(std::move(row));
+    }
+    for (const auto& [key, agg] : classes) {
+      if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
+        if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
+        slot->workers.store(agg.workers, std::memory_order_relaxed);
+      }
+    }
+    return rows;
+  }
+
+  void publish(const Snapshot& snap) {
+    const Limit* b = snap.binding_limit();
+    seg_->headroom.store(snap.headroom_bytes ? static_cast<std::int64_t>(*snap.headroom_bytes) : -1,
+                         std::memory_order_relaxed);
+    seg_->binding.store(shm::binding_id(snap.binding), std::memory_order_relaxed);
+    seg_->binding_limit.store(b ? static_cast<std::int64_t>(b->limit_bytes) : 0,
+                              std::memory_order_relaxed);
+    seg_->binding_used.store(b ? static_cast<std::int64_t>(b->used_bytes) : 0,
+                             std::memory_order_relaxed);
+    std::uint64_t rise = 0;
+    for (const auto& c : snap.counters)
+      if (c.name == "beancounter:shmpages:failcnt" || c.name == "beancounter:privvmpages:failcnt")
+        rise += c.last_minute;
+    seg_->binding_failcnt_rise_minute.store(static_cast<std::int64_t>(rise),
+                                            std::memory_order_relaxed);
+    seg_->failcnt_sum.store(failcnt_of(snap, "shmpages") + failcnt_of(snap, "privvmpages"),
+                            std::memory_order_relaxed);
+    std::uint64_t ooms = 0;
+    if (snap.cgroup) {
+      if (snap.cgroup->events_oom_kill) ooms += *snap.cgroup->events_oom_kill;
+      if (snap.cgroup->failcnt) ooms += *snap.cgroup->failcnt;
+    }
+    seg_->oom_kills.store(ooms, std::memory_order_relaxed);
+    seg_->samples.fetch_add(1, std::memory_order_relaxed);
+    seg_->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
+  }
+
+  void warn(const Snapshot& snap) {
+    // Headroom crossing ShmGuardWarnBelow, in either direction: one line each time.
+    const Limit* b = snap.binding_limit();
+    bool below = false;
+    std::uint64_t threshold = 0;
+    if (snap.headroom_bytes && b) {
+      threshold = cfg_.warn_is_percent
+                      ? static_cast<std::uint64_t>(static_cast<double>(b->limit_bytes) *
+                                                   cfg_.warn_percent / 100.0)
+                      : cfg_.warn_bytes;
+      below = *snap.headroom_bytes < threshold;
+    }
+    int was = seg_->warn_state.exchange(below ? 1 : 0);
+    if (below && !was) {
+      log_(Level::Warning,
+           "SG0301 shared-memory headroom " + human_bytes(*snap.headroom_bytes) +
+               " fell below ShmGuardWarnBelow (" + human_bytes(threshold) + "): " + snap.binding +
+               " " + human_bytes(b->used_bytes) + " of " + human_bytes(b->limit_bytes) + " used");
+    } else if (!below && was && snap.headroom_bytes) {
+      log_(Level::Notice, "SG0302 shared-memory headroom back to " +
+                              human_bytes(*snap.headroom_bytes) + " (above ShmGuardWarnBelow)");
+    }
+    // Failure counters that rose since the previous sample: one line per counter per 10 s.
+    std::int64_t now = now_mono_ms();
+    for (const auto& c : snap.counters) {
+      std::uint64_t& prev = last_value_[c.name];
+      bool first = !seen_.count(c.name);
+      seen_[c.name] = true;
+      if (!first && c.value > prev) {
+        pending_rise_[c.name] += c.value - prev;
+        std::int64_t& last_log = last_log_[c.name];
+        if (now - last_log >= 10000) {
+          log_(Level::Warning, "SG0303 " + c.name + " rose by " +
+                                   std::to_string(pending_rise_[c.name]) + " (now " +
+                                   std::to_string(c.value) + ", +" +
+                                   std::to_string(c.last_minute) + " in the last minute)");
+          last_log = now;
+          pending_rise_[c.name] = 0;
+        }
+      }
+      prev = c.value;
+    }
+  }
+
+  const Config& cfg_;
+  shm::Segment* seg_;
+  const Logger& log_;
+  FailcntTracker tracker_;
+  LogTail tail_;
+  std::map<std::string, std::uint64_t> last_value_, pending_rise_;
+  std::map<std::string, bool> seen_;
+  std::map<std::string, std::int64_t> last_log_;
+};
+
+}  // namespace
+
+LogTail::LogTail(std::string path) : path_(std::move(path)) {
+  if (path_.empty()) return;
+  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (open_file()) {
+    struct stat st;
+    if (fstat(fd_, &st) == 0) offset_ = static_cast<std::uint64_t>(st.st_size);  // from the end
+  }
+}
+
+LogTail::~LogTail() {
+  if (fd_ >= 0) close(fd_);
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+}
+
+bool LogTail::open_file() {
+  if (fd_ >= 0) return true;
+  fd_ = open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd_ < 0) return false;
+  if (inotify_fd_ >= 0) inotify_add_watch(inotify_fd_, path_.c_str(), IN_MODIFY);
+  offset_ = 0;
+  return true;
+}
+
+void LogTail::poll(const std::function<void(const std::string&)>& on_line) {
+  if (path_.empty()) return;
+  if (inotify_fd_ >= 0) {  // drain the notifications
+    char buf[4096];
+    while (read(inotify_fd_, buf, sizeof buf) > 0) {
+    }
+  }
+  if (!open_file()) return;
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return;
+  auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size < offset_) {  // truncated (or rotated in place): start over
+    offset_ = 0;
+    partial_.clear();
+  }
+  char buf[65536];
+  std::uint64_t budget = 4u << 20;  // at most 4 MiB per call; the rest on the next one
+  while (offset_ < size && budget > 0) {
+    ssize_t n = pread(fd_, buf, sizeof buf, static_cast<off_t>(offset_));
+    if (n <= 0) break;
+    offset_ += static_cast<std::uint64_t>(n);
+    budget -= std::min<std::uint64_t>(budget, static_cast<std::uint64_t>(n));
+    partial_.append(buf, static_cast<std::size_t>(n));
+    std::size_t start = 0, nl;
+    while ((nl = partial_.find('\n', start)) != std::string::npos) {
+      on_line(partial_.substr(start, nl - start));
+      start = nl + 1;
+    }
+    partial_.erase(0, start);
+    if (partial_.size() > 65536) partial_.clear();  // a runaway line: drop it
+  }
+}
+
+void run(const Config& cfg, shm::Segment* seg, const Logger& log,
+         const std::function<bool()>& stop) {
+  try {
+    Sampler s(cfg, seg, log);
+    const std::int64_t interval = std::max<std::int64_t>(cfg.interval_ms, 10);
+    std::int64_t next = now_mono_ms();
+    while (!stop()) {
+      if (cfg.parent_pid && getppid() != cfg.parent_pid) break;  // orphaned: the server is gone
+      std::int64_t now = now_mono_ms();
+      if (now >= next) {
+        s.sample();
+        next = now + interval;
+        continue;
+      }
+      pollfd fds[2];
+      int n = 0;
+      if (cfg.wake_fd >= 0) fds[n++] = pollfd{cfg.wake_fd, POLLIN, 0};
+      if (s.notify_fd() >= 0) fds[n++] = pollfd{s.notify_fd(), POLLIN, 0};
+      int timeout = static_cast<int>(std::min<std::int64_t>(next - now, 1000));
+      int r = ::poll(fds, static_cast<nfds_t>(n), timeout);
+      if (r <= 0) continue;
+      bool woken = false;
+      for (int i = 0; i < n; ++i) {
+        if (!(fds[i].revents & POLLIN)) continue;
+        if (fds[i].fd == cfg.wake_fd) {
+          char buf[256];
+          while (read(cfg.wake_fd, buf, sizeof buf) > 0) {
+          }
+          woken = true;
+        } else {
+          // The error log grew: look for PHP's line right away (the 500 follows within ms).
+          s.read_log();
+        }
+      }
+      if (woken) s.sample();  // a child waits for a fresh look at the counters and the log
+    }
+  } catch (const std::exception& e) {
+    log(Level::Error, std::string("SG0119 sampler stopped by an internal error: ") + e.what());
+  } catch (...) {
+    log(Level::Error, "SG0119 sampler stopped by an internal error");
+  }
+}
+
+}  // namespace shmguard::sampler

@@ -1,0 +1,54 @@
+// mod_shmguard sampler: the one privileged piece. Runs in a process forked by the httpd parent
+// (root) for each server generation; reads every limit through the core, watches the error log for
+// PHP's allocation-failure line, and publishes to the children through the shared segment.
+// No httpd header: logging goes through a callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "../glue/shm_layout.hpp"
+#include "shmguard/model.hpp"
+
+namespace shmguard::sampler {
+
+struct Config {
+  ProbeConfig probe;
+  std::int64_t interval_ms = 500;
+  bool warn_is_percent = true;
+  double warn_percent = 25.0;
+  std::uint64_t warn_bytes = 0;
+  std::string error_log;                     // "" when the error log is not a file
+  const unsigned char* fcgid_table = nullptr;  // mod_fcgid's process table, if reachable
+  int wake_fd = -1;                          // readable when a child asks for a fresh scan
+  int parent_pid = 0;                        // exit when the parent is gone
+};
+
+enum class Level { Debug, Info, Notice, Warning, Error };
+using Logger = std::function<void(Level, const std::string&)>;
+
+// Runs until stop() returns true or the parent is gone. Never throws.
+void run(const Config& cfg, shm::Segment* seg, const Logger& log,
+         const std::function<bool()>& stop);
+
+// Follows a growing file from its end (or a reset when it is truncated), line by line.
+class LogTail {
+ public:
+  explicit LogTail(std::string path);
+  ~LogTail();
+  LogTail(const LogTail&) = delete;
+  LogTail& operator=(const LogTail&) = delete;
+  // Reads what was appended since the last call; calls on_line for each complete line.
+  void poll(const std::function<void(const std::string&)>& on_line);
+  int notify_fd() const { return inotify_fd_; }  // readable after the file changed, or -1
+
+ private:
+  bool open_file();
+  std::string path_;
+  int fd_ = -1, inotify_fd_ = -1;
+  std::uint64_t offset_ = 0;
+  std::string partial_;
+};
+
+}  // namespace shmguard::sampler
