@@ -157,7 +157,7 @@ std::string binding_detail() {
 // One error-log line per burst of refusals (at most one per 10 s per vhost), with the numbers.
 void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note, bool dry,
                  int workers, int inflight) {
-  std::int64_t now = apr_time_msec(r->request_time);
+  std::int64_t now = apr_time_as_msec(r->request_time);
   if (vc) {
     vc->refused_since_log.fetch_add(1);
     std::int64_t last = vc->last_log_ms.load();
@@ -179,9 +179,7 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
                 dry ? "would refuse (ShmGuardAction log)" : "refused", r->uri, host_of(r),
                 human_bytes(static_cast<std::uint64_t>(note.headroom)).c_str(),
                 human_bytes(note.reserve).c_str(), binding_detail().c_str(), workers_text.c_str(),
-                burst > 1 ? apr_psprintf(r->pool, "; %llu refusals in this burst",
-                                         static_cast<unsigned long long>(burst))
-                          : "");
+                burst > 1 ? ("; " + std::to_string(burst) + " refusals in this burst").c_str() : "");
 }
 
 std::uint64_t reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
@@ -219,7 +217,7 @@ std::string refusal_body(request_rec* r, const ServerConf* c, bool translated) {
 void set_refusal_headers(request_rec* r, const ServerConf* c) {
   r->status = HTTP_SERVICE_UNAVAILABLE;
   apr_table_setn(r->err_headers_out, "Retry-After",
-                 apr_psprintf(r->pool, "%lld", static_cast<long long>(conf_retry_after(c))));
+                 apr_pstrdup(r->pool, std::to_string(conf_retry_after(c)).c_str()));
   apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
 }
 
@@ -238,7 +236,7 @@ int guard_fixups(request_rec* r) {
 
   auto* note = static_cast<RequestNote*>(apr_pcalloc(r->pool, sizeof(RequestNote)));
   note->backend = backend;
-  note->start_ms = apr_time_msec(r->request_time);
+  note->start_ms = apr_time_as_msec(r->request_time);
   note->php_errors = seg->php_errors.load(std::memory_order_acquire);
   note->failcnt_sum = seg->failcnt_sum.load(std::memory_order_relaxed);
   note->oom_kills = seg->oom_kills.load(std::memory_order_relaxed);
@@ -293,6 +291,17 @@ int guard_fixups(request_rec* r) {
     }
   }
   note->verdict = v;
+  if (APLOGrdebug(r))
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
+                  ("SG0205 " + std::string(to_string(v)) + ": headroom " +
+                   std::to_string(headroom) + ", reserve " + std::to_string(in.reserve) +
+                   ", fresh " + std::to_string(in.fresh) + ", class " +
+                   (have_class ? "known" : "unknown") + " (vhost " +
+                   std::to_string(klass.key.vhost_id) + ", dev " +
+                   std::to_string(klass.key.deviceid) + ", inode " +
+                   std::to_string(klass.key.inode) + "), workers " + std::to_string(workers) +
+                   ", in flight " + std::to_string(inflight))
+                      .c_str());
   if (note->counted) apr_pool_cleanup_register(r->pool, note, release_inflight, apr_pool_cleanup_null);
 
   switch (v) {
@@ -303,10 +312,10 @@ int guard_fixups(request_rec* r) {
       if (vc) vc->failed_open.fetch_add(1, std::memory_order_relaxed);
       if (!in.fresh)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "SG0204 no fresh sample (sampler pid %d, last sample %lld ms ago): serving "
+                      "SG0204 no fresh sample (sampler pid %d, last sample %s ms ago): serving "
                       "unguarded (fail open)",
                       static_cast<int>(seg->sampler_pid.load()),
-                      static_cast<long long>(sampled ? age : -1));
+                      std::to_string(sampled ? age : -1).c_str());
       return DECLINED;
     case Verdict::WouldRefuse:
       if (vc) vc->would_refuse.fetch_add(1, std::memory_order_relaxed);

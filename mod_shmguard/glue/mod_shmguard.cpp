@@ -149,7 +149,7 @@ int status_hook_c(request_rec* r, int flags) {
 void register_hooks(apr_pool_t*) {
   // After mod_fcgid's post_config, which creates its process table.
   static const char* const after_fcgid[] = {"mod_fcgid.c", nullptr};
-  ap_hook_post_config(post_config, nullptr, after_fcgid, APR_HOOK_LAST);
+  ap_hook_post_config(post_config, after_fcgid, nullptr, APR_HOOK_LAST);
   // Last, so that SetHandler/AddHandler and mod_proxy have chosen the handler.
   ap_hook_fixups(fixups, nullptr, nullptr, APR_HOOK_REALLY_LAST);
   ap_hook_handler(handler, nullptr, nullptr, APR_HOOK_REALLY_FIRST);

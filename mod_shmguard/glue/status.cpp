@@ -57,7 +57,7 @@ int status_handler(request_rec* r) {
   std::optional<StatusSections> sec;
   if (shm::read_blob(gen.seg, blob)) sec = decode_sections(blob);
   std::int64_t sampled = gen.seg->sample_wall_ms.load();
-  std::int64_t age = apr_time_msec(apr_time_now()) - sampled;
+  std::int64_t age = apr_time_as_msec(apr_time_now()) - sampled;
   std::int64_t interval = gen.seg->interval_ms.load();
   bool fresh = sampled > 0 && age <= (3 * interval < 1500 ? 1500 : 3 * interval);
   std::int64_t headroom = gen.seg->headroom.load();
