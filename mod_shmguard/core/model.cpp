@@ -150,8 +150,12 @@ void compute_headroom(Snapshot& s) {
 std::vector<Counter> raw_counters(const Snapshot& s) {
   std::vector<Counter> out;
   if (s.beancounters) {
-    for (const auto& row : s.beancounters->block.rows)
-      out.push_back(Counter{"beancounter:" + row.resource + ":failcnt", row.failcnt, 0, 0});
+    for (const auto& row : s.beancounters->block.rows) {
+      std::string name = "beancounter:" + row.resource + ":failcnt";
+      bool dup = false;  // placeholder rows ("dummy") repeat: count each name once
+      for (const auto& c : out) dup = dup || c.name == name;
+      if (!dup) out.push_back(Counter{std::move(name), row.failcnt, 0, 0});
+    }
   }
   if (s.cgroup) {
     if (s.cgroup->failcnt) out.push_back(Counter{"cgroup:failcnt", *s.cgroup->failcnt, 0, 0});

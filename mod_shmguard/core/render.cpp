@@ -409,6 +409,13 @@ std::string render_prometheus(const Snapshot& s) {
 
   if (s.beancounters) {
     const auto& bc = *s.beancounters;
+    // One series per resource: placeholder rows (OpenVZ lists four "dummy") appear once.
+    std::vector<const BeancounterRow*> rows;
+    for (const auto& r : bc.block.rows) {
+      bool seen = false;
+      for (const auto* o : rows) seen = seen || o->resource == r.resource;
+      if (!seen) rows.push_back(&r);
+    }
     struct Col {
       const char* name;
       const char* help;
@@ -426,21 +433,21 @@ std::string render_prometheus(const Snapshot& s) {
     };
     for (const auto& col : cols) {
       p.family(col.name, "gauge", col.help);
-      for (const auto& r : bc.block.rows) {
-        std::string l = lbl({{"container", bc.block.id}, {"resource", r.resource},
-                             {"unit", to_string(r.unit)}});
-        bool inf = (col.field == &BeancounterRow::barrier && r.barrier_unlimited()) ||
-                   (col.field == &BeancounterRow::limit && r.limit_unlimited());
+      for (const BeancounterRow* r : rows) {
+        std::string l = lbl({{"container", bc.block.id}, {"resource", r->resource},
+                             {"unit", to_string(r->unit)}});
+        bool inf = (col.field == &BeancounterRow::barrier && r->barrier_unlimited()) ||
+                   (col.field == &BeancounterRow::limit && r->limit_unlimited());
         if (inf)
           p.sample_inf(l);
         else
-          p.sample(l, r.*col.field);
+          p.sample(l, r->*col.field);
       }
     }
     p.family("shmguard_beancounter_failcnt_total", "counter",
              "Times the kernel refused an allocation for this resource (failcnt).");
-    for (const auto& r : bc.block.rows)
-      p.sample(lbl({{"container", bc.block.id}, {"resource", r.resource}}), r.failcnt);
+    for (const BeancounterRow* r : rows)
+      p.sample(lbl({{"container", bc.block.id}, {"resource", r->resource}}), r->failcnt);
   }
 
   if (s.cgroup) {

@@ -224,9 +224,15 @@ int run_check(const Args& a, const Snapshot& s) {
     }
   }
 
+  // '|' starts the perfdata for monitoring software: never let input text contain one.
+  auto clean = [](std::string t) {
+    for (char& ch : t)
+      if (ch == '|' || ch == '\n' || ch == '\r') ch = '/';
+    return t;
+  };
   static const char* names[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
-  std::cout << "SHMGUARD " << names[code] << " - " << summary;
-  for (const auto& w : why) std::cout << "; " << w;
+  std::cout << "SHMGUARD " << names[code] << " - " << clean(summary);
+  for (const auto& w : why) std::cout << "; " << clean(w);
   std::cout << " |";
   if (s.headroom_bytes) {
     std::cout << " headroom=" << *s.headroom_bytes << "B;";

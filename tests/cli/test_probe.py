@@ -641,8 +641,6 @@ def test_prometheus_values_mixed_and_unbounded(empty):
     assert not any(n == "shmguard_limit_binding" for n, _ in s)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: repeated 'dummy' beancounter rows give duplicate series "
-                   "(same name and labels) in the Prometheus output")
 def test_prometheus_series_are_unique(empty):
     _, samples = parse_prom(prom(bc_only(empty, FIELD)))
     keys = [(n, l) for n, l, _ in samples]
@@ -800,8 +798,6 @@ def test_help_exits_0_with_usage_on_stdout():
     assert r.returncode == 0 and r.stdout.startswith("usage: shmguard-probe")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unavailable-source reason quoting input text that contains "
-                   "'|' ends up in the --check status text, so the perfdata split is wrong")
 def test_check_status_text_never_contains_a_pipe(tmp_path):
     bc = tmp_path / "ubc"
     bc.write_text(FIELD.read_text().replace("lockedpages                     0",
