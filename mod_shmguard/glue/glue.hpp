@@ -82,6 +82,7 @@ struct Generation {
   pid_t parent_pid = 0;
   apr_proc_t sampler{};
   bool sampler_running = false;
+  bool sampler_registered = false;  // with apr_proc_other_child_register (unregister exactly once)
   std::string error_log;  // the main error log file (where php-cgi's stderr goes), "" if none
 
   // mod_fcgid, when loaded (symbols exported by its .so; nullptr when absent).

@@ -310,12 +310,17 @@ int guard_fixups(request_rec* r) {
       return DECLINED;
     case Verdict::FailOpen:
       if (vc) vc->failed_open.fetch_add(1, std::memory_order_relaxed);
-      if (!in.fresh)
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "SG0204 no fresh sample (sampler pid %d, last sample %s ms ago): serving "
-                      "unguarded (fail open)",
-                      static_cast<int>(seg->sampler_pid.load()),
-                      std::to_string(sampled ? age : -1).c_str());
+      if (!in.fresh) {
+        // One warning per 10 s across all children: the guard is not guarding.
+        std::int64_t last = seg->failopen_log_ms.load();
+        if (note->start_ms - last >= 10000 &&
+            seg->failopen_log_ms.compare_exchange_strong(last, note->start_ms))
+          ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                        "SG0204 no fresh sample (sampler pid %d, last sample %s ms ago): the "
+                        "guard is failing open (serving unguarded)",
+                        static_cast<int>(seg->sampler_pid.load()),
+                        sampled ? std::to_string(age).c_str() : "never");
+      }
       return DECLINED;
     case Verdict::WouldRefuse:
       if (vc) vc->would_refuse.fetch_add(1, std::memory_order_relaxed);

@@ -115,7 +115,9 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
       if (path) gen.error_log = path;
     }
     find_fcgid(s);
-    apr_pool_cleanup_register(pconf, nullptr, generation_cleanup, apr_pool_cleanup_null);
+    // A pre-cleanup runs before the pool's other cleanups (and APR's own unregistering of the
+    // sampler as an "other child"), while the segment is still mapped.
+    apr_pool_pre_cleanup_register(pconf, nullptr, generation_cleanup);
     start_sampler();
     return OK;
   });

@@ -32,7 +32,8 @@ void sampler_maintenance(int reason, void* data, apr_wait_t status) {
   switch (reason) {
     case APR_OC_REASON_DEATH:
     case APR_OC_REASON_LOST: {
-      apr_proc_other_child_unregister(data);
+      if (gen.sampler_registered) apr_proc_other_child_unregister(data);
+      gen.sampler_registered = false;
       gen.sampler_running = false;
       int mpm_state = AP_MPMQ_RUNNING;
       ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state);
@@ -128,12 +129,15 @@ void start_sampler() {
   gen.seg->sampler_starts.fetch_add(1);
   apr_proc_other_child_register(&gen.sampler, sampler_maintenance, &gen.sampler, nullptr,
                                 gen.pconf);
+  gen.sampler_registered = true;
 }
 
 void stop_sampler() {
   if (!gen.sampler_running) return;
   gen.sampler_running = false;
-  apr_proc_other_child_unregister(&gen.sampler);
+  // APR crashes on unregistering what is not registered: exactly once.
+  if (gen.sampler_registered) apr_proc_other_child_unregister(&gen.sampler);
+  gen.sampler_registered = false;
   pid_t pid = gen.sampler.pid;
   if (pid <= 0) return;
   kill(pid, SIGTERM);

@@ -72,6 +72,7 @@ struct Segment {
   std::atomic<std::int64_t> binding_limit, binding_used;  // bytes
   std::atomic<std::int64_t> binding_failcnt_rise_minute;
   std::atomic<std::int32_t> warn_state;  // 1 while headroom is below ShmGuardWarnBelow
+  std::atomic<std::int64_t> failopen_log_ms;  // last "failing open" warning (one per 10 s)
 
   // Evidence for the 500 -> 503 translation.
   std::atomic<std::uint64_t> wake_requests;  // children ask for a fresh evidence scan
