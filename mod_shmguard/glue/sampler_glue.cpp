@@ -1,7 +1,10 @@
 // mod_shmguard glue: forking the sampler from the parent, restarting it when it dies, ending it
 // with its generation.
+#include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 
 #include "ap_mpm.h"
 #include "http_log.h"
+#include "unixd.h"
 
 APLOG_USE_MODULE(shmguard);
 
@@ -51,6 +55,30 @@ void sampler_maintenance(int reason, void* data, apr_wait_t status) {
   }
 }
 
+// Drops root: the sampler runs as the server's User and keeps only the capabilities its reads
+// need — CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE (/proc/user_beancounters is 0400 root and its
+// open checks both; the error log is root:adm 0640) and CAP_SYS_PTRACE (other users'
+// /proc/PID/maps). Returns a description for the log, or why it kept root.
+std::string drop_privileges() {
+  if (geteuid() != 0) return "not started as root: runs as uid " + std::to_string(geteuid());
+  uid_t uid = ap_unixd_config.user_id;
+  gid_t gid = ap_unixd_config.group_id;
+  if (uid == 0) return "User is root: keeps root";
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return "PR_SET_KEEPCAPS failed: keeps root";
+  if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
+    return "setuid/setgid failed: keeps root";
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  for (int cap : {CAP_DAC_READ_SEARCH, CAP_DAC_OVERRIDE, CAP_SYS_PTRACE}) {
+    data[cap / 32].permitted |= 1u << (cap % 32);
+    data[cap / 32].effective |= 1u << (cap % 32);
+  }
+  if (syscall(SYS_capset, &hdr, data) != 0)
+    return "capset failed: runs as uid " + std::to_string(uid) + " without extra capabilities";
+  prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+  return "uid " + std::to_string(uid) + ", capabilities dac_read_search,dac_override,sys_ptrace";
+}
+
 // In the forked process: never returns into httpd.
 [[noreturn]] void sampler_main() {
   struct sigaction sa {};
@@ -65,9 +93,10 @@ void sampler_maintenance(int reason, void* data, apr_wait_t status) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
   prctl(PR_SET_NAME, "shmguard-smplr");
+  const std::string privileges = drop_privileges();
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);  // after the credential change, which clears it
 
   ServerConf* main = server_conf(gen.main_server);
   sampler::Config cfg;
@@ -98,7 +127,8 @@ void sampler_maintenance(int reason, void* data, apr_wait_t status) {
   };
   gen.seg->sampler_pid.store(static_cast<std::int32_t>(getpid()));
   log(sampler::Level::Info, "SG0110 sampler started (pid " + std::to_string(getpid()) +
-                                ", every " + std::to_string(cfg.interval_ms) + " ms)");
+                                ", every " + std::to_string(cfg.interval_ms) + " ms, " +
+                                privileges + ")");
   sampler::run(cfg, gen.seg, log, [] { return g_stop != 0; });
   _exit(0);
 }

@@ -386,3 +386,31 @@ def test_good_directives_pass_configtest_and_vhosts_inherit(server, tmp_path):
     r = s.get("/index.php")
     assert r.status == 503 and r.headers["Retry-After"] == "7"
     assert "Busy, come back soon" in r.text
+
+
+# ---------------------------------------------------------------------------------------- sampler
+def test_sampler_runs_as_user_with_only_read_capabilities(server, tmp_path):
+    # A root-only beancounter file (0400 root, like /proc/user_beancounters) is still read.
+    src = os.path.join(REPO, "tests/fixtures/beancounters/openvz6-container.txt")
+    root_only = "/tmp/shmguard-it/ubc-root-only-%d.txt" % os.getpid()
+    with open(src) as f, open(root_only, "w") as g:
+        g.write(f.read())
+    os.chmod(root_only, 0o400)
+    try:
+        conf = GUARD.replace("${SHMGUARD_UBC_FILE}", root_only)
+        s = server(shmguard=True, shmguard_conf=conf, log_level="info")
+        (pid,) = wait_for(lambda: sampler_pids(s), 5)
+        st = open("/proc/%d/status" % pid).read()
+        uid = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", st, re.M).groups()
+        www = subprocess.run(["id", "-u", "www-data"], capture_output=True, text=True).stdout.strip()
+        assert uid == (www, www, www)
+        caps = int(re.search(r"^CapEff:\s+([0-9a-f]+)", st, re.M).group(1), 16)
+        # CAP_DAC_OVERRIDE=1, CAP_DAC_READ_SEARCH=2, CAP_SYS_PTRACE=19 and nothing else.
+        assert caps == (1 << 1) | (1 << 2) | (1 << 19), hex(caps)
+        assert "NoNewPrivs:\t1" in st
+        assert s.wait_log(r"SG0110 sampler started .* uid %s, capabilities" % www)
+        # The field report's container: shmpages 247122 held of 262144.
+        wait_sample(s, headroom_below=64 << 20)
+        assert status(s)["headroom_bytes"] == (262144 - 247122) * 4096
+    finally:
+        os.unlink(root_only)
