@@ -73,10 +73,14 @@ mod_shmguard demo $WITH
               curl -i http://127.0.0.1:$PORT/opcache.php
               curl -i http://127.0.0.1:$PORT/static.txt
               curl http://127.0.0.1:$PORT/server-status?auto
+  status      http://127.0.0.1:$PORT/shmguard-status   (?auto ?json ?metrics; with mod_shmguard)
+  probe       build/shmguard-probe --beancounters $STATE/user_beancounters
   budget      cat $STATE/user_beancounters      (OpenVZ format; 64 MiB = 16384 pages per php-cgi)
   outage      $PY $UBC set-barrier $STATE 8192
-              then a request that needs a new php-cgi gets 500 and logs/error.log shows
-              "Unable to allocate shared memory segment of 67108864 bytes: mmap: Cannot allocate memory (12)"
+              without mod_shmguard: a request that needs a new php-cgi gets a bare 500 and
+              logs/error.log shows "Unable to allocate shared memory segment of 67108864 bytes: ..."
+              with mod_shmguard: 503 + Retry-After and a page that says why (SG0201 in the log);
+              idle php-cgi workers keep serving
   restore     $PY $UBC set-barrier $STATE 262144
 Ctrl-C stops it.
 EOF

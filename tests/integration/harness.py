@@ -950,6 +950,10 @@ def _demo(argv):
     s = Server(name="demo", root=root, port=a.port, log_level=a.log_level, segment_mib=a.segment_mib,
                shm_barrier=a.shm_barrier, shmguard=bool(a.shmguard_so), shmguard_so=a.shmguard_so,
                shmguard_conf_file=os.path.abspath(a.shmguard_conf) if a.shmguard_conf else None,
+               # The demo's module reads the double's beancounter file, so shrinking the budget
+               # (ubc.py set-barrier) shows the guard at work; numbers on the 503 page.
+               shmguard_conf=("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\nShmGuardDetail On"
+                              if a.shmguard_so else ""),
                refresh_interval=None)
     if not _traversable_by_others(s.root):
         sys.stderr.write("warning: %s is not traversable by %s\n" % (s.root, RUN_USER))
