@@ -97,6 +97,7 @@ int status_handler(request_rec* r) {
           .end_object();
     });
     w.end_array();
+    w.end_object();
     out = w.take();
     if (sec && !sec->json_members.empty()) {
       out.pop_back();  // '}'
