@@ -53,7 +53,7 @@ def wait_for(pred, timeout=5.0, step=0.05):
 def wait_sample(s, headroom_below=None, headroom_at_least=None, timeout=5.0):
     """Waits until the module publishes a headroom in the given range."""
     def ok():
-        h = status(s)["headroom_bytes"]
+        h = status(s).get("headroom_bytes")  # absent until the sampler's first publication
         if h is None:
             return False
         if headroom_below is not None and h >= headroom_below:
@@ -61,7 +61,7 @@ def wait_sample(s, headroom_below=None, headroom_at_least=None, timeout=5.0):
         if headroom_at_least is not None and h < headroom_at_least:
             return False
         return True
-    assert wait_for(ok, timeout), "headroom never reached the expected range: %r" % status(s)["headroom_bytes"]
+    assert wait_for(ok, timeout), "headroom never reached the expected range: %r" % status(s).get("headroom_bytes")
 
 
 def exhaust(s, free_pages=1000):
