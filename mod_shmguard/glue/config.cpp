@@ -189,6 +189,24 @@ const char* set_cgroup(cmd_parms* cmd, void*, const char* arg) {
 }
 
 // Non-designated initializers under C++: cmd_func is `const char* (*)()`.
+// Directive handlers are entry points from httpd: no exception may escape them.
+template <const char* (*F)(cmd_parms*, void*, const char*)>
+const char* safe(cmd_parms* cmd, void* d, const char* arg) noexcept {
+  try {
+    return F(cmd, d, arg);
+  } catch (...) {
+    return apr_psprintf(cmd->pool, "%s: internal error", cmd->directive->directive);
+  }
+}
+template <const char* (*F)(cmd_parms*, void*, int)>
+const char* safe(cmd_parms* cmd, void* d, int on) noexcept {
+  try {
+    return F(cmd, d, on);
+  } catch (...) {
+    return apr_psprintf(cmd->pool, "%s: internal error", cmd->directive->directive);
+  }
+}
+
 template <class F>
 cmd_func fn(F f) {
   return reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(f));  // void(*)() matches all
@@ -197,32 +215,32 @@ cmd_func fn(F f) {
 }  // namespace
 
 const command_rec directives[] = {
-    {"ShmGuard", fn(set_enabled), nullptr, RSRC_CONF, FLAG,
+    {"ShmGuard", fn(safe<set_enabled>), nullptr, RSRC_CONF, FLAG,
      "On|Off: guard FastCGI-bound requests of this server (default On)"},
-    {"ShmGuardReserve", fn(set_reserve), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardReserve", fn(safe<set_reserve>), nullptr, RSRC_CONF, TAKE1,
      "SIZE|auto: shared-memory headroom a new worker needs (default auto)"},
-    {"ShmGuardAction", fn(set_action), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardAction", fn(safe<set_action>), nullptr, RSRC_CONF, TAKE1,
      "refuse|log: answer 503, or only count and log (default refuse)"},
-    {"ShmGuardRetryAfter", fn(set_retry_after), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardRetryAfter", fn(safe<set_retry_after>), nullptr, RSRC_CONF, TAKE1,
      "seconds in the Retry-After header of a refusal (default 30)"},
-    {"ShmGuardDetail", fn(set_detail), nullptr, RSRC_CONF, FLAG,
+    {"ShmGuardDetail", fn(safe<set_detail>), nullptr, RSRC_CONF, FLAG,
      "On|Off: show headroom and limits on the refusal page (default Off)"},
-    {"ShmGuardErrorDocument", fn(set_errordoc), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardErrorDocument", fn(safe<set_errordoc>), nullptr, RSRC_CONF, TAKE1,
      "FILE: HTML page sent instead of the built-in refusal page"},
-    {"ShmGuardHandlers", fn(add_handler), nullptr, RSRC_CONF, ITERATE,
+    {"ShmGuardHandlers", fn(safe<add_handler>), nullptr, RSRC_CONF, ITERATE,
      "handler names to guard (default: fcgid-script proxy-fcgi)"},
-    {"ShmGuardWarnBelow", fn(set_warn_below), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardWarnBelow", fn(safe<set_warn_below>), nullptr, RSRC_CONF, TAKE1,
      "SIZE|PERCENT: log a warning when headroom falls below (default 25%)"},
-    {"ShmGuardInterval", fn(set_interval), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardInterval", fn(safe<set_interval>), nullptr, RSRC_CONF, TAKE1,
      "DURATION: how often the sampler reads the limits (default 500ms)"},
-    {"ShmGuardProcfs", fn(set_procfs), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardProcfs", fn(safe<set_procfs>), nullptr, RSRC_CONF, TAKE1,
      "DIR: procfs root (default /proc)"},
-    {"ShmGuardSysfs", fn(set_sysfs), nullptr, RSRC_CONF, TAKE1, "DIR: sysfs root (default /sys)"},
-    {"ShmGuardBeancounters", fn(set_beancounters), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardSysfs", fn(safe<set_sysfs>), nullptr, RSRC_CONF, TAKE1, "DIR: sysfs root (default /sys)"},
+    {"ShmGuardBeancounters", fn(safe<set_beancounters>), nullptr, RSRC_CONF, TAKE1,
      "FILE|off: beancounter file (default <procfs>/user_beancounters)"},
-    {"ShmGuardContainer", fn(set_container), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardContainer", fn(safe<set_container>), nullptr, RSRC_CONF, TAKE1,
      "ID: beancounter block to use on a hardware node"},
-    {"ShmGuardCgroup", fn(set_cgroup), nullptr, RSRC_CONF, TAKE1,
+    {"ShmGuardCgroup", fn(safe<set_cgroup>), nullptr, RSRC_CONF, TAKE1,
      "auto|off|DIR: memory cgroup to read (default auto)"},
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
 };

@@ -368,7 +368,17 @@ void wait_for_evidence_scan() {
 }
 
 // Replaces the canned 500 body with our 503 page (runs before the header filter).
+apr_status_t replace_filter_impl(ap_filter_t* f, apr_bucket_brigade* bb);
 apr_status_t replace_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
+  try {
+    return replace_filter_impl(f, bb);
+  } catch (...) {
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, f->r, "SG0901 internal error in the 503 filter");
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+  }
+}
+apr_status_t replace_filter_impl(ap_filter_t* f, apr_bucket_brigade* bb) {
   request_rec* r = f->r;
   if (f->ctx) {  // already sent: swallow the rest
     apr_brigade_cleanup(bb);

@@ -47,7 +47,10 @@ R guarded(server_rec* s, const char* where, R fallback, F&& f) {
 apr_status_t generation_cleanup(void*) {
   // Only the parent owns the sampler and the segment; children inherit this cleanup, ignore it.
   if (getpid() != gen.parent_pid) return APR_SUCCESS;
-  stop_sampler();
+  try {
+    stop_sampler();
+  } catch (...) {
+  }
   if (gen.wake_read >= 0) close(gen.wake_read);
   if (gen.wake_write >= 0) close(gen.wake_write);
   gen.wake_read = gen.wake_write = -1;

@@ -31,7 +31,18 @@ void on_term(int) { g_stop = 1; }
 
 std::int64_t g_last_start_ms = 0;
 
+void sampler_maintenance_impl(int reason, void* data, apr_wait_t status);
+// Called by APR in the parent: no exception may escape.
 void sampler_maintenance(int reason, void* data, apr_wait_t status) {
+  try {
+    sampler_maintenance_impl(reason, data, status);
+  } catch (...) {
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, gen.main_server,
+                 "SG0901 internal error while restarting the sampler");
+  }
+}
+
+void sampler_maintenance_impl(int reason, void* data, apr_wait_t status) {
   auto* proc = static_cast<apr_proc_t*>(data);
   switch (reason) {
     case APR_OC_REASON_DEATH:

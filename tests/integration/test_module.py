@@ -116,7 +116,7 @@ def test_ample_headroom_hundreds_of_concurrent_requests_all_served(server):
 
 # ---------------------------------------------------------------------------------------- 3
 def test_exhausted_budget_cold_start_refuses_fast_without_spawning(server):
-    s = server(shmguard=True, shmguard_conf=GUARD)
+    s = server(shmguard=True, shmguard_conf=GUARD + "ShmGuardWarnBelow 16M\n")
     exhaust(s)
     failcnt_before = s.budget.failcnt("shmpages")
     for _ in range(5):
@@ -139,6 +139,8 @@ def test_exhausted_budget_cold_start_refuses_fast_without_spawning(server):
                      r"64\.0 MiB \(beancounter:shmpages \d+/\d+ pages\); 0 workers", log), log
     # One line per burst, not one per refusal.
     assert len(re.findall("SG0201", log)) == 1
+    # The sampler warned once when headroom fell below ShmGuardWarnBelow.
+    assert len(re.findall(r"SG0301 shared-memory headroom 3\.9 MiB fell below ShmGuardWarnBelow \(16\.0 MiB\)", log)) == 1
 
 
 def test_exhausted_budget_warm_workers_keep_serving_and_do_not_grow(server):
@@ -196,6 +198,7 @@ def test_translation_backend_death_from_shm_becomes_503_unrelated_500_stays(serv
                      log), log
     assert "Unable to allocate shared memory segment of 67108864 bytes: mmap: Cannot allocate memory (12)" in log
     assert vhost(s)["translated"] == 1
+    assert s.wait_log(r"SG0303 beancounter:shmpages:failcnt rose by 1 \(now 1")
     # Later, an unrelated 500 (an app that dies without any shared-memory evidence) stays a 500.
     time.sleep(1.0)
     mark = s.log_mark()
@@ -230,18 +233,27 @@ def test_action_log_never_refuses_but_logs(server):
 
 
 # ---------------------------------------------------------------------------------------- 6
+PROXYPASS = ('ProxyPassMatch "^/pp/(.*\\.php)$" '
+             '"unix:${SHMGUARD_ROOT}/run/php-fpm.sock|fcgi://localhost${SHMGUARD_ROOT}/htdocs/fpm/$1"')
+
+
 def test_php_fpm_guarded_by_reserve_alone(server):
-    s = server(shmguard=True, shmguard_conf=GUARD, fpm=True)
+    # SetHandler proxy:unix:...|fcgi:// (/fpm/) and ProxyPass to fcgi:// (/pp/), both to PHP-FPM.
+    s = server(shmguard=True, shmguard_conf=GUARD, fpm=True, extra_conf=PROXYPASS)
     wait_sample(s, headroom_at_least=64 << 20)
-    r = s.get("/fpm/index.php")
-    assert r.status == 200 and "fpm ok" in r.text
+    for url in ("/fpm/index.php", "/pp/index.php"):
+        r = s.get(url)
+        assert r.status == 200 and "fpm ok" in r.text, (url, r.status, r.text[:200])
     exhaust(s)
-    r = s.get("/fpm/index.php")
-    assert r.status == 503 and r.headers["Retry-After"] == "30"
+    for url in ("/fpm/index.php", "/pp/index.php"):
+        r = s.get(url)
+        assert r.status == 503 and r.headers["Retry-After"] == "30", (url, r.status)
     assert s.get("/static.txt").status == 200
+    assert vhost(s)["refused"] == 2
     s.budget.set_barrier(262144)
     wait_sample(s, headroom_at_least=64 << 20)
     assert s.get("/fpm/index.php").status == 200
+    assert s.get("/pp/index.php").status == 200
 
 
 # ---------------------------------------------------------------------------------------- 7
@@ -414,3 +426,17 @@ def test_sampler_runs_as_user_with_only_read_capabilities(server, tmp_path):
         assert status(s)["headroom_bytes"] == (262144 - 247122) * 4096
     finally:
         os.unlink(root_only)
+
+
+def test_make_install_puts_module_and_conf_in_place(tmp_path):
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-C", REPO, "install", "DESTDIR=%s" % dest,
+                        "BUILD=%s" % os.environ.get("SHMGUARD_BUILD", os.path.join(REPO, "build"))],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    libexec = subprocess.run(["apxs", "-q", "LIBEXECDIR"], capture_output=True, text=True).stdout.strip()
+    assert (dest / libexec.lstrip("/") / "mod_shmguard.so").is_file()
+    for name in ("shmguard.load", "shmguard.conf"):
+        assert (dest / "etc/apache2/mods-available" / name).read_text() == \
+            open(os.path.join(REPO, "conf", name)).read()
+    assert os.access(str(dest / "usr/local/sbin/shmguard-probe"), os.X_OK)
