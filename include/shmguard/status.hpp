@@ -1,45 +1,48 @@
 // mod_shmguard core: what /shmguard-status shows. The sampler renders its part (sources, limits,
-// workers, findings) into four sections once per interval; the status handler in a child adds the
-// per-vhost counters it owns. Nothing is parsed back: sections are concatenated.
+// workers, findings) into sections once per interval; the status handler in a child adds the
+// headline, the per-vhost configuration and counters it owns, and the sampler's health. Nothing is
+// parsed back: sections are concatenated. The one thing the sampler cannot know is a vhost's name
+// (it sees mod_fcgid's vhost ids); those places are left as holes the handler fills.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "shmguard/advisor.hpp"
 #include "shmguard/model.hpp"
-#include "shmguard/workers.hpp"
 
 namespace shmguard {
 
-// One FastCGI worker as the status page lists it.
-struct WorkerRow {
-  int pid = 0;
-  std::string kind;        // "php-cgi (mod_fcgid)", "php-fpm"
-  std::string state;       // "idle", "busy", "error", "" (unknown)
-  int vhost_id = 0;        // mod_fcgid vhost id (0 unknown)
-  std::string klass;       // wrapper or script path (the mod_fcgid process class)
-  std::string command;
-  std::int64_t uptime_s = -1;
-  std::uint64_t rss_shmem = 0;
-  std::vector<Segment> segments;
-  std::string error;       // why its maps could not be read
-};
-
-struct SamplerHealth {
-  int pid = 0;
-  std::int64_t interval_ms = 0;
-  std::uint64_t samples = 0;
-  std::int64_t sample_wall_ms = 0;
+// Text with holes for mod_fcgid vhost ids, filled by the reader.
+struct Template {
+  std::string text;
+  std::vector<std::pair<std::uint32_t, std::int32_t>> holes;  // (offset in text, vhost id)
+  Template& operator+=(std::string_view s) {
+    text += s;
+    return *this;
+  }
+  void hole(std::int32_t vhost_id) {
+    holes.emplace_back(static_cast<std::uint32_t>(text.size()), vhost_id);
+  }
+  std::string fill(const std::function<std::string(std::int32_t)>& name) const;
 };
 
 struct StatusSections {
-  std::string html;          // HTML fragment (sections after the headline)
-  std::string auto_text;     // "Key: value\n" lines
-  std::string json_members;  // JSON object members, no braces: "\"headroom_bytes\":...,..."
-  std::string metrics;       // Prometheus exposition lines (HELP/TYPE included)
+  std::string html_findings;  // HTML fragments, in page order around the handler's own parts
+  std::string html_limits;
+  Template html_workers;
+  std::string html_sources;
+  std::string auto_text;  // "Key: value\n" lines
+  Template json_members;  // JSON object members, no braces: "\"headroom_bytes\":...,..."
+  std::string metrics;    // Prometheus exposition lines (HELP/TYPE included)
+  // Small facts the handler needs for its own parts.
+  std::uint32_t findings_critical = 0, findings_warning = 0;
+  std::uint64_t failures_last_minute = 0;  // sum over failure counters
 };
 
 std::string encode_sections(const StatusSections& s);
@@ -47,5 +50,8 @@ std::optional<StatusSections> decode_sections(std::string_view blob);
 
 // Renders the sampler's part of the status page.
 StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers);
+
+// "3d 4h", "5m 12s", "40s"
+std::string human_duration(std::int64_t seconds);
 
 }  // namespace shmguard

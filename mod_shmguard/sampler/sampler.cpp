@@ -61,8 +61,8 @@ class Sampler {
     tracker_.observe(snap.taken_at_ms, snap);
     std::vector<WorkerRow> workers = scan_workers();
     read_log();
+    warn(snap);  // before publishing: the warning precedes the refusals it explains
     publish(snap);
-    warn(snap);
     shm::publish_blob(seg_, encode_sections(render_sampler_sections(snap, workers)));
     std::uint64_t done = seg_->evidence_gen.load(std::memory_order_relaxed);
     if (wake_ticket > done) seg_->evidence_gen.store(wake_ticket, std::memory_order_release);
@@ -82,50 +82,97 @@ class Sampler {
   int notify_fd() const { return tail_.notify_fd(); }
 
  private:
+  // FastCGI workers: mod_fcgid's process table (and the children of a php-cgi that forks them,
+  // PHP_FCGI_CHILDREN), plus PHP-FPM masters and pool workers found by their comm "php-fpm*".
   std::vector<WorkerRow> scan_workers() {
     std::vector<WorkerRow> rows;
-    if (!cfg_.fcgid_table) return rows;
     std::int64_t ticks_now = boot_ticks_now();
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0) hz = 100;
+    auto fill = [&](WorkerRow& row, const Worker& w) {
+      row.rss_shmem = w.rss_shmem;
+      row.segments = w.segments;
+      row.error = w.error;
+      if (!w.cmdline.empty()) row.command = w.cmdline;
+      if (ticks_now >= 0 && static_cast<std::int64_t>(w.start_ticks) <= ticks_now)
+        row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.start_ticks)) / hz;
+    };
+    const std::vector<ProcStat> stats = read_all_stats("/proc");
+    std::vector<int> listed;
     struct ClassAgg {
       std::uint64_t max_segment = 0;
       std::int32_t workers = 0;
     };
     std::map<std::uint64_t, ClassAgg> classes;
-    for (const auto& node : fcgid::read_table(cfg_.fcgid_table)) {
+    std::vector<fcgid::Node> nodes;
+    if (cfg_.fcgid_table) nodes = fcgid::read_table(cfg_.fcgid_table);
+    for (const auto& node : nodes) {
       WorkerRow row;
       row.pid = node.pid;
-      row.kind = "php-cgi (mod_fcgid)";
+      row.backend = "mod_fcgid";
+      row.kind = "php-cgi";
       row.state = fcgid::to_string(node.list);
       row.vhost_id = node.vhost_id;
       row.klass = node.executable;
       row.command = node.cmdline;
+      listed.push_back(node.pid);
       auto w = read_worker("/proc", node.pid);
       if (!w) {
         row.error = w.error;
         rows.push_back(std::move(row));
         continue;  // gone meanwhile
       }
-      row.rss_shmem = w.value->rss_shmem;
-      row.segments = w.value->segments;
-      row.error = w.value->error;
-      if (!w.value->cmdline.empty()) row.command = w.value->cmdline;
-      if (ticks_now >= 0 && static_cast<std::int64_t>(w.value->start_ticks) <= ticks_now)
-        row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.value->start_ticks)) / hz;
+      fill(row, *w.value);
       if (node.list != fcgid::List::Error) {
         ClassAgg& agg =
             classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
         agg.workers++;
         for (const auto& s : row.segments) agg.max_segment = std::max(agg.max_segment, s.size);
       }
+      const WorkerRow parent = row;
       rows.push_back(std::move(row));
+      // php-cgi with PHP_FCGI_CHILDREN: its children serve the requests and share its segment.
+      for (int kid : descendants(stats, node.pid)) {
+        auto kw = read_worker("/proc", kid);
+        if (!kw || kw.value->comm.rfind("php", 0) != 0) continue;
+        WorkerRow k;
+        k.pid = kid;
+        k.backend = "mod_fcgid";
+        k.kind = "php-cgi child of " + std::to_string(node.pid);
+        k.vhost_id = parent.vhost_id;
+        k.klass = parent.klass;
+        fill(k, *kw.value);
+        listed.push_back(kid);
+        rows.push_back(std::move(k));
+      }
     }
     for (const auto& [key, agg] : classes) {
       if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
         if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
         slot->workers.store(agg.workers, std::memory_order_relaxed);
       }
+    }
+    for (const auto& st : stats) {
+      if (st.comm.rfind("php-fpm", 0) != 0) continue;
+      if (std::find(listed.begin(), listed.end(), st.pid) != listed.end()) continue;
+      auto w = read_worker("/proc", st.pid);
+      if (!w) continue;
+      WorkerRow row;
+      row.pid = st.pid;
+      row.backend = "php-fpm";
+      const std::string& cmd = w.value->cmdline;
+      if (cmd.rfind("php-fpm: pool ", 0) == 0) {
+        row.klass = cmd.substr(14);
+        while (!row.klass.empty() && row.klass.back() == ' ') row.klass.pop_back();
+        row.kind = "php-fpm pool " + row.klass;
+      } else {
+        row.kind = "php-fpm master";
+        auto open = cmd.find('('), close = cmd.rfind(')');
+        if (open != std::string::npos && close != std::string::npos && close > open)
+          row.klass = cmd.substr(open + 1, close - open - 1);
+      }
+      fill(row, *w.value);
+      rows.push_back(std::move(row));
     }
     return rows;
   }

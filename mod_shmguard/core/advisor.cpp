@@ -1,0 +1,192 @@
+// mod_shmguard core: the advisor.
+#include "shmguard/advisor.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "shmguard/units.hpp"
+
+namespace shmguard {
+
+std::string compact_bytes(std::uint64_t bytes) {
+  std::string h = human_bytes(bytes);
+  auto dot = h.find(".0 ");
+  if (dot != std::string::npos) h.erase(dot, 2);
+  return h;
+}
+
+std::vector<SegmentUse> segment_uses(const std::vector<WorkerRow>& workers) {
+  std::vector<SegmentUse> out;
+  for (const auto& w : workers) {
+    for (const auto& s : w.segments) {
+      auto it =
+          std::find_if(out.begin(), out.end(), [&](const SegmentUse& u) { return u.seg == s; });
+      if (it == out.end()) {
+        out.push_back(SegmentUse{s, {w.pid}});
+        continue;
+      }
+      if (s.size > it->seg.size) it->seg.size = s.size;
+      if (std::find(it->pids.begin(), it->pids.end(), w.pid) == it->pids.end())
+        it->pids.insert(std::upper_bound(it->pids.begin(), it->pids.end(), w.pid), w.pid);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string plural(std::uint64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// "beancounter:shmpages:failcnt" -> "beancounter shmpages failcnt"
+std::string counter_words(const std::string& name) {
+  std::string out = name;
+  std::replace(out.begin(), out.end(), ':', ' ');
+  if (name.rfind("cgroup:", 0) == 0) out = "cgroup memory " + name.substr(7) + " events";
+  if (name == "cgroup:failcnt") out = "cgroup memory failcnt";
+  return out;
+}
+
+bool is_memory_segment(const Segment& s) {
+  return s.kind != "file";
+}
+
+// Smaller shared mappings are not a cache (php-fpm's scoreboard, for instance).
+constexpr std::uint64_t kMinCache = 1u << 20;
+
+}  // namespace
+
+std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers) {
+  std::vector<Finding> out;
+  const std::vector<SegmentUse> uses = segment_uses(workers);
+  auto users = [&](const Segment& s) -> std::size_t {
+    for (const auto& u : uses)
+      if (u.seg == s) return u.pids.size();
+    return 0;
+  };
+
+  // 1. Failure counters that rose: the kernel refused allocations.
+  for (const auto& c : snap.counters) {
+    bool bc_shm =
+        c.name == "beancounter:shmpages:failcnt" || c.name == "beancounter:privvmpages:failcnt";
+    if (c.last_minute > 0) {
+      std::string t = counter_words(c.name) + " rose by " + std::to_string(c.last_minute) +
+                      " in the last minute (now " + std::to_string(c.value) + ")";
+      if (bc_shm)
+        t += ": the kernel refused that many allocations; a php-cgi that cannot get its OPcache "
+             "segment dies with \"Unable to allocate shared memory segment\". Free shared memory "
+             "or raise the container's limit.";
+      else if (c.name.rfind("beancounter:", 0) == 0)
+        t += ": the kernel refused that many allocations of this resource.";
+      else
+        t += ": the memory cgroup hit its limit; processes were reclaimed from or killed.";
+      out.push_back(Finding{
+          "failcnt-rose", "critical", t, {{"last_minute", c.last_minute}, {"value", c.value}}});
+    } else if (c.since_start > 0) {
+      out.push_back(Finding{"failcnt-rose-earlier",
+                            "warning",
+                            counter_words(c.name) + " rose by " + std::to_string(c.since_start) +
+                                " since the sampler started (now " + std::to_string(c.value) +
+                                "), none in the last minute.",
+                            {{"since_start", c.since_start}, {"value", c.value}}});
+    }
+  }
+
+  // 2. php-cgi workers under mod_fcgid, each with its own segment: PHP-FPM would share one. A
+  // worker's OPcache is the largest shared segment it maps; count it when no other worker maps it.
+  std::uint64_t k_workers = 0, total = 0, largest_worker = 0;
+  std::uint64_t smallest_seg = UINT64_MAX, largest_seg = 0;
+  for (const auto& w : workers) {
+    if (w.backend != "mod_fcgid") continue;
+    const Segment* big = nullptr;
+    for (const auto& s : w.segments)
+      if (is_memory_segment(s) && (!big || s.size > big->size)) big = &s;
+    if (!big || big->size < kMinCache || users(*big) != 1) continue;
+    ++k_workers;
+    total += big->size;
+    smallest_seg = std::min(smallest_seg, big->size);
+    largest_seg = std::max(largest_seg, big->size);
+  }
+  largest_worker = largest_seg;
+  const std::uint64_t n_segments = k_workers;
+  if (k_workers >= 2) {
+    std::uint64_t saving = total - largest_worker;
+    std::string sizes = smallest_seg == largest_seg
+                            ? compact_bytes(largest_seg)
+                            : compact_bytes(smallest_seg) + " to " + compact_bytes(largest_seg);
+    std::string t = plural(k_workers, "php-cgi worker", "php-cgi workers") + " hold " +
+                    plural(n_segments, "separate OPcache segment", "separate OPcache segments") +
+                    " of " + sizes + " (" + compact_bytes(total) +
+                    "); under PHP-FPM they would share one: " + compact_bytes(saving) +
+                    " less. Serve PHP through PHP-FPM (mod_proxy_fcgi) instead of php-cgi under "
+                    "mod_fcgid.";
+    out.push_back(Finding{"fcgid-private-opcache",
+                          saving >= (64u << 20) ? "warning" : "info",
+                          t,
+                          {{"workers", k_workers},
+                           {"segments", n_segments},
+                           {"segment_bytes_min", smallest_seg},
+                           {"segment_bytes_max", largest_seg},
+                           {"total_bytes", total},
+                           {"saving_bytes", saving}}});
+  }
+
+  // 3. How many more php-cgi workers the headroom allows (each allocates its own segment).
+  if (snap.headroom_bytes && largest_worker > 0) {
+    std::uint64_t h = *snap.headroom_bytes;
+    std::uint64_t more = h / largest_worker;
+    std::string bound = snap.binding.empty() ? std::string() : " (bound by " + snap.binding + ")";
+    Finding f;
+    f.id = "headroom-workers";
+    f.numbers = {{"headroom_bytes", h},
+                 {"worker_segment_bytes", largest_worker},
+                 {"more_workers", more},
+                 {"workers_now", k_workers}};
+    if (more == 0) {
+      f.severity = "critical";
+      f.text = "Headroom " + compact_bytes(h) + bound + " is less than the " +
+               compact_bytes(largest_worker) +
+               " a new php-cgi worker allocates: a new worker would die with \"Unable to allocate "
+               "shared memory segment\", so mod_shmguard refuses requests that would need one. "
+               "Free shared memory or move PHP to PHP-FPM.";
+    } else {
+      f.severity = more <= 2 ? "warning" : "info";
+      f.text = "Headroom " + compact_bytes(h) + bound + " allows " +
+               plural(more, "more php-cgi worker", "more php-cgi workers") + " of " +
+               compact_bytes(largest_worker) + "; with the " + std::to_string(k_workers) +
+               " running, keep FcgidMaxProcesses at or below " + std::to_string(k_workers + more) +
+               " or each worker beyond that will fail to start.";
+    }
+    out.push_back(std::move(f));
+  }
+
+  // 4. PHP-FPM processes sharing one segment (what the second finding recommends, seen working):
+  // one finding per segment of cache size that only php-fpm processes map, several of them.
+  for (const auto& u : uses) {
+    if (!u.shared() || !is_memory_segment(u.seg) || u.seg.size < kMinCache) continue;
+    std::size_t fpm = 0;
+    for (const auto& w : workers)
+      if (w.backend == "php-fpm" && std::binary_search(u.pids.begin(), u.pids.end(), w.pid)) ++fpm;
+    if (fpm != u.pids.size()) continue;
+    out.push_back(Finding{"fpm-shared-opcache",
+                          "info",
+                          std::to_string(fpm) + " php-fpm processes share one OPcache segment of " +
+                              compact_bytes(u.seg.size) +
+                              ": a new PHP-FPM worker needs no new shared memory.",
+                          {{"processes", fpm}, {"segment_bytes", u.seg.size}}});
+  }
+
+  // 5. Nothing to guard against.
+  if (!snap.headroom_bytes)
+    out.push_back(
+        Finding{"no-finite-limit",
+                "info",
+                "No finite limit on new shared memory was found among the sources read: "
+                "the guard never refuses. If this is an OpenVZ/Virtuozzo container, check "
+                "that /proc/user_beancounters is readable by the sampler.",
+                {}});
+  return out;
+}
+
+}  // namespace shmguard

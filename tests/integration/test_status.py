@@ -1,0 +1,405 @@
+"""/shmguard-status (issue 4) on the real stack: Apache + mod_fcgid + php-cgi (+ PHP-FPM behind
+mod_proxy_fcgi), the OpenVZ beancounter double, mod_status.
+
+Each format: status code, content type, parse, and values that agree with shmguard-probe run on the
+same beancounter file. Workers and the advisor on real processes. Escaping. Require local with the
+shipped conf (a client in its own network namespace, i.e. a real non-loopback peer), 405 for POST.
+"""
+
+import html.parser
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+import harness
+
+PROBE = os.path.join(os.environ.get("SHMGUARD_BUILD", os.path.join(harness.REPO, "build")),
+                     "shmguard-probe")
+SHIPPED_CONF = os.path.join(harness.REPO, "conf", "shmguard.conf")
+CONF = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\nShmGuardInterval 200ms\n"
+        "<Location /shmguard-status>\nSetHandler shmguard-status\n</Location>")
+MIB = 1 << 20
+AUTO_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\[[^\]\n]+\])?: \S.*$")
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def status(s, query="", method="GET", headers=None, body=None):
+    return s.get("/shmguard-status" + ("?" + query if query else ""), method=method, headers=headers, body=body)
+
+
+def get_json(s):
+    r = status(s, "json")
+    assert r.status == 200, r
+    assert r.headers["Content-Type"].startswith("application/json")
+    return json.loads(r.body)
+
+
+def wait_json(s, pred, timeout=10.0, what="condition"):
+    """Polls ?json until pred(doc) is true; returns doc."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = get_json(s)
+        if pred(doc):
+            return doc
+        if time.monotonic() > deadline:
+            raise AssertionError("status never showed %s; last ?json:\n%s" % (what, json.dumps(doc, indent=1)))
+        time.sleep(0.1)
+
+
+def probe_json(ubc_file):
+    p = subprocess.run([PROBE, "--beancounters", ubc_file, "--format", "json"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode in (0, 1, 2), p.stderr
+    return json.loads(p.stdout)
+
+
+def bc_rows(doc):
+    return sorted((x["resource"], x["held"], x["maxheld"], x["barrier"], x["limit"], x["failcnt"])
+                  for x in doc["sources"] if x["source"] == "beancounter")
+
+
+class StrictHtml(html.parser.HTMLParser):
+    """Checks that every non-void element is closed in order; collects start tags and text."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.tags, self.text = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append("</%s> closes <%s>" % (tag, self.stack[-1] if self.stack else "nothing"))
+            if tag in self.stack:
+                while self.stack and self.stack.pop() != tag:
+                    pass
+            return
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def check_html(body):
+    text = body.decode("utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    p = StrictHtml()
+    p.feed(text)
+    p.close()
+    assert not p.errors, p.errors
+    assert p.stack == [], "unclosed: %s" % p.stack
+    assert "script" not in p.tags  # no JavaScript, and nothing injected
+    return p
+
+
+def metric_families(text):
+    """{name: type} from # TYPE lines; asserts HELP/TYPE once each and samples under their family."""
+    types, helps, current = {}, set(), None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in helps, "HELP repeated for %s" % name
+            helps.add(name)
+        elif line.startswith("# TYPE "):
+            _, _, name, typ = line.split()
+            assert name not in types, "TYPE repeated for %s" % name
+            types[name] = typ
+            current = name
+        elif line.strip():
+            name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+            assert name == current, "sample %s outside its family (%s)" % (name, current)
+            assert name.startswith("shmguard_")
+    assert set(types) == helps
+    return types
+
+
+def promtool(text):
+    p = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=text.encode(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    return p.returncode, p.stdout.decode()
+
+
+# ------------------------------------------------------------------------------------------ formats
+def test_formats_parse_and_agree_with_probe(server):
+    s = server(shmguard=True, shmguard_conf=CONF, status=True)
+    assert s.get("/index.php").status == 200                  # one php-cgi worker: 64 MiB held
+    s.wait_workers(1)
+    ubc_file = s.budget.path
+
+    # ?json agrees with the probe on the same beancounter file (retry: the sampler lags by <1 interval)
+    deadline = time.monotonic() + 10
+    while True:
+        j, p = get_json(s), probe_json(ubc_file)
+        same = (j["headroom_bytes"], j["binding"], bc_rows(j)) == (p["headroom_bytes"], p["binding"], bc_rows(p))
+        if same or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert j["headroom_bytes"] == p["headroom_bytes"]
+    assert j["binding"] == p["binding"] == "beancounter:shmpages"
+    assert bc_rows(j) == bc_rows(p)
+    assert ("shmpages", 16384) in [(r[0], r[1]) for r in bc_rows(j)]
+    assert sorted(x["source"] for x in j["sources"]) == sorted(x["source"] for x in p["sources"])
+    assert sorted(u["source"] for u in j["unavailable"]) == sorted(u["source"] for u in p["unavailable"])
+    for key in ("vhosts", "workers", "findings", "sampler", "limits", "counters"):
+        assert key in j, key
+    assert j["sampler"]["fresh"] is True and j["sampler"]["failing_open"] is False
+    assert j["sampler"]["interval_ms"] == 200 and j["sampler"]["pid"] > 0
+    assert j["state"] == "ok"
+    (vh,) = j["vhosts"]
+    assert vh["guard"] is True and vh["action"] == "refuse" and vh["guarded"] >= 1 and vh["passed"] >= 1
+    assert vh["reserve"]["mode"] == "auto" and vh["reserve"]["bytes"] == 64 * MIB
+    assert "largest shared segment" in vh["reserve"]["source"]
+    assert all(isinstance(f["text"], str) and f["text"] for f in j["findings"])
+    headroom = j["headroom_bytes"]
+
+    # ?auto: every line "Key: value"; the headline numbers are the probe's
+    r = status(s, "auto")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+    lines = r.text.splitlines()
+    bad = [l for l in lines if not AUTO_LINE.match(l)]
+    assert not bad, bad
+    kv = dict(l.split(": ", 1) for l in lines)
+    assert kv["ShmGuardHeadroomBytes"] == str(headroom)
+    assert kv["ShmGuardBinding"] == "beancounter:shmpages"
+    assert kv["ShmGuardLimitBytes[beancounter:shmpages]"] == str(262144 * 4096)
+    assert kv["ShmGuardState"] == "OK" and kv["ShmGuardFailingOpen"] == "0"
+    assert kv["ShmGuardVhostGuarded[127.0.0.1]"] == str(vh["guarded"]) or int(kv["ShmGuardVhostGuarded[127.0.0.1]"]) >= 1
+
+    # ?metrics: content type, promtool, families once, counters are counters
+    r = status(s, "metrics")
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    rc, out = promtool(r.text)
+    assert rc == 0, out + "\n" + r.text
+    types = metric_families(r.text)
+    for name, typ in types.items():
+        assert (typ == "counter") == name.endswith("_total"), (name, typ)
+    assert re.search(r"^shmguard_headroom_bytes %d$" % headroom, r.text, re.M)
+    assert re.search(r'^shmguard_vhost_requests_total\{vhost="127\.0\.0\.1",verdict="passed"\} [1-9]', r.text, re.M)
+    assert re.search(r'^shmguard_beancounter_held\{container="101",resource="shmpages",unit="pages"\} 16384$',
+                     r.text, re.M)
+
+    # HTML (default): valid, no script, the headline in words, every section
+    r = status(s)
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")
+    p = check_html(r.body)
+    text = " ".join(p.text)
+    for words in ("OK", "Findings", "Limits", "Virtual hosts", "FastCGI workers", "Sources", "Sampler",
+                  "beancounter:shmpages", "shmpages"):
+        assert words in text, words
+    assert "Refresh" not in r.headers
+
+    # ?refresh=N like mod_status; HEAD: headers only
+    r = status(s, "refresh=7")
+    assert r.status == 200 and r.headers["Refresh"] == "7"
+    check_html(r.body)
+    r = status(s, "auto&refresh=3")
+    assert r.headers["Refresh"] == "3" and r.text.startswith("ShmGuardState: ")
+    r = status(s, "json", method="HEAD")
+    assert r.status == 200 and r.body == b"" and r.headers["Content-Type"].startswith("application/json")
+    assert int(r.headers["Content-Length"]) > 0
+
+    # mod_status: a section in /server-status and ShmGuard lines in its ?auto
+    r = s.get("/server-status?auto")
+    assert r.status == 200
+    sg = [l for l in r.text.splitlines() if l.startswith("ShmGuard")]
+    assert sg and all(AUTO_LINE.match(l) for l in sg), sg
+    kv = dict(l.split(": ", 1) for l in sg)
+    assert kv["ShmGuardState"] == "OK"
+    assert kv["ShmGuardHeadroomBytes"] == str(headroom)
+    assert kv["ShmGuardBinding"] == "beancounter:shmpages"
+    r = s.get("/server-status")
+    assert r.status == 200 and "<h2>mod_shmguard</h2>" in r.text
+
+
+# ------------------------------------------------------------------------------------------ workers
+def test_php_cgi_workers_each_own_segment_and_fpm_finding(server):
+    s = server(shmguard=True, shmguard_conf=CONF, max_processes_per_class=8)
+    rs = s.get_many(["/sleep.php?ms=3500"] * 3, delays=[0, 0, 0])
+    assert [r.status for r in rs] == [200] * 3, rs
+    pids = s.wait_workers(3)
+
+    def ready(doc):
+        listed = {w["pid"] for w in doc["workers"] if w["backend"] == "mod_fcgid"}
+        return listed == set(pids) and any(f["id"] == "fcgid-private-opcache" for f in doc["findings"])
+
+    j = wait_json(s, ready, what="3 php-cgi workers and the PHP-FPM finding")
+    rows = [w for w in j["workers"] if w["pid"] in pids]
+    segs = []
+    for w in rows:
+        assert w["kind"] == "php-cgi" and w["vhost"] == "127.0.0.1" and w["state"] in ("idle", "busy")
+        assert "php-cgi" in w["command"] and w["class"].endswith("php-wrapper-ubc")
+        assert w["uptime_s"] >= 0 and w["rss_shmem_bytes"] > 0
+        big = max(w["segments"], key=lambda x: x["size_bytes"])
+        assert big["size_bytes"] == 64 * MIB and big["shared"] is False and big["mapped_by"] == 1
+        segs.append((big["dev"], big["inode"]))
+    assert len(set(segs)) == 3                                   # three distinct segments
+    (f,) = [f for f in j["findings"] if f["id"] == "fcgid-private-opcache"]
+    assert f["numbers"]["workers"] == 3 and f["numbers"]["total_bytes"] == 192 * MIB
+    assert f["numbers"]["saving_bytes"] == 128 * MIB
+    assert ("3 php-cgi workers hold 3 separate OPcache segments of 64 MiB (192 MiB); under PHP-FPM they "
+            "would share one: 128 MiB less") in f["text"]
+    # the double charged exactly these three segments: headroom 1 GiB - 192 MiB allows 13 more
+    (h,) = [f for f in j["findings"] if f["id"] == "headroom-workers"]
+    assert j["headroom_bytes"] == (262144 - 3 * 16384) * 4096
+    assert h["numbers"]["more_workers"] == 13 and "allows 13 more php-cgi workers of 64 MiB" in h["text"]
+    assert j["worker_totals"]["private_segments"] >= 3
+
+    # the HTML table lists each worker with its own segment, and the sentence
+    r = status(s)
+    p = check_html(r.body)
+    text = " ".join(p.text)
+    for (dev, inode), pid in zip(segs, [w["pid"] for w in rows]):
+        assert re.search(r"<tr><td>%d</td>" % pid, r.text)
+        assert "%s inode %d" % (dev, inode) in text
+    assert "3 php-cgi workers hold 3 separate OPcache segments of 64 MiB (192 MiB)" in text
+    assert r.text.count('class="private">private') >= 3
+
+
+def test_fpm_segment_shared_and_no_fcgid_finding(server):
+    s = server(shmguard=True, shmguard_conf=CONF, fpm=True, fpm_children=3)
+    r = s.get("/fpm/index.php")
+    assert r.status == 200 and b"sapi=fpm-fcgi" in r.body
+    fpm = set(s._fpm_pids())
+    assert len(fpm) == 4
+
+    def ready(doc):
+        return {w["pid"] for w in doc["workers"] if w["backend"] == "php-fpm"} >= fpm
+
+    j = wait_json(s, ready, what="the php-fpm master and its 3 workers")
+    rows = [w for w in j["workers"] if w["pid"] in fpm]
+    kinds = sorted(w["kind"] for w in rows)
+    assert kinds == ["php-fpm master"] + ["php-fpm pool www"] * 3
+    opcache = set()
+    for w in rows:
+        big = max(w["segments"], key=lambda x: x["size_bytes"])
+        assert big["size_bytes"] == 64 * MIB and big["shared"] is True and big["mapped_by"] >= 4
+        opcache.add((big["dev"], big["inode"]))
+    assert len(opcache) == 1                                     # one segment for all of them
+    assert not [f for f in j["findings"] if f["id"] == "fcgid-private-opcache"]
+    assert [f for f in j["findings"] if f["id"] == "fpm-shared-opcache"
+            and f["numbers"]["segment_bytes"] == 64 * MIB and f["numbers"]["processes"] >= 4]
+    assert j["vhosts"][0]["guarded"] >= 1                         # the proxied request was guarded
+    r = status(s)
+    check_html(r.body)
+    assert "shared by" in r.text
+
+
+# ------------------------------------------------------------------------------------------ escaping
+EVIL_HOST = "evil<script>alert(2)</script>.example"
+
+
+def test_vhost_name_and_command_escaped(server):
+    s = server(start=False, shmguard=True, shmguard_conf=CONF, wrapper=None)
+    # a wrapper whose path (the mod_fcgid class, and php-cgi's command line) contains <script>
+    d = os.path.join(s.root, "bin", "<script>alert(1)<", "script>")
+    os.makedirs(d)
+    for p in (os.path.join(s.root, "bin", "<script>alert(1)<"), d):
+        os.chmod(p, 0o755)
+    wrap = os.path.join(d, "wrap")
+    with open(wrap, "w") as f:
+        f.write("#!/bin/sh\nexec %s -d opcache.enable=1 -d opcache.memory_consumption=16 \"$@\"\n" % harness.PHP_CGI)
+    os.chmod(wrap, 0o755)
+    s.opts["extra_conf"] = ('<VirtualHost 127.0.0.1:%d>\n  ServerName "%s"\n  FcgidWrapper "%s" .php\n'
+                            '</VirtualHost>' % (s.port, EVIL_HOST, wrap))
+    s.write()
+    s.start()
+    assert s.get("/index.php").status == 200
+
+    j = wait_json(s, lambda d: any("<script>" in w["class"] for w in d["workers"]), what="the evil worker")
+    (w,) = [w for w in j["workers"] if "<script>" in w["class"]]
+    assert w["vhost"] == "%s:%d" % (EVIL_HOST, s.port)
+    assert any(v["server_name"] == EVIL_HOST for v in j["vhosts"])
+    raw = status(s, "json").body
+    assert b"<script" not in raw                                 # JSON escapes < and >
+
+    r = status(s)
+    p = check_html(r.body)                                       # no <script> element at all
+    assert "<script" not in r.text
+    assert "evil&lt;script&gt;alert(2)&lt;/script&gt;.example" in r.text       # vhost table + worker row
+    assert r.text.count("evil&lt;script&gt;alert(2)") >= 2
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;/wrap" in r.text              # class and command
+    assert EVIL_HOST in " ".join(p.text)                          # shown as text
+
+    # our section of /server-status (mod_fcgid's own section there prints the wrapper path raw:
+    # not ours to fix, so only our two paragraphs are checked)
+    r = s.get("/server-status")
+    ours = r.text.split("<h2>mod_shmguard</h2>", 1)[1]
+    ours = ours[:ours.index("</p>", ours.index("</p>") + 4)]
+    assert "<script" not in ours
+    r = status(s, "metrics")
+    assert promtool(r.text)[0] == 0
+    assert 'vhost="%s:%d"' % (EVIL_HOST, s.port) in r.text
+
+
+# ------------------------------------------------------------------------------------------ access
+@pytest.fixture
+def netns():
+    """A network namespace joined to this one by a veth pair: a client in it connects from a real
+    non-loopback address (10.231.X.2) to 10.231.X.1 here."""
+    tag = os.getpid() % 100000
+    name, host_if, ns_if = "sgst%d" % tag, "sgv%da" % tag, "sgv%db" % tag
+    x = tag % 250 + 1
+    host_ip, ns_ip = "10.231.%d.1" % x, "10.231.%d.2" % x
+
+    def ip(*args, ns=None):
+        cmd = (["ip", "netns", "exec", ns] if ns else []) + ["ip"] + list(args)
+        subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+
+    subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, timeout=30)
+    ip("netns", "add", name)
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", name)
+        ip("addr", "add", host_ip + "/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("addr", "add", ns_ip + "/30", "dev", ns_if, ns=name)
+        ip("link", "set", ns_if, "up", ns=name)
+        ip("link", "set", "lo", "up", ns=name)
+        yield name, host_ip, ns_ip
+    finally:
+        subprocess.run(["ip", "netns", "del", name], timeout=30)  # takes the veth pair with it
+
+
+def request_from(ns, host, port, path, method="GET"):
+    code = ("import http.client,sys\nc=http.client.HTTPConnection(%r,%d,timeout=10)\nc.request(%r,%r)\n"
+            "r=c.getresponse();r.read();print(r.status)" % (host, port, method, path))
+    p = subprocess.run(["ip", "netns", "exec", ns, harness.PYTHON, "-c", code], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    assert p.returncode == 0, p.stdout
+    return int(p.stdout.split()[-1])
+
+
+def test_shipped_conf_require_local_and_methods(server, netns):
+    name, host_ip, ns_ip = netns
+    port2 = harness.free_port()
+    s = server(shmguard=True, shmguard_conf_file=SHIPPED_CONF, extra_conf="Listen %s:%d" % (host_ip, port2))
+    # local (127.0.0.1): served
+    assert status(s).status == 200
+    assert status(s, "json").status == 200
+    # a real peer at 10.231.x.2: the network works (static file 200) but Require local refuses
+    assert request_from(name, host_ip, port2, "/static.txt") == 200
+    for q in ("", "?auto", "?json", "?metrics"):
+        assert request_from(name, host_ip, port2, "/shmguard-status" + q) == 403
+    assert " 403 " in s.access_log() and ns_ip in s.access_log()
+
+    # methods: GET and HEAD only
+    for m in ("POST", "PUT", "DELETE"):
+        r = status(s, method=m, body=b"x" if m != "DELETE" else None)
+        assert r.status == 405, (m, r)
+        allow = {a.strip() for a in r.headers.get("Allow", "").split(",")}
+        assert {"GET", "HEAD"} <= allow and "POST" not in allow, r.headers.get("Allow")
+    r = status(s, method="HEAD")
+    assert r.status == 200 and r.body == b""

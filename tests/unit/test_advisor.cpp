@@ -1,0 +1,194 @@
+// The advisor: findings only when they hold, with the right numbers.
+#include <gtest/gtest.h>
+
+#include "shmguard/advisor.hpp"
+#include "shmguard/model.hpp"
+
+using namespace shmguard;
+
+namespace {
+
+constexpr std::uint64_t MiB = 1ull << 20;
+
+Segment seg(std::uint64_t inode, std::uint64_t size, const char* kind = "anon-shared") {
+  Segment s;
+  s.dev_major = 0;
+  s.dev_minor = 1;
+  s.inode = inode;
+  s.size = size;
+  s.kind = kind;
+  return s;
+}
+
+WorkerRow cgi(int pid, std::vector<Segment> segs) {
+  WorkerRow w;
+  w.pid = pid;
+  w.backend = "mod_fcgid";
+  w.kind = "php-cgi";
+  w.vhost_id = 1;
+  w.command = "/usr/bin/php-cgi";
+  w.segments = std::move(segs);
+  return w;
+}
+
+WorkerRow fpm(int pid, std::vector<Segment> segs, bool master = false) {
+  WorkerRow w;
+  w.pid = pid;
+  w.backend = "php-fpm";
+  w.kind = master ? "php-fpm master" : "php-fpm pool www";
+  w.segments = std::move(segs);
+  return w;
+}
+
+Snapshot bounded(std::uint64_t headroom) {
+  Snapshot s;
+  s.limits.push_back(Limit{"beancounter:shmpages", 1024 * MiB, 1024 * MiB - headroom});
+  s.headroom_bytes = headroom;
+  s.binding = "beancounter:shmpages";
+  return s;
+}
+
+const Finding* find(const std::vector<Finding>& fs, const std::string& id) {
+  for (const auto& f : fs)
+    if (f.id == id) return &f;
+  return nullptr;
+}
+
+std::uint64_t number(const Finding& f, const std::string& k) {
+  for (const auto& [key, v] : f.numbers)
+    if (key == k) return v;
+  ADD_FAILURE() << "no number " << k;
+  return 0;
+}
+
+}  // namespace
+
+TEST(Advisor, CompactBytes) {
+  EXPECT_EQ(compact_bytes(64 * MiB), "64 MiB");
+  EXPECT_EQ(compact_bytes(704 * MiB), "704 MiB");
+  EXPECT_EQ(compact_bytes(1536 * MiB), "1.5 GiB");
+  EXPECT_EQ(compact_bytes(1024 * MiB), "1 GiB");
+  EXPECT_EQ(compact_bytes(512), "512 B");
+}
+
+TEST(Advisor, SegmentUsesByDeviceAndInode) {
+  std::vector<WorkerRow> ws = {cgi(10, {seg(1, 64 * MiB)}), cgi(11, {seg(2, 64 * MiB)}),
+                               fpm(20, {seg(3, 64 * MiB), seg(4, 4096)}, true),
+                               fpm(21, {seg(3, 64 * MiB), seg(4, 4096)})};
+  auto uses = segment_uses(ws);
+  ASSERT_EQ(uses.size(), 4u);
+  EXPECT_EQ(uses[0].pids, std::vector<int>({10}));
+  EXPECT_FALSE(uses[0].shared());
+  EXPECT_EQ(uses[2].pids, std::vector<int>({20, 21}));
+  EXPECT_TRUE(uses[2].shared());
+  // same inode on another device is another segment
+  Segment other = seg(1, 64 * MiB);
+  other.dev_minor = 5;
+  ws.push_back(cgi(12, {other}));
+  EXPECT_EQ(segment_uses(ws).size(), 5u);
+}
+
+TEST(Advisor, FieldReportElevenPhpCgiWorkers) {
+  std::vector<WorkerRow> ws;
+  for (int i = 0; i < 11; ++i) ws.push_back(cgi(100 + i, {seg(1000 + i, 64 * MiB)}));
+  auto fs = advise(bounded(20 * MiB), ws);
+  const Finding* f = find(fs, "fcgid-private-opcache");
+  ASSERT_NE(f, nullptr);
+  EXPECT_NE(f->text.find("11 php-cgi workers hold 11 separate OPcache segments of 64 MiB (704 "
+                         "MiB); under PHP-FPM they would share one: 640 MiB less"),
+            std::string::npos)
+      << f->text;
+  EXPECT_EQ(number(*f, "saving_bytes"), 640 * MiB);
+  EXPECT_EQ(number(*f, "total_bytes"), 704 * MiB);
+  EXPECT_EQ(f->severity, "warning");
+  // 20 MiB of headroom: not one more worker of 64 MiB
+  const Finding* h = find(fs, "headroom-workers");
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->severity, "critical");
+  EXPECT_EQ(number(*h, "more_workers"), 0u);
+  EXPECT_NE(h->text.find("Headroom 20 MiB (bound by beancounter:shmpages) is less than the 64 MiB"),
+            std::string::npos)
+      << h->text;
+}
+
+TEST(Advisor, MixedSizesAndSmallMappingsIgnored) {
+  // 40 and 64 MiB caches; a 4 KiB shared mapping beside each is not a cache
+  std::vector<WorkerRow> ws = {cgi(1, {seg(1, 40 * MiB), seg(11, 4096)}),
+                               cgi(2, {seg(2, 64 * MiB), seg(12, 4096)}),
+                               cgi(3, {seg(3, 64 * MiB)})};
+  auto fs = advise(bounded(1024 * MiB), ws);
+  const Finding* f = find(fs, "fcgid-private-opcache");
+  ASSERT_NE(f, nullptr);
+  EXPECT_NE(f->text.find("3 php-cgi workers hold 3 separate OPcache segments of 40 MiB to 64 MiB "
+                         "(168 MiB); under PHP-FPM they would share one: 104 MiB less"),
+            std::string::npos)
+      << f->text;
+}
+
+TEST(Advisor, NoPhpFpmFindingWhenItDoesNotHold) {
+  // one worker: nothing to share
+  EXPECT_EQ(find(advise(bounded(MiB), {cgi(1, {seg(1, 64 * MiB)})}), "fcgid-private-opcache"),
+            nullptr);
+  // php-cgi with PHP_FCGI_CHILDREN: the children share their parent's segment
+  std::vector<WorkerRow> kids = {cgi(1, {seg(7, 64 * MiB)}), cgi(2, {seg(7, 64 * MiB)}),
+                                 cgi(3, {seg(7, 64 * MiB)})};
+  auto fs = advise(bounded(512 * MiB), kids);
+  EXPECT_EQ(find(fs, "fcgid-private-opcache"), nullptr);
+  EXPECT_EQ(find(fs, "headroom-workers"), nullptr);  // no worker allocates its own
+  // PHP-FPM: one shared segment, the finding that says so instead
+  std::vector<WorkerRow> pool = {fpm(20, {seg(3, 64 * MiB), seg(4, 4096)}, true),
+                                 fpm(21, {seg(3, 64 * MiB), seg(4, 4096)}),
+                                 fpm(22, {seg(3, 64 * MiB), seg(4, 4096)})};
+  fs = advise(bounded(512 * MiB), pool);
+  EXPECT_EQ(find(fs, "fcgid-private-opcache"), nullptr);
+  ASSERT_EQ(fs.size(), 1u);
+  EXPECT_EQ(fs[0].id, "fpm-shared-opcache");
+  EXPECT_EQ(fs[0].text,
+            "3 php-fpm processes share one OPcache segment of 64 MiB: a new PHP-FPM worker needs "
+            "no new shared memory.");
+  // no workers, ample headroom: nothing at all
+  EXPECT_TRUE(advise(bounded(512 * MiB), {}).empty());
+}
+
+TEST(Advisor, HeadroomAllowsMoreWorkers) {
+  std::vector<WorkerRow> ws = {cgi(1, {seg(1, 64 * MiB)}), cgi(2, {seg(2, 64 * MiB)})};
+  auto fs = advise(bounded(200 * MiB), ws);
+  const Finding* h = find(fs, "headroom-workers");
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(number(*h, "more_workers"), 3u);
+  EXPECT_EQ(h->severity, "info");
+  EXPECT_NE(h->text.find("allows 3 more php-cgi workers of 64 MiB; with the 2 running, keep "
+                         "FcgidMaxProcesses at or below 5"),
+            std::string::npos)
+      << h->text;
+  EXPECT_EQ(find(advise(bounded(100 * MiB), ws), "headroom-workers")->severity, "warning");
+}
+
+TEST(Advisor, FailureCounters) {
+  Snapshot s = bounded(MiB);
+  s.counters.push_back(Counter{"beancounter:shmpages:failcnt", 10067, 10, 10});
+  s.counters.push_back(Counter{"beancounter:privvmpages:failcnt", 161, 0, 0});
+  s.counters.push_back(Counter{"cgroup:oom_kill", 3, 2, 0});
+  auto fs = advise(s, {});
+  ASSERT_EQ(fs.size(), 2u);
+  EXPECT_EQ(fs[0].id, "failcnt-rose");
+  EXPECT_EQ(fs[0].severity, "critical");
+  EXPECT_EQ(fs[0].text.rfind("beancounter shmpages failcnt rose by 10 in the last minute (now "
+                             "10067)",
+                             0),
+            0u)
+      << fs[0].text;
+  EXPECT_EQ(fs[1].id, "failcnt-rose-earlier");
+  EXPECT_EQ(
+      fs[1].text,
+      "cgroup memory oom_kill events rose by 2 since the sampler started (now 3), none in the "
+      "last minute.");
+}
+
+TEST(Advisor, Unbounded) {
+  Snapshot s;  // no finite limit
+  auto fs = advise(s, {cgi(1, {seg(1, 64 * MiB)}), cgi(2, {seg(2, 64 * MiB)})});
+  EXPECT_NE(find(fs, "no-finite-limit"), nullptr);
+  EXPECT_EQ(find(fs, "headroom-workers"), nullptr);
+  EXPECT_NE(find(fs, "fcgid-private-opcache"), nullptr);  // still true: it is about sharing
+}
