@@ -18,13 +18,13 @@ enum class Verdict : std::uint8_t {
 const char* to_string(Verdict v);
 
 struct GuardInput {
-  bool fresh = false;           // a sample younger than the staleness bound exists
-  bool bounded = false;         // a finite limit exists (else headroom is unbounded)
-  std::uint64_t headroom = 0;   // bytes, when bounded
-  std::uint64_t reserve = 0;    // bytes a new worker needs
-  bool spawns_workers = true;   // mod_fcgid spawns per request class; PHP-FPM does not
+  bool fresh = false;              // a sample younger than the staleness bound exists
+  bool bounded = false;            // a finite limit exists (else headroom is unbounded)
+  std::uint64_t headroom = 0;      // bytes, when bounded
+  std::uint64_t reserve = 0;       // bytes a new worker needs
+  bool spawns_workers = true;      // mod_fcgid spawns per request class; PHP-FPM does not
   std::int32_t idle_workers = -1;  // idle workers of the request's class; < 0 unknown
-  bool dry_run = false;         // ShmGuardAction log
+  bool dry_run = false;            // ShmGuardAction log
 };
 
 // Refuse only when all of: the data is fresh, a finite limit exists, headroom < reserve, and
@@ -44,8 +44,8 @@ struct RefusalInfo {
   std::uint64_t retry_after = 30;
   bool detail = false;
   std::uint64_t headroom = 0, reserve = 0;
-  std::string binding;  // "beancounter:shmpages"
-  std::string host;     // the site's name
+  std::string binding;      // "beancounter:shmpages"
+  std::string host;         // the site's name
   bool translated = false;  // a backend died of it (500 turned into 503)
 };
 

@@ -29,11 +29,13 @@ struct Unavail {
 
 // One limit that refuses a new shared anonymous mapping (what OPcache allocates).
 struct Limit {
-  std::string name;            // "beancounter:shmpages", "beancounter:privvmpages", "cgroup:memory",
-                               // "overcommit"
-  std::uint64_t limit_bytes;   // the value the kernel compares against (barrier for beancounters)
+  std::string name;           // "beancounter:shmpages", "beancounter:privvmpages", "cgroup:memory",
+                              // "overcommit"
+  std::uint64_t limit_bytes;  // the value the kernel compares against (barrier for beancounters)
   std::uint64_t used_bytes;
-  std::uint64_t headroom_bytes() const { return used_bytes >= limit_bytes ? 0 : limit_bytes - used_bytes; }
+  std::uint64_t headroom_bytes() const {
+    return used_bytes >= limit_bytes ? 0 : limit_bytes - used_bytes;
+  }
 };
 
 // A failure counter and how it moved.
@@ -45,11 +47,11 @@ struct Counter {
 };
 
 struct Beancounters {
-  std::string file;            // the path read
+  std::string file;  // the path read
   std::string version;
   bool version_known = true;
   std::size_t blocks_in_file = 1;
-  BeancounterBlock block;      // the block in use
+  BeancounterBlock block;  // the block in use
 };
 
 struct Snapshot {

@@ -1,8 +1,8 @@
 // mod_shmguard core: the kernel sources of shared-memory limits.
 //
 // Pure C++17, no httpd/APR header. Every parser takes the file's text and returns either the parsed
-// value or a reason ("malformed at line 3: ..."); every reader takes paths derived from configurable
-// roots (procfs, sysfs) so tests use fixture trees. Unavailable never means zero.
+// value or a reason ("malformed at line 3: ..."); every reader takes paths derived from
+// configurable roots (procfs, sysfs) so tests use fixture trees. Unavailable never means zero.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +36,7 @@ std::optional<std::uint64_t> parse_u64(std::string_view s);
 // ---------------------------------------------------------------- beancounters (OpenVZ/Virtuozzo)
 
 enum class BcUnit { Pages, Bytes, Count };
-const char* to_string(BcUnit u);                 // "pages", "bytes", "count"
+const char* to_string(BcUnit u);                     // "pages", "bytes", "count"
 BcUnit beancounter_unit(std::string_view resource);  // *pages -> Pages, num* -> Count, else Bytes
 
 struct BeancounterRow {
@@ -55,12 +55,13 @@ struct BeancounterBlock {
 };
 
 struct BeancounterFile {
-  std::string version;          // "2.5"
-  bool version_known = true;    // false: parsed because the columns matched, but not 2.5
+  std::string version;        // "2.5"
+  bool version_known = true;  // false: parsed because the columns matched, but not 2.5
   std::vector<BeancounterBlock> blocks;
 };
 
-// /proc/user_beancounters in all row layouts ("852638:  kmemsize", "101: kmemsize", "331:kmemsize").
+// /proc/user_beancounters in all row layouts ("852638:  kmemsize", "101: kmemsize",
+// "331:kmemsize").
 Result<BeancounterFile> parse_user_beancounters(std::string_view text);
 // VZ7 /proc/bc/<id>/resources: "resource held maxheld barrier limit failcnt" lines, no uid column.
 Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string id);
@@ -71,14 +72,14 @@ Result<BeancounterBlock> select_beancounter_block(const BeancounterFile& f,
 // ---------------------------------------------------------------- cgroup memory controller
 
 struct CgroupLevel {
-  std::string dir;                       // absolute directory of this cgroup level
-  std::optional<std::uint64_t> limit;    // nullopt: unlimited ("max", v1 huge value) or unreadable
+  std::string dir;                     // absolute directory of this cgroup level
+  std::optional<std::uint64_t> limit;  // nullopt: unlimited ("max", v1 huge value) or unreadable
   std::optional<std::uint64_t> usage;
 };
 
 struct CgroupMemory {
-  int version = 0;     // 1 or 2
-  std::string dir;     // the process's own memory cgroup directory
+  int version = 0;                     // 1 or 2
+  std::string dir;                     // the process's own memory cgroup directory
   std::optional<std::uint64_t> limit;  // own level; nullopt = unlimited
   std::optional<std::uint64_t> usage;
   std::optional<std::uint64_t> shmem, file, anon;  // memory.stat (v1: total_shmem preferred)
@@ -112,7 +113,8 @@ Result<std::optional<std::uint64_t>> parse_cgroup_limit(std::string_view text);
 
 struct CgroupOptions {
   enum class Mode { Auto, Off, Dir } mode = Mode::Auto;
-  std::string dir;  // with Mode::Dir: the cgroup directory to read (v2 if memory.max exists, else v1)
+  std::string
+      dir;  // with Mode::Dir: the cgroup directory to read (v2 if memory.max exists, else v1)
 };
 // Finds the cgroup from <procfs>/self/cgroup and <procfs>/self/mountinfo (falling back to
 // <sysfs>/fs/cgroup, /unified and /memory), then reads it. Mode::Off: error "off".
@@ -123,9 +125,11 @@ Result<CgroupMemory> read_cgroup(const std::string& procfs, const std::string& s
 
 struct Overcommit {
   int mode = 0;  // /proc/sys/vm/overcommit_memory: 0 heuristic, 1 always, 2 strict
-  std::optional<std::uint64_t> commit_limit, committed_as, shmem, mem_available, mem_total;  // bytes
+  std::optional<std::uint64_t> commit_limit, committed_as, shmem, mem_available,
+      mem_total;  // bytes
 };
-// /proc/meminfo: "Key:   123 kB" lines, values returned in bytes (kB * 1024; lines without kB as is).
+// /proc/meminfo: "Key:   123 kB" lines, values returned in bytes (kB * 1024; lines without kB as
+// is).
 Result<std::map<std::string, std::uint64_t>> parse_meminfo(std::string_view text);
 Result<Overcommit> read_overcommit(const std::string& procfs);
 
@@ -137,9 +141,9 @@ struct SysvSegment {
   std::optional<std::uint64_t> rss, swap;  // newer kernels only
 };
 struct Sysv {
-  std::optional<std::uint64_t> shmmax;      // bytes
-  std::optional<std::uint64_t> shmall;      // pages
-  std::optional<std::uint64_t> shmmni;      // segments
+  std::optional<std::uint64_t> shmmax;               // bytes
+  std::optional<std::uint64_t> shmall;               // pages
+  std::optional<std::uint64_t> shmmni;               // segments
   std::optional<std::vector<SysvSegment>> segments;  // nullopt: /proc/sysvipc/shm unreadable
   std::uint64_t segments_bytes() const;
 };

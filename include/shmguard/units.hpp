@@ -8,8 +8,8 @@
 
 namespace shmguard {
 
-// "64M", "1G", "512K", "1048576" (bytes). K/M/G/T are KiB/MiB/GiB/TiB; an optional trailing "B"/"iB"
-// is accepted ("64MiB", "64MB" both mean 64 MiB). nullopt on anything else or on overflow.
+// "64M", "1G", "512K", "1048576" (bytes). K/M/G/T are KiB/MiB/GiB/TiB; an optional trailing
+// "B"/"iB" is accepted ("64MiB", "64MB" both mean 64 MiB). nullopt on anything else or on overflow.
 std::optional<std::uint64_t> parse_size(std::string_view s);
 // "250ms", "1s", "2m", "1500" (ms when no unit? no: a bare number is seconds). Result in ms, > 0
 // not enforced here. nullopt on anything else or on overflow.

@@ -15,8 +15,8 @@ namespace shmguard {
 struct Segment {
   std::uint32_t dev_major = 0, dev_minor = 0;
   std::uint64_t inode = 0;
-  std::uint64_t size = 0;   // bytes mapped (largest mapping of this segment in the process)
-  std::string kind;         // "anon-shared" (/dev/zero), "sysv", "hugepage", "memfd", "file"
+  std::uint64_t size = 0;  // bytes mapped (largest mapping of this segment in the process)
+  std::string kind;        // "anon-shared" (/dev/zero), "sysv", "hugepage", "memfd", "file"
   bool operator==(const Segment& o) const {
     return dev_major == o.dev_major && dev_minor == o.dev_minor && inode == o.inode;
   }
@@ -60,10 +60,10 @@ std::vector<ProcStat> read_all_stats(const std::string& procfs);
 //    1073741824 bytes: mmap: Cannot allocate memory (12)"
 struct PhpShmError {
   std::uint64_t bytes = 0;
-  int pid = 0;              // 0 when the line has no "(PID)"
-  std::string model;        // "mmap", "shm", ...
-  std::string message;      // "Cannot allocate memory (12)"
-  std::string line;         // the whole line, trimmed
+  int pid = 0;          // 0 when the line has no "(PID)"
+  std::string model;    // "mmap", "shm", ...
+  std::string message;  // "Cannot allocate memory (12)"
+  std::string line;     // the whole line, trimmed
 };
 std::optional<PhpShmError> parse_php_shm_error(std::string_view line);
 

@@ -45,9 +45,12 @@ void walk(const unsigned char* table, int head, F&& f) {
 
 const char* to_string(List l) {
   switch (l) {
-    case List::Idle: return "idle";
-    case List::Busy: return "busy";
-    case List::Error: return "error";
+    case List::Idle:
+      return "idle";
+    case List::Busy:
+      return "busy";
+    case List::Error:
+      return "error";
   }
   return "?";
 }
@@ -87,8 +90,8 @@ int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*
     const unsigned char* n = node_at(table, i);
     if (load<std::uint64_t>(n, off::inode) != key.inode ||
         load<std::uint64_t>(n, off::deviceid) != key.deviceid ||
-        load<int>(n, off::vhost_id) != key.vhost_id || load<std::uint32_t>(n, off::uid) != key.uid ||
-        load<std::uint32_t>(n, off::gid) != key.gid)
+        load<int>(n, off::vhost_id) != key.vhost_id ||
+        load<std::uint32_t>(n, off::uid) != key.uid || load<std::uint32_t>(n, off::gid) != key.gid)
       return;
     if (key.cmdline && !cmdline_equals(n, key.cmdline)) return;
     int pid = load<int>(n, off::pid);

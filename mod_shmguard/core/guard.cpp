@@ -11,10 +11,14 @@ namespace shmguard {
 
 const char* to_string(Verdict v) {
   switch (v) {
-    case Verdict::Pass: return "pass";
-    case Verdict::Refuse: return "refuse";
-    case Verdict::WouldRefuse: return "would-refuse";
-    case Verdict::FailOpen: return "fail-open";
+    case Verdict::Pass:
+      return "pass";
+    case Verdict::Refuse:
+      return "refuse";
+    case Verdict::WouldRefuse:
+      return "would-refuse";
+    case Verdict::FailOpen:
+      return "fail-open";
   }
   return "?";
 }
@@ -24,12 +28,23 @@ std::string html_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -52,8 +67,10 @@ std::string render_refusal_html(const RefusalInfo& in) {
        "color:#222}h1{font-size:1.4em}p.small{color:#666;font-size:.9em}</style>\n";
   h += "</head><body>\n<h1>This site is briefly over capacity</h1>\n";
   h += "<p>";
-  if (!in.host.empty()) h += "<strong>" + html_escape(in.host) + "</strong> ";
-  else h += "The site ";
+  if (!in.host.empty())
+    h += "<strong>" + html_escape(in.host) + "</strong> ";
+  else
+    h += "The site ";
   h += "cannot start another worker right now because the server's <strong>shared memory"
        "</strong> is exhausted. Nothing is wrong with your request.</p>\n";
   h += "<p>Please try again " + html_escape(retry_words(in.retry_after)) + ".</p>\n";

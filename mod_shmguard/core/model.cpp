@@ -117,7 +117,8 @@ void compute_headroom(Snapshot& s) {
     for (const char* res : {"shmpages", "privvmpages"}) {
       const BeancounterRow* row = s.beancounters->block.find(res);
       if (!row || row->barrier_unlimited()) continue;
-      s.limits.push_back(Limit{std::string("beancounter:") + res, sat_mul(row->barrier, s.page_size),
+      s.limits.push_back(Limit{std::string("beancounter:") + res,
+                               sat_mul(row->barrier, s.page_size),
                                sat_mul(row->held, s.page_size)});
     }
   }

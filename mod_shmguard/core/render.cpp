@@ -19,9 +19,12 @@ std::uint64_t sat_mul(std::uint64_t a, std::uint64_t b) {
 std::optional<std::uint64_t> bc_bytes(const BeancounterRow& r, std::uint64_t v,
                                       std::uint64_t page) {
   switch (r.unit) {
-    case BcUnit::Pages: return sat_mul(v, page);
-    case BcUnit::Bytes: return v;
-    case BcUnit::Count: return std::nullopt;
+    case BcUnit::Pages:
+      return sat_mul(v, page);
+    case BcUnit::Bytes:
+      return v;
+    case BcUnit::Count:
+      return std::nullopt;
   }
   return std::nullopt;
 }
@@ -32,9 +35,12 @@ std::string opt_human(const std::optional<std::uint64_t>& v) {
 
 const char* overcommit_mode_name(int mode) {
   switch (mode) {
-    case 0: return "heuristic";
-    case 1: return "always";
-    case 2: return "strict";
+    case 0:
+      return "heuristic";
+    case 1:
+      return "always";
+    case 2:
+      return "strict";
   }
   return "unknown";
 }
@@ -72,9 +78,9 @@ std::string render_text(const Snapshot& s) {
   if (!s.limits.empty()) {
     o << "\nLimits that refuse a new shared anonymous mapping (what OPcache allocates):\n";
     for (const auto& l : s.limits)
-      o << "  " << pad(l.name, 26, false) << " headroom " << pad(human_bytes(l.headroom_bytes()), 10)
-        << "  (" << limit_detail(s, l) << ")" << (l.name == s.binding ? "  <- binding" : "")
-        << "\n";
+      o << "  " << pad(l.name, 26, false) << " headroom "
+        << pad(human_bytes(l.headroom_bytes()), 10) << "  (" << limit_detail(s, l) << ")"
+        << (l.name == s.binding ? "  <- binding" : "") << "\n";
   }
 
   if (s.beancounters) {
@@ -95,7 +101,8 @@ std::string render_text(const Snapshot& s) {
       auto held = bc_bytes(r, r.held, s.page_size);
       if (held) {
         o << "  " << human_bytes(*held);
-        if (!r.barrier_unlimited()) o << " of " << human_bytes(*bc_bytes(r, r.barrier, s.page_size));
+        if (!r.barrier_unlimited())
+          o << " of " << human_bytes(*bc_bytes(r, r.barrier, s.page_size));
       }
       o << "\n";
     }
@@ -145,9 +152,9 @@ std::string render_text(const Snapshot& s) {
   }
 
   if (s.devshm) {
-    o << "\n/dev/shm (" << s.devshm->path << ", tmpfs; does not limit anonymous shared mappings): "
-      << human_bytes(s.devshm->total) << " size, " << human_bytes(s.devshm->avail)
-      << " available\n";
+    o << "\n/dev/shm (" << s.devshm->path
+      << ", tmpfs; does not limit anonymous shared mappings): " << human_bytes(s.devshm->total)
+      << " size, " << human_bytes(s.devshm->avail) << " available\n";
   }
 
   if (!s.counters.empty()) {
@@ -434,8 +441,8 @@ std::string render_prometheus(const Snapshot& s) {
     for (const auto& col : cols) {
       p.family(col.name, "gauge", col.help);
       for (const BeancounterRow* r : rows) {
-        std::string l = lbl({{"container", bc.block.id}, {"resource", r->resource},
-                             {"unit", to_string(r->unit)}});
+        std::string l = lbl(
+            {{"container", bc.block.id}, {"resource", r->resource}, {"unit", to_string(r->unit)}});
         bool inf = (col.field == &BeancounterRow::barrier && r->barrier_unlimited()) ||
                    (col.field == &BeancounterRow::limit && r->limit_unlimited());
         if (inf)

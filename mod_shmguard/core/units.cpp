@@ -39,11 +39,24 @@ std::optional<std::uint64_t> parse_size(std::string_view s) {
   if (unit.empty() || iequals(unit, "b")) return v;
   std::uint64_t mult = 0;
   switch (unit[0]) {
-    case 'k': case 'K': mult = 1ULL << 10; break;
-    case 'm': case 'M': mult = 1ULL << 20; break;
-    case 'g': case 'G': mult = 1ULL << 30; break;
-    case 't': case 'T': mult = 1ULL << 40; break;
-    default: return std::nullopt;
+    case 'k':
+    case 'K':
+      mult = 1ULL << 10;
+      break;
+    case 'm':
+    case 'M':
+      mult = 1ULL << 20;
+      break;
+    case 'g':
+    case 'G':
+      mult = 1ULL << 30;
+      break;
+    case 't':
+    case 'T':
+      mult = 1ULL << 40;
+      break;
+    default:
+      return std::nullopt;
   }
   std::string_view rest = unit.substr(1);
   if (!(rest.empty() || iequals(rest, "b") || iequals(rest, "ib"))) return std::nullopt;

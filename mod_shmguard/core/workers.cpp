@@ -25,18 +25,24 @@ std::optional<std::uint64_t> parse_hex(std::string_view s) {
   std::uint64_t v = 0;
   for (char c : s) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else
+      return std::nullopt;
     v = (v << 4) | static_cast<std::uint64_t>(d);
   }
   return v;
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
     s.remove_suffix(1);
   return s;
 }
@@ -86,8 +92,8 @@ Result<std::vector<Segment>> parse_maps_shared(std::string_view text) {
       kind = "memfd";
     else
       continue;  // shared file mappings (libraries, data files) are not shared memory segments
-    Segment seg{static_cast<std::uint32_t>(*maj), static_cast<std::uint32_t>(*min), *ino,
-                *hi - *lo, kind};
+    Segment seg{static_cast<std::uint32_t>(*maj), static_cast<std::uint32_t>(*min), *ino, *hi - *lo,
+                kind};
     auto it = std::find(out.begin(), out.end(), seg);
     if (it == out.end())
       out.push_back(seg);

@@ -16,7 +16,9 @@ namespace shmguard::glue {
 
 namespace {
 
-ServerConf* conf_of(cmd_parms* cmd) { return server_conf(cmd->server); }
+ServerConf* conf_of(cmd_parms* cmd) {
+  return server_conf(cmd->server);
+}
 
 const char* bad(cmd_parms* cmd, const char* arg, const char* expected) {
   return apr_psprintf(cmd->pool, "%s: invalid value '%s': expected %s", cmd->directive->directive,
@@ -24,7 +26,9 @@ const char* bad(cmd_parms* cmd, const char* arg, const char* expected) {
 }
 
 // Server-wide directives: refused inside <VirtualHost> (and <Directory>, <Location>...).
-const char* server_only(cmd_parms* cmd) { return ap_check_cmd_context(cmd, GLOBAL_ONLY); }
+const char* server_only(cmd_parms* cmd) {
+  return ap_check_cmd_context(cmd, GLOBAL_ONLY);
+}
 
 const char* set_enabled(cmd_parms* cmd, void*, int on) {
   conf_of(cmd)->enabled = on ? 1 : 0;
@@ -235,7 +239,8 @@ const command_rec directives[] = {
      "DURATION: how often the sampler reads the limits (default 500ms)"},
     {"ShmGuardProcfs", fn(safe<set_procfs>), nullptr, RSRC_CONF, TAKE1,
      "DIR: procfs root (default /proc)"},
-    {"ShmGuardSysfs", fn(safe<set_sysfs>), nullptr, RSRC_CONF, TAKE1, "DIR: sysfs root (default /sys)"},
+    {"ShmGuardSysfs", fn(safe<set_sysfs>), nullptr, RSRC_CONF, TAKE1,
+     "DIR: sysfs root (default /sys)"},
     {"ShmGuardBeancounters", fn(safe<set_beancounters>), nullptr, RSRC_CONF, TAKE1,
      "FILE|off: beancounter file (default <procfs>/user_beancounters)"},
     {"ShmGuardContainer", fn(safe<set_container>), nullptr, RSRC_CONF, TAKE1,

@@ -21,12 +21,12 @@ namespace shmguard::glue {
 // Per-server configuration (the main server and each <VirtualHost>). Allocated from the config
 // pool, so plain data only: -1 means "not set here" and is resolved by merging and defaults.
 struct ServerConf {
-  int enabled;             // ShmGuard On|Off
-  int reserve_auto;        // ShmGuardReserve: 1 auto, 0 fixed size
-  apr_uint64_t reserve;    // bytes when fixed
-  int action;              // ShmGuardAction: 0 refuse, 1 log
-  apr_int64_t retry_after; // ShmGuardRetryAfter seconds
-  int detail;              // ShmGuardDetail On|Off
+  int enabled;                // ShmGuard On|Off
+  int reserve_auto;           // ShmGuardReserve: 1 auto, 0 fixed size
+  apr_uint64_t reserve;       // bytes when fixed
+  int action;                 // ShmGuardAction: 0 refuse, 1 log
+  apr_int64_t retry_after;    // ShmGuardRetryAfter seconds
+  int detail;                 // ShmGuardDetail On|Off
   const char* errordoc_path;  // ShmGuardErrorDocument FILE (read at config time)
   const char* errordoc_body;
   apr_array_header_t* handlers;  // ShmGuardHandlers (const char*), nullptr: defaults
@@ -41,7 +41,7 @@ struct ServerConf {
   const char* sysfs;
   const char* beancounters;  // FILE, or "off"
   const char* container;
-  int cgroup_mode;           // -1 unset, else CgroupOptions::Mode
+  int cgroup_mode;  // -1 unset, else CgroupOptions::Mode
   const char* cgroup_dir;
 
   int vhost_index;  // slot in shm::Segment::vhosts
@@ -53,8 +53,12 @@ constexpr apr_int64_t kDefaultRetryAfter = 30;
 constexpr apr_int64_t kDefaultIntervalMs = 500;
 constexpr double kDefaultWarnPercent = 25.0;
 
-inline bool conf_enabled(const ServerConf* c) { return c->enabled != 0; }
-inline bool conf_dry_run(const ServerConf* c) { return c->action == 1; }
+inline bool conf_enabled(const ServerConf* c) {
+  return c->enabled != 0;
+}
+inline bool conf_dry_run(const ServerConf* c) {
+  return c->action == 1;
+}
 inline apr_int64_t conf_retry_after(const ServerConf* c) {
   return c->retry_after < 0 ? kDefaultRetryAfter : c->retry_after;
 }
@@ -93,8 +97,8 @@ struct Generation {
 extern Generation gen;
 
 // sampler.cpp
-void start_sampler();                // fork it (post_config, and again when it dies)
-void stop_sampler();                 // end it and reap it (pconf cleanup)
+void start_sampler();  // fork it (post_config, and again when it dies)
+void stop_sampler();   // end it and reap it (pconf cleanup)
 
 // guard.cpp
 int guard_fixups(request_rec* r);

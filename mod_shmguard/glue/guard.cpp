@@ -113,7 +113,9 @@ bool fcgid_class(request_rec* r, FcgidClass& out) {
   return true;
 }
 
-bool pid_alive(int pid) { return kill(pid, 0) == 0 || errno == EPERM; }
+bool pid_alive(int pid) {
+  return kill(pid, 0) == 0 || errno == EPERM;
+}
 
 apr_status_t release_inflight(void* data) {
   auto* note = static_cast<RequestNote*>(data);
@@ -127,12 +129,6 @@ shm::VhostCounters* counters_for(const ServerConf* c) {
   int idx = c->vhost_index;
   if (idx < 0) return nullptr;
   return &gen.seg->vhosts[idx];
-}
-
-std::uint64_t staleness_ms() {
-  std::int64_t interval = gen.seg->interval_ms.load(std::memory_order_relaxed);
-  std::int64_t bound = 3 * interval;
-  return static_cast<std::uint64_t>(bound < 1500 ? 1500 : bound);
 }
 
 const char* host_of(const request_rec* r) {
@@ -174,12 +170,13 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
   } else {
     workers_text = "; backend does not spawn per request (reserve alone decides)";
   }
-  ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                "SG0201 %s %s on %s: shared-memory headroom %s < reserve %s (%s)%s%s",
-                dry ? "would refuse (ShmGuardAction log)" : "refused", r->uri, host_of(r),
-                human_bytes(static_cast<std::uint64_t>(note.headroom)).c_str(),
-                human_bytes(note.reserve).c_str(), binding_detail().c_str(), workers_text.c_str(),
-                burst > 1 ? ("; " + std::to_string(burst) + " refusals in this burst").c_str() : "");
+  ap_log_rerror(
+      APLOG_MARK, APLOG_ERR, 0, r,
+      "SG0201 %s %s on %s: shared-memory headroom %s < reserve %s (%s)%s%s",
+      dry ? "would refuse (ShmGuardAction log)" : "refused", r->uri, host_of(r),
+      human_bytes(static_cast<std::uint64_t>(note.headroom)).c_str(),
+      human_bytes(note.reserve).c_str(), binding_detail().c_str(), workers_text.c_str(),
+      burst > 1 ? ("; " + std::to_string(burst) + " refusals in this burst").c_str() : "");
 }
 
 std::uint64_t reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
@@ -249,7 +246,8 @@ int guard_fixups(request_rec* r) {
   GuardInput in;
   std::int64_t sampled = seg->sample_wall_ms.load(std::memory_order_acquire);
   std::int64_t age = note->start_ms - sampled;
-  in.fresh = sampled > 0 && age > -1000 && static_cast<std::uint64_t>(age < 0 ? 0 : age) <= staleness_ms();
+  // A sample "from the future" by more than a second means the clock jumped: stale too.
+  in.fresh = sampled > 0 && age > -1000 && age <= shm::staleness_bound_ms(seg);
   std::int64_t headroom = seg->headroom.load(std::memory_order_relaxed);
   in.bounded = headroom >= 0;
   in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
@@ -292,17 +290,17 @@ int guard_fixups(request_rec* r) {
   }
   note->verdict = v;
   if (APLOGrdebug(r))
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
-                  ("SG0205 " + std::string(to_string(v)) + ": headroom " +
-                   std::to_string(headroom) + ", reserve " + std::to_string(in.reserve) +
-                   ", fresh " + std::to_string(in.fresh) + ", class " +
-                   (have_class ? "known" : "unknown") + " (vhost " +
-                   std::to_string(klass.key.vhost_id) + ", dev " +
-                   std::to_string(klass.key.deviceid) + ", inode " +
-                   std::to_string(klass.key.inode) + "), workers " + std::to_string(workers) +
-                   ", in flight " + std::to_string(inflight))
-                      .c_str());
-  if (note->counted) apr_pool_cleanup_register(r->pool, note, release_inflight, apr_pool_cleanup_null);
+    ap_log_rerror(
+        APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
+        ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(headroom) +
+         ", reserve " + std::to_string(in.reserve) + ", fresh " + std::to_string(in.fresh) +
+         ", class " + (have_class ? "known" : "unknown") + " (vhost " +
+         std::to_string(klass.key.vhost_id) + ", dev " + std::to_string(klass.key.deviceid) +
+         ", inode " + std::to_string(klass.key.inode) + "), workers " + std::to_string(workers) +
+         ", in flight " + std::to_string(inflight))
+            .c_str());
+  if (note->counted)
+    apr_pool_cleanup_register(r->pool, note, release_inflight, apr_pool_cleanup_null);
 
   switch (v) {
     case Verdict::Pass:
@@ -362,7 +360,9 @@ void wait_for_evidence_scan() {
   (void)w;  // a full pipe already wakes the sampler
   for (int i = 0; i < 60; ++i) {
     if (gen.seg->evidence_gen.load(std::memory_order_acquire) >= ticket) return;
-    struct timespec ts {0, 5 * 1000 * 1000};
+    struct timespec ts {
+      0, 5 * 1000 * 1000
+    };
     nanosleep(&ts, nullptr);
   }
 }
@@ -394,9 +394,9 @@ apr_status_t replace_filter_impl(ap_filter_t* f, apr_bucket_brigade* bb) {
   ap_set_content_length(r, static_cast<apr_off_t>(body.size()));
   apr_bucket_brigade* out = apr_brigade_create(r->pool, f->c->bucket_alloc);
   if (!r->header_only)
-    APR_BRIGADE_INSERT_TAIL(out, apr_bucket_pool_create(apr_pstrmemdup(r->pool, body.data(),
-                                                                       body.size()),
-                                                        body.size(), r->pool, f->c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(
+        out, apr_bucket_pool_create(apr_pstrmemdup(r->pool, body.data(), body.size()), body.size(),
+                                    r->pool, f->c->bucket_alloc));
   APR_BRIGADE_INSERT_TAIL(out, apr_bucket_eos_create(f->c->bucket_alloc));
   return ap_pass_brigade(f->next, out);
 }

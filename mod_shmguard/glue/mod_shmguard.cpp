@@ -163,8 +163,12 @@ void register_hooks(apr_pool_t*) {
   register_filters();
 }
 
-void* create_server_conf_c(apr_pool_t* p, server_rec* s) { return create_server_conf(p, s); }
-void* merge_server_conf_c(apr_pool_t* p, void* b, void* a) { return merge_server_conf(p, b, a); }
+void* create_server_conf_c(apr_pool_t* p, server_rec* s) {
+  return create_server_conf(p, s);
+}
+void* merge_server_conf_c(apr_pool_t* p, void* b, void* a) {
+  return merge_server_conf(p, b, a);
+}
 
 }  // namespace
 }  // namespace shmguard::glue

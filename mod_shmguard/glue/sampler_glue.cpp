@@ -27,7 +27,9 @@ namespace shmguard::glue {
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
-void on_term(int) { g_stop = 1; }
+void on_term(int) {
+  g_stop = 1;
+}
 
 std::int64_t g_last_start_ms = 0;
 
@@ -128,18 +130,27 @@ std::string drop_privileges() {
   sampler::Logger log = [s](sampler::Level level, const std::string& msg) {
     int l = APLOG_INFO;
     switch (level) {
-      case sampler::Level::Debug: l = APLOG_DEBUG; break;
-      case sampler::Level::Info: l = APLOG_INFO; break;
-      case sampler::Level::Notice: l = APLOG_NOTICE; break;
-      case sampler::Level::Warning: l = APLOG_WARNING; break;
-      case sampler::Level::Error: l = APLOG_ERR; break;
+      case sampler::Level::Debug:
+        l = APLOG_DEBUG;
+        break;
+      case sampler::Level::Info:
+        l = APLOG_INFO;
+        break;
+      case sampler::Level::Notice:
+        l = APLOG_NOTICE;
+        break;
+      case sampler::Level::Warning:
+        l = APLOG_WARNING;
+        break;
+      case sampler::Level::Error:
+        l = APLOG_ERR;
+        break;
     }
     ap_log_error(APLOG_MARK, l, 0, s, "%s", msg.c_str());
   };
   gen.seg->sampler_pid.store(static_cast<std::int32_t>(getpid()));
-  log(sampler::Level::Info, "SG0110 sampler started (pid " + std::to_string(getpid()) +
-                                ", every " + std::to_string(cfg.interval_ms) + " ms, " +
-                                privileges + ")");
+  log(sampler::Level::Info, "SG0110 sampler started (pid " + std::to_string(getpid()) + ", every " +
+                                std::to_string(cfg.interval_ms) + " ms, " + privileges + ")");
   sampler::run(cfg, gen.seg, log, [] { return g_stop != 0; });
   _exit(0);
 }

@@ -23,10 +23,14 @@ constexpr std::size_t kBlobMax = 2u << 20;  // status snapshot (JSON), 2 MiB
 enum Binding : std::int32_t { kNone = 0, kShmpages, kPrivvmpages, kCgroup, kOvercommit };
 inline const char* binding_name(std::int32_t b) {
   switch (b) {
-    case kShmpages: return "beancounter:shmpages";
-    case kPrivvmpages: return "beancounter:privvmpages";
-    case kCgroup: return "cgroup:memory";
-    case kOvercommit: return "overcommit";
+    case kShmpages:
+      return "beancounter:shmpages";
+    case kPrivvmpages:
+      return "beancounter:privvmpages";
+    case kCgroup:
+      return "cgroup:memory";
+    case kOvercommit:
+      return "overcommit";
   }
   return "";
 }
@@ -67,11 +71,11 @@ struct Segment {
   std::atomic<std::int64_t> interval_ms;
 
   // The model, as the request path needs it.
-  std::atomic<std::int64_t> headroom;  // bytes; -1: no finite limit
-  std::atomic<std::int32_t> binding;   // Binding
+  std::atomic<std::int64_t> headroom;                     // bytes; -1: no finite limit
+  std::atomic<std::int32_t> binding;                      // Binding
   std::atomic<std::int64_t> binding_limit, binding_used;  // bytes
   std::atomic<std::int64_t> binding_failcnt_rise_minute;
-  std::atomic<std::int32_t> warn_state;  // 1 while headroom is below ShmGuardWarnBelow
+  std::atomic<std::int32_t> warn_state;       // 1 while headroom is below ShmGuardWarnBelow
   std::atomic<std::int64_t> failopen_log_ms;  // last "failing open" warning (one per 10 s)
 
   // Evidence for the 500 -> 503 translation.
@@ -92,6 +96,12 @@ struct Segment {
   std::atomic<std::uint32_t> blob_len;
   char blob[kBlobMax];
 };
+
+// A sample older than this is stale and the guard fails open: three intervals, at least 1.5 s.
+inline std::int64_t staleness_bound_ms(const Segment* s) {
+  std::int64_t bound = 3 * s->interval_ms.load(std::memory_order_relaxed);
+  return bound < 1500 ? 1500 : bound;
+}
 
 inline void init(Segment* s, std::uint32_t nvhosts, std::int64_t interval_ms) {
   std::memset(static_cast<void*>(s), 0, sizeof(Segment));

@@ -143,7 +143,7 @@ Health health() {
   h.sampled_ms = gen.seg->sample_wall_ms.load(std::memory_order_acquire);
   h.samples = gen.seg->samples.load();
   h.starts = gen.seg->sampler_starts.load();
-  h.bound_ms = std::max<std::int64_t>(3 * h.interval_ms, 1500);  // as the guard's staleness bound
+  h.bound_ms = shm::staleness_bound_ms(gen.seg);  // the guard's own bound
   if (h.sampled_ms > 0) {
     h.age_ms = std::max<std::int64_t>(0, wall_ms() - h.sampled_ms);
     h.fresh = h.age_ms <= h.bound_ms;

@@ -139,8 +139,7 @@ Args parse_args(int argc, char** argv, bool& check_mode) {
       throw UsageError("unknown argument '" + opt + "'");
     }
   }
-  if (!a.check && (!a.state.empty()))
-    throw UsageError("--state goes with --check");
+  if (!a.check && (!a.state.empty())) throw UsageError("--state goes with --check");
   return a;
 }
 

@@ -124,8 +124,7 @@ class Sampler {
       }
       fill(row, *w.value);
       if (node.list != fcgid::List::Error) {
-        ClassAgg& agg =
-            classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+        ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
         agg.workers++;
         for (const auto& s : row.segments) agg.max_segment = std::max(agg.max_segment, s.size);
       }
@@ -218,10 +217,10 @@ class Sampler {
     }
     int was = seg_->warn_state.exchange(below ? 1 : 0);
     if (below && !was) {
-      log_(Level::Warning,
-           "SG0301 shared-memory headroom " + human_bytes(*snap.headroom_bytes) +
-               " fell below ShmGuardWarnBelow (" + human_bytes(threshold) + "): " + snap.binding +
-               " " + human_bytes(b->used_bytes) + " of " + human_bytes(b->limit_bytes) + " used");
+      log_(Level::Warning, "SG0301 shared-memory headroom " + human_bytes(*snap.headroom_bytes) +
+                               " fell below ShmGuardWarnBelow (" + human_bytes(threshold) +
+                               "): " + snap.binding + " " + human_bytes(b->used_bytes) + " of " +
+                               human_bytes(b->limit_bytes) + " used");
     } else if (!below && was && snap.headroom_bytes) {
       log_(Level::Notice, "SG0302 shared-memory headroom back to " +
                               human_bytes(*snap.headroom_bytes) + " (above ShmGuardWarnBelow)");
@@ -238,8 +237,8 @@ class Sampler {
         if (now - last_log >= 10000) {
           log_(Level::Warning, "SG0303 " + c.name + " rose by " +
                                    std::to_string(pending_rise_[c.name]) + " (now " +
-                                   std::to_string(c.value) + ", +" +
-                                   std::to_string(c.last_minute) + " in the last minute)");
+                                   std::to_string(c.value) + ", +" + std::to_string(c.last_minute) +
+                                   " in the last minute)");
           last_log = now;
           pending_rise_[c.name] = 0;
         }

@@ -19,10 +19,10 @@ struct Config {
   bool warn_is_percent = true;
   double warn_percent = 25.0;
   std::uint64_t warn_bytes = 0;
-  std::string error_log;                     // "" when the error log is not a file
+  std::string error_log;                       // "" when the error log is not a file
   const unsigned char* fcgid_table = nullptr;  // mod_fcgid's process table, if reachable
-  int wake_fd = -1;                          // readable when a child asks for a fresh scan
-  int parent_pid = 0;                        // exit when the parent is gone
+  int wake_fd = -1;                            // readable when a child asks for a fresh scan
+  int parent_pid = 0;                          // exit when the parent is gone
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };

@@ -32,8 +32,12 @@ struct Table {
     std::strcpy(reinterpret_cast<char*>(node(i) + off::executable_path), cmd);
   }
 };
-bool all_alive(int) { return true; }
-bool odd_alive(int pid) { return pid % 2 == 1; }
+bool all_alive(int) {
+  return true;
+}
+bool odd_alive(int pid) {
+  return pid % 2 == 1;
+}
 }  // namespace
 
 TEST(FcgidTable, CountsIdleAndBusyOfTheClass) {

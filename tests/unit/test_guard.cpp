@@ -18,7 +18,9 @@ GuardInput low() {
 }
 }  // namespace
 
-TEST(Decide, RefusesWhenLowAndNoIdleWorker) { EXPECT_EQ(decide(low()), Verdict::Refuse); }
+TEST(Decide, RefusesWhenLowAndNoIdleWorker) {
+  EXPECT_EQ(decide(low()), Verdict::Refuse);
+}
 
 TEST(Decide, IdleWorkerServes) {
   GuardInput in = low();
