@@ -440,3 +440,28 @@ def test_make_install_puts_module_and_conf_in_place(tmp_path):
         assert (dest / "etc/apache2/mods-available" / name).read_text() == \
             open(os.path.join(REPO, "conf", name)).read()
     assert os.access(str(dest / "usr/local/sbin/shmguard-probe"), os.X_OK)
+
+
+def test_auto_reserve_is_the_largest_segment_of_the_class_else_128m(server):
+    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve auto")
+    s = server(shmguard=True, shmguard_conf=conf, segment_mib=32, spawn_score_uplimit=100)
+    wait_sample(s, headroom_at_least=1 << 30)
+    v = vhost(s)
+    assert v["reserve"]["mode"] == "auto" and v["reserve"]["bytes"] == 128 << 20  # no worker yet
+    # Headroom of 100 MiB: below the 128 MiB default, so a cold class is refused...
+    s.budget.set_barrier(100 * 256)
+    wait_sample(s, headroom_below=128 << 20)
+    r = s.get("/index.php")
+    assert r.status == 503
+    assert re.search(r"SG0201 refused /index.php .* < reserve 128\.0 MiB", s.error_log())
+    # ...then, with one 32 MiB worker seen, auto means 32 MiB: 68 MiB of headroom lets a new one start.
+    s.budget.set_barrier(262144)
+    wait_sample(s, headroom_at_least=128 << 20)
+    assert s.get("/index.php").status == 200
+    assert wait_for(lambda: vhost(s)["reserve"]["bytes"] == 32 << 20, 5), vhost(s)["reserve"]
+    s.budget.refresh()
+    s.budget.set_barrier(s.budget.held() + 68 * 256)
+    wait_sample(s, headroom_below=128 << 20, headroom_at_least=64 << 20)
+    rs = s.get_many(["/sleep.php?ms=1500"] * 2, delays=[0, 0.1])
+    assert [r.status for r in rs] == [200, 200], [r.status for r in rs]
+    assert len(s.php_workers()) == 2
