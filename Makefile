@@ -4,6 +4,7 @@
 #   make test-asan  unit tests + CLI tests under AddressSanitizer/UBSan
 #   make fuzz-smoke each libFuzzer target briefly
 #   make run        start the demo server (Apache + mod_fcgid + php-cgi) on 127.0.0.1:$(PORT)
+#   make bench      benchmarks (bench/, BENCHMARKS.md); make bench-smoke: the same with tiny sizes
 #   make install    module into `apxs -q LIBEXECDIR`, conf into /etc/apache2/mods-available
 
 CXX      ?= g++
@@ -89,7 +90,7 @@ fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
 	done; echo "fuzz-smoke: all targets ran clean"
 
 # ---------------------------------------------------------------- set-up, tests, run
-.PHONY: deps deps-bench test test-unit test-cli test-integration clean format run install
+.PHONY: deps deps-bench test test-unit test-cli test-integration clean format run install bench bench-smoke
 deps:
 	sh scripts/deps.sh test
 
@@ -112,6 +113,13 @@ test-unit: all
 
 run: deps all
 	sh scripts/run-demo.sh $(PORT)
+
+# Benchmarks (not part of `make test`): one table of ratios; see BENCHMARKS.md.
+bench: deps-bench all
+	BUILD=$(BUILD) sh bench/run.sh
+
+bench-smoke: deps-bench all
+	BUILD=$(BUILD) sh bench/run.sh --smoke
 
 install: all
 	install -D -m 0644 $(BUILD)/mod_shmguard.so $(DESTDIR)$(shell $(APXS) -q LIBEXECDIR)/mod_shmguard.so

@@ -1,0 +1,549 @@
+// mod_shmguard micro-benchmarks (Google Benchmark), built by bench/run.sh:
+//   g++ -O2 -std=c++17 -Iinclude -Imod_shmguard/glue bench/micro.cpp build/libshmguard_core.a
+//       -lbenchmark -lpthread -o build/bench/micro
+//
+// P3  decide() alone, and a replica of the guard's fast path in fixups (shared-segment loads,
+//     class key, class slot, decide, in-flight accounting) minus the APR/mod_fcgid calls.
+// P4  one sampler cycle with N live worker processes, done with the same core calls as
+//     mod_shmguard/sampler/sampler.cpp (probe + failcnt tracker + mod_fcgid table walk +
+//     read_worker per pid + render_sampler_sections + encode + publish), and the parse of a
+//     hardware-node /proc/user_beancounters with 500 containers (+ block 0).
+// P5  the status sections with N workers: the sampler's render, and what a child does to serve
+//     /shmguard-status (seqlock copy + decode + HTML/metrics assembly).
+//
+// Worker processes: main() forks --workers=N (default 1000) children before running; each maps its
+// own shared anonymous segment ("/dev/zero (deleted)" in maps, like OPcache) and touches 64 KiB of it,
+// inherits ~220 extra file-backed mappings so that /proc/PID/maps is as long as a real php-cgi's, and
+// sleeps. They die with the parent (PR_SET_PDEATHSIG) and are SIGKILLed and reaped at exit.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "shm_layout.hpp"
+#include "shmguard/fcgid.hpp"
+#include "shmguard/guard.hpp"
+#include "shmguard/model.hpp"
+#include "shmguard/sources.hpp"
+#include "shmguard/status.hpp"
+#include "shmguard/workers.hpp"
+
+using namespace shmguard;
+
+namespace {
+
+// ------------------------------------------------------------------------------ configuration
+int g_workers = 1000;
+int g_containers = 500;
+std::string g_dir = "build/bench";
+std::vector<pid_t> g_pids;
+std::string g_hwnode_file;  // hardware-node beancounter file (g_containers + block 0)
+std::string g_hwnode_text;
+std::vector<unsigned char> g_fcgid_table;
+
+// ------------------------------------------------------------------------------ worker processes
+constexpr std::size_t kSegBytes = 4u << 20;     // mapped per worker (distinct segment each)
+constexpr std::size_t kTouchBytes = 64u << 10;  // touched: shows as RssShmem
+constexpr int kPadMappings = 220;                // a real php-cgi 8.2 has ~224 lines in maps
+
+void pad_mappings() {
+  // Alternate protections page by page over a read-only private file mapping: each page becomes its
+  // own line "r--p ... /path" in /proc/PID/maps. Inherited by the forked workers.
+  const char* candidates[] = {"/usr/bin/php-cgi8.2", "/usr/lib/apache2/modules/mod_fcgid.so",
+                              "/bin/sh"};
+  for (const char* path : candidates) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    long page = sysconf(_SC_PAGESIZE);
+    std::size_t len = static_cast<std::size_t>(kPadMappings) * static_cast<std::size_t>(page);
+    if (fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= len) {
+      void* p = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p != MAP_FAILED) {
+        for (int i = 0; i < kPadMappings; i += 2)
+          mprotect(static_cast<char*>(p) + static_cast<std::size_t>(i) * page,
+                   static_cast<std::size_t>(page), PROT_NONE);
+      }
+      close(fd);
+      return;
+    }
+    close(fd);
+  }
+}
+
+void spawn_workers(int n) {
+  pad_mappings();
+  pid_t parent = getpid();
+  for (int i = 0; i < n; ++i) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("fork");
+      break;
+    }
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(0);
+      prctl(PR_SET_NAME, "php-cgi");
+      void* seg = mmap(nullptr, kSegBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+      if (seg != MAP_FAILED) std::memset(seg, 1, kTouchBytes);
+      for (;;) pause();
+    }
+    g_pids.push_back(pid);
+  }
+}
+
+void reap_workers() {
+  for (pid_t p : g_pids) kill(p, SIGKILL);
+  for (pid_t p : g_pids) waitpid(p, nullptr, 0);
+  g_pids.clear();
+}
+
+// ------------------------------------------------------------------------------ inputs
+// /proc/user_beancounters of a hardware node, OpenVZ 6 64-bit format (kernel/bc/proc.c widths).
+std::string hardware_node_text(int containers) {
+  struct Row {
+    const char* name;
+    unsigned long long v[5];
+  };
+  const unsigned long long LM = 9223372036854775807ULL;
+  const Row rows[] = {
+      {"kmemsize", {16595303, 21577728, 67108864, 75497472, 0}},
+      {"lockedpages", {0, 0, 64, 64, 0}},
+      {"privvmpages", {239894, 258143, 393216, 442368, 161}},
+      {"shmpages", {653, 1005, 262144, 262144, 0}},
+      {"dummy", {0, 0, 0, 0, 0}},
+      {"numproc", {89, 120, 800, 800, 0}},
+      {"physpages", {96664, 216508, 262144, LM, 0}},
+      {"vmguarpages", {0, 0, 33792, LM, 0}},
+      {"oomguarpages", {96664, 216508, 26112, LM, 0}},
+      {"numtcpsock", {12, 40, 80, 80, 0}},
+      {"numflock", {4, 12, 100, 110, 0}},
+      {"numpty", {1, 2, 16, 16, 0}},
+      {"numsiginfo", {0, 12, 256, 256, 0}},
+      {"tcpsndbuf", {215872, 1138336, 319488, 524288, 0}},
+      {"tcprcvbuf", {196608, 1064304, 319488, 524288, 0}},
+      {"othersockbuf", {13872, 119128, 132096, 336896, 0}},
+      {"dgramrcvbuf", {0, 8464, 132096, 132096, 0}},
+      {"numothersock", {20, 58, 80, 80, 0}},
+      {"dcachesize", {0, 0, LM, LM, 0}},
+      {"numfile", {1234, 2048, 2048, 2048, 0}},
+      {"dummy", {0, 0, 0, 0, 0}},
+      {"dummy", {0, 0, 0, 0, 0}},
+      {"dummy", {0, 0, 0, 0, 0}},
+      {"numiptent", {24, 24, 128, 128, 0}},
+  };
+  std::string out = "Version: 2.5\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "%10s  %-12s %20s %20s %20s %20s %20s\n", "uid", "resource",
+                "held", "maxheld", "barrier", "limit", "failcnt");
+  out += line;
+  std::vector<std::string> ids = {"0"};
+  for (int i = 0; i < containers; ++i) ids.push_back(std::to_string(101 + i));
+  for (const auto& id : ids) {
+    bool first = true;
+    for (const Row& r : rows) {
+      std::string uid = first ? id + ":" : "";
+      first = false;
+      unsigned long long v[5];
+      std::memcpy(v, r.v, sizeof v);
+      if (id == "0" && v[2] != LM) v[2] = v[3] = LM;  // the node itself: unlimited
+      std::snprintf(line, sizeof line, "%10s  %-12s %20llu %20llu %20llu %20llu %20llu\n",
+                    uid.c_str(), r.name, v[0], v[1], v[2], v[3], v[4]);
+      out += line;
+    }
+  }
+  return out;
+}
+
+// mod_fcgid 2.3.9 process table (layout of include/shmguard/fcgid.hpp) listing the worker pids:
+// one class (the FcgidWrapper), 10 % busy, the rest idle.
+void build_fcgid_table() {
+  using namespace shmguard::fcgid;
+  g_fcgid_table.assign(static_cast<std::size_t>(kSlots) * kNodeSize, 0);
+  auto node = [](int i) { return g_fcgid_table.data() + static_cast<std::size_t>(i) * kNodeSize; };
+  auto put = [&](int i, std::size_t o, auto v) { std::memcpy(node(i) + o, &v, sizeof v); };
+  const char* exe = "/var/www/example.com/bin/php-wrapper";
+  int n = std::min<int>(static_cast<int>(g_pids.size()), kSlots - 4);
+  for (int k = 0; k < n; ++k) {
+    int i = 4 + k;
+    int head = (k % 10 == 0) ? kBusyHead : kIdleHead;
+    int first;
+    std::memcpy(&first, node(head), sizeof first);
+    put(i, off::next_index, first);
+    put(head, off::next_index, i);
+    put(i, off::pid, static_cast<int>(g_pids[static_cast<std::size_t>(k)]));
+    put(i, off::inode, static_cast<std::uint64_t>(1234567));
+    put(i, off::deviceid, static_cast<std::uint64_t>(65025));
+    put(i, off::vhost_id, 1);
+    put(i, off::uid, 0xffffffffu);
+    put(i, off::gid, 0xffffffffu);
+    std::strcpy(reinterpret_cast<char*>(node(i) + off::executable_path), exe);
+    std::strcpy(reinterpret_cast<char*>(node(i) + off::cmdline), exe);
+  }
+}
+
+ProbeConfig probe_config() {
+  ProbeConfig cfg;
+  cfg.beancounters = g_hwnode_file;
+  cfg.container = std::string("101");
+  return cfg;
+}
+
+// The status-sections API is being reworked (one `html` string -> several fragments and templates
+// with vhost-name holes). These helpers compile against either form.
+template <class S>
+auto sections_html(const S& s, int) -> decltype(s.html, std::string()) {
+  return s.html;
+}
+template <class S>
+auto sections_html(const S& s, long) -> decltype(s.html_workers.fill(nullptr), std::string()) {
+  auto name = [](std::int32_t id) { return "vhost-" + std::to_string(id); };
+  return s.html_findings + s.html_limits + s.html_workers.fill(name) + s.html_sources;
+}
+template <class R>
+auto set_backend(R& r, int) -> decltype(r.backend = "mod_fcgid", void()) {
+  r.backend = "mod_fcgid";
+  r.kind = "php-cgi";
+}
+template <class R>
+void set_backend(R& r, long) {
+  r.kind = "php-cgi (mod_fcgid)";
+}
+
+// ------------------------------------------------------------------------------ sampler replica
+// Same calls, in the same order, as Sampler::sample()/scan_workers() in sampler.cpp (without the
+// error-log tail, which reads nothing when the log has not grown, and the warning lines).
+std::int64_t boot_ticks_now() {
+  auto t = read_file("/proc/uptime");
+  if (!t) return -1;
+  double up = 0;
+  if (std::sscanf(t.value->c_str(), "%lf", &up) != 1) return -1;
+  long hz = sysconf(_SC_CLK_TCK);
+  return static_cast<std::int64_t>(up * static_cast<double>(hz > 0 ? hz : 100));
+}
+
+std::vector<WorkerRow> scan_workers(shm::Segment* seg, const unsigned char* table) {
+  std::vector<WorkerRow> rows;
+  std::int64_t ticks_now = boot_ticks_now();
+  long hz = sysconf(_SC_CLK_TCK);
+  if (hz <= 0) hz = 100;
+  struct ClassAgg {
+    std::uint64_t max_segment = 0;
+    std::int32_t workers = 0;
+  };
+  std::map<std::uint64_t, ClassAgg> classes;
+  for (const auto& node : fcgid::read_table(table)) {
+    WorkerRow row;
+    row.pid = node.pid;
+    set_backend(row, 0);
+    row.state = fcgid::to_string(node.list);
+    row.vhost_id = node.vhost_id;
+    row.klass = node.executable;
+    row.command = node.cmdline;
+    auto w = read_worker("/proc", node.pid);
+    if (!w) {
+      row.error = w.error;
+      rows.push_back(std::move(row));
+      continue;
+    }
+    row.rss_shmem = w.value->rss_shmem;
+    row.segments = w.value->segments;
+    row.error = w.value->error;
+    if (!w.value->cmdline.empty()) row.command = w.value->cmdline;
+    if (ticks_now >= 0 && static_cast<std::int64_t>(w.value->start_ticks) <= ticks_now)
+      row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.value->start_ticks)) / hz;
+    if (node.list != fcgid::List::Error) {
+      ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      agg.workers++;
+      for (const auto& s : row.segments) agg.max_segment = std::max(agg.max_segment, s.size);
+    }
+    rows.push_back(std::move(row));
+  }
+  for (const auto& [key, agg] : classes) {
+    if (shm::ClassSlot* slot = shm::class_slot(seg, key)) {
+      if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
+      slot->workers.store(agg.workers, std::memory_order_relaxed);
+    }
+  }
+  return rows;
+}
+
+struct SegmentDeleter {
+  void operator()(shm::Segment* s) const { std::free(s); }
+};
+std::unique_ptr<shm::Segment, SegmentDeleter> new_segment() {
+  auto* s = static_cast<shm::Segment*>(std::calloc(1, sizeof(shm::Segment)));
+  shm::init(s, 1, 500);
+  return std::unique_ptr<shm::Segment, SegmentDeleter>(s);
+}
+
+// ------------------------------------------------------------------------------ P3
+void BM_Decide(benchmark::State& state) {
+  GuardInput in;
+  in.fresh = true;
+  in.bounded = true;
+  in.headroom = 900ull << 20;
+  in.reserve = 64ull << 20;
+  in.spawns_workers = true;
+  in.idle_workers = -1;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(in);
+    Verdict v = decide(in);
+    benchmark::DoNotOptimize(v);
+  }
+}
+BENCHMARK(BM_Decide);
+
+// The fixups fast path with ample headroom (guard.cpp guard_fixups up to `return DECLINED`, then the
+// pool cleanup that releases the in-flight count), without r->pool allocation, mod_fcgid's
+// get_wrapper_info() and ap_run_get_suexec_identity(), which cannot run outside httpd.
+void BM_FastPath(benchmark::State& state) {
+  auto seg = new_segment();
+  seg->headroom.store(900ll << 20);
+  seg->sample_wall_ms.store(1'700'000'000'000ll);
+  std::int64_t request_ms = 1'700'000'000'100ll;
+  const std::uint64_t reserve = 64ull << 20;
+  shm::VhostCounters* vc = &seg->vhosts[0];
+  for (auto _ : state) {
+    vc->guarded.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t php = seg->php_errors.load(std::memory_order_acquire);
+    std::uint64_t fc = seg->failcnt_sum.load(std::memory_order_relaxed);
+    std::uint64_t oom = seg->oom_kills.load(std::memory_order_relaxed);
+    benchmark::DoNotOptimize(php);
+    benchmark::DoNotOptimize(fc);
+    benchmark::DoNotOptimize(oom);
+    std::uint64_t key = shm::class_key(1, 65025, 1234567);
+    shm::ClassSlot* slot = shm::class_slot(seg.get(), key);
+    GuardInput in;
+    std::int64_t sampled = seg->sample_wall_ms.load(std::memory_order_acquire);
+    std::int64_t age = request_ms - sampled;
+    std::int64_t bound = std::max<std::int64_t>(3 * seg->interval_ms.load(std::memory_order_relaxed), 1500);
+    in.fresh = sampled > 0 && age > -1000 && (age < 0 ? 0 : age) <= bound;
+    std::int64_t headroom = seg->headroom.load(std::memory_order_relaxed);
+    in.bounded = headroom >= 0;
+    in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
+    in.reserve = reserve;
+    in.spawns_workers = true;
+    Verdict v = decide(in);
+    benchmark::DoNotOptimize(v);
+    slot->inflight.fetch_add(1, std::memory_order_acq_rel);
+    vc->passed.fetch_add(1, std::memory_order_relaxed);
+    slot->inflight.fetch_sub(1, std::memory_order_acq_rel);  // release_inflight at pool cleanup
+  }
+}
+BENCHMARK(BM_FastPath);
+
+// ------------------------------------------------------------------------------ P4
+void BM_ParseBeancounters(benchmark::State& state) {
+  std::size_t blocks = 0;
+  for (auto _ : state) {
+    auto f = parse_user_beancounters(g_hwnode_text);
+    if (!f) {
+      state.SkipWithError(f.error.c_str());
+      return;
+    }
+    blocks = f.value->blocks.size();
+    benchmark::DoNotOptimize(f);
+  }
+  state.counters["blocks"] = static_cast<double>(blocks);
+  state.counters["bytes"] = static_cast<double>(g_hwnode_text.size());
+}
+BENCHMARK(BM_ParseBeancounters)->Unit(benchmark::kMicrosecond);
+
+// Read + parse + select, as probe() does for the beancounter source.
+void BM_ReadParseBeancounters(benchmark::State& state) {
+  for (auto _ : state) {
+    auto t = read_file(g_hwnode_file);
+    auto f = parse_user_beancounters(*t.value);
+    auto b = select_beancounter_block(*f.value, std::string("101"));
+    benchmark::DoNotOptimize(b);
+  }
+}
+BENCHMARK(BM_ReadParseBeancounters)->Unit(benchmark::kMicrosecond);
+
+void BM_Probe(benchmark::State& state) {
+  ProbeConfig cfg = probe_config();
+  for (auto _ : state) {
+    Snapshot s = probe(cfg);
+    benchmark::DoNotOptimize(s);
+  }
+}
+BENCHMARK(BM_Probe)->Unit(benchmark::kMicrosecond);
+
+void BM_ReadWorkers(benchmark::State& state) {
+  for (auto _ : state) {
+    for (pid_t p : g_pids) {
+      auto w = read_worker("/proc", p);
+      benchmark::DoNotOptimize(w);
+    }
+  }
+  state.counters["workers"] = static_cast<double>(g_pids.size());
+}
+BENCHMARK(BM_ReadWorkers)->Unit(benchmark::kMillisecond);
+
+// One whole sampler cycle. Reported time is CPU time of this thread (user+sys), which is what
+// the sampler costs the machine; wall time is also printed.
+void BM_SampleCycle(benchmark::State& state) {
+  auto seg = new_segment();
+  ProbeConfig cfg = probe_config();
+  FailcntTracker tracker;
+  std::size_t blob = 0, rows_n = 0;
+  for (auto _ : state) {
+    Snapshot snap = probe(cfg);
+    tracker.observe(snap.taken_at_ms, snap);
+    std::vector<WorkerRow> rows = scan_workers(seg.get(), g_fcgid_table.data());
+    seg->headroom.store(snap.headroom_bytes ? static_cast<std::int64_t>(*snap.headroom_bytes) : -1);
+    seg->binding.store(shm::binding_id(snap.binding));
+    seg->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
+    std::string enc = encode_sections(render_sampler_sections(snap, rows));
+    shm::publish_blob(seg.get(), enc);
+    blob = enc.size();
+    rows_n = rows.size();
+  }
+  state.counters["workers"] = static_cast<double>(rows_n);
+  state.counters["blob_bytes"] = static_cast<double>(blob);
+}
+BENCHMARK(BM_SampleCycle)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+
+// Added to the sampler in the working tree after b5d39ee: every process's /proc/PID/stat each
+// sample (to find PHP_FCGI_CHILDREN children and php-fpm), and descendants() per table node.
+void BM_ReadAllStats(benchmark::State& state) {
+  std::size_t n = 0;
+  for (auto _ : state) {
+    auto all = read_all_stats("/proc");
+    n = all.size();
+    benchmark::DoNotOptimize(all);
+  }
+  state.counters["processes"] = static_cast<double>(n);
+}
+BENCHMARK(BM_ReadAllStats)->Unit(benchmark::kMillisecond);
+
+void BM_DescendantsPerNode(benchmark::State& state) {
+  auto all = read_all_stats("/proc");
+  auto nodes = fcgid::read_table(g_fcgid_table.data());
+  for (auto _ : state) {
+    std::size_t k = 0;
+    for (const auto& node : nodes) k += descendants(all, node.pid).size();
+    benchmark::DoNotOptimize(k);
+  }
+  state.counters["nodes"] = static_cast<double>(nodes.size());
+}
+BENCHMARK(BM_DescendantsPerNode)->Unit(benchmark::kMillisecond);
+
+// ------------------------------------------------------------------------------ P5
+struct StatusFixture {
+  Snapshot snap;
+  std::vector<WorkerRow> rows;
+  std::unique_ptr<shm::Segment, SegmentDeleter> seg = new_segment();
+  StatusFixture() {
+    snap = probe(probe_config());
+    rows = scan_workers(seg.get(), g_fcgid_table.data());
+    shm::publish_blob(seg.get(), encode_sections(render_sampler_sections(snap, rows)));
+  }
+};
+StatusFixture& status_fixture() {
+  static StatusFixture f;
+  return f;
+}
+
+void BM_RenderSections(benchmark::State& state) {
+  auto& f = status_fixture();
+  std::size_t html = 0, metrics = 0;
+  for (auto _ : state) {
+    StatusSections s = render_sampler_sections(f.snap, f.rows);
+    html = sections_html(s, 0).size();
+    metrics = s.metrics.size();
+    benchmark::DoNotOptimize(s);
+  }
+  state.counters["workers"] = static_cast<double>(f.rows.size());
+  state.counters["html_bytes"] = static_cast<double>(html);
+  state.counters["metrics_bytes"] = static_cast<double>(metrics);
+}
+BENCHMARK(BM_RenderSections)->Unit(benchmark::kMicrosecond);
+
+// What status_handler() in a child does per request (glue/status.cpp): copy the blob under the
+// seqlock, decode the sections, assemble the page (vhost counters omitted: a few lines).
+void BM_ServeStatusHtml(benchmark::State& state) {
+  auto& f = status_fixture();
+  for (auto _ : state) {
+    std::string blob;
+    std::optional<StatusSections> sec;
+    if (shm::read_blob(f.seg.get(), blob)) sec = decode_sections(blob);
+    std::string out =
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mod_shmguard "
+        "status</title></head><body>\n<h1>mod_shmguard</h1>\n<p>" +
+        html_escape("OK") + "; headroom " + html_escape("900 MiB") + "</p>\n";
+    if (sec) out += sections_html(*sec, 0);
+    out += "</body></html>\n";
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_ServeStatusHtml)->Unit(benchmark::kMicrosecond);
+
+void BM_ServeStatusMetrics(benchmark::State& state) {
+  auto& f = status_fixture();
+  for (auto _ : state) {
+    std::string blob;
+    std::optional<StatusSections> sec;
+    if (shm::read_blob(f.seg.get(), blob)) sec = decode_sections(blob);
+    std::string out;
+    if (sec) out = sec->metrics;
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_ServeStatusMetrics)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Our own flags first (--workers=N --containers=N --dir=DIR); the rest go to Google Benchmark.
+  std::vector<char*> rest = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--workers=", 0) == 0)
+      g_workers = std::atoi(a.c_str() + 10);
+    else if (a.rfind("--containers=", 0) == 0)
+      g_containers = std::atoi(a.c_str() + 13);
+    else if (a.rfind("--dir=", 0) == 0)
+      g_dir = a.substr(6);
+    else
+      rest.push_back(argv[i]);
+  }
+  int rargc = static_cast<int>(rest.size());
+  benchmark::Initialize(&rargc, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 1;
+
+  g_hwnode_text = hardware_node_text(g_containers);
+  g_hwnode_file = g_dir + "/user_beancounters.hwnode";
+  if (FILE* f = std::fopen(g_hwnode_file.c_str(), "w")) {
+    std::fwrite(g_hwnode_text.data(), 1, g_hwnode_text.size(), f);
+    std::fclose(f);
+  } else {
+    std::perror(g_hwnode_file.c_str());
+    return 1;
+  }
+  signal(SIGINT, [](int) { reap_workers(); _exit(130); });
+  signal(SIGTERM, [](int) { reap_workers(); _exit(143); });
+  spawn_workers(g_workers);
+  build_fcgid_table();
+  std::fprintf(stderr, "micro: %zu worker processes, beancounter file %zu bytes (%d containers + 0)\n",
+               g_pids.size(), g_hwnode_text.size(), g_containers);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  reap_workers();
+  return 0;
+}
