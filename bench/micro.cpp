@@ -12,9 +12,10 @@
 //     /shmguard-status (seqlock copy + decode + HTML/metrics assembly).
 //
 // Worker processes: main() forks --workers=N (default 1000) children before running; each maps its
-// own shared anonymous segment ("/dev/zero (deleted)" in maps, like OPcache) and touches 64 KiB of it,
-// inherits ~220 extra file-backed mappings so that /proc/PID/maps is as long as a real php-cgi's, and
-// sleeps. They die with the parent (PR_SET_PDEATHSIG) and are SIGKILLed and reaped at exit.
+// own shared anonymous segment ("/dev/zero (deleted)" in maps, like OPcache) and touches 64 KiB of
+// it, inherits ~220 extra file-backed mappings so that /proc/PID/maps is as long as a real
+// php-cgi's, and sleeps. They die with the parent (PR_SET_PDEATHSIG) and are SIGKILLed and reaped
+// at exit.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -58,7 +59,7 @@ std::vector<unsigned char> g_fcgid_table;
 // ------------------------------------------------------------------------------ worker processes
 constexpr std::size_t kSegBytes = 4u << 20;     // mapped per worker (distinct segment each)
 constexpr std::size_t kTouchBytes = 64u << 10;  // touched: shows as RssShmem
-constexpr int kPadMappings = 220;                // a real php-cgi 8.2 has ~224 lines in maps
+constexpr int kPadMappings = 220;               // a real php-cgi 8.2 has ~224 lines in maps
 
 void pad_mappings() {
   // Alternate protections page by page over a read-only private file mapping: each page becomes its
@@ -98,7 +99,8 @@ void spawn_workers(int n) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(0);
       prctl(PR_SET_NAME, "php-cgi");
-      void* seg = mmap(nullptr, kSegBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+      void* seg =
+          mmap(nullptr, kSegBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
       if (seg != MAP_FAILED) std::memset(seg, 1, kTouchBytes);
       for (;;) pause();
     }
@@ -308,8 +310,8 @@ void BM_Decide(benchmark::State& state) {
 }
 BENCHMARK(BM_Decide);
 
-// The fixups fast path with ample headroom (guard.cpp guard_fixups up to `return DECLINED`, then the
-// pool cleanup that releases the in-flight count), without r->pool allocation, mod_fcgid's
+// The fixups fast path with ample headroom (guard.cpp guard_fixups up to `return DECLINED`, then
+// the pool cleanup that releases the in-flight count), without r->pool allocation, mod_fcgid's
 // get_wrapper_info() and ap_run_get_suexec_identity(), which cannot run outside httpd.
 void BM_FastPath(benchmark::State& state) {
   auto seg = new_segment();
@@ -331,7 +333,8 @@ void BM_FastPath(benchmark::State& state) {
     GuardInput in;
     std::int64_t sampled = seg->sample_wall_ms.load(std::memory_order_acquire);
     std::int64_t age = request_ms - sampled;
-    std::int64_t bound = std::max<std::int64_t>(3 * seg->interval_ms.load(std::memory_order_relaxed), 1500);
+    std::int64_t bound =
+        std::max<std::int64_t>(3 * seg->interval_ms.load(std::memory_order_relaxed), 1500);
     in.fresh = sampled > 0 && age > -1000 && (age < 0 ? 0 : age) <= bound;
     std::int64_t headroom = seg->headroom.load(std::memory_order_relaxed);
     in.bounded = headroom >= 0;
@@ -348,7 +351,28 @@ void BM_FastPath(benchmark::State& state) {
 BENCHMARK(BM_FastPath);
 
 // ------------------------------------------------------------------------------ P4
+// What probe() does with the text since the single-block reader: the selected block is parsed, the
+// other 500 skipped. The block asked for is the file's last (every other one skipped); block "0"
+// (no container, the file's first) or 101 take the same time within noise.
 void BM_ParseBeancounters(benchmark::State& state) {
+  const std::optional<std::string> container = std::to_string(100 + g_containers);
+  std::size_t blocks = 0;
+  for (auto _ : state) {
+    auto b = read_beancounter_block(g_hwnode_text, container);
+    if (!b) {
+      state.SkipWithError(b.error.c_str());
+      return;
+    }
+    blocks = b.value->blocks_in_file;
+    benchmark::DoNotOptimize(b);
+  }
+  state.counters["blocks"] = static_cast<double>(blocks);
+  state.counters["bytes"] = static_cast<double>(g_hwnode_text.size());
+}
+BENCHMARK(BM_ParseBeancounters)->Unit(benchmark::kMicrosecond);
+
+// The full parser, every block (for reference: what probe() did before read_beancounter_block).
+void BM_ParseBeancountersFull(benchmark::State& state) {
   std::size_t blocks = 0;
   for (auto _ : state) {
     auto f = parse_user_beancounters(g_hwnode_text);
@@ -362,7 +386,7 @@ void BM_ParseBeancounters(benchmark::State& state) {
   state.counters["blocks"] = static_cast<double>(blocks);
   state.counters["bytes"] = static_cast<double>(g_hwnode_text.size());
 }
-BENCHMARK(BM_ParseBeancounters)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ParseBeancountersFull)->Unit(benchmark::kMicrosecond);
 
 // Read + parse + select, as probe() does for the beancounter source.
 void BM_ReadParseBeancounters(benchmark::State& state) {
@@ -460,20 +484,48 @@ StatusFixture& status_fixture() {
   return f;
 }
 
+// The sampler's render of every section (what it did on every sample before formats could be
+// asked for separately). Only the render is timed: filling the vhost holes is the child's work,
+// measured in BM_ServeStatusHtml.
 void BM_RenderSections(benchmark::State& state) {
   auto& f = status_fixture();
-  std::size_t html = 0, metrics = 0;
+  std::size_t bytes = 0;
   for (auto _ : state) {
     StatusSections s = render_sampler_sections(f.snap, f.rows);
-    html = sections_html(s, 0).size();
-    metrics = s.metrics.size();
+    bytes = s.html_workers.text.size() + s.json_members.text.size() + s.metrics.size();
+    benchmark::DoNotOptimize(s);
+  }
+  StatusSections s = render_sampler_sections(f.snap, f.rows);
+  state.counters["workers"] = static_cast<double>(f.rows.size());
+  state.counters["html_bytes"] = static_cast<double>(sections_html(s, 0).size());
+  state.counters["metrics_bytes"] = static_cast<double>(s.metrics.size());
+  benchmark::DoNotOptimize(bytes);
+}
+BENCHMARK(BM_RenderSections)->Unit(benchmark::kMicrosecond);
+
+// One format only (render_sampler_sections(..., formats)): what the sampler renders when a page of
+// that format was asked for. Arg: 1 HTML, 2 ?auto, 4 ?json, 8 ?metrics, 15 all.
+void BM_RenderFormat(benchmark::State& state) {
+  auto& f = status_fixture();
+  const auto formats = static_cast<unsigned>(state.range(0));
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    StatusSections s = render_sampler_sections(f.snap, f.rows, formats);
+    bytes = s.html_findings.size() + s.html_limits.size() + s.html_workers.text.size() +
+            s.html_sources.size() + s.auto_text.size() + s.json_members.text.size() +
+            s.metrics.size();
     benchmark::DoNotOptimize(s);
   }
   state.counters["workers"] = static_cast<double>(f.rows.size());
-  state.counters["html_bytes"] = static_cast<double>(html);
-  state.counters["metrics_bytes"] = static_cast<double>(metrics);
+  state.counters["bytes"] = static_cast<double>(bytes);
 }
-BENCHMARK(BM_RenderSections)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RenderFormat)
+    ->Arg(kHtml)
+    ->Arg(kAuto)
+    ->Arg(kJson)
+    ->Arg(kMetrics)
+    ->Arg(kAllFormats)
+    ->Unit(benchmark::kMicrosecond);
 
 // What status_handler() in a child does per request (glue/status.cpp): copy the blob under the
 // seqlock, decode the sections, assemble the page (vhost counters omitted: a few lines).
@@ -536,11 +588,18 @@ int main(int argc, char** argv) {
     std::perror(g_hwnode_file.c_str());
     return 1;
   }
-  signal(SIGINT, [](int) { reap_workers(); _exit(130); });
-  signal(SIGTERM, [](int) { reap_workers(); _exit(143); });
+  signal(SIGINT, [](int) {
+    reap_workers();
+    _exit(130);
+  });
+  signal(SIGTERM, [](int) {
+    reap_workers();
+    _exit(143);
+  });
   spawn_workers(g_workers);
   build_fcgid_table();
-  std::fprintf(stderr, "micro: %zu worker processes, beancounter file %zu bytes (%d containers + 0)\n",
+  std::fprintf(stderr,
+               "micro: %zu worker processes, beancounter file %zu bytes (%d containers + 0)\n",
                g_pids.size(), g_hwnode_text.size(), g_containers);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

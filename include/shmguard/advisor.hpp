@@ -36,6 +36,21 @@ struct SegmentUse {
 // Every distinct segment mapped by the workers, in first-seen order.
 std::vector<SegmentUse> segment_uses(const std::vector<WorkerRow>& workers);
 
+// segment_uses() plus, for every worker's segment, which use it is: computed once (O(n log n) in
+// the number of worker segments) and shared by the advisor and the status renderers.
+struct SegmentSharing {
+  std::vector<SegmentUse> uses;  // as segment_uses()
+  // Per worker i (and one past the last): worker i's segments are use_of[first[i] .. first[i+1]).
+  std::vector<std::uint32_t> first;
+  std::vector<std::uint32_t> use_of;  // per worker segment, in worker then segment order
+  const SegmentUse& use(std::size_t worker, std::size_t k) const {
+    return uses[use_of[first[worker] + k]];
+  }
+  // How many listed workers map worker `worker`'s k-th segment.
+  std::size_t users(std::size_t worker, std::size_t k) const { return use(worker, k).pids.size(); }
+};
+SegmentSharing segment_sharing(const std::vector<WorkerRow>& workers);
+
 struct Finding {
   std::string id;        // stable: "fcgid-private-opcache", "failcnt-rose", "headroom-workers", ...
   std::string severity;  // "info", "warning", "critical"
@@ -44,6 +59,9 @@ struct Finding {
 };
 
 std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers);
+// The same, with the sharing already computed (segment_sharing(workers)).
+std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                            const SegmentSharing& sharing);
 
 // "64 MiB", "1.5 GiB", "512 B": like human_bytes without a trailing ".0".
 std::string compact_bytes(std::uint64_t bytes);

@@ -69,6 +69,26 @@ Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string i
 Result<BeancounterBlock> select_beancounter_block(const BeancounterFile& f,
                                                   const std::optional<std::string>& container);
 
+// One block of /proc/user_beancounters, as read_beancounter_block returns it.
+struct BeancounterSelection {
+  std::string version;        // as BeancounterFile
+  bool version_known = true;  // as BeancounterFile
+  std::size_t blocks_in_file = 0;
+  BeancounterBlock block;  // the block select_beancounter_block would choose
+};
+// The fast path of parse_user_beancounters + select_beancounter_block for the sampler (a hardware
+// node lists every container: 500 containers are ~1.5 MB, and one block is used). One pass: the
+// Version line and the header are checked as the full parser does; every block's id is checked
+// (valid, not a duplicate) and counted; only the rows of the candidate blocks are parsed (the
+// `container` block; without one, the first block and block "0"), with the full parser's rules
+// and error texts ("malformed at line N: ..."). The other blocks' rows are skipped without being
+// split into lines or tokens, so ERRORS INSIDE THE ROWS OF SKIPPED BLOCKS ARE NOT DETECTED (bad
+// numbers, resource names, truncated rows, an id with nothing after it): where the full parser
+// fails on such an error, this returns the selected block. Otherwise the outcome is the full
+// parser's and select_beancounter_block's: the same block, the same error texts.
+Result<BeancounterSelection> read_beancounter_block(std::string_view text,
+                                                    const std::optional<std::string>& container);
+
 // ---------------------------------------------------------------- cgroup memory controller
 
 struct CgroupLevel {

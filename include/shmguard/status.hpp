@@ -48,8 +48,20 @@ struct StatusSections {
 std::string encode_sections(const StatusSections& s);
 std::optional<StatusSections> decode_sections(std::string_view blob);
 
-// Renders the sampler's part of the status page.
-StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers);
+// Which sections render_sampler_sections() fills (bits; or them together).
+enum StatusFormat : unsigned {
+  kHtml = 1,     // html_findings, html_limits, html_workers, html_sources
+  kAuto = 2,     // auto_text
+  kJson = 4,     // json_members
+  kMetrics = 8,  // metrics
+  kAllFormats = 15
+};
+
+// Renders the sampler's part of the status page: the sections of `formats` (others stay empty;
+// each section is the same bytes whatever else is asked for). The small facts (findings counts,
+// failures) are always filled.
+StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                                       unsigned formats = kAllFormats);
 
 // "3d 4h", "5m 12s", "40s"
 std::string human_duration(std::int64_t seconds);

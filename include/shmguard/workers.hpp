@@ -44,8 +44,11 @@ struct Worker {
   std::string error;  // set when maps could not be read (the worker is still listed)
 };
 
-// Reads one process (stat, status, cmdline, maps). Fails only when the process is gone.
-Result<Worker> read_worker(const std::string& procfs, int pid);
+// Reads one process (stat, status, cmdline and, with `with_maps`, maps — the costly part: the
+// kernel walks every mapping). Fails only when the process is gone.
+Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps = true);
+// The shared segments of one process (its /proc/PID/maps).
+Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid);
 // All numeric entries of <procfs>.
 std::vector<int> list_pids(const std::string& procfs);
 // Descendants of `root` (children, grandchildren...) among the given stats.

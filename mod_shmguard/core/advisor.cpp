@@ -16,19 +16,71 @@ std::string compact_bytes(std::uint64_t bytes) {
 }
 
 std::vector<SegmentUse> segment_uses(const std::vector<WorkerRow>& workers) {
-  std::vector<SegmentUse> out;
+  return segment_sharing(workers).uses;
+}
+
+SegmentSharing segment_sharing(const std::vector<WorkerRow>& workers) {
+  SegmentSharing out;
+  out.first.reserve(workers.size() + 1);
+  std::size_t total = 0;
   for (const auto& w : workers) {
-    for (const auto& s : w.segments) {
-      auto it =
-          std::find_if(out.begin(), out.end(), [&](const SegmentUse& u) { return u.seg == s; });
-      if (it == out.end()) {
-        out.push_back(SegmentUse{s, {w.pid}});
-        continue;
-      }
-      if (s.size > it->seg.size) it->seg.size = s.size;
-      if (std::find(it->pids.begin(), it->pids.end(), w.pid) == it->pids.end())
-        it->pids.insert(std::upper_bound(it->pids.begin(), it->pids.end(), w.pid), w.pid);
+    out.first.push_back(static_cast<std::uint32_t>(total));
+    total += w.segments.size();
+  }
+  out.first.push_back(static_cast<std::uint32_t>(total));
+  out.use_of.assign(total, 0);
+  if (total == 0) return out;
+
+  // Every worker segment once, sorted by identity then by position: a run of equal identities is
+  // one segment, and its first element is where it was first seen.
+  struct Entry {
+    std::uint32_t dev_major, dev_minor;
+    std::uint64_t inode;
+    std::uint32_t at;      // position in worker then segment order
+    std::uint32_t worker;  // index into workers
+  };
+  std::vector<Entry> es;
+  es.reserve(total);
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    std::uint32_t at = out.first[i];
+    for (const auto& s : workers[i].segments)
+      es.push_back(Entry{s.dev_major, s.dev_minor, s.inode, at++, static_cast<std::uint32_t>(i)});
+  }
+  auto same = [](const Entry& a, const Entry& b) {
+    return a.dev_major == b.dev_major && a.dev_minor == b.dev_minor && a.inode == b.inode;
+  };
+  std::sort(es.begin(), es.end(), [](const Entry& a, const Entry& b) {
+    if (a.dev_major != b.dev_major) return a.dev_major < b.dev_major;
+    if (a.dev_minor != b.dev_minor) return a.dev_minor < b.dev_minor;
+    if (a.inode != b.inode) return a.inode < b.inode;
+    return a.at < b.at;
+  });
+  // Runs [begin, end) of es, one per segment, indexed by where each was first seen: in that
+  // order they are the uses.
+  constexpr std::uint32_t kNone = UINT32_MAX;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> run_at(total, {kNone, kNone});
+  std::size_t n_runs = 0;
+  for (std::size_t b = 0, e; b < es.size(); b = e) {
+    for (e = b + 1; e < es.size() && same(es[b], es[e]);) ++e;
+    run_at[es[b].at] = {static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(e)};
+    ++n_runs;
+  }
+  out.uses.reserve(n_runs);
+  for (const auto& [b, e] : run_at) {
+    if (b == kNone) continue;
+    const Entry& head = es[b];
+    SegmentUse u{workers[head.worker].segments[head.at - out.first[head.worker]], {}};
+    u.pids.reserve(e - b);
+    for (std::uint32_t k = b; k < e; ++k) {
+      const Entry& x = es[k];
+      const Segment& s = workers[x.worker].segments[x.at - out.first[x.worker]];
+      if (s.size > u.seg.size) u.seg.size = s.size;
+      u.pids.push_back(workers[x.worker].pid);
+      out.use_of[x.at] = static_cast<std::uint32_t>(out.uses.size());
     }
+    std::sort(u.pids.begin(), u.pids.end());
+    u.pids.erase(std::unique(u.pids.begin(), u.pids.end()), u.pids.end());
+    out.uses.push_back(std::move(u));
   }
   return out;
 }
@@ -58,13 +110,13 @@ constexpr std::uint64_t kMinCache = 1u << 20;
 }  // namespace
 
 std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers) {
+  return advise(snap, workers, segment_sharing(workers));
+}
+
+std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                            const SegmentSharing& sharing) {
   std::vector<Finding> out;
-  const std::vector<SegmentUse> uses = segment_uses(workers);
-  auto users = [&](const Segment& s) -> std::size_t {
-    for (const auto& u : uses)
-      if (u.seg == s) return u.pids.size();
-    return 0;
-  };
+  const std::vector<SegmentUse>& uses = sharing.uses;
 
   // 1. Failure counters that rose: the kernel refused allocations.
   for (const auto& c : snap.counters) {
@@ -97,12 +149,19 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
   // worker's OPcache is the largest shared segment it maps; count it when no other worker maps it.
   std::uint64_t k_workers = 0, total = 0, largest_worker = 0;
   std::uint64_t smallest_seg = UINT64_MAX, largest_seg = 0;
-  for (const auto& w : workers) {
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    const WorkerRow& w = workers[i];
     if (w.backend != "mod_fcgid") continue;
     const Segment* big = nullptr;
-    for (const auto& s : w.segments)
-      if (is_memory_segment(s) && (!big || s.size > big->size)) big = &s;
-    if (!big || big->size < kMinCache || users(*big) != 1) continue;
+    std::size_t big_k = 0;
+    for (std::size_t k = 0; k < w.segments.size(); ++k) {
+      const Segment& s = w.segments[k];
+      if (is_memory_segment(s) && (!big || s.size > big->size)) {
+        big = &s;
+        big_k = k;
+      }
+    }
+    if (!big || big->size < kMinCache || sharing.users(i, big_k) != 1) continue;
     ++k_workers;
     total += big->size;
     smallest_seg = std::min(smallest_seg, big->size);
@@ -163,11 +222,21 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
 
   // 4. PHP-FPM processes sharing one segment (what the second finding recommends, seen working):
   // one finding per segment of cache size that only php-fpm processes map, several of them.
+  std::vector<int> fpm_pids;  // pids of the php-fpm rows, sorted (a pid listed twice counts twice)
+  bool fpm_pids_ready = false;
   for (const auto& u : uses) {
     if (!u.shared() || !is_memory_segment(u.seg) || u.seg.size < kMinCache) continue;
+    if (!fpm_pids_ready) {
+      for (const auto& w : workers)
+        if (w.backend == "php-fpm") fpm_pids.push_back(w.pid);
+      std::sort(fpm_pids.begin(), fpm_pids.end());
+      fpm_pids_ready = true;
+    }
     std::size_t fpm = 0;
-    for (const auto& w : workers)
-      if (w.backend == "php-fpm" && std::binary_search(u.pids.begin(), u.pids.end(), w.pid)) ++fpm;
+    for (int pid : u.pids) {
+      auto [lo, hi] = std::equal_range(fpm_pids.begin(), fpm_pids.end(), pid);
+      fpm += static_cast<std::size_t>(hi - lo);
+    }
     if (fpm != u.pids.size()) continue;
     out.push_back(Finding{"fpm-shared-opcache",
                           "info",

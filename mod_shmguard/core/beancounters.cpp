@@ -13,8 +13,12 @@
 //                  the "dummy" rows left out.
 // Numbers are printed with %lu, so never signed. Parsing splits on whitespace, which covers every
 // column width; the first token of a block's first row is split at its first ':' ("331:kmemsize").
+#include <string.h>  // memrchr
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -100,6 +104,7 @@ class Lines {
     return true;
   }
   std::size_t number() const { return number_; }
+  std::size_t pos() const { return pos_; }  // where the next line starts
 
  private:
   std::string_view text_;
@@ -115,12 +120,13 @@ bool blank(std::string_view text) {
 
 const char* const kColumns[] = {"held", "maxheld", "barrier", "limit", "failcnt"};
 
-// Fills row from `resource` and the five numbers in nums. Returns an error text, empty on success.
-std::string fill_row(std::string_view resource, const std::vector<std::string_view>& nums,
+// Fills row from `resource` and the `count` numbers in nums (only the first min(count, 6) are
+// read). Returns an error text, empty on success.
+std::string fill_row(std::string_view resource, const std::string_view* nums, std::size_t count,
                      BeancounterRow& row) {
   if (!valid_resource(resource)) return "bad resource name " + shown(resource);
   std::uint64_t v[5] = {};
-  for (std::size_t i = 0; i < 5 && i < nums.size(); ++i) {
+  for (std::size_t i = 0; i < 5 && i < count; ++i) {
     std::string_view t = nums[i];
     std::optional<std::uint64_t> n = parse_u64(t);
     if (!n) {
@@ -134,10 +140,9 @@ std::string fill_row(std::string_view resource, const std::vector<std::string_vi
     }
     v[i] = *n;
   }
-  if (nums.size() < 5)
-    return "truncated row: " + std::to_string(nums.size()) + " of 5 numbers after " +
-           shown(resource);
-  if (nums.size() > 5)
+  if (count < 5)
+    return "truncated row: " + std::to_string(count) + " of 5 numbers after " + shown(resource);
+  if (count > 5)
     return "unexpected text " + shown(nums[5]) + " after the 5 numbers of " + shown(resource);
   row.resource = std::string(resource);
   row.held = v[0];
@@ -147,6 +152,138 @@ std::string fill_row(std::string_view resource, const std::vector<std::string_vi
   row.failcnt = v[4];
   row.unit = beancounter_unit(resource);
   return {};
+}
+
+// The whitespace-separated tokens of a line from offset `from` on, without allocating: the first
+// kMax are kept, n counts them all. A row needs at most 7 (resource, 5 numbers, the one too many).
+struct RowTokens {
+  static constexpr std::size_t kMax = 8;
+  std::string_view t[kMax];
+  std::size_t n = 0;
+};
+
+RowTokens row_tokens(std::string_view line, std::size_t from) {
+  RowTokens out;
+  std::size_t i = from;
+  while (i < line.size()) {
+    while (i < line.size() && is_space(line[i])) ++i;
+    std::size_t start = i;
+    while (i < line.size() && !is_space(line[i])) ++i;
+    if (i > start) {
+      if (out.n < RowTokens::kMax) out.t[out.n] = line.substr(start, i - start);
+      ++out.n;
+    }
+  }
+  return out;
+}
+
+// The first token of a /proc/user_beancounters row line. A line whose first token contains ':'
+// starts a block; the token is split at its first ':' into the id and what follows.
+struct RowHead {
+  std::string_view first;                      // empty: a blank line
+  std::size_t colon = std::string_view::npos;  // first ':' in `first`
+  std::size_t end = 0;                         // offset in the line just after `first`
+  bool blank() const { return first.empty(); }
+  bool starts_block() const { return colon != std::string_view::npos; }
+  std::string_view id() const { return first.substr(0, colon); }
+};
+
+RowHead row_head(std::string_view line) {
+  RowHead h;
+  std::size_t i = 0;
+  while (i < line.size() && is_space(line[i])) ++i;
+  const std::size_t start = i;
+  while (i < line.size() && !is_space(line[i])) {
+    if (line[i] == ':' && h.colon == std::string_view::npos) h.colon = i - start;
+    ++i;
+  }
+  h.first = line.substr(start, i - start);
+  h.end = i;
+  return h;
+}
+
+// The checks of a block's id, in the full parser's order. `ids` holds the ids seen so far (views
+// into the text). Returns an error text, empty on success.
+std::string check_block_id(const RowHead& h, std::unordered_set<std::string_view>& ids) {
+  std::string_view id = h.id();
+  if (!valid_id(id)) return "bad container id in " + shown(h.first);
+  if (!ids.insert(id).second) return "duplicate container id " + shown(id);
+  return {};
+}
+
+std::string row_before_any_id(const RowHead& h) {
+  return "row " + shown(h.first) + " before any container id";
+}
+
+// Parses one non-blank row line (a block's first row, "852638:  kmemsize ...", "101: kmemsize
+// ...", "331:kmemsize ...", or a continuation row "kmemsize ..."). Returns an error text, empty on
+// success. Shared by parse_user_beancounters and read_beancounter_block.
+std::string parse_row(std::string_view line, const RowHead& h, BeancounterRow& row) {
+  const RowTokens rest = row_tokens(line, h.end);
+  if (!h.starts_block()) return fill_row(h.first, rest.t, rest.n, row);
+  std::string_view after = h.first.substr(h.colon + 1);
+  if (!after.empty()) return fill_row(after, rest.t, rest.n, row);          // "331:kmemsize"
+  if (rest.n > 0) return fill_row(rest.t[0], rest.t + 1, rest.n - 1, row);  // "101: kmemsize"
+  return "truncated row: nothing after " + shown(h.first);
+}
+
+// Lines 1 and 2: "Version: 2.5" and the column header. Returns an error (with its line), empty on
+// success; `lines` is left at line 3.
+std::string parse_preamble(Lines& lines, std::string& version_out, bool& version_known) {
+  std::string_view line;
+  lines.next(line);
+  {
+    std::vector<std::string_view> t = tokens_of(line);
+    std::string_view version;
+    if (!t.empty() && t[0] == "Version:" && t.size() == 2) {
+      version = t[1];
+    } else if (t.size() == 1 && t[0].substr(0, 8) == "Version:" && t[0].size() > 8) {
+      version = t[0].substr(8);
+    } else {
+      return at_line(1, "expected 'Version: 2.5', got " + shown(line));
+    }
+    for (char c : version)
+      if (!((c >= '0' && c <= '9') || c == '.')) return at_line(1, "bad version " + shown(version));
+    version_out = std::string(version);
+    version_known = version == "2.5";
+  }
+  if (!lines.next(line)) return at_line(2, "missing column header");
+  {
+    static const char* const header[] = {"uid",     "resource", "held",   "maxheld",
+                                         "barrier", "limit",    "failcnt"};
+    std::vector<std::string_view> t = tokens_of(line);
+    bool ok = t.size() == 7;
+    for (std::size_t i = 0; ok && i < 7; ++i) ok = t[i] == header[i];
+    if (!ok)
+      return at_line(2, "expected header 'uid resource held maxheld barrier limit failcnt', got " +
+                            shown(line));
+  }
+  return {};
+}
+
+// select_beancounter_block's list of the ids in a file: "(have: 101, 102, ...)", the first 20.
+template <class IdAt>
+std::string have_ids(std::size_t count, IdAt id_at) {
+  std::string s;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i == 20) {
+      s += ", ... (" + std::to_string(count) + " in all)";
+      break;
+    }
+    if (i) s += ", ";
+    s += id_at(i);
+  }
+  return "(have: " + (s.empty() ? std::string("none") : s) + ")";
+}
+
+std::string no_block_for(const std::string& container, const std::string& have) {
+  return "no block for container " + shown(container) + " " + have;
+}
+
+std::string no_host_block(std::size_t count, const std::string& have) {
+  if (count == 0) return "no beancounter blocks " + have;
+  return std::to_string(count) +
+         " beancounter blocks and none is the host's '0': name the container " + have;
 }
 
 bool unlimited(std::uint64_t v) {
@@ -193,78 +330,28 @@ Result<BeancounterFile> parse_user_beancounters(std::string_view text) {
   if (blank(text)) return R::fail(at_line(1, "empty file"));
 
   Lines lines(text);
-  std::string_view line;
   BeancounterFile file;
-
-  // Line 1: "Version: 2.5".
-  lines.next(line);
-  {
-    std::vector<std::string_view> t = tokens_of(line);
-    std::string_view version;
-    if (!t.empty() && t[0] == "Version:" && t.size() == 2) {
-      version = t[1];
-    } else if (t.size() == 1 && t[0].substr(0, 8) == "Version:" && t[0].size() > 8) {
-      version = t[0].substr(8);
-    } else {
-      return R::fail(at_line(1, "expected 'Version: 2.5', got " + shown(line)));
-    }
-    for (char c : version)
-      if (!((c >= '0' && c <= '9') || c == '.'))
-        return R::fail(at_line(1, "bad version " + shown(version)));
-    file.version = std::string(version);
-    file.version_known = version == "2.5";
-  }
-
-  // Line 2: the column header.
-  if (!lines.next(line)) return R::fail(at_line(2, "missing column header"));
-  {
-    static const char* const header[] = {"uid",     "resource", "held",   "maxheld",
-                                         "barrier", "limit",    "failcnt"};
-    std::vector<std::string_view> t = tokens_of(line);
-    bool ok = t.size() == 7;
-    for (std::size_t i = 0; ok && i < 7; ++i) ok = t[i] == header[i];
-    if (!ok)
-      return R::fail(at_line(
-          2,
-          "expected header 'uid resource held maxheld barrier limit failcnt', got " + shown(line)));
-  }
+  std::string err = parse_preamble(lines, file.version, file.version_known);
+  if (!err.empty()) return R::fail(std::move(err));
 
   // Rows.
+  std::string_view line;
   BeancounterBlock* block = nullptr;
   std::unordered_set<std::string_view> ids;  // views into `text`
   while (lines.next(line)) {
     const std::size_t n = lines.number();
-    if (blank(line)) continue;
-    std::vector<std::string_view> t = tokens_of(line);
-    std::string_view first = t[0];
-    std::size_t colon = first.find(':');
-    std::string_view resource;
-    std::vector<std::string_view> nums;
-    if (colon != std::string_view::npos) {
-      std::string_view id = first.substr(0, colon);
-      std::string_view rest = first.substr(colon + 1);
-      if (!valid_id(id)) return R::fail(at_line(n, "bad container id in " + shown(first)));
-      if (!ids.insert(id).second) return R::fail(at_line(n, "duplicate container id " + shown(id)));
-      std::size_t k = 1;
-      if (!rest.empty()) {
-        resource = rest;  // "331:kmemsize"
-      } else if (t.size() > 1) {
-        resource = t[1];  // "852638:  kmemsize", "101: kmemsize"
-        k = 2;
-      } else {
-        return R::fail(at_line(n, "truncated row: nothing after " + shown(first)));
-      }
-      nums.assign(t.begin() + static_cast<std::ptrdiff_t>(k), t.end());
-      file.blocks.push_back(BeancounterBlock{std::string(id), {}});
+    const RowHead h = row_head(line);
+    if (h.blank()) continue;
+    if (h.starts_block()) {
+      err = check_block_id(h, ids);
+      if (!err.empty()) return R::fail(at_line(n, err));
+      file.blocks.push_back(BeancounterBlock{std::string(h.id()), {}});
       block = &file.blocks.back();
-    } else {
-      if (block == nullptr)
-        return R::fail(at_line(n, "row " + shown(first) + " before any container id"));
-      resource = first;
-      nums.assign(t.begin() + 1, t.end());
+    } else if (block == nullptr) {
+      return R::fail(at_line(n, row_before_any_id(h)));
     }
     BeancounterRow row;
-    std::string err = fill_row(resource, nums, row);
+    err = parse_row(line, h, row);
     if (!err.empty()) return R::fail(at_line(n, err));
     block->rows.push_back(std::move(row));
   }
@@ -283,9 +370,9 @@ Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string i
   std::string_view line;
   while (lines.next(line)) {
     if (blank(line)) continue;
-    std::vector<std::string_view> t = tokens_of(line);
+    const RowTokens t = row_tokens(line, 0);
     BeancounterRow row;
-    std::string err = fill_row(t[0], std::vector<std::string_view>(t.begin() + 1, t.end()), row);
+    std::string err = fill_row(t.t[0], t.t + 1, t.n - 1, row);
     if (!err.empty()) return R::fail(at_line(lines.number(), err));
     block.rows.push_back(std::move(row));
   }
@@ -296,29 +383,110 @@ Result<BeancounterBlock> select_beancounter_block(const BeancounterFile& f,
                                                   const std::optional<std::string>& container) {
   using R = Result<BeancounterBlock>;
   auto have = [&f]() {
-    std::string s;
-    std::size_t i = 0;
-    for (const BeancounterBlock& b : f.blocks) {
-      if (i == 20) {
-        s += ", ... (" + std::to_string(f.blocks.size()) + " in all)";
-        break;
-      }
-      if (i++) s += ", ";
-      s += b.id;
-    }
-    return "(have: " + (s.empty() ? std::string("none") : s) + ")";
+    return have_ids(f.blocks.size(),
+                    [&f](std::size_t i) -> const std::string& { return f.blocks[i].id; });
   };
   if (container) {
     for (const BeancounterBlock& b : f.blocks)
       if (b.id == *container) return R::ok(b);
-    return R::fail("no block for container " + shown(*container) + " " + have());
+    return R::fail(no_block_for(*container, have()));
   }
   if (f.blocks.size() == 1) return R::ok(f.blocks.front());
   for (const BeancounterBlock& b : f.blocks)
     if (b.id == "0") return R::ok(b);
-  if (f.blocks.empty()) return R::fail("no beancounter blocks " + have());
-  return R::fail(std::to_string(f.blocks.size()) +
-                 " beancounter blocks and none is the host's '0': name the container " + have());
+  return R::fail(no_host_block(f.blocks.size(), have()));
 }
 
+Result<BeancounterSelection> read_beancounter_block(std::string_view text,
+                                                    const std::optional<std::string>& container) {
+  using R = Result<BeancounterSelection>;
+  if (blank(text)) return R::fail(at_line(1, "empty file"));
+
+  Lines lines(text);
+  BeancounterSelection out;
+  std::string err = parse_preamble(lines, out.version, out.version_known);
+  if (!err.empty()) return R::fail(std::move(err));
+
+  // Lines are not counted while reading (skipped blocks are never split into lines); an error
+  // counts the newlines before the offending line.
+  auto line_at = [text](std::size_t pos) {
+    return 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + pos, '\n'));
+  };
+
+  const char* const data = text.data();
+  const std::size_t size = text.size();
+  std::size_t pos = lines.pos();
+  std::unordered_set<std::string_view> ids;  // every block's id (views into `text`)
+  std::vector<std::string_view> listed;      // the first 20 ids, for the selection errors
+  std::size_t count = 0;                     // blocks in the file
+  // The candidates: the wanted container's block; without a container, the first block (used
+  // when it is the only one) and block "0".
+  BeancounterBlock wanted, first, host;
+  bool have_wanted = false, have_host = false;
+  BeancounterBlock* cur = nullptr;  // the candidate whose rows are being read; nullptr: skipping
+  while (pos < size) {
+    if (cur == nullptr && count > 0) {
+      // Skipping a block. The next block starts at a line whose first token contains ':', so no
+      // line before the next ':' can start one: jump to it, then back to the start of its line.
+      const void* colon = std::memchr(data + pos, ':', size - pos);
+      if (colon == nullptr) break;
+      const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(colon) - data);
+      const void* nl = ::memrchr(data + pos, '\n', at - pos);
+      if (nl != nullptr) pos = static_cast<std::size_t>(static_cast<const char*>(nl) - data) + 1;
+    }
+    const void* nl = std::memchr(data + pos, '\n', size - pos);
+    const std::size_t eol =
+        nl != nullptr ? static_cast<std::size_t>(static_cast<const char*>(nl) - data) : size;
+    const std::string_view line(data + pos, eol - pos);
+    const std::size_t line_pos = pos;
+    pos = eol + 1;
+
+    const RowHead h = row_head(line);
+    if (h.blank()) continue;
+    if (h.starts_block()) {
+      err = check_block_id(h, ids);
+      if (!err.empty()) return R::fail(at_line(line_at(line_pos), err));
+      const std::string_view id = h.id();
+      if (listed.size() < 20) listed.push_back(id);
+      ++count;
+      if (container) {
+        cur = id == *container ? &wanted : nullptr;  // ids are unique: at most one match
+        have_wanted = have_wanted || cur != nullptr;
+      } else if (count == 1) {
+        cur = &first;
+      } else if (id == "0") {
+        cur = &host;
+        have_host = true;
+      } else {
+        cur = nullptr;
+      }
+      if (cur != nullptr) cur->id = std::string(id);
+    } else if (count == 0) {
+      return R::fail(at_line(line_at(line_pos), row_before_any_id(h)));
+    }
+    if (cur == nullptr) continue;  // a row of a skipped block, reached by the ':' jump
+    BeancounterRow row;
+    err = parse_row(line, h, row);
+    if (!err.empty()) return R::fail(at_line(line_at(line_pos), err));
+    cur->rows.push_back(std::move(row));
+  }
+
+  if (count == 0) {
+    const std::size_t last = line_at(size) - (text.back() == '\n' ? 1 : 0);
+    return R::fail(at_line(last + 1, "no beancounter rows after the header"));
+  }
+  out.blocks_in_file = count;
+  auto have = [&]() { return have_ids(count, [&](std::size_t i) { return listed[i]; }); };
+  if (container) {
+    if (!have_wanted) return R::fail(no_block_for(*container, have()));
+    out.block = std::move(wanted);
+  } else if (count == 1 || first.id == "0") {
+    out.block = std::move(first);
+  } else if (have_host) {
+    out.block = std::move(host);
+  } else {
+    return R::fail(no_host_block(count, have()));
+  }
+  return R::ok(std::move(out));
+}
 }  // namespace shmguard

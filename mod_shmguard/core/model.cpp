@@ -43,18 +43,16 @@ void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {
     s.unavailable.push_back({"beancounter", text.error});
     return;
   }
-  auto file = parse_user_beancounters(*text.value);
-  if (!file) {
-    s.unavailable.push_back({"beancounter", file.error + " (" + path + ")"});
+  // Only the selected block is parsed: a hardware node's file lists every container (~1.5 MB for
+  // 500), read every sample.
+  auto sel = read_beancounter_block(*text.value, cfg.container);
+  if (!sel) {
+    s.unavailable.push_back({"beancounter", sel.error + " (" + path + ")"});
     return;
   }
-  auto block = select_beancounter_block(*file.value, cfg.container);
-  if (!block) {
-    s.unavailable.push_back({"beancounter", block.error + " (" + path + ")"});
-    return;
-  }
-  s.beancounters = Beancounters{path, file.value->version, file.value->version_known,
-                                file.value->blocks.size(), std::move(*block.value)};
+  BeancounterSelection& b = *sel.value;
+  s.beancounters = Beancounters{path, std::move(b.version), b.version_known, b.blocks_in_file,
+                                std::move(b.block)};
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "shmguard/status.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include "shmguard/guard.hpp"
@@ -119,7 +120,160 @@ std::optional<StatusSections> decode_sections(std::string_view in) {
 }
 
 // ------------------------------------------------------------------------------ rendering
+// The per-worker parts (HTML table rows, JSON objects) are appended straight into the output
+// string, without temporaries: with 1000 workers they are most of the work.
 namespace {
+
+void put(std::string& o, std::string_view s) {
+  o.append(s.data(), s.size());
+}
+void put_u(std::string& o, std::uint64_t v) {
+  char b[24];
+  auto r = std::to_chars(b, b + sizeof b, v);
+  o.append(b, static_cast<std::size_t>(r.ptr - b));
+}
+void put_i(std::string& o, std::int64_t v) {
+  char b[24];
+  auto r = std::to_chars(b, b + sizeof b, v);
+  o.append(b, static_cast<std::size_t>(r.ptr - b));
+}
+
+// human_bytes(v) written at p (at most 32 bytes); returns the end. The same digits as its "%.1f":
+// the scaled value is exact in a double below 2^53, and printf rounds it to nearest, ties to even.
+char* write_human_bytes(char* p, std::uint64_t v) {
+  static constexpr std::string_view units[] = {" KiB", " MiB", " GiB", " TiB", " PiB"};
+  if (v < 1024) {
+    p = std::to_chars(p, p + 20, v).ptr;
+    std::memcpy(p, " B", 2);
+    return p + 2;
+  }
+  if (v >= (std::uint64_t{1} << 53)) {
+    std::string h = human_bytes(v);
+    std::memcpy(p, h.data(), std::min<std::size_t>(h.size(), 32));
+    return p + std::min<std::size_t>(h.size(), 32);
+  }
+  unsigned u = 0;  // v / 1024^(u+1) < 1024
+  while (u < 4 && v >= (std::uint64_t{1} << (10 * (u + 2)))) ++u;
+  const unsigned shift = 10 * (u + 1);
+  const std::uint64_t tenths = v * 10;  // < 2^57
+  std::uint64_t q = tenths >> shift;
+  const std::uint64_t r = tenths & ((std::uint64_t{1} << shift) - 1);
+  const std::uint64_t half = std::uint64_t{1} << (shift - 1);
+  if (r > half || (r == half && (q & 1))) ++q;
+  p = std::to_chars(p, p + 20, q / 10).ptr;
+  *p++ = '.';
+  *p++ = static_cast<char>('0' + q % 10);
+  std::memcpy(p, units[u].data(), 4);
+  return p + 4;
+}
+void put_human_bytes(std::string& o, std::uint64_t v) {
+  char b[32];
+  o.append(b, static_cast<std::size_t>(write_human_bytes(b, v) - b));
+}
+
+// human_duration(s) written at p (at most 48 bytes); returns the end.
+char* write_duration(char* p, std::int64_t s) {
+  if (s < 0) {
+    std::memcpy(p, "unknown", 7);
+    return p + 7;
+  }
+  auto two = [&](std::int64_t a, char ua, std::int64_t b, char ub) {
+    p = std::to_chars(p, p + 20, a).ptr;
+    *p++ = ua;
+    if (b) {
+      *p++ = ' ';
+      p = std::to_chars(p, p + 20, b).ptr;
+      *p++ = ub;
+    }
+    return p;
+  };
+  if (s < 60) {
+    p = std::to_chars(p, p + 20, s).ptr;
+    *p++ = 's';
+    return p;
+  }
+  if (s < 3600) return two(s / 60, 'm', s % 60, 's');
+  if (s < 86400) return two(s / 3600, 'h', s / 60 % 60, 'm');
+  return two(s / 86400, 'd', s / 3600 % 24, 'h');
+}
+
+// Writes into a string through a pointer, for the per-worker loops: room(n) makes n bytes
+// writable (the string grows ahead of the text), finish() trims it to what was written.
+class Writer {
+ public:
+  explicit Writer(std::string& s) : s_(s), p_(s.data() + s.size()) {}
+  std::size_t size() const { return static_cast<std::size_t>(p_ - s_.data()); }
+  void room(std::size_t n) {
+    std::size_t used = size();
+    if (s_.size() - used < n) {
+      s_.resize(std::max(used + n, s_.size() + s_.size() / 2));
+      p_ = s_.data() + used;
+    }
+  }
+  void finish() { s_.resize(size()); }
+  template <std::size_t N>
+  void lit(const char (&a)[N]) {
+    std::memcpy(p_, a, N - 1);
+    p_ += N - 1;
+  }
+  void ch(char c) { *p_++ = c; }
+  void u(std::uint64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
+  void i(std::int64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
+  void bytes(std::uint64_t v) { p_ = write_human_bytes(p_, v); }
+  void duration(std::int64_t v) { p_ = write_duration(p_, v); }
+  // html_escape(v): at most 6 bytes per byte of v.
+  void esc(std::string_view v) {
+    for (char c : v) {
+      switch (c) {
+        case '&':
+          lit("&amp;");
+          break;
+        case '<':
+          lit("&lt;");
+          break;
+        case '>':
+          lit("&gt;");
+          break;
+        case '"':
+          lit("&quot;");
+          break;
+        case '\'':
+          lit("&#39;");
+          break;
+        default:
+          *p_++ = c;
+      }
+    }
+  }
+  // json_string(v): at most 6 bytes per byte of v, plus 2.
+  void json(std::string_view v) {
+    for (char c : v) {
+      auto b = static_cast<unsigned char>(c);
+      if (b < 0x20 || b >= 0x7F || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&') {
+        std::string j = json_string(v);
+        std::memcpy(p_, j.data(), j.size());
+        p_ += j.size();
+        return;
+      }
+    }
+    *p_++ = '"';
+    std::memcpy(p_, v.data(), v.size());
+    p_ += v.size();
+    *p_++ = '"';
+  }
+
+ private:
+  std::string& s_;
+  char* p_;
+};
+
+// "64.0 MiB<br><small>67108864 B</small>"
+void put_bytes_cell(std::string& o, std::uint64_t v) {
+  put_human_bytes(o, v);
+  o += "<br><small>";
+  put_u(o, v);
+  o += " B</small>";
+}
 
 std::string esc(std::string_view s) {
   return html_escape(s);
@@ -128,19 +282,15 @@ std::string num(std::uint64_t v) {
   return std::to_string(v);
 }
 
-// "64.0 MiB<br><small>67108864 B</small>"
 std::string bytes_cell(std::uint64_t v) {
-  return esc(human_bytes(v)) + "<br><small>" + num(v) + " B</small>";
+  std::string o;
+  put_bytes_cell(o, v);
+  return o;
 }
 
 std::uint64_t sat_mul(std::uint64_t a, std::uint64_t b) {
   if (b != 0 && a > UINT64_MAX / b) return UINT64_MAX;
   return a * b;
-}
-
-std::string dev_inode(const Segment& s) {
-  return std::to_string(s.dev_major) + ":" + std::to_string(s.dev_minor) + " inode " +
-         std::to_string(s.inode);
 }
 
 const Counter* counter_named(const Snapshot& s, const std::string& name) {
@@ -153,7 +303,6 @@ std::string rise_words(const Counter* c) {
   if (!c) return "";
   return "+" + num(c->since_start) + " since start, +" + num(c->last_minute) + " last minute";
 }
-
 std::string render_findings_html(const std::vector<Finding>& findings) {
   std::string h = "<h2 id=\"findings\">Findings</h2>\n";
   if (findings.empty())
@@ -189,45 +338,90 @@ std::string render_limits_html(const Snapshot& s) {
 }
 
 void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
-                         const std::vector<SegmentUse>& uses) {
-  t += "<h2 id=\"workers\">FastCGI workers</h2>\n";
+                         const SegmentSharing& sharing) {
+  const std::vector<SegmentUse>& uses = sharing.uses;
+  std::string& o = t.text;
+  o += "<h2 id=\"workers\">FastCGI workers</h2>\n";
   if (workers.empty()) {
-    t += "<p class=\"quiet\">No FastCGI worker is running (mod_fcgid's process table is empty "
+    o += "<p class=\"quiet\">No FastCGI worker is running (mod_fcgid's process table is empty "
          "and no php-fpm process was found).</p>\n";
     return;
   }
-  t += "<table class=\"workers\">\n<thead><tr><th>pid</th><th>backend</th><th>vhost</th>"
+  o += "<table class=\"workers\">\n<thead><tr><th>pid</th><th>backend</th><th>vhost</th>"
        "<th>class</th><th>state</th><th>command</th><th>uptime</th><th>shared resident</th>"
        "<th>shared segments (device inode, size, sharing)</th></tr></thead>\n<tbody>\n";
-  auto users = [&](const Segment& s) -> std::size_t {
-    for (const auto& u : uses)
-      if (u.seg == s) return u.pids.size();
-    return 0;
-  };
-  for (const auto& w : workers) {
-    t += "<tr><td>" + std::to_string(w.pid) + "</td><td>" + esc(w.backend) + "<br><small>" +
-         esc(w.kind) + "</small></td><td>";
+  t.holes.reserve(t.holes.size() + workers.size());
+  Writer out(o);
+  out.room(workers.size() * 560);  // a typical row; room() below guarantees each one
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    const WorkerRow& w = workers[i];
+    // Bound: the markup, 6 bytes per byte of escaped text, 20 per number.
+    std::size_t segs_text = 0;
+    for (const auto& s : w.segments) segs_text += s.kind.size();
+    out.room(640 +
+             6 * (w.backend.size() + w.kind.size() + w.klass.size() + w.state.size() +
+                  w.command.size() + w.error.size() + segs_text) +
+             w.segments.size() * 224);
+    out.lit("<tr><td>");
+    out.i(w.pid);
+    out.lit("</td><td>");
+    out.esc(w.backend);
+    out.lit("<br><small>");
+    out.esc(w.kind);
+    out.lit("</small></td><td>");
     if (w.vhost_id != 0) {
-      t.hole(w.vhost_id);
-      t += "<br><small>mod_fcgid vhost id " + std::to_string(w.vhost_id) + "</small>";
+      t.holes.emplace_back(static_cast<std::uint32_t>(out.size()), w.vhost_id);
+      out.lit("<br><small>mod_fcgid vhost id ");
+      out.i(w.vhost_id);
+      out.lit("</small>");
     } else {
-      t += "<small>not known</small>";
+      out.lit("<small>not known</small>");
     }
-    t += "</td><td class=\"cmd\">" + esc(w.klass) + "</td><td>" + esc(w.state) +
-         "</td><td class=\"cmd\">" + esc(w.command) + "</td><td>" +
-         esc(human_duration(w.uptime_s)) + "</td><td>" + bytes_cell(w.rss_shmem) + "</td><td>";
-    if (!w.error.empty()) t += "<span class=\"err\">" + esc(w.error) + "</span><br>";
-    if (w.segments.empty() && w.error.empty()) t += "<small>none</small>";
-    for (const auto& s : w.segments) {
-      std::size_t n = users(s);
-      t += esc(s.kind) + " " + esc(dev_inode(s)) + ", " + esc(human_bytes(s.size)) + ", " +
-           (n > 1 ? "<span class=\"shared\">shared by " + std::to_string(n) + " processes</span>"
-                  : std::string("<span class=\"private\">private</span>")) +
-           "<br>";
+    out.lit("</td><td class=\"cmd\">");
+    out.esc(w.klass);
+    out.lit("</td><td>");
+    out.esc(w.state);
+    out.lit("</td><td class=\"cmd\">");
+    out.esc(w.command);
+    out.lit("</td><td>");
+    out.duration(w.uptime_s);
+    out.lit("</td><td>");
+    out.bytes(w.rss_shmem);
+    out.lit("<br><small>");
+    out.u(w.rss_shmem);
+    out.lit(" B</small></td><td>");
+    if (!w.error.empty()) {
+      out.lit("<span class=\"err\">");
+      out.esc(w.error);
+      out.lit("</span><br>");
     }
-    t += "</td></tr>\n";
+    if (w.segments.empty() && w.error.empty()) out.lit("<small>none</small>");
+    for (std::size_t k = 0; k < w.segments.size(); ++k) {
+      const Segment& s = w.segments[k];
+      std::size_t n = sharing.users(i, k);
+      out.esc(s.kind);
+      out.ch(' ');
+      out.u(s.dev_major);
+      out.ch(':');
+      out.u(s.dev_minor);
+      out.lit(" inode ");
+      out.u(s.inode);
+      out.lit(", ");
+      out.bytes(s.size);
+      out.lit(", ");
+      if (n > 1) {
+        out.lit("<span class=\"shared\">shared by ");
+        out.u(n);
+        out.lit(" processes</span>");
+      } else {
+        out.lit("<span class=\"private\">private</span>");
+      }
+      out.lit("<br>");
+    }
+    out.lit("</td></tr>\n");
   }
-  t += "</tbody>\n";
+  out.finish();
+  o += "</tbody>\n";
   std::uint64_t bytes = 0, priv = 0, priv_bytes = 0, rss = 0;
   for (const auto& u : uses) {
     bytes += u.seg.size;
@@ -237,14 +431,24 @@ void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
     }
   }
   for (const auto& w : workers) rss += w.rss_shmem;
-  t += "<tfoot><tr><th scope=\"row\">total</th><td colspan=\"6\">" +
-       std::to_string(workers.size()) + (workers.size() == 1 ? " worker; " : " workers; ") +
-       std::to_string(uses.size()) +
-       (uses.size() == 1 ? " distinct segment" : " distinct segments") + " holding " +
-       esc(human_bytes(bytes)) + " (" + std::to_string(priv) +
-       " private: " + esc(human_bytes(priv_bytes)) + "; " + std::to_string(uses.size() - priv) +
-       " shared: " + esc(human_bytes(bytes - priv_bytes)) + ")</td><td>" + bytes_cell(rss) +
-       "</td><td></td></tr></tfoot>\n</table>\n";
+  o += "<tfoot><tr><th scope=\"row\">total</th><td colspan=\"6\">";
+  put_u(o, workers.size());
+  o += workers.size() == 1 ? " worker; " : " workers; ";
+  put_u(o, uses.size());
+  o += uses.size() == 1 ? " distinct segment" : " distinct segments";
+  o += " holding ";
+  put_human_bytes(o, bytes);
+  o += " (";
+  put_u(o, priv);
+  o += " private: ";
+  put_human_bytes(o, priv_bytes);
+  o += "; ";
+  put_u(o, uses.size() - priv);
+  o += " shared: ";
+  put_human_bytes(o, bytes - priv_bytes);
+  o += ")</td><td>";
+  put_bytes_cell(o, rss);
+  o += "</td><td></td></tr></tfoot>\n</table>\n";
 }
 
 std::string opt_bytes_cell(const std::optional<std::uint64_t>& v) {
@@ -345,93 +549,115 @@ std::string render_sources_html(const Snapshot& s) {
   return h;
 }
 
-// Writes one worker's JSON object; the "vhost" value is a hole (see Template).
-void write_worker_json(JsonWriter& w, const WorkerRow& wr, const std::vector<SegmentUse>& uses,
-                       std::vector<std::pair<std::size_t, std::int32_t>>& nulls) {
-  w.begin_object()
-      .field("pid", wr.pid)
-      .field("backend", wr.backend)
-      .field("kind", wr.kind)
-      .field("state", wr.state)
-      .field("fcgid_vhost_id", wr.vhost_id);
-  w.key("vhost");
-  nulls.emplace_back(w.str().size(), wr.vhost_id);
-  w.null();
-  w.field("class", wr.klass)
-      .field("command", wr.command)
-      .field("uptime_s", wr.uptime_s)
-      .field("rss_shmem_bytes", wr.rss_shmem);
-  if (!wr.error.empty()) w.field("error", wr.error);
-  w.key("segments").begin_array();
-  for (const auto& seg : wr.segments) {
-    std::uint64_t n = 0;
-    for (const auto& u : uses)
-      if (u.seg == seg) n = u.pids.size();
-    w.begin_object()
-        .field("dev", std::to_string(seg.dev_major) + ":" + std::to_string(seg.dev_minor))
-        .field("inode", seg.inode)
-        .field("size_bytes", seg.size)
-        .field("kind", seg.kind)
-        .field("mapped_by", n)
-        .field("shared", n > 1)
-        .end_object();
+// Appends each worker's JSON object, comma-separated; the "vhost" value is a hole (see Template).
+// Byte for byte what JsonWriter writes for the same fields.
+void write_workers_json(Template& t, const std::vector<WorkerRow>& workers,
+                        const SegmentSharing& sharing) {
+  t.holes.reserve(t.holes.size() + workers.size());
+  Writer out(t.text);
+  out.room(workers.size() * 520);  // a typical object; room() below guarantees each one
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    const WorkerRow& wr = workers[i];
+    // Bound: the keys, 6 bytes per byte of string values plus quotes, 20 per number.
+    std::size_t segs_text = 0;
+    for (const auto& s : wr.segments) segs_text += s.kind.size();
+    out.room(512 +
+             6 * (wr.backend.size() + wr.kind.size() + wr.state.size() + wr.klass.size() +
+                  wr.command.size() + wr.error.size() + segs_text) +
+             wr.segments.size() * 224);
+    if (i) out.ch(',');
+    out.lit("{\"pid\":");
+    out.i(wr.pid);
+    out.lit(",\"backend\":");
+    out.json(wr.backend);
+    out.lit(",\"kind\":");
+    out.json(wr.kind);
+    out.lit(",\"state\":");
+    out.json(wr.state);
+    out.lit(",\"fcgid_vhost_id\":");
+    out.i(wr.vhost_id);
+    out.lit(",\"vhost\":");
+    t.holes.emplace_back(static_cast<std::uint32_t>(out.size()), wr.vhost_id);
+    out.lit(",\"class\":");
+    out.json(wr.klass);
+    out.lit(",\"command\":");
+    out.json(wr.command);
+    out.lit(",\"uptime_s\":");
+    out.i(wr.uptime_s);
+    out.lit(",\"rss_shmem_bytes\":");
+    out.u(wr.rss_shmem);
+    if (!wr.error.empty()) {
+      out.lit(",\"error\":");
+      out.json(wr.error);
+    }
+    out.lit(",\"segments\":[");
+    for (std::size_t k = 0; k < wr.segments.size(); ++k) {
+      const Segment& seg = wr.segments[k];
+      std::size_t n = sharing.users(i, k);
+      if (k) out.ch(',');
+      out.lit("{\"dev\":\"");
+      out.u(seg.dev_major);
+      out.ch(':');
+      out.u(seg.dev_minor);
+      out.lit("\",\"inode\":");
+      out.u(seg.inode);
+      out.lit(",\"size_bytes\":");
+      out.u(seg.size);
+      out.lit(",\"kind\":");
+      out.json(seg.kind);
+      out.lit(",\"mapped_by\":");
+      out.u(n);
+      if (n > 1)
+        out.lit(",\"shared\":true}");
+      else
+        out.lit(",\"shared\":false}");
+    }
+    out.lit("]}");
   }
-  w.end_array().end_object();
+  out.finish();
 }
 
-std::string auto_line(const std::string& key, const std::string& value) {
-  std::string v = value;
-  std::replace(v.begin(), v.end(), '\n', ' ');
-  return key + ": " + v + "\n";
+void auto_line(std::string& o, std::string_view key, std::string_view value) {
+  put(o, key);
+  o += ": ";
+  std::size_t at = o.size();
+  put(o, value);
+  std::replace(o.begin() + static_cast<std::ptrdiff_t>(at), o.end(), '\n', ' ');
+  o.push_back('\n');
+}
+void auto_line(std::string& o, std::string_view key, std::uint64_t value) {
+  put(o, key);
+  o += ": ";
+  put_u(o, value);
+  o.push_back('\n');
+}
+void auto_line(std::string& o, std::string_view key_head, std::string_view name,
+               std::uint64_t value) {
+  put(o, key_head);
+  put(o, name);
+  o += "]: ";
+  put_u(o, value);
+  o.push_back('\n');
 }
 
-}  // namespace
-
-StatusSections render_sampler_sections(const Snapshot& snap,
-                                       const std::vector<WorkerRow>& workers) {
-  StatusSections out;
-  const std::vector<SegmentUse> uses = segment_uses(workers);
-  const std::vector<Finding> findings = advise(snap, workers);
-  for (const auto& f : findings) {
-    if (f.severity == "critical") ++out.findings_critical;
-    if (f.severity == "warning") ++out.findings_warning;
-  }
-  for (const auto& c : snap.counters) out.failures_last_minute += c.last_minute;
-
+// Sums over the workers and their segments that several sections show.
+struct Totals {
   std::uint64_t seg_bytes = 0, priv = 0, priv_bytes = 0, rss = 0, fcgid = 0, fpm = 0;
   std::uint64_t rss_fcgid = 0, rss_fpm = 0;
-  for (const auto& u : uses) {
-    seg_bytes += u.seg.size;
-    if (!u.shared()) {
-      ++priv;
-      priv_bytes += u.seg.size;
-    }
-  }
-  for (const auto& w : workers) {
-    rss += w.rss_shmem;
-    if (w.backend == "php-fpm") {
-      ++fpm;
-      rss_fpm += w.rss_shmem;
-    } else {
-      ++fcgid;
-      rss_fcgid += w.rss_shmem;
-    }
-  }
+};
 
-  // ---- HTML
-  out.html_findings = render_findings_html(findings);
-  out.html_limits = render_limits_html(snap);
-  render_workers_html(out.html_workers, workers, uses);
-  out.html_sources = render_sources_html(snap);
-
-  // ---- ?auto
-  std::string& a = out.auto_text;
-  a += auto_line("ShmGuardHeadroomBytes",
-                 snap.headroom_bytes ? num(*snap.headroom_bytes) : std::string("unbounded"));
-  a += auto_line("ShmGuardBinding", snap.binding.empty() ? "none" : snap.binding);
+void render_auto(std::string& a, const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                 const std::vector<SegmentUse>& uses, const std::vector<Finding>& findings,
+                 const Totals& tot) {
+  if (snap.headroom_bytes)
+    auto_line(a, "ShmGuardHeadroomBytes", *snap.headroom_bytes);
+  else
+    auto_line(a, "ShmGuardHeadroomBytes", std::string_view("unbounded"));
+  auto_line(a, "ShmGuardBinding",
+            snap.binding.empty() ? std::string_view("none") : std::string_view(snap.binding));
   for (const auto& l : snap.limits) {
-    a += auto_line("ShmGuardLimitBytes[" + l.name + "]", num(l.limit_bytes));
-    a += auto_line("ShmGuardUsedBytes[" + l.name + "]", num(l.used_bytes));
+    auto_line(a, "ShmGuardLimitBytes[", l.name, l.limit_bytes);
+    auto_line(a, "ShmGuardUsedBytes[", l.name, l.used_bytes);
   }
   for (const auto& c : snap.counters) {
     // The counters that matter for shared memory, and any other that ever rose.
@@ -439,37 +665,48 @@ StatusSections render_sampler_sections(const Snapshot& snap,
                     c.name.find(":shmpages:") != std::string::npos ||
                     c.name.find(":privvmpages:") != std::string::npos || c.value > 0;
     if (!relevant) continue;
-    a += auto_line("ShmGuardFailures[" + c.name + "]", num(c.value));
-    a += auto_line("ShmGuardFailuresLastMinute[" + c.name + "]", num(c.last_minute));
+    auto_line(a, "ShmGuardFailures[", c.name, c.value);
+    auto_line(a, "ShmGuardFailuresLastMinute[", c.name, c.last_minute);
   }
   for (const auto& u : snap.unavailable)
-    a += auto_line("ShmGuardUnavailable[" + u.source + "]", u.reason);
-  a += auto_line("ShmGuardWorkers", num(workers.size()));
-  a += auto_line("ShmGuardWorkerSegments", num(uses.size()));
-  a += auto_line("ShmGuardWorkerSegmentBytes", num(seg_bytes));
-  a += auto_line("ShmGuardWorkerPrivateSegments", num(priv));
-  a += auto_line("ShmGuardWorkerSharedResidentBytes", num(rss));
-  a += auto_line("ShmGuardFindings", num(findings.size()));
-  for (const auto& f : findings) a += auto_line("ShmGuardFinding[" + f.id + "]", f.text);
+    auto_line(a, "ShmGuardUnavailable[" + u.source + "]", u.reason);
+  auto_line(a, "ShmGuardWorkers", workers.size());
+  auto_line(a, "ShmGuardWorkerSegments", uses.size());
+  auto_line(a, "ShmGuardWorkerSegmentBytes", tot.seg_bytes);
+  auto_line(a, "ShmGuardWorkerPrivateSegments", tot.priv);
+  auto_line(a, "ShmGuardWorkerSharedResidentBytes", tot.rss);
+  auto_line(a, "ShmGuardFindings", findings.size());
+  for (const auto& f : findings) auto_line(a, "ShmGuardFinding[" + f.id + "]", f.text);
+}
 
-  // ---- ?json (members; the handler adds its own)
+void render_json(Template& t, const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                 const SegmentSharing& sharing, const std::vector<Finding>& findings,
+                 const Totals& tot) {
+  // The members without the braces: the snapshot's, "workers" (written directly, with each
+  // worker's "vhost" value a hole), then totals and findings.
+  std::string head;
+  {
+    JsonWriter w;
+    w.begin_object();
+    write_json_members(w, snap);
+    head = w.take();
+  }
+  t.text.append(head, 1, std::string::npos);
+  t.text += head.size() > 1 ? ",\"workers\":[" : "\"workers\":[";
+  write_workers_json(t, workers, sharing);
+  t.text += "],";
   JsonWriter w;
   w.begin_object();
-  write_json_members(w, snap);
-  std::vector<std::pair<std::size_t, std::int32_t>> nulls;
-  w.key("workers").begin_array();
-  for (const auto& wr : workers) write_worker_json(w, wr, uses, nulls);
-  w.end_array();
   w.key("worker_totals")
       .begin_object()
       .field("workers", static_cast<std::uint64_t>(workers.size()))
-      .field("segments", static_cast<std::uint64_t>(uses.size()))
-      .field("segment_bytes", seg_bytes)
-      .field("private_segments", priv)
-      .field("private_segment_bytes", priv_bytes)
-      .field("shared_segments", static_cast<std::uint64_t>(uses.size()) - priv)
-      .field("shared_segment_bytes", seg_bytes - priv_bytes)
-      .field("rss_shmem_bytes", rss)
+      .field("segments", static_cast<std::uint64_t>(sharing.uses.size()))
+      .field("segment_bytes", tot.seg_bytes)
+      .field("private_segments", tot.priv)
+      .field("private_segment_bytes", tot.priv_bytes)
+      .field("shared_segments", static_cast<std::uint64_t>(sharing.uses.size()) - tot.priv)
+      .field("shared_segment_bytes", tot.seg_bytes - tot.priv_bytes)
+      .field("rss_shmem_bytes", tot.rss)
       .end_object();
   w.key("findings").begin_array();
   for (const auto& f : findings) {
@@ -479,54 +716,102 @@ StatusSections render_sampler_sections(const Snapshot& snap,
     w.end_object().end_object();
   }
   w.end_array();
-  w.end_object();
-  std::string j = w.take();
-  // Without the braces, and with each worker's "vhost" null cut out as a hole.
-  Template& t = out.json_members;
-  std::size_t pos = 1;
-  for (const auto& [at, id] : nulls) {
-    t += std::string_view(j).substr(pos, at - pos);
-    t.hole(id);
-    pos = at + 4;  // "null"
-  }
-  t += std::string_view(j).substr(pos, j.size() - 1 - pos);
+  const std::string& tail = w.str();
+  t.text.append(tail, 1, std::string::npos);  // without its '{'; the outer '}' never written
+}
 
-  // ---- ?metrics
-  std::string& m = out.metrics;
+void render_metrics(std::string& m, const Snapshot& snap, const std::vector<SegmentUse>& uses,
+                    const std::vector<Finding>& findings, const Totals& tot) {
   m = render_prometheus(snap);
+  m.reserve(m.size() + 2048);
   m += "# HELP shmguard_sample_timestamp_seconds When the sampler took this snapshot.\n"
        "# TYPE shmguard_sample_timestamp_seconds gauge\n"
-       "shmguard_sample_timestamp_seconds " +
-       std::to_string(snap.taken_at_ms / 1000) + "." +
-       std::string(3 - std::min<std::size_t>(3, std::to_string(snap.taken_at_ms % 1000).size()),
-                   '0') +
-       std::to_string(snap.taken_at_ms % 1000) + "\n";
-  m += "# HELP shmguard_fastcgi_workers FastCGI worker processes seen by the sampler.\n"
+       "shmguard_sample_timestamp_seconds ";
+  put_i(m, snap.taken_at_ms / 1000);
+  m.push_back('.');
+  std::string ms = std::to_string(snap.taken_at_ms % 1000);
+  m.append(3 - std::min<std::size_t>(3, ms.size()), '0');
+  m += ms;
+  m += "\n# HELP shmguard_fastcgi_workers FastCGI worker processes seen by the sampler.\n"
        "# TYPE shmguard_fastcgi_workers gauge\n"
-       "shmguard_fastcgi_workers{backend=\"mod_fcgid\"} " +
-       num(fcgid) + "\nshmguard_fastcgi_workers{backend=\"php-fpm\"} " + num(fpm) + "\n";
-  m += "# HELP shmguard_fastcgi_shared_resident_bytes Resident shared memory (RssShmem) of the "
+       "shmguard_fastcgi_workers{backend=\"mod_fcgid\"} ";
+  put_u(m, tot.fcgid);
+  m += "\nshmguard_fastcgi_workers{backend=\"php-fpm\"} ";
+  put_u(m, tot.fpm);
+  m += "\n# HELP shmguard_fastcgi_shared_resident_bytes Resident shared memory (RssShmem) of the "
        "workers.\n# TYPE shmguard_fastcgi_shared_resident_bytes gauge\n"
-       "shmguard_fastcgi_shared_resident_bytes{backend=\"mod_fcgid\"} " +
-       num(rss_fcgid) + "\nshmguard_fastcgi_shared_resident_bytes{backend=\"php-fpm\"} " +
-       num(rss_fpm) + "\n";
-  m += "# HELP shmguard_fastcgi_segments Distinct shared segments the workers map, by whether one "
-       "worker or several map each.\n# TYPE shmguard_fastcgi_segments gauge\n"
-       "shmguard_fastcgi_segments{sharing=\"private\"} " +
-       num(priv) + "\nshmguard_fastcgi_segments{sharing=\"shared\"} " + num(uses.size() - priv) +
-       "\n";
-  m += "# HELP shmguard_fastcgi_segment_bytes Size of those segments.\n"
+       "shmguard_fastcgi_shared_resident_bytes{backend=\"mod_fcgid\"} ";
+  put_u(m, tot.rss_fcgid);
+  m += "\nshmguard_fastcgi_shared_resident_bytes{backend=\"php-fpm\"} ";
+  put_u(m, tot.rss_fpm);
+  m += "\n# HELP shmguard_fastcgi_segments Distinct shared segments the workers map, by whether "
+       "one worker or several map each.\n# TYPE shmguard_fastcgi_segments gauge\n"
+       "shmguard_fastcgi_segments{sharing=\"private\"} ";
+  put_u(m, tot.priv);
+  m += "\nshmguard_fastcgi_segments{sharing=\"shared\"} ";
+  put_u(m, uses.size() - tot.priv);
+  m += "\n# HELP shmguard_fastcgi_segment_bytes Size of those segments.\n"
        "# TYPE shmguard_fastcgi_segment_bytes gauge\n"
-       "shmguard_fastcgi_segment_bytes{sharing=\"private\"} " +
-       num(priv_bytes) + "\nshmguard_fastcgi_segment_bytes{sharing=\"shared\"} " +
-       num(seg_bytes - priv_bytes) + "\n";
-  m += "# HELP shmguard_findings Advisor findings on the current data, by severity.\n"
+       "shmguard_fastcgi_segment_bytes{sharing=\"private\"} ";
+  put_u(m, tot.priv_bytes);
+  m += "\nshmguard_fastcgi_segment_bytes{sharing=\"shared\"} ";
+  put_u(m, tot.seg_bytes - tot.priv_bytes);
+  m += "\n# HELP shmguard_findings Advisor findings on the current data, by severity.\n"
        "# TYPE shmguard_findings gauge\n";
   for (const char* sev : {"critical", "warning", "info"}) {
     std::uint64_t n = 0;
     for (const auto& f : findings) n += f.severity == sev;
-    m += std::string("shmguard_findings{severity=\"") + sev + "\"} " + num(n) + "\n";
+    m += "shmguard_findings{severity=\"";
+    m += sev;
+    m += "\"} ";
+    put_u(m, n);
+    m.push_back('\n');
   }
+}
+
+}  // namespace
+
+StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                                       unsigned formats) {
+  StatusSections out;
+  // The sharing analysis and the findings feed every format and the handler's small facts.
+  const SegmentSharing sharing = segment_sharing(workers);
+  const std::vector<SegmentUse>& uses = sharing.uses;
+  const std::vector<Finding> findings = advise(snap, workers, sharing);
+  for (const auto& f : findings) {
+    if (f.severity == "critical") ++out.findings_critical;
+    if (f.severity == "warning") ++out.findings_warning;
+  }
+  for (const auto& c : snap.counters) out.failures_last_minute += c.last_minute;
+
+  Totals tot;
+  for (const auto& u : uses) {
+    tot.seg_bytes += u.seg.size;
+    if (!u.shared()) {
+      ++tot.priv;
+      tot.priv_bytes += u.seg.size;
+    }
+  }
+  for (const auto& w : workers) {
+    tot.rss += w.rss_shmem;
+    if (w.backend == "php-fpm") {
+      ++tot.fpm;
+      tot.rss_fpm += w.rss_shmem;
+    } else {
+      ++tot.fcgid;
+      tot.rss_fcgid += w.rss_shmem;
+    }
+  }
+
+  if (formats & kHtml) {
+    out.html_findings = render_findings_html(findings);
+    out.html_limits = render_limits_html(snap);
+    render_workers_html(out.html_workers, workers, sharing);
+    out.html_sources = render_sources_html(snap);
+  }
+  if (formats & kAuto) render_auto(out.auto_text, snap, workers, uses, findings, tot);
+  if (formats & kJson) render_json(out.json_members, snap, workers, sharing, findings, tot);
+  if (formats & kMetrics) render_metrics(out.metrics, snap, uses, findings, tot);
   return out;
 }
 

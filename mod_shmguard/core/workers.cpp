@@ -131,7 +131,13 @@ Result<ProcStat> parse_proc_stat(std::string_view text) {
   return Result<ProcStat>::ok(std::move(st));
 }
 
-Result<Worker> read_worker(const std::string& procfs, int pid) {
+Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid) {
+  auto maps = read_file(procfs + "/" + std::to_string(pid) + "/maps");
+  if (!maps) return Result<std::vector<Segment>>::fail(maps.error);
+  return parse_maps_shared(*maps.value);
+}
+
+Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
   const std::string base = procfs + "/" + std::to_string(pid);
   auto stat_text = read_file(base + "/stat");
   if (!stat_text) return Result<Worker>::fail(stat_text.error);
@@ -164,14 +170,12 @@ Result<Worker> read_worker(const std::string& procfs, int pid) {
     std::replace(c.begin(), c.end(), '\0', ' ');
     w.cmdline = std::move(c);
   }
-  if (auto maps = read_file(base + "/maps")) {
-    auto segs = parse_maps_shared(*maps.value);
+  if (with_maps) {
+    auto segs = read_segments(procfs, pid);
     if (segs)
       w.segments = std::move(*segs.value);
     else
       w.error = segs.error;
-  } else {
-    w.error = maps.error;
   }
   return Result<Worker>::ok(std::move(w));
 }

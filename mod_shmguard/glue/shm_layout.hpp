@@ -91,6 +91,13 @@ struct Segment {
   VhostCounters vhosts[kMaxVhosts];
   ClassSlot classes[kClassSlots];
 
+  // Status page on demand: a handler ORs its format into status_wanted, takes a ticket from
+  // status_requests and wakes the sampler; the sampler renders and sets status_gen to the ticket
+  // it served.
+  std::atomic<std::uint32_t> status_wanted;
+  std::atomic<std::uint64_t> status_requests;
+  std::atomic<std::uint64_t> status_gen;
+
   // Status snapshot (seqlock).
   std::atomic<std::uint64_t> blob_seq;
   std::atomic<std::uint32_t> blob_len;

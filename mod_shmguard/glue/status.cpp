@@ -1,6 +1,9 @@
 // mod_shmguard glue: /shmguard-status (SetHandler shmguard-status) and the mod_status section.
 // Reads only what the sampler published plus the module's own counters and configuration: no
 // privileged read happens here (children run as User).
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <ctime>
 #include <map>
@@ -587,6 +590,29 @@ std::string render_metrics(const Health& h, const Headline& hl, const std::vecto
 
 }  // namespace
 
+namespace {
+// Asks the sampler to render `formats` now and waits for it (at most 500 ms; then the previous
+// rendering is shown). The sampler renders only on request, so an unwatched server pays nothing.
+std::optional<StatusSections> fresh_sections(unsigned formats) {
+  shm::Segment* seg = gen.seg;
+  if (gen.wake_write >= 0 && seg->sampler_pid.load() > 0) {
+    seg->status_wanted.fetch_or(formats);  // before the ticket: see Sampler::sample()
+    std::uint64_t ticket = seg->status_requests.fetch_add(1) + 1;
+    ssize_t w = write(gen.wake_write, "s", 1);
+    (void)w;  // a full pipe wakes the sampler as well
+    for (int i = 0; i < 250 && seg->status_gen.load() < ticket; ++i) {
+      struct timespec ts {
+        0, 2 * 1000 * 1000
+      };
+      nanosleep(&ts, nullptr);
+    }
+  }
+  std::string blob;
+  if (!shm::read_blob(seg, blob)) return std::nullopt;
+  return decode_sections(blob);
+}
+}  // namespace
+
 int status_handler(request_rec* r) {
   // GET and HEAD (HEAD has method_number M_GET) only.
   if (r->method_number != M_GET) {
@@ -596,9 +622,11 @@ int status_handler(request_rec* r) {
   }
   if (!gen.seg) return HTTP_SERVICE_UNAVAILABLE;
   Args args = parse_args(r->args);
-  std::string blob;
-  std::optional<StatusSections> sec;
-  if (shm::read_blob(gen.seg, blob)) sec = decode_sections(blob);
+  unsigned formats = args.format == Args::Json      ? kJson
+                     : args.format == Args::Auto    ? kAuto
+                     : args.format == Args::Metrics ? kMetrics
+                                                    : kHtml;
+  std::optional<StatusSections> sec = fresh_sections(formats);
   Health h = health();
   std::vector<VhostView> vs = vhosts();
   Headline hl = headline(h, vs, sec);
@@ -634,9 +662,7 @@ int status_handler(request_rec* r) {
 
 int status_hook(request_rec* r, int flags) {
   if (!gen.seg) return OK;
-  std::string blob;
-  std::optional<StatusSections> sec;
-  if (shm::read_blob(gen.seg, blob)) sec = decode_sections(blob);
+  std::optional<StatusSections> sec = fresh_sections((flags & AP_STATUS_SHORT) ? kAuto : kHtml);
   Health h = health();
   std::vector<VhostView> vs = vhosts();
   Headline hl = headline(h, vs, sec);

@@ -55,15 +55,24 @@ class Sampler {
   Sampler(const Config& cfg, shm::Segment* seg, const Logger& log)
       : cfg_(cfg), seg_(seg), log_(log), tail_(cfg.error_log) {}
 
+  // Every interval: the limits, mod_fcgid's table (segments read once per new worker), the
+  // error log, the hot values. The full worker scan and the status rendering only when a status
+  // page asked for them (status_wanted), so an idle server pays nothing for them.
   void sample() {
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
+    std::uint64_t status_ticket = seg_->status_requests.load(std::memory_order_acquire);
+    unsigned formats = seg_->status_wanted.exchange(0, std::memory_order_acq_rel);
     Snapshot snap = probe(cfg_.probe);
     tracker_.observe(snap.taken_at_ms, snap);
-    std::vector<WorkerRow> workers = scan_workers();
+    update_classes();
     read_log();
     warn(snap);  // before publishing: the warning precedes the refusals it explains
     publish(snap);
-    shm::publish_blob(seg_, encode_sections(render_sampler_sections(snap, workers)));
+    if (formats) {
+      std::vector<WorkerRow> workers = scan_workers();
+      shm::publish_blob(seg_, encode_sections(render_sampler_sections(snap, workers, formats)));
+      seg_->status_gen.store(status_ticket, std::memory_order_release);
+    }
     std::uint64_t done = seg_->evidence_gen.load(std::memory_order_relaxed);
     if (wake_ticket > done) seg_->evidence_gen.store(wake_ticket, std::memory_order_release);
   }
@@ -82,8 +91,48 @@ class Sampler {
   int notify_fd() const { return tail_.notify_fd(); }
 
  private:
-  // FastCGI workers: mod_fcgid's process table (and the children of a php-cgi that forks them,
-  // PHP_FCGI_CHILDREN), plus PHP-FPM masters and pool workers found by their comm "php-fpm*".
+  // mod_fcgid's workers per class (live count, largest segment) for the guard's auto reserve.
+  // A worker's segments are read from /proc/PID/maps once (OPcache maps its segment at start),
+  // keyed by (pid, mod_fcgid's start time); until a segment shows up, again each sample.
+  void update_classes() {
+    nodes_.clear();
+    if (cfg_.fcgid_table) nodes_ = fcgid::read_table(cfg_.fcgid_table);
+    struct ClassAgg {
+      std::uint64_t max_segment = 0;
+      std::int32_t workers = 0;
+    };
+    std::map<std::uint64_t, ClassAgg> classes;
+    std::map<std::pair<int, std::int64_t>, CachedSegments> seen;
+    for (const auto& node : nodes_) {
+      auto key = std::make_pair(node.pid, node.start_time_us);
+      auto it = segments_.find(key);
+      if (it == segments_.end() || it->second.segments.empty()) {
+        CachedSegments c;
+        auto segs = read_segments("/proc", node.pid);
+        if (segs)
+          c.segments = std::move(*segs.value);
+        else
+          c.error = segs.error;
+        it = segments_.insert_or_assign(key, std::move(c)).first;
+      }
+      seen.insert(*it);
+      if (node.list == fcgid::List::Error) continue;
+      ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      agg.workers++;
+      for (const auto& sg : it->second.segments)
+        agg.max_segment = std::max(agg.max_segment, sg.size);
+    }
+    segments_.swap(seen);  // forget workers that are gone
+    for (const auto& [key, agg] : classes) {
+      if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
+        if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
+        slot->workers.store(agg.workers, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  // FastCGI workers for the status page: mod_fcgid's process table (and the children of a php-cgi
+  // that forks them, PHP_FCGI_CHILDREN), plus PHP-FPM masters and pool workers (comm "php-fpm*").
   std::vector<WorkerRow> scan_workers() {
     std::vector<WorkerRow> rows;
     std::int64_t ticks_now = boot_ticks_now();
@@ -91,22 +140,15 @@ class Sampler {
     if (hz <= 0) hz = 100;
     auto fill = [&](WorkerRow& row, const Worker& w) {
       row.rss_shmem = w.rss_shmem;
-      row.segments = w.segments;
-      row.error = w.error;
+      if (!w.segments.empty()) row.segments = w.segments;
+      if (!w.error.empty()) row.error = w.error;
       if (!w.cmdline.empty()) row.command = w.cmdline;
       if (ticks_now >= 0 && static_cast<std::int64_t>(w.start_ticks) <= ticks_now)
         row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.start_ticks)) / hz;
     };
     const std::vector<ProcStat> stats = read_all_stats("/proc");
     std::vector<int> listed;
-    struct ClassAgg {
-      std::uint64_t max_segment = 0;
-      std::int32_t workers = 0;
-    };
-    std::map<std::uint64_t, ClassAgg> classes;
-    std::vector<fcgid::Node> nodes;
-    if (cfg_.fcgid_table) nodes = fcgid::read_table(cfg_.fcgid_table);
-    for (const auto& node : nodes) {
+    for (const auto& node : nodes_) {
       WorkerRow row;
       row.pid = node.pid;
       row.backend = "mod_fcgid";
@@ -116,18 +158,18 @@ class Sampler {
       row.klass = node.executable;
       row.command = node.cmdline;
       listed.push_back(node.pid);
-      auto w = read_worker("/proc", node.pid);
+      auto cached = segments_.find(std::make_pair(node.pid, node.start_time_us));
+      if (cached != segments_.end()) {
+        row.segments = cached->second.segments;
+        row.error = cached->second.error;
+      }
+      auto w = read_worker("/proc", node.pid, false);
       if (!w) {
         row.error = w.error;
         rows.push_back(std::move(row));
         continue;  // gone meanwhile
       }
       fill(row, *w.value);
-      if (node.list != fcgid::List::Error) {
-        ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
-        agg.workers++;
-        for (const auto& s : row.segments) agg.max_segment = std::max(agg.max_segment, s.size);
-      }
       const WorkerRow parent = row;
       rows.push_back(std::move(row));
       // php-cgi with PHP_FCGI_CHILDREN: its children serve the requests and share its segment.
@@ -143,12 +185,6 @@ class Sampler {
         fill(k, *kw.value);
         listed.push_back(kid);
         rows.push_back(std::move(k));
-      }
-    }
-    for (const auto& [key, agg] : classes) {
-      if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
-        if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
-        slot->workers.store(agg.workers, std::memory_order_relaxed);
       }
     }
     for (const auto& st : stats) {
@@ -247,8 +283,15 @@ class Sampler {
     }
   }
 
+  struct CachedSegments {
+    std::vector<Segment> segments;
+    std::string error;
+  };
+
   const Config& cfg_;
   shm::Segment* seg_;
+  std::vector<fcgid::Node> nodes_;  // mod_fcgid's table at the last sample
+  std::map<std::pair<int, std::int64_t>, CachedSegments> segments_;  // (pid, start) -> segments
   const Logger& log_;
   FailcntTracker tracker_;
   LogTail tail_;

@@ -192,3 +192,59 @@ TEST(Advisor, Unbounded) {
   EXPECT_EQ(find(fs, "headroom-workers"), nullptr);
   EXPECT_NE(find(fs, "fcgid-private-opcache"), nullptr);  // still true: it is about sharing
 }
+
+TEST(Advisor, SegmentSharingPerWorkerSegment) {
+  // Workers out of pid order, a pid listed twice, a segment mapped twice by one worker, sizes that
+  // differ between workers (the largest is kept), and the first sighting's kind.
+  std::vector<WorkerRow> ws = {cgi(30, {seg(5, 8 * MiB), seg(1, 64 * MiB)}),
+                               cgi(10, {seg(1, 32 * MiB, "sysv"), seg(2, MiB)}),
+                               fpm(20, {seg(5, 16 * MiB), seg(5, 16 * MiB)}),
+                               cgi(10, {seg(1, 64 * MiB)}), cgi(40, {})};
+  SegmentSharing sh = segment_sharing(ws);
+  ASSERT_EQ(sh.uses.size(), 3u);
+  EXPECT_EQ(sh.uses[0].seg.inode, 5u);  // first-seen order
+  EXPECT_EQ(sh.uses[1].seg.inode, 1u);
+  EXPECT_EQ(sh.uses[2].seg.inode, 2u);
+  EXPECT_EQ(sh.uses[0].seg.size, 16 * MiB);
+  EXPECT_EQ(sh.uses[1].seg.kind, "anon-shared");
+  EXPECT_EQ(sh.uses[0].pids, std::vector<int>({20, 30}));
+  EXPECT_EQ(sh.uses[1].pids, std::vector<int>({10, 30}));
+  EXPECT_EQ(sh.uses[2].pids, std::vector<int>({10}));
+  ASSERT_EQ(sh.first, std::vector<std::uint32_t>({0, 2, 4, 6, 7, 7}));
+  EXPECT_EQ(sh.users(0, 0), 2u);
+  EXPECT_EQ(sh.users(0, 1), 2u);
+  EXPECT_EQ(sh.users(1, 1), 1u);
+  EXPECT_EQ(sh.use(2, 1).seg.inode, 5u);
+  EXPECT_EQ(sh.use(3, 0).seg.inode, 1u);
+  // segment_uses() is the same list
+  auto uses = segment_uses(ws);
+  ASSERT_EQ(uses.size(), sh.uses.size());
+  for (std::size_t i = 0; i < uses.size(); ++i) {
+    EXPECT_EQ(uses[i].seg, sh.uses[i].seg);
+    EXPECT_EQ(uses[i].seg.size, sh.uses[i].seg.size);
+    EXPECT_EQ(uses[i].pids, sh.uses[i].pids);
+  }
+  EXPECT_TRUE(segment_sharing({}).uses.empty());
+}
+
+TEST(Advisor, ThousandsOfWorkersSameFindings) {
+  // 3000 php-cgi workers with their own 64 MiB segment each, 600 php-fpm processes sharing one:
+  // the same findings through either entry point, with the right counts.
+  std::vector<WorkerRow> ws;
+  for (int i = 0; i < 3000; ++i) ws.push_back(cgi(100000 - i, {seg(10 + i, 64 * MiB)}));
+  for (int i = 0; i < 600; ++i) ws.push_back(fpm(200000 + (i * 7919) % 600, {seg(5, 64 * MiB)}));
+  auto a = advise(bounded(1024 * MiB), ws);
+  auto b = advise(bounded(1024 * MiB), ws, segment_sharing(ws));
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].id, b[i].id);
+    EXPECT_EQ(a[i].text, b[i].text);
+    EXPECT_EQ(a[i].numbers, b[i].numbers);
+  }
+  const Finding* f = find(a, "fcgid-private-opcache");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(number(*f, "workers"), 3000u);
+  const Finding* p = find(a, "fpm-shared-opcache");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(number(*p, "processes"), 600u);
+}

@@ -8,6 +8,7 @@
 #include "shmguard/guard.hpp"
 #include "shmguard/json.hpp"
 #include "shmguard/status.hpp"
+#include "shmguard/units.hpp"
 
 using namespace shmguard;
 
@@ -213,4 +214,152 @@ TEST(Status, HumanDuration) {
   EXPECT_EQ(human_duration(312), "5m 12s");
   EXPECT_EQ(human_duration(3600), "1h");
   EXPECT_EQ(human_duration(3 * 86400 + 4 * 3600 + 5), "3d 4h");
+}
+
+namespace {
+
+// Workers that exercise every part of a row: sharing, php-fpm, errors, no segments, escapes, an
+// unknown vhost and uptime.
+std::vector<WorkerRow> many_workers(int n) {
+  std::vector<WorkerRow> ws;
+  for (int i = 0; i < n; ++i) {
+    WorkerRow w =
+        worker(1000 + i, 100 + i, i % 7 ? "php-cgi" : "php-cgi \"<x>\" & 'y' \x01\xff", i % 5);
+    if (i % 3 == 0) {
+      w.backend = "php-fpm";
+      w.kind = "php-fpm pool www";
+      w.segments[0].inode = 99;  // one segment shared by every php-fpm process
+    }
+    if (i % 4 == 0) {  // a second segment, shared by two workers
+      w.segments.push_back(w.segments[0]);
+      w.segments.back().inode = 5000 + i / 8;
+    }
+    if (i % 11 == 0) {
+      w.segments.clear();
+      w.error = "cannot read <maps>";
+    }
+    if (i % 13 == 0) w.uptime_s = -1;
+    w.rss_shmem = static_cast<std::uint64_t>(i) * 1234567;
+    ws.push_back(std::move(w));
+  }
+  return ws;
+}
+
+void expect_same(const StatusSections& a, const StatusSections& b) {
+  EXPECT_EQ(a.html_findings, b.html_findings);
+  EXPECT_EQ(a.html_limits, b.html_limits);
+  EXPECT_EQ(a.html_workers.text, b.html_workers.text);
+  EXPECT_EQ(a.html_workers.holes, b.html_workers.holes);
+  EXPECT_EQ(a.html_sources, b.html_sources);
+  EXPECT_EQ(a.auto_text, b.auto_text);
+  EXPECT_EQ(a.json_members.text, b.json_members.text);
+  EXPECT_EQ(a.json_members.holes, b.json_members.holes);
+  EXPECT_EQ(a.metrics, b.metrics);
+  EXPECT_EQ(a.findings_critical, b.findings_critical);
+  EXPECT_EQ(a.findings_warning, b.findings_warning);
+  EXPECT_EQ(a.failures_last_minute, b.failures_last_minute);
+}
+
+}  // namespace
+
+TEST(Status, EachFormatRendersOnlyItsSections) {
+  const Snapshot snap = snapshot();
+  const auto ws = many_workers(40);
+  const StatusSections all = render_sampler_sections(snap, ws);
+  for (unsigned mask = 0; mask <= kAllFormats; ++mask) {
+    SCOPED_TRACE(mask);
+    StatusSections s = render_sampler_sections(snap, ws, mask);
+    bool html = mask & kHtml, aut = mask & kAuto, json = mask & kJson, metrics = mask & kMetrics;
+    EXPECT_EQ(s.html_findings.empty(), !html);
+    EXPECT_EQ(s.html_limits.empty(), !html);
+    EXPECT_EQ(s.html_workers.text.empty(), !html);
+    EXPECT_EQ(s.html_workers.holes.empty(), !html);
+    EXPECT_EQ(s.html_sources.empty(), !html);
+    EXPECT_EQ(s.auto_text.empty(), !aut);
+    EXPECT_EQ(s.json_members.text.empty(), !json);
+    EXPECT_EQ(s.json_members.holes.empty(), !json);
+    EXPECT_EQ(s.metrics.empty(), !metrics);
+    // what is rendered is the same whatever else is asked for; the small facts always
+    if (html) {
+      EXPECT_EQ(s.html_findings, all.html_findings);
+      EXPECT_EQ(s.html_limits, all.html_limits);
+      EXPECT_EQ(s.html_workers.text, all.html_workers.text);
+      EXPECT_EQ(s.html_workers.holes, all.html_workers.holes);
+      EXPECT_EQ(s.html_sources, all.html_sources);
+    }
+    if (aut) {
+      EXPECT_EQ(s.auto_text, all.auto_text);
+    }
+    if (json) {
+      EXPECT_EQ(s.json_members.text, all.json_members.text);
+      EXPECT_EQ(s.json_members.holes, all.json_members.holes);
+    }
+    if (metrics) {
+      EXPECT_EQ(s.metrics, all.metrics);
+    }
+    EXPECT_EQ(s.findings_critical, all.findings_critical);
+    EXPECT_EQ(s.findings_warning, all.findings_warning);
+    EXPECT_EQ(s.failures_last_minute, all.failures_last_minute);
+  }
+  EXPECT_GT(all.findings_critical, 0u);
+  EXPECT_EQ(all.failures_last_minute, 10u);
+}
+
+TEST(Status, AllFormatsIsTheConcatenationOfSingleFormats) {
+  const Snapshot snap = snapshot();
+  for (int n : {0, 1, 2, 40, 1000}) {
+    SCOPED_TRACE(n);
+    const auto ws = many_workers(n);
+    StatusSections all = render_sampler_sections(snap, ws, kAllFormats);
+    StatusSections html = render_sampler_sections(snap, ws, kHtml);
+    StatusSections aut = render_sampler_sections(snap, ws, kAuto);
+    StatusSections json = render_sampler_sections(snap, ws, kJson);
+    StatusSections metrics = render_sampler_sections(snap, ws, kMetrics);
+    // the same bytes, section by section and as one string
+    auto concat = [](const StatusSections& s) {
+      return s.html_findings + s.html_limits + s.html_workers.text + s.html_sources + s.auto_text +
+             s.json_members.text + s.metrics;
+    };
+    EXPECT_EQ(concat(all), concat(html) + concat(aut) + concat(json) + concat(metrics));
+    StatusSections merged = html;
+    merged.auto_text = aut.auto_text;
+    merged.json_members = json.json_members;
+    merged.metrics = metrics.metrics;
+    expect_same(all, merged);
+    EXPECT_EQ(encode_sections(all), encode_sections(merged));
+    // the default is every format
+    expect_same(render_sampler_sections(snap, ws), all);
+    // every worker has its vhost hole in HTML (when known) and JSON (always)
+    std::size_t known = 0;
+    for (const auto& w : ws) known += w.vhost_id != 0;
+    EXPECT_EQ(all.html_workers.holes.size(), known);
+    EXPECT_EQ(all.json_members.holes.size(), ws.size());
+  }
+}
+
+TEST(Status, WorkerRowsEscapedAndSized) {
+  std::vector<WorkerRow> ws = many_workers(12);
+  const std::uint64_t sizes[] = {0,          1023,  1024,           1280,  // 1.25 KiB: a tie, "1.2"
+                                 1331,       1332,  1048575,        5 * MiB + 51,
+                                 1ull << 53, ~0ull, 3 * 1024 * MiB, 1500 * 1024 * MiB};
+  for (std::size_t i = 0; i < ws.size(); ++i) ws[i].rss_shmem = sizes[i];
+  StatusSections s = render_sampler_sections(snapshot(), ws);
+  for (std::uint64_t v : sizes)
+    EXPECT_NE(s.html_workers.text.find("<td>" + html_escape(human_bytes(v)) + "<br><small>" +
+                                       std::to_string(v) + " B</small></td>"),
+              std::string::npos)
+        << v << " " << human_bytes(v);
+  EXPECT_NE(s.html_workers.text.find("1.2 KiB<br><small>1280 B"), std::string::npos);
+  EXPECT_EQ(s.html_workers.text.find("\"<x>\""), std::string::npos);
+  EXPECT_NE(s.html_workers.text.find(html_escape("php-cgi \"<x>\" & 'y' \x01\xff")),
+            std::string::npos);
+  EXPECT_NE(s.html_workers.text.find("<span class=\"err\">cannot read &lt;maps&gt;</span><br>"),
+            std::string::npos);
+  EXPECT_NE(s.html_workers.text.find("<td>unknown</td>"), std::string::npos);
+  EXPECT_NE(s.html_workers.text.find("shared by 3 processes"), std::string::npos);  // php-fpm
+  EXPECT_NE(s.json_members.text.find(
+                "\"command\":" + json_string("php-cgi \"<x>\" & 'y' \x01\xff") + ","),
+            std::string::npos);
+  EXPECT_NE(s.json_members.text.find("\"error\":\"cannot read \\u003cmaps\\u003e\""),
+            std::string::npos);
 }
