@@ -4,7 +4,7 @@
 set -eu
 what=${1:-test}
 pkgs="g++ make pkg-config apache2 apache2-dev libapache2-mod-fcgid php-cgi php-fpm
-      libgtest-dev python3 python3-pytest clang libclang-rt-14-dev prometheus procps util-linux curl"
+      libgtest-dev python3 python3-pytest clang libclang-rt-14-dev prometheus procps util-linux iproute2 curl"
 case "$what" in
   bench|all) pkgs="$pkgs wrk libbenchmark-dev strace apache2-utils" ;;
 esac
