@@ -39,7 +39,10 @@ $(BUILD)/libshmguard_core.a: $(CORE_SRC:%.cpp=$(BUILD)/obj/%.o)
 $(BUILD)/shmguard-probe: $(PROBE_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libshmguard_core.a
 	$(CXX) $(OPT) -pthread -o $@ $^ $(LDFLAGS)
 
-$(BUILD)/unit-tests: $(UNIT_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libshmguard_core.a
+# The sampler loop has no httpd dependency: the unit tests run it too.
+SAMPLER_SRC := mod_shmguard/sampler/sampler.cpp
+$(BUILD)/unit-tests: $(UNIT_SRC:%.cpp=$(BUILD)/obj/%.o) $(SAMPLER_SRC:%.cpp=$(BUILD)/obj/%.o) \
+                     $(BUILD)/libshmguard_core.a
 	$(CXX) $(OPT) -pthread -o $@ $^ -lgtest -lgtest_main $(LDFLAGS)
 
 # The module: glue and sampler compiled against httpd/APR headers (flags from apxs), linked with

@@ -13,12 +13,16 @@ Method (see BENCHMARKS.md):
   P1  identical servers but for `LoadModule shmguard_module` + its conf; runs interleaved ABBA
       (on,off / off,on ...), each side a fresh server: warm-up, then wrk on a static file and on a
       warm PHP script; median requests/s per side, ratio of medians and median of per-round ratios.
-  P2  budget exhausted (barrier 0): with the module the request is refused in fixups; without it,
+  P2  budget exhausted (shmpages barrier 1 page): with the module the request is refused in fixups;
+      a static file on the same server at the same moment is the machine's latency floor; without it,
       mod_fcgid spawns a php-cgi that dies of PHP's own OPcache error (the double) -> 500.
   P3  prefork, one child: strace -c -f -p <child> over N sequential requests, module on vs off.
-  P4  micro (sampler cycle with N worker processes, beancounter parse) + the real sampler's
-      utime+stime over a period at the default interval.
-  P5  micro (render / serve the status sections with N workers) + /shmguard-status over HTTP.
+  P4  the real sampler loop (sampler.cpp run(), build/bench/sampler_bench) with N live worker
+      processes in a synthetic mod_fcgid table at the default interval: CPU per steady sample, the
+      first sample, and what an on-demand status page costs; micro (probe, beancounter parse, /proc
+      reads per worker); and the module's sampler process in Apache (utime+stime over a period).
+  P5  micro (render / serve the status sections with N workers), the on-demand render in the real
+      sampler (above), and /shmguard-status over HTTP.
 """
 
 import argparse
@@ -358,7 +362,9 @@ def p4_real(servers, a, res):
         time.sleep(period)
         t1, c1 = time.monotonic(), cpu_ticks(sp)
         n1, interval = status_samples(s)
-        samples = (n1 - n0) if n0 is not None and n1 is not None else None
+        # Each ?json request wakes the sampler for one extra sample, counted in the number it
+        # reports: n1's (taken after c1) is not in the CPU window.
+        samples = (n1 - n0 - 1) if n0 is not None and n1 is not None else None
         cpu_s = (c1 - c0) / float(hz)
         out = {"period_s": t1 - t0, "cpu_s": cpu_s, "core_pct": 100.0 * cpu_s / (t1 - t0),
                "samples": samples, "interval_ms": interval,
@@ -374,6 +380,32 @@ def p4_real(servers, a, res):
     finally:
         servers.close(s)
     res["P4_real"] = out
+
+
+# ------------------------------------------------------------------------------------------ P4 (sampler loop)
+def sampler_bench(a, tag, workers, containers, seconds, renders):
+    exe = os.path.join(a.out, "sampler_bench")
+    jf = os.path.join(a.out, "sampler-%s.json" % tag)
+    args = [exe, "--dir=%s" % a.out, "--workers=%d" % workers, "--containers=%d" % containers,
+            "--seconds=%g" % seconds, "--renders=%d" % renders, "--json=%s" % jf]
+    log("P4 sampler: %s" % " ".join(args))
+    subprocess.run(args, check=True, stdout=sys.stderr, timeout=600)
+    with open(jf) as f:
+        d = json.load(f)
+    d["cmd"] = " ".join([os.path.relpath(exe, REPO)] + args[2:-1])
+    return d
+
+
+def p4_sampler(a, res):
+    """sampler.cpp's run() with N workers (bench/sampler_bench.cpp); in a full run also the same
+    with 0 workers and/or a one-container beancounter file, to split the steady cost."""
+    if a.smoke:
+        res["P4_sampler"] = {"main": sampler_bench(a, "main", 20, 20, 2, 1)}
+        return
+    out = {"main": sampler_bench(a, "main", a.workers, 500, a.sampler_bench_seconds, 5)}
+    for tag, w, c in (("w0_c1", 0, 1), ("w0_c500", 0, 500), ("wN_c1", a.workers, 1)):
+        out[tag] = sampler_bench(a, tag, w, c, 5, 1)
+    res["P4_sampler"] = out
 
 
 # ------------------------------------------------------------------------------------------ micro
@@ -402,7 +434,8 @@ def micro(a, res):
         unit = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}[b.get("time_unit", "ns")]
         out[name] = {"cpu_ms": b["cpu_time"] * unit, "real_ms": b["real_time"] * unit,
                      "counters": {k: v for k, v in b.items() if k in ("workers", "blocks", "bytes", "blob_bytes",
-                                                                         "html_bytes", "metrics_bytes")}}
+                                                                         "html_bytes", "metrics_bytes",
+                                                                         "processes", "nodes")}}
     res["micro"] = out
     res["micro_args"] = " ".join(args[1:])
 
@@ -450,15 +483,34 @@ def table(res, smoke):
                 "%.2f vs %.2f%s" % (on, off, "" if not diff else " (differs only in %s)" % diff if timing_only
                                     else " (differs: %s)" % diff),
                 "equal", timing_only)
-    if "BM_SampleCycle" in m:
-        c = m["BM_SampleCycle"]
-        nw = int(c["counters"].get("workers", 0))
-        add("P4 sampler CPU per sample, %d workers (micro)" % nw, "%.2f ms" % c["cpu_ms"], "(info)", None)
-        pct500 = 100.0 * c["cpu_ms"] / 500.0
-        add("P4 sampler %% of a core @500 ms default, %d workers" % nw, "%.2f %%" % pct500, "<= 0.2 %", pct500 <= 0.2)
-        rw = m["BM_ReadWorkers"]
-        add("P4  of which read_worker x %d" % nw, "%.2f ms" % rw["cpu_ms"], "(info)", None)
-        add("P4  of which probe() (beancounters + cgroup + ...)", "%.3f ms" % m["BM_Probe"]["cpu_ms"], "(info)", None)
+    if "P4_sampler" in res:
+        d = res["P4_sampler"]["main"]
+        nw = d["workers"]
+        add("P4 sampler.cpp run(), %d workers, %d containers: steady CPU/sample (median, min-max)"
+            % (nw, d["containers"]),
+            "%.3f ms (%.3f, %.3f-%.3f; %d samples)" % (d["cpu_ms_per_sample"], d["sample_cpu_ms_median"],
+                                                     d["sample_cpu_ms_min"], d["sample_cpu_ms_max"],
+                                                     d["steady_samples"]), "(info)", None)
+        add("P4 sampler %% of a core @%d ms default, %d workers" % (d["interval_ms"], nw),
+            "%.3f %%" % d["core_pct"], "<= 0.2 %", d["core_pct"] <= 0.2)
+        add("P4  first sample (maps of %d new workers, once)" % nw, "%.1f ms" % d["first_sample_cpu_ms"],
+            "(info)", None)
+        for tag, label in (("w0_c1", "0 workers, 1 container"), ("w0_c500", "0 workers, 500 containers"),
+                           ("wN_c1", "%d workers, 1 container" % nw)):
+            if tag in res["P4_sampler"]:
+                v = res["P4_sampler"][tag]
+                add("P4  same, %s" % label, "%.3f ms/sample = %.3f %%" % (v["cpu_ms_per_sample"], v["core_pct"]),
+                    "(info)", None)
+    if "BM_Probe" in m:
+        add("P4  micro: probe() (500-container file + local sources)", "%.3f ms" % m["BM_Probe"]["cpu_ms"],
+            "(info)", None)
+        nw = int(m["BM_ReadSegments"]["counters"].get("workers", 0))
+        add("P4  micro: read_segments (maps) x %d (first sample)" % nw, "%.1f ms" % m["BM_ReadSegments"]["cpu_ms"],
+            "(info)", None)
+        add("P4  micro: read_worker without maps x %d (status scan)" % nw,
+            "%.1f ms" % m["BM_ReadWorkersNoMaps"]["cpu_ms"], "(info)", None)
+        add("P4  micro: read_all_stats, %d processes (status scan)" % m["BM_ReadAllStats"]["counters"].get("processes", 0),
+            "%.1f ms" % m["BM_ReadAllStats"]["cpu_ms"], "(info)", None)
         pb = m["BM_ParseBeancounters"]
         add("P4 parse beancounters, %d blocks (%.0f KB)" % (pb["counters"].get("blocks", 0), pb["counters"].get("bytes", 0) / 1000),
             "%.0f us" % (pb["cpu_ms"] * 1000), "<= 200 us", pb["cpu_ms"] * 1000 <= 200)
@@ -475,6 +527,16 @@ def table(res, smoke):
             m["BM_ServeStatusHtml"]["cpu_ms"] <= 2)
         add("P5 child serves ?metrics, %d workers" % nw, "%.3f ms" % m["BM_ServeStatusMetrics"]["cpu_ms"], "<= 2 ms",
             m["BM_ServeStatusMetrics"]["cpu_ms"] <= 2)
+    if "P4_sampler" in res:
+        d = res["P4_sampler"]["main"]
+        for fmt in ("html", "metrics"):
+            r = d["render_" + fmt]
+            if not r["n"]:
+                continue
+            # What the status handler waits for: the woken sample, the worker scan, the render.
+            add("P5 on-demand %s page, %d workers: sampler CPU (sample+scan+render) / handler waits"
+                % (fmt, d["workers"]), "%.2f / %.2f ms" % (r["cpu_ms"], r["wait_ms"]), "<= 2 ms",
+                r["wait_ms"] <= 2)
     if "P4_real" in res and "http_html" in res["P4_real"]:
         d = res["P4_real"]
         for fmt in ("html", "metrics"):
@@ -501,6 +563,7 @@ def main():
     ap.add_argument("--php-conns", type=int, default=4)
     ap.add_argument("--strace-requests", type=int, default=200)
     ap.add_argument("--sampler-seconds", type=int, default=30)
+    ap.add_argument("--sampler-bench-seconds", type=float, default=10)
     ap.add_argument("--workers", type=int, default=1000)
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)
@@ -531,6 +594,7 @@ def main():
         if "P3" in only:
             p3(servers, a, res)
         if "P4" in only:
+            p4_sampler(a, res)
             p4_real(servers, a, res)
     finally:
         servers.close_all()

@@ -4,18 +4,20 @@
 //
 // P3  decide() alone, and a replica of the guard's fast path in fixups (shared-segment loads,
 //     class key, class slot, decide, in-flight accounting) minus the APR/mod_fcgid calls.
-// P4  one sampler cycle with N live worker processes, done with the same core calls as
-//     mod_shmguard/sampler/sampler.cpp (probe + failcnt tracker + mod_fcgid table walk +
-//     read_worker per pid + render_sampler_sections + encode + publish), and the parse of a
-//     hardware-node /proc/user_beancounters with 500 containers (+ block 0).
+// P4  the parts of a sampler cycle, alone: probe() with a hardware-node /proc/user_beancounters
+//     (500 containers + block 0), the single-block parse, the full parse (reference), and the
+//     /proc reads the sampler makes per worker: maps once per new worker (first sample),
+//     stat/status/cmdline per worker + every process's stat only when a status page asks.
+//     The sampler loop itself (sampler.cpp's run(), CPU per sample at the default interval with
+//     N live workers) is measured by bench/sampler_bench.cpp.
 // P5  the status sections with N workers: the sampler's render, and what a child does to serve
 //     /shmguard-status (seqlock copy + decode + HTML/metrics assembly).
 //
-// Worker processes: main() forks --workers=N (default 1000) children before running; each maps its
-// own shared anonymous segment ("/dev/zero (deleted)" in maps, like OPcache) and touches 64 KiB of
-// it, inherits ~220 extra file-backed mappings so that /proc/PID/maps is as long as a real
-// php-cgi's, and sleeps. They die with the parent (PR_SET_PDEATHSIG) and are SIGKILLed and reaped
-// at exit.
+// Worker processes (bench/fixtures.hpp): main() forks --workers=N (default 1000) children before
+// running; each maps its own 64 MiB shared anonymous segment ("/dev/zero (deleted)" in maps, like
+// OPcache) with one page touched, inherits ~220 extra file-backed mappings so that /proc/PID/maps
+// is as long as a real php-cgi's, and sleeps. They die with the parent (PR_SET_PDEATHSIG) and are
+// SIGKILLed and reaped at exit.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -35,6 +37,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "fixtures.hpp"
 #include "shm_layout.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/guard.hpp"
@@ -56,146 +59,8 @@ std::string g_hwnode_file;  // hardware-node beancounter file (g_containers + bl
 std::string g_hwnode_text;
 std::vector<unsigned char> g_fcgid_table;
 
-// ------------------------------------------------------------------------------ worker processes
-constexpr std::size_t kSegBytes = 4u << 20;     // mapped per worker (distinct segment each)
-constexpr std::size_t kTouchBytes = 64u << 10;  // touched: shows as RssShmem
-constexpr int kPadMappings = 220;               // a real php-cgi 8.2 has ~224 lines in maps
-
-void pad_mappings() {
-  // Alternate protections page by page over a read-only private file mapping: each page becomes its
-  // own line "r--p ... /path" in /proc/PID/maps. Inherited by the forked workers.
-  const char* candidates[] = {"/usr/bin/php-cgi8.2", "/usr/lib/apache2/modules/mod_fcgid.so",
-                              "/bin/sh"};
-  for (const char* path : candidates) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    struct stat st;
-    long page = sysconf(_SC_PAGESIZE);
-    std::size_t len = static_cast<std::size_t>(kPadMappings) * static_cast<std::size_t>(page);
-    if (fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= len) {
-      void* p = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p != MAP_FAILED) {
-        for (int i = 0; i < kPadMappings; i += 2)
-          mprotect(static_cast<char*>(p) + static_cast<std::size_t>(i) * page,
-                   static_cast<std::size_t>(page), PROT_NONE);
-      }
-      close(fd);
-      return;
-    }
-    close(fd);
-  }
-}
-
-void spawn_workers(int n) {
-  pad_mappings();
-  pid_t parent = getpid();
-  for (int i = 0; i < n; ++i) {
-    pid_t pid = fork();
-    if (pid < 0) {
-      std::perror("fork");
-      break;
-    }
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(0);
-      prctl(PR_SET_NAME, "php-cgi");
-      void* seg =
-          mmap(nullptr, kSegBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-      if (seg != MAP_FAILED) std::memset(seg, 1, kTouchBytes);
-      for (;;) pause();
-    }
-    g_pids.push_back(pid);
-  }
-}
-
-void reap_workers() {
-  for (pid_t p : g_pids) kill(p, SIGKILL);
-  for (pid_t p : g_pids) waitpid(p, nullptr, 0);
-  g_pids.clear();
-}
-
-// ------------------------------------------------------------------------------ inputs
-// /proc/user_beancounters of a hardware node, OpenVZ 6 64-bit format (kernel/bc/proc.c widths).
-std::string hardware_node_text(int containers) {
-  struct Row {
-    const char* name;
-    unsigned long long v[5];
-  };
-  const unsigned long long LM = 9223372036854775807ULL;
-  const Row rows[] = {
-      {"kmemsize", {16595303, 21577728, 67108864, 75497472, 0}},
-      {"lockedpages", {0, 0, 64, 64, 0}},
-      {"privvmpages", {239894, 258143, 393216, 442368, 161}},
-      {"shmpages", {653, 1005, 262144, 262144, 0}},
-      {"dummy", {0, 0, 0, 0, 0}},
-      {"numproc", {89, 120, 800, 800, 0}},
-      {"physpages", {96664, 216508, 262144, LM, 0}},
-      {"vmguarpages", {0, 0, 33792, LM, 0}},
-      {"oomguarpages", {96664, 216508, 26112, LM, 0}},
-      {"numtcpsock", {12, 40, 80, 80, 0}},
-      {"numflock", {4, 12, 100, 110, 0}},
-      {"numpty", {1, 2, 16, 16, 0}},
-      {"numsiginfo", {0, 12, 256, 256, 0}},
-      {"tcpsndbuf", {215872, 1138336, 319488, 524288, 0}},
-      {"tcprcvbuf", {196608, 1064304, 319488, 524288, 0}},
-      {"othersockbuf", {13872, 119128, 132096, 336896, 0}},
-      {"dgramrcvbuf", {0, 8464, 132096, 132096, 0}},
-      {"numothersock", {20, 58, 80, 80, 0}},
-      {"dcachesize", {0, 0, LM, LM, 0}},
-      {"numfile", {1234, 2048, 2048, 2048, 0}},
-      {"dummy", {0, 0, 0, 0, 0}},
-      {"dummy", {0, 0, 0, 0, 0}},
-      {"dummy", {0, 0, 0, 0, 0}},
-      {"numiptent", {24, 24, 128, 128, 0}},
-  };
-  std::string out = "Version: 2.5\n";
-  char line[256];
-  std::snprintf(line, sizeof line, "%10s  %-12s %20s %20s %20s %20s %20s\n", "uid", "resource",
-                "held", "maxheld", "barrier", "limit", "failcnt");
-  out += line;
-  std::vector<std::string> ids = {"0"};
-  for (int i = 0; i < containers; ++i) ids.push_back(std::to_string(101 + i));
-  for (const auto& id : ids) {
-    bool first = true;
-    for (const Row& r : rows) {
-      std::string uid = first ? id + ":" : "";
-      first = false;
-      unsigned long long v[5];
-      std::memcpy(v, r.v, sizeof v);
-      if (id == "0" && v[2] != LM) v[2] = v[3] = LM;  // the node itself: unlimited
-      std::snprintf(line, sizeof line, "%10s  %-12s %20llu %20llu %20llu %20llu %20llu\n",
-                    uid.c_str(), r.name, v[0], v[1], v[2], v[3], v[4]);
-      out += line;
-    }
-  }
-  return out;
-}
-
-// mod_fcgid 2.3.9 process table (layout of include/shmguard/fcgid.hpp) listing the worker pids:
-// one class (the FcgidWrapper), 10 % busy, the rest idle.
 void build_fcgid_table() {
-  using namespace shmguard::fcgid;
-  g_fcgid_table.assign(static_cast<std::size_t>(kSlots) * kNodeSize, 0);
-  auto node = [](int i) { return g_fcgid_table.data() + static_cast<std::size_t>(i) * kNodeSize; };
-  auto put = [&](int i, std::size_t o, auto v) { std::memcpy(node(i) + o, &v, sizeof v); };
-  const char* exe = "/var/www/example.com/bin/php-wrapper";
-  int n = std::min<int>(static_cast<int>(g_pids.size()), kSlots - 4);
-  for (int k = 0; k < n; ++k) {
-    int i = 4 + k;
-    int head = (k % 10 == 0) ? kBusyHead : kIdleHead;
-    int first;
-    std::memcpy(&first, node(head), sizeof first);
-    put(i, off::next_index, first);
-    put(head, off::next_index, i);
-    put(i, off::pid, static_cast<int>(g_pids[static_cast<std::size_t>(k)]));
-    put(i, off::inode, static_cast<std::uint64_t>(1234567));
-    put(i, off::deviceid, static_cast<std::uint64_t>(65025));
-    put(i, off::vhost_id, 1);
-    put(i, off::uid, 0xffffffffu);
-    put(i, off::gid, 0xffffffffu);
-    std::strcpy(reinterpret_cast<char*>(node(i) + off::executable_path), exe);
-    std::strcpy(reinterpret_cast<char*>(node(i) + off::cmdline), exe);
-  }
+  g_fcgid_table = benchfx::fcgid_table(g_pids, 10);  // one class, 10 % busy, the rest idle
 }
 
 ProbeConfig probe_config() {
@@ -226,9 +91,9 @@ void set_backend(R& r, long) {
   r.kind = "php-cgi (mod_fcgid)";
 }
 
-// ------------------------------------------------------------------------------ sampler replica
-// Same calls, in the same order, as Sampler::sample()/scan_workers() in sampler.cpp (without the
-// error-log tail, which reads nothing when the log has not grown, and the warning lines).
+// ------------------------------------------------------------------------------ worker rows
+// The rows the sampler's on-demand scan_workers() hands to the renderer (mod_fcgid table +
+// read_worker per pid, segments included), as input for the P5 render benchmarks; not timed.
 std::int64_t boot_ticks_now() {
   auto t = read_file("/proc/uptime");
   if (!t) return -1;
@@ -388,16 +253,17 @@ void BM_ParseBeancountersFull(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseBeancountersFull)->Unit(benchmark::kMicrosecond);
 
-// Read + parse + select, as probe() does for the beancounter source.
-void BM_ReadParseBeancounters(benchmark::State& state) {
+// Read + select, as probe() does for the beancounter source every sample (read_file of the whole
+// file, then read_beancounter_block).
+void BM_ReadSelectBeancounters(benchmark::State& state) {
+  const std::optional<std::string> container = std::string("101");
   for (auto _ : state) {
     auto t = read_file(g_hwnode_file);
-    auto f = parse_user_beancounters(*t.value);
-    auto b = select_beancounter_block(*f.value, std::string("101"));
+    auto b = read_beancounter_block(*t.value, container);
     benchmark::DoNotOptimize(b);
   }
 }
-BENCHMARK(BM_ReadParseBeancounters)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReadSelectBeancounters)->Unit(benchmark::kMicrosecond);
 
 void BM_Probe(benchmark::State& state) {
   ProbeConfig cfg = probe_config();
@@ -408,43 +274,33 @@ void BM_Probe(benchmark::State& state) {
 }
 BENCHMARK(BM_Probe)->Unit(benchmark::kMicrosecond);
 
-void BM_ReadWorkers(benchmark::State& state) {
+// What the sampler reads once per new worker (pid, start time): /proc/PID/maps. The first sample
+// after start-up does it for every worker at once.
+void BM_ReadSegments(benchmark::State& state) {
   for (auto _ : state) {
     for (pid_t p : g_pids) {
-      auto w = read_worker("/proc", p);
+      auto w = read_segments("/proc", p);
       benchmark::DoNotOptimize(w);
     }
   }
   state.counters["workers"] = static_cast<double>(g_pids.size());
 }
-BENCHMARK(BM_ReadWorkers)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReadSegments)->Unit(benchmark::kMillisecond);
 
-// One whole sampler cycle. Reported time is CPU time of this thread (user+sys), which is what
-// the sampler costs the machine; wall time is also printed.
-void BM_SampleCycle(benchmark::State& state) {
-  auto seg = new_segment();
-  ProbeConfig cfg = probe_config();
-  FailcntTracker tracker;
-  std::size_t blob = 0, rows_n = 0;
+// What the on-demand scan reads per worker: stat, status, cmdline (maps come from the cache).
+void BM_ReadWorkersNoMaps(benchmark::State& state) {
   for (auto _ : state) {
-    Snapshot snap = probe(cfg);
-    tracker.observe(snap.taken_at_ms, snap);
-    std::vector<WorkerRow> rows = scan_workers(seg.get(), g_fcgid_table.data());
-    seg->headroom.store(snap.headroom_bytes ? static_cast<std::int64_t>(*snap.headroom_bytes) : -1);
-    seg->binding.store(shm::binding_id(snap.binding));
-    seg->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
-    std::string enc = encode_sections(render_sampler_sections(snap, rows));
-    shm::publish_blob(seg.get(), enc);
-    blob = enc.size();
-    rows_n = rows.size();
+    for (pid_t p : g_pids) {
+      auto w = read_worker("/proc", p, false);
+      benchmark::DoNotOptimize(w);
+    }
   }
-  state.counters["workers"] = static_cast<double>(rows_n);
-  state.counters["blob_bytes"] = static_cast<double>(blob);
+  state.counters["workers"] = static_cast<double>(g_pids.size());
 }
-BENCHMARK(BM_SampleCycle)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_ReadWorkersNoMaps)->Unit(benchmark::kMillisecond);
 
-// Added to the sampler in the working tree after b5d39ee: every process's /proc/PID/stat each
-// sample (to find PHP_FCGI_CHILDREN children and php-fpm), and descendants() per table node.
+// The on-demand scan's other part: every process's /proc/PID/stat (to find PHP_FCGI_CHILDREN
+// children and php-fpm), and descendants() per table node.
 void BM_ReadAllStats(benchmark::State& state) {
   std::size_t n = 0;
   for (auto _ : state) {
@@ -529,6 +385,8 @@ BENCHMARK(BM_RenderFormat)
 
 // What status_handler() in a child does per request (glue/status.cpp): copy the blob under the
 // seqlock, decode the sections, assemble the page (vhost counters omitted: a few lines).
+// Sensitive to this process's allocator state: with 1000 workers (0.5 MB of HTML) it measures
+// ~0.11 ms alone (--benchmark_filter=Serve) and ~2 ms after the other benchmarks in one process.
 void BM_ServeStatusHtml(benchmark::State& state) {
   auto& f = status_fixture();
   for (auto _ : state) {
@@ -579,30 +437,24 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&rargc, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 1;
 
-  g_hwnode_text = hardware_node_text(g_containers);
+  g_hwnode_text = benchfx::hardware_node_text(g_containers);
   g_hwnode_file = g_dir + "/user_beancounters.hwnode";
-  if (FILE* f = std::fopen(g_hwnode_file.c_str(), "w")) {
-    std::fwrite(g_hwnode_text.data(), 1, g_hwnode_text.size(), f);
-    std::fclose(f);
-  } else {
-    std::perror(g_hwnode_file.c_str());
-    return 1;
-  }
+  if (!benchfx::write_text(g_hwnode_file, g_hwnode_text)) return 1;
   signal(SIGINT, [](int) {
-    reap_workers();
+    benchfx::reap_workers(g_pids);
     _exit(130);
   });
   signal(SIGTERM, [](int) {
-    reap_workers();
+    benchfx::reap_workers(g_pids);
     _exit(143);
   });
-  spawn_workers(g_workers);
+  g_pids = benchfx::spawn_workers(g_workers);
   build_fcgid_table();
   std::fprintf(stderr,
                "micro: %zu worker processes, beancounter file %zu bytes (%d containers + 0)\n",
                g_pids.size(), g_hwnode_text.size(), g_containers);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  reap_workers();
+  benchfx::reap_workers(g_pids);
   return 0;
 }

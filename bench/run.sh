@@ -12,11 +12,21 @@ for f in "$BUILD/libshmguard_core.a" "$BUILD/mod_shmguard.so"; do
   [ -f "$f" ] || { echo "bench: $f missing; run make first" >&2; exit 1; }
 done
 mkdir -p "$OUT"
-# Micro-benchmarks against the core library (Google Benchmark).
-if [ ! -x "$OUT/micro" ] || [ -n "$(find bench/micro.cpp include mod_shmguard/glue/shm_layout.hpp \
-     "$BUILD/libshmguard_core.a" -newer "$OUT/micro" 2>/dev/null | head -1)" ]; then
+# Micro-benchmarks against the core library (Google Benchmark), and the real sampler loop
+# (mod_shmguard/sampler/sampler.cpp, no httpd dependency) driven by bench/sampler_bench.cpp.
+stale() {  # stale TARGET FILE...: TARGET missing or older than one of the files
+  [ ! -x "$1" ] || [ -n "$(find "$@" -newer "$1" 2>/dev/null | head -1)" ]
+}
+if stale "$OUT/micro" bench/micro.cpp bench/fixtures.hpp include mod_shmguard/glue/shm_layout.hpp \
+     "$BUILD/libshmguard_core.a"; then
   echo "bench: building $OUT/micro" >&2
   $CXX -O2 -std=c++17 -Wall -Wextra -Iinclude -Imod_shmguard/glue bench/micro.cpp \
     "$BUILD/libshmguard_core.a" -lbenchmark -lpthread -o "$OUT/micro"
+fi
+if stale "$OUT/sampler_bench" bench/sampler_bench.cpp bench/fixtures.hpp include mod_shmguard/glue \
+     mod_shmguard/sampler "$BUILD/libshmguard_core.a"; then
+  echo "bench: building $OUT/sampler_bench" >&2
+  $CXX -O2 -g -std=c++17 -Wall -Wextra -Iinclude bench/sampler_bench.cpp \
+    mod_shmguard/sampler/sampler.cpp "$BUILD/libshmguard_core.a" -lpthread -o "$OUT/sampler_bench"
 fi
 exec "$PYTHON" bench/bench.py --out "$OUT" "$@"

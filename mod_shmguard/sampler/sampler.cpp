@@ -361,6 +361,8 @@ void LogTail::poll(const std::function<void(const std::string&)>& on_line) {
 void run(const Config& cfg, shm::Segment* seg, const Logger& log,
          const std::function<bool()>& stop) {
   try {
+    // The wake pipe is drained until empty: it must not block (the module creates it so).
+    if (cfg.wake_fd >= 0) fcntl(cfg.wake_fd, F_SETFL, fcntl(cfg.wake_fd, F_GETFL) | O_NONBLOCK);
     Sampler s(cfg, seg, log);
     const std::int64_t interval = std::max<std::int64_t>(cfg.interval_ms, 10);
     std::int64_t next = now_mono_ms();

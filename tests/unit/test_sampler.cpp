@@ -1,0 +1,195 @@
+// The sampler loop without httpd: publication into the shared segment, the error-log tail, the
+// on-demand status rendering, and the evidence tickets children wait for.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../../mod_shmguard/sampler/sampler.hpp"
+#include "shmguard/status.hpp"
+
+using namespace shmguard;
+
+namespace {
+
+std::string fixtures() {
+  const char* env = std::getenv("SHMGUARD_FIXTURES");
+  return env ? env : "tests/fixtures";
+}
+
+// A temporary directory removed at the end of the test.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/shmguard-sampler-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+};
+
+void append(const std::string& file, const std::string& text) {
+  std::ofstream(file, std::ios::app) << text << std::flush;
+}
+
+template <class P>
+bool eventually(P pred, int ms = 3000) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+struct Running {
+  std::unique_ptr<shm::Segment> seg = std::make_unique<shm::Segment>();
+  std::atomic<bool> stop{false};
+  std::vector<std::string> logged;
+  std::thread thread;
+  int pipe_fds[2] = {-1, -1};
+
+  explicit Running(sampler::Config cfg) {
+    shm::init(seg.get(), 1, cfg.interval_ms);
+    if (::pipe(pipe_fds) == 0) cfg.wake_fd = pipe_fds[0];
+    thread = std::thread([this, cfg] {
+      sampler::Logger log = [this](sampler::Level, const std::string& m) { logged.push_back(m); };
+      sampler::run(cfg, seg.get(), log, [this] { return stop.load(); });
+    });
+  }
+  ~Running() {
+    stop = true;
+    wake();
+    thread.join();
+    for (int fd : pipe_fds)
+      if (fd >= 0) ::close(fd);
+  }
+  void wake() { (void)!::write(pipe_fds[1], "x", 1); }
+};
+
+sampler::Config config(const std::string& beancounters, const std::string& error_log = "") {
+  sampler::Config cfg;
+  cfg.probe.beancounters = beancounters;
+  cfg.probe.cgroup.mode = CgroupOptions::Mode::Off;
+  cfg.probe.devshm = "";
+  cfg.probe.page_size = 4096;
+  cfg.interval_ms = 100;
+  cfg.error_log = error_log;
+  return cfg;
+}
+
+}  // namespace
+
+TEST(Sampler, PublishesHeadroomBindingAndFailcnt) {
+  Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 2; }));
+  EXPECT_EQ(r.seg->headroom.load(), (262144 - 247122) * 4096LL);
+  EXPECT_EQ(r.seg->binding.load(), shm::kShmpages);
+  EXPECT_EQ(r.seg->binding_limit.load(), 262144LL * 4096);
+  EXPECT_EQ(r.seg->failcnt_sum.load(), 10067u);  // shmpages 10067 + privvmpages 0
+  EXPECT_GT(r.seg->sample_wall_ms.load(), 0);
+  // No status page asked: nothing rendered.
+  EXPECT_EQ(r.seg->blob_seq.load(), 0u);
+}
+
+TEST(Sampler, UnreadableSourceMeansUnboundedNotZero) {
+  Running r(config("/nonexistent/user_beancounters"));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  // Whatever this machine's other limits are, a missing beancounter file never reads as 0 headroom.
+  EXPECT_NE(r.seg->binding.load(), shm::kShmpages);
+  EXPECT_TRUE(r.seg->headroom.load() == -1 || r.seg->binding.load() == shm::kOvercommit)
+      << "with the cgroup off, only strict overcommit could bind here";
+}
+
+TEST(Sampler, RendersStatusOnlyWhenAskedAndServesTheTicket) {
+  Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  r.seg->status_wanted.fetch_or(kJson);
+  std::uint64_t ticket = r.seg->status_requests.fetch_add(1) + 1;
+  r.wake();
+  ASSERT_TRUE(eventually([&] { return r.seg->status_gen.load() >= ticket; }));
+  std::string blob;
+  ASSERT_TRUE(shm::read_blob(r.seg.get(), blob));
+  auto sec = decode_sections(blob);
+  ASSERT_TRUE(sec);
+  EXPECT_TRUE(sec->metrics.empty());  // only the asked format
+  EXPECT_TRUE(sec->auto_text.empty());
+}
+
+TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
+  TempDir d;
+  const std::string log = d.path + "/error.log";
+  append(log, "[core:notice] earlier line that is not evidence\n");
+  Running r(config(fixtures() + "/beancounters/openvz6-container.txt", log));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  EXPECT_EQ(r.seg->php_errors.load(), 0u);
+  // A line written before the sampler started is not counted; a new one is, at once (inotify).
+  append(log,
+         "Fri Nov 27 14:16:30 2026 (12958): Fatal Error Unable to allocate shared memory segment "
+         "of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
+  ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }));
+  EXPECT_EQ(r.seg->php_error_bytes.load(), 67108864u);
+  EXPECT_EQ(r.seg->php_error_pid.load(), 12958);
+  // A partial line is held back until its newline arrives.
+  append(log, "Fri Nov 27 14:16:31 2026 (12960): Fatal Error Unable to allocate shared memory ");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(r.seg->php_errors.load(), 1u);
+  append(log, "segment of 134217728 bytes: mmap: Cannot allocate memory (12)\n");
+  ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 2; }));
+  EXPECT_EQ(r.seg->php_error_bytes.load(), 134217728u);
+  // Truncation (log rotated in place): read again from the start.
+  { std::ofstream(log, std::ios::trunc) << ""; }
+  append(log,
+         "Fri Nov 27 14:17:00 2026 (13000): Fatal Error Unable to allocate shared memory segment "
+         "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
+  ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 3; }));
+  EXPECT_EQ(r.seg->php_error_pid.load(), 13000);
+}
+
+TEST(Sampler, EvidenceTicketIsServedAfterAWake) {
+  Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  std::uint64_t ticket = r.seg->wake_requests.fetch_add(1) + 1;
+  r.wake();
+  EXPECT_TRUE(eventually([&] { return r.seg->evidence_gen.load() >= ticket; }, 1000));
+}
+
+TEST(Sampler, WarnsOnceBelowThresholdAndLogsFailcntRise) {
+  TempDir d;
+  const std::string bc = d.path + "/user_beancounters";
+  std::string text;
+  {
+    std::ifstream in(fixtures() + "/beancounters/openvz6-container.txt");
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  { std::ofstream(bc) << text; }
+  sampler::Config cfg = config(bc);
+  cfg.warn_is_percent = false;
+  cfg.warn_bytes = 64ULL << 20;  // headroom 58.7 MiB is below
+  Running r(cfg);
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 3; }));
+  EXPECT_EQ(r.seg->warn_state.load(), 1);
+  // Raise shmpages failcnt 10067 -> 10077 in the file.
+  auto at = text.find("10067");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 5, "10077");
+  { std::ofstream(bc + ".tmp") << text; }
+  std::rename((bc + ".tmp").c_str(), bc.c_str());
+  ASSERT_TRUE(eventually([&] { return r.seg->failcnt_sum.load() == 10077u; }));
+  r.stop = true;
+  r.wake();
+  r.thread.join();
+  r.thread = std::thread([] {});
+  int warns = 0, rises = 0;
+  for (const auto& m : r.logged) {
+    if (m.rfind("SG0301 ", 0) == 0) ++warns;
+    if (m.rfind("SG0303 beancounter:shmpages:failcnt rose by 10 (now 10077", 0) == 0) ++rises;
+  }
+  EXPECT_EQ(warns, 1);
+  EXPECT_EQ(rises, 1);
+}
