@@ -48,6 +48,19 @@ struct ClassKey {
 // mod_fcgid's proctable_get_table_array()).
 std::vector<Node> read_table(const unsigned char* table);
 
+// The same without the strings: what the sampler needs every interval.
+struct NodeLite {
+  int index = 0;
+  int pid = 0;
+  List list = List::Idle;
+  std::uint64_t inode = 0, deviceid = 0;
+  int vhost_id = 0;
+  std::int64_t start_time_us = 0;
+};
+void read_table_lite(const unsigned char* table, std::vector<NodeLite>& out);
+// The executable path (wrapper or script) of the node at `index` (bounded; "" if out of range).
+std::string node_executable(const unsigned char* table, int index);
+
 // Workers of a class on the idle and busy lists whose pid `alive` accepts. No allocation.
 int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int pid));
 

@@ -83,6 +83,26 @@ std::vector<Node> read_table(const unsigned char* table) {
   return out;
 }
 
+void read_table_lite(const unsigned char* table, std::vector<NodeLite>& out) {
+  out.clear();
+  if (!table) return;
+  const std::pair<int, List> heads[] = {
+      {kIdleHead, List::Idle}, {kBusyHead, List::Busy}, {kErrorHead, List::Error}};
+  for (const auto& [head, list] : heads) {
+    walk(table, head, [&, list = list](int i) {
+      const unsigned char* n = node_at(table, i);
+      out.push_back(NodeLite{i, load<int>(n, off::pid), list, load<std::uint64_t>(n, off::inode),
+                             load<std::uint64_t>(n, off::deviceid), load<int>(n, off::vhost_id),
+                             load<std::int64_t>(n, off::start_time)});
+    });
+  }
+}
+
+std::string node_executable(const unsigned char* table, int index) {
+  if (!table || index < 4 || index >= kSlots) return {};
+  return bounded_string(node_at(table, index) + off::executable_path, off::path_max);
+}
+
 int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int)) {
   if (!table) return -1;
   int count = 0;

@@ -600,9 +600,9 @@ std::optional<StatusSections> fresh_sections(unsigned formats) {
     std::uint64_t ticket = seg->status_requests.fetch_add(1) + 1;
     ssize_t w = write(gen.wake_write, "s", 1);
     (void)w;  // a full pipe wakes the sampler as well
-    for (int i = 0; i < 250 && seg->status_gen.load() < ticket; ++i) {
+    for (int i = 0; i < 2500 && seg->status_gen.load() < ticket; ++i) {  // 0.2 ms steps
       struct timespec ts {
-        0, 2 * 1000 * 1000
+        0, 200 * 1000
       };
       nanosleep(&ts, nullptr);
     }

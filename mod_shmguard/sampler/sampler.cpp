@@ -2,6 +2,7 @@
 #include "sampler.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -11,6 +12,8 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -60,21 +63,44 @@ class Sampler {
   // page asked for them (status_wanted), so an idle server pays nothing for them.
   void sample() {
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
-    std::uint64_t status_ticket = seg_->status_requests.load(std::memory_order_acquire);
-    unsigned formats = seg_->status_wanted.exchange(0, std::memory_order_acq_rel);
     Snapshot snap = probe(cfg_.probe);
     tracker_.observe(snap.taken_at_ms, snap);
     update_classes();
     read_log();
     warn(snap);  // before publishing: the warning precedes the refusals it explains
     publish(snap);
-    if (formats) {
-      std::vector<WorkerRow> workers = scan_workers();
-      shm::publish_blob(seg_, encode_sections(render_sampler_sections(snap, workers, formats)));
-      seg_->status_gen.store(status_ticket, std::memory_order_release);
-    }
+    last_ = std::move(snap);
+    std::int64_t now = now_mono_ms();
+    if (!render_status(now) && status_ms_ != 0 && now - status_ms_ < 60000)
+      refresh_for_status(now, false);
     std::uint64_t done = seg_->evidence_gen.load(std::memory_order_relaxed);
     if (wake_ticket > done) seg_->evidence_gen.store(wake_ticket, std::memory_order_release);
+  }
+
+  // A child woke the sampler: for evidence (a 500) a full fresh sample; for a status page only
+  // the rendering, from the last sample (at most one interval old).
+  void on_wake() {
+    bool evidence = seg_->wake_requests.load(std::memory_order_acquire) >
+                    seg_->evidence_gen.load(std::memory_order_acquire);
+    if (evidence || !last_)
+      sample();
+    else
+      render_status(now_mono_ms());
+  }
+
+  // Renders the formats status pages asked for, if any; true if it did.
+  bool render_status(std::int64_t now) {
+    std::uint64_t ticket = seg_->status_requests.load(std::memory_order_acquire);
+    unsigned formats = seg_->status_wanted.exchange(0, std::memory_order_acq_rel);
+    if (!formats || !last_) return false;
+    // The first view after a quiet minute reads every process now; later ones use the caches.
+    bool watched = status_ms_ != 0 && now - status_ms_ < 60000;
+    status_ms_ = now;
+    if (!watched) refresh_for_status(now, true);
+    shm::publish_blob(seg_,
+                      encode_sections(render_sampler_sections(*last_, worker_rows(), formats)));
+    seg_->status_gen.store(ticket, std::memory_order_release);
+    return true;
   }
 
   void read_log() {
@@ -92,110 +118,167 @@ class Sampler {
 
  private:
   // mod_fcgid's workers per class (live count, largest segment) for the guard's auto reserve.
-  // A worker's segments are read from /proc/PID/maps once (OPcache maps its segment at start),
-  // keyed by (pid, mod_fcgid's start time); until a segment shows up, again each sample.
+  // A process is read once when it first appears (maps, stat, status, cmdline), keyed by pid and
+  // start time; its segments again only until one shows up (OPcache maps it at start).
   void update_classes() {
-    nodes_.clear();
-    if (cfg_.fcgid_table) nodes_ = fcgid::read_table(cfg_.fcgid_table);
-    struct ClassAgg {
-      std::uint64_t max_segment = 0;
-      std::int32_t workers = 0;
-    };
-    std::map<std::uint64_t, ClassAgg> classes;
-    std::map<std::pair<int, std::int64_t>, CachedSegments> seen;
+    ++generation_;
+    fcgid::read_table_lite(cfg_.fcgid_table, nodes_);
+    classes_.clear();
     for (const auto& node : nodes_) {
-      auto key = std::make_pair(node.pid, node.start_time_us);
-      auto it = segments_.find(key);
-      if (it == segments_.end() || it->second.segments.empty()) {
-        CachedSegments c;
-        auto segs = read_segments("/proc", node.pid);
-        if (segs)
-          c.segments = std::move(*segs.value);
-        else
-          c.error = segs.error;
-        it = segments_.insert_or_assign(key, std::move(c)).first;
-      }
-      seen.insert(*it);
+      Proc& p = track(node.pid, node.start_time_us);
+      p.fcgid = true;
       if (node.list == fcgid::List::Error) continue;
-      ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      ClassAgg& agg = classes_[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
       agg.workers++;
-      for (const auto& sg : it->second.segments)
-        agg.max_segment = std::max(agg.max_segment, sg.size);
+      for (const auto& sg : p.info.segments) agg.max_segment = std::max(agg.max_segment, sg.size);
     }
-    segments_.swap(seen);  // forget workers that are gone
-    for (const auto& [key, agg] : classes) {
+    for (const auto& [key, agg] : classes_) {
       if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
         if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
         slot->workers.store(agg.workers, std::memory_order_relaxed);
       }
     }
+    // Forget mod_fcgid workers that left the table; other processes go with the discovery scan.
+    for (auto it = procs_.begin(); it != procs_.end();)
+      it = (it->second.fcgid && it->second.seen != generation_) ? procs_.erase(it) : std::next(it);
   }
 
-  // FastCGI workers for the status page: mod_fcgid's process table (and the children of a php-cgi
-  // that forks them, PHP_FCGI_CHILDREN), plus PHP-FPM masters and pool workers (comm "php-fpm*").
-  std::vector<WorkerRow> scan_workers() {
+  // While someone watches the status page (a request in the last minute): every 10 s find the
+  // processes mod_fcgid's table does not list (PHP-FPM, children of a php-cgi that forks them),
+  // and each interval refresh the resident shared memory of the least recently read ones.
+  void refresh_for_status(std::int64_t now, bool full) {
+    if (full || now - discovered_ms_ >= 10000) {
+      discover(now);
+      discovered_ms_ = now;
+    }
+    std::vector<Proc*> order;
+    for (auto& [pid, p] : procs_) order.push_back(&p);
+    std::size_t n = full ? order.size() : std::min<std::size_t>(order.size(), 100);
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                      [](const Proc* a, const Proc* b) { return a->read_ms < b->read_ms; });
+    for (std::size_t i = 0; i < n; ++i) {
+      auto w = read_worker("/proc", order[i]->info.pid, false);
+      if (!w) continue;  // gone: the next table walk or discovery drops it
+      w.value->segments = std::move(order[i]->info.segments);
+      w.value->error = order[i]->info.error;
+      order[i]->info = std::move(*w.value);
+      order[i]->read_ms = now;
+    }
+  }
+
+  void discover(std::int64_t now) {
+    const std::vector<ProcStat> stats = read_all_stats("/proc");
+    ++discovery_;
+    std::unordered_map<int, std::vector<const ProcStat*>> children;
+    for (const auto& st : stats) children[st.ppid].push_back(&st);
+    for (const auto& node : nodes_) {
+      std::vector<int> frontier{node.pid};  // every descendant, not only direct children
+      for (std::size_t depth = 0; !frontier.empty() && depth < 8; ++depth) {
+        std::vector<int> next;
+        for (int parent : frontier) {
+          auto it = children.find(parent);
+          if (it == children.end()) continue;
+          for (const ProcStat* st : it->second) {
+            next.push_back(st->pid);
+            if (st->comm.rfind("php", 0) != 0) continue;
+            Proc& p = track(st->pid, static_cast<std::int64_t>(st->start_ticks));
+            p.parent = node.pid;
+            p.discovered = discovery_;
+          }
+        }
+        frontier.swap(next);
+      }
+    }
+    for (const auto& st : stats) {
+      if (st.comm.rfind("php-fpm", 0) != 0) continue;
+      Proc& p = track(st.pid, static_cast<std::int64_t>(st.start_ticks));
+      if (p.fcgid) continue;
+      p.fpm = true;
+      p.discovered = discovery_;
+    }
+    for (auto it = procs_.begin(); it != procs_.end();)
+      it = (!it->second.fcgid && it->second.discovered != discovery_) ? procs_.erase(it)
+                                                                      : std::next(it);
+    (void)now;
+  }
+
+  // The process `pid` as first seen with identity `ident` (mod_fcgid's start time, or the
+  // kernel's start ticks); a reused pid is a new process.
+  struct Proc;
+  Proc& track(int pid, std::int64_t ident) {
+    Proc& p = procs_[pid];
+    if (p.ident != ident || p.info.pid != pid) {
+      p = Proc{};
+      p.ident = ident;
+      p.info.pid = pid;
+      if (auto w = read_worker("/proc", pid, false)) {
+        p.info = std::move(*w.value);
+        p.read_ms = now_mono_ms();
+      } else {
+        p.info.error = w.error;
+      }
+    }
+    if (p.info.segments.empty()) {
+      if (auto segs = read_segments("/proc", pid))
+        p.info.segments = std::move(*segs.value);
+      else
+        p.info.error = segs.error;
+    }
+    p.seen = generation_;
+    return p;
+  }
+
+  // FastCGI workers for the status page, from the caches above (no /proc read here).
+  std::vector<WorkerRow> worker_rows() {
     std::vector<WorkerRow> rows;
     std::int64_t ticks_now = boot_ticks_now();
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0) hz = 100;
-    auto fill = [&](WorkerRow& row, const Worker& w) {
+    auto base = [&](WorkerRow& row, const Worker& w) {
+      row.pid = w.pid;
       row.rss_shmem = w.rss_shmem;
-      if (!w.segments.empty()) row.segments = w.segments;
-      if (!w.error.empty()) row.error = w.error;
-      if (!w.cmdline.empty()) row.command = w.cmdline;
+      row.segments = w.segments;
+      row.error = w.error;
+      row.command = w.cmdline;
       if (ticks_now >= 0 && static_cast<std::int64_t>(w.start_ticks) <= ticks_now)
         row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.start_ticks)) / hz;
     };
-    const std::vector<ProcStat> stats = read_all_stats("/proc");
-    std::vector<int> listed;
-    for (const auto& node : nodes_) {
+    std::unordered_map<int, std::vector<const Proc*>> kids;  // PHP_FCGI_CHILDREN, by parent
+    for (const auto& [pid, p] : procs_)
+      if (p.parent && !p.fcgid) kids[p.parent].push_back(&p);
+    for (const auto& node : nodes_) {  // the table as of the last sample
       WorkerRow row;
+      auto it = procs_.find(node.pid);
+      if (it != procs_.end()) base(row, it->second.info);
       row.pid = node.pid;
       row.backend = "mod_fcgid";
       row.kind = "php-cgi";
       row.state = fcgid::to_string(node.list);
       row.vhost_id = node.vhost_id;
-      row.klass = node.executable;
-      row.command = node.cmdline;
-      listed.push_back(node.pid);
-      auto cached = segments_.find(std::make_pair(node.pid, node.start_time_us));
-      if (cached != segments_.end()) {
-        row.segments = cached->second.segments;
-        row.error = cached->second.error;
-      }
-      auto w = read_worker("/proc", node.pid, false);
-      if (!w) {
-        row.error = w.error;
-        rows.push_back(std::move(row));
-        continue;  // gone meanwhile
-      }
-      fill(row, *w.value);
-      const WorkerRow parent = row;
-      rows.push_back(std::move(row));
+      std::string& exe = executables_[std::make_pair(node.deviceid, node.inode)];
+      if (exe.empty()) exe = fcgid::node_executable(cfg_.fcgid_table, node.index);
+      row.klass = exe;
+      if (row.command.empty()) row.command = exe;
+      rows.push_back(row);
       // php-cgi with PHP_FCGI_CHILDREN: its children serve the requests and share its segment.
-      for (int kid : descendants(stats, node.pid)) {
-        auto kw = read_worker("/proc", kid);
-        if (!kw || kw.value->comm.rfind("php", 0) != 0) continue;
+      auto kid = kids.find(node.pid);
+      if (kid == kids.end()) continue;
+      for (const Proc* p : kid->second) {
         WorkerRow k;
-        k.pid = kid;
+        base(k, p->info);
         k.backend = "mod_fcgid";
         k.kind = "php-cgi child of " + std::to_string(node.pid);
-        k.vhost_id = parent.vhost_id;
-        k.klass = parent.klass;
-        fill(k, *kw.value);
-        listed.push_back(kid);
+        k.vhost_id = row.vhost_id;
+        k.klass = row.klass;
         rows.push_back(std::move(k));
       }
     }
-    for (const auto& st : stats) {
-      if (st.comm.rfind("php-fpm", 0) != 0) continue;
-      if (std::find(listed.begin(), listed.end(), st.pid) != listed.end()) continue;
-      auto w = read_worker("/proc", st.pid);
-      if (!w) continue;
+    for (const auto& [pid, p] : procs_) {
+      if (!p.fpm) continue;
       WorkerRow row;
-      row.pid = st.pid;
+      base(row, p.info);
       row.backend = "php-fpm";
-      const std::string& cmd = w.value->cmdline;
+      const std::string& cmd = p.info.cmdline;
       if (cmd.rfind("php-fpm: pool ", 0) == 0) {
         row.klass = cmd.substr(14);
         while (!row.klass.empty() && row.klass.back() == ' ') row.klass.pop_back();
@@ -206,7 +289,6 @@ class Sampler {
         if (open != std::string::npos && close != std::string::npos && close > open)
           row.klass = cmd.substr(open + 1, close - open - 1);
       }
-      fill(row, *w.value);
       rows.push_back(std::move(row));
     }
     return rows;
@@ -283,15 +365,29 @@ class Sampler {
     }
   }
 
-  struct CachedSegments {
-    std::vector<Segment> segments;
-    std::string error;
+  struct Proc {
+    std::int64_t ident = -1;   // mod_fcgid's start time, or the kernel's start ticks
+    Worker info;               // stat, status, cmdline, segments
+    std::int64_t read_ms = 0;  // when status (RssShmem) was last read
+    bool fcgid = false;        // listed in mod_fcgid's table
+    bool fpm = false;          // a php-fpm process
+    int parent = 0;            // the php-cgi whose child this is (PHP_FCGI_CHILDREN), or 0
+    std::uint64_t seen = 0, discovered = 0;
+  };
+  struct ClassAgg {
+    std::uint64_t max_segment = 0;
+    std::int32_t workers = 0;
   };
 
   const Config& cfg_;
   shm::Segment* seg_;
-  std::vector<fcgid::Node> nodes_;  // mod_fcgid's table at the last sample
-  std::map<std::pair<int, std::int64_t>, CachedSegments> segments_;  // (pid, start) -> segments
+  std::vector<fcgid::NodeLite> nodes_;  // mod_fcgid's table at the last sample
+  std::unordered_map<int, Proc> procs_;
+  std::unordered_map<std::uint64_t, ClassAgg> classes_;
+  std::uint64_t generation_ = 0, discovery_ = 0;
+  std::int64_t status_ms_ = 0, discovered_ms_ = 0;
+  std::optional<Snapshot> last_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> executables_;  // (dev, inode)
   const Logger& log_;
   FailcntTracker tracker_;
   LogTail tail_;
@@ -361,6 +457,10 @@ void LogTail::poll(const std::function<void(const std::string&)>& on_line) {
 void run(const Config& cfg, shm::Segment* seg, const Logger& log,
          const std::function<bool()>& stop) {
   try {
+    // The status page's buffers are large (hundreds of KiB with 1000 workers): keep them on the
+    // heap and the heap mapped, instead of a fresh mmap and page faults for every rendering.
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     // The wake pipe is drained until empty: it must not block (the module creates it so).
     if (cfg.wake_fd >= 0) fcntl(cfg.wake_fd, F_SETFL, fcntl(cfg.wake_fd, F_GETFL) | O_NONBLOCK);
     Sampler s(cfg, seg, log);
@@ -394,7 +494,7 @@ void run(const Config& cfg, shm::Segment* seg, const Logger& log,
           s.read_log();
         }
       }
-      if (woken) s.sample();  // a child waits for a fresh look at the counters and the log
+      if (woken) s.on_wake();  // a child waits for evidence or a status page
     }
   } catch (const std::exception& e) {
     log(Level::Error, std::string("SG0119 sampler stopped by an internal error: ") + e.what());

@@ -103,3 +103,29 @@ TEST(FcgidTable, CorruptLinksAreBounded) {
   t.put(kIdleHead, off::next_index, -5);
   EXPECT_EQ(read_table(t.mem.data()).size(), 0u);
 }
+
+TEST(FcgidTable, LiteReadMatchesFullRead) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/srv/wrap.sh");
+  t.add(kBusyHead, 10, 102, 78, 2, "/srv/wrap.sh");
+  t.add(kErrorHead, 1027, 103, 79, 3, "/srv/other.sh");
+  t.put<std::int64_t>(10, off::start_time, 1234567);
+  auto full = read_table(t.mem.data());
+  std::vector<NodeLite> lite;
+  read_table_lite(t.mem.data(), lite);
+  ASSERT_EQ(lite.size(), full.size());
+  for (std::size_t i = 0; i < lite.size(); ++i) {
+    EXPECT_EQ(lite[i].pid, full[i].pid);
+    EXPECT_EQ(lite[i].list, full[i].list);
+    EXPECT_EQ(lite[i].inode, full[i].inode);
+    EXPECT_EQ(lite[i].vhost_id, full[i].vhost_id);
+    EXPECT_EQ(lite[i].start_time_us, full[i].start_time_us);
+  }
+  EXPECT_EQ(lite[1].start_time_us, 1234567);
+  EXPECT_EQ(lite[1].index, 10);
+  EXPECT_EQ(node_executable(t.mem.data(), lite[2].index), "/srv/other.sh");
+  EXPECT_EQ(node_executable(t.mem.data(), 2), "");  // a list head, not a node
+  EXPECT_EQ(node_executable(t.mem.data(), kSlots), "");
+  read_table_lite(nullptr, lite);
+  EXPECT_TRUE(lite.empty());
+}
