@@ -72,6 +72,9 @@ struct Snapshot {
   std::vector<Counter> counters;  // failure counters (filled by FailcntTracker::observe)
 };
 
+// Wall clock, ms since the epoch (what Snapshot::taken_at_ms and the shared segment use).
+std::int64_t now_ms();
+
 // Reads every source (never throws for kernel-file problems: they go to `unavailable`).
 Snapshot probe(const ProbeConfig& cfg);
 

@@ -49,6 +49,9 @@ struct Worker {
 Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps = true);
 // The shared segments of one process (its /proc/PID/maps).
 Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid);
+// Now, in the clock ticks since boot that /proc/PID/stat's start time uses (-1 if unknown).
+std::int64_t boot_ticks_now(const std::string& procfs);
+
 // All numeric entries of <procfs>.
 std::vector<int> list_pids(const std::string& procfs);
 // Descendants of `root` (children, grandchildren...) among the given stats.

@@ -57,6 +57,12 @@ void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {
 
 }  // namespace
 
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 const Limit* Snapshot::binding_limit() const {
   for (const auto& l : limits)
     if (l.name == binding) return &l;
@@ -65,9 +71,7 @@ const Limit* Snapshot::binding_limit() const {
 
 Snapshot probe(const ProbeConfig& cfg) {
   Snapshot s;
-  s.taken_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+  s.taken_at_ms = now_ms();
   s.page_size = cfg.page_size ? cfg.page_size : machine_page_size();
 
   probe_beancounters(cfg, s);

@@ -2,6 +2,9 @@
 #include "shmguard/workers.hpp"
 
 #include <dirent.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <algorithm>
 #include <memory>
@@ -178,6 +181,15 @@ Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
       w.error = segs.error;
   }
   return Result<Worker>::ok(std::move(w));
+}
+
+std::int64_t boot_ticks_now(const std::string& procfs) {
+  auto t = read_file(procfs + "/uptime");
+  if (!t) return -1;
+  double up = 0;
+  if (std::sscanf(t.value->c_str(), "%lf", &up) != 1) return -1;
+  long hz = ::sysconf(_SC_CLK_TCK);
+  return static_cast<std::int64_t>(up * static_cast<double>(hz > 0 ? hz : 100));
 }
 
 std::vector<int> list_pids(const std::string& procfs) {

@@ -24,9 +24,7 @@ namespace shmguard::glue {
 Generation gen;
 
 std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return now_ms();
 }
 
 namespace {

@@ -26,11 +26,6 @@ namespace shmguard::sampler {
 
 namespace {
 
-std::int64_t now_wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 std::int64_t now_mono_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -41,16 +36,6 @@ std::uint64_t failcnt_of(const Snapshot& s, const char* res) {
   if (!s.beancounters) return 0;
   const BeancounterRow* r = s.beancounters->block.find(res);
   return r ? r->failcnt : 0;
-}
-
-std::int64_t boot_ticks_now() {
-  // Seconds since boot from /proc/uptime, as clock ticks.
-  auto t = read_file("/proc/uptime");
-  if (!t) return -1;
-  double up = 0;
-  if (std::sscanf(t.value->c_str(), "%lf", &up) != 1) return -1;
-  long hz = sysconf(_SC_CLK_TCK);
-  return static_cast<std::int64_t>(up * static_cast<double>(hz > 0 ? hz : 100));
 }
 
 class Sampler {
@@ -109,7 +94,7 @@ class Sampler {
       if (!e) return;
       seg_->php_error_bytes.store(e->bytes, std::memory_order_relaxed);
       seg_->php_error_pid.store(e->pid, std::memory_order_relaxed);
-      seg_->php_error_wall_ms.store(now_wall_ms(), std::memory_order_relaxed);
+      seg_->php_error_wall_ms.store(now_ms(), std::memory_order_relaxed);
       seg_->php_errors.fetch_add(1, std::memory_order_release);
     });
   }
@@ -231,7 +216,7 @@ class Sampler {
   // FastCGI workers for the status page, from the caches above (no /proc read here).
   std::vector<WorkerRow> worker_rows() {
     std::vector<WorkerRow> rows;
-    std::int64_t ticks_now = boot_ticks_now();
+    std::int64_t ticks_now = boot_ticks_now("/proc");
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0) hz = 100;
     auto base = [&](WorkerRow& row, const Worker& w) {
