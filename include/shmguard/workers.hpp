@@ -47,6 +47,8 @@ struct Worker {
 // Reads one process (stat, status, cmdline and, with `with_maps`, maps — the costly part: the
 // kernel walks every mapping). Fails only when the process is gone.
 Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps = true);
+// RssShmem of one process in bytes (its /proc/PID/status), 0 when the line is absent.
+Result<std::uint64_t> read_rss_shmem(const std::string& procfs, int pid);
 // The shared segments of one process (its /proc/PID/maps).
 Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid);
 // Now, in the clock ticks since boot that /proc/PID/stat's start time uses (-1 if unknown).

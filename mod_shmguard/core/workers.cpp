@@ -134,6 +134,31 @@ Result<ProcStat> parse_proc_stat(std::string_view text) {
   return Result<ProcStat>::ok(std::move(st));
 }
 
+// Uid and RssShmem from /proc/PID/status.
+static void parse_status(std::string_view t, Worker& w) {
+  while (!t.empty()) {
+    std::size_t nl = t.find('\n');
+    std::string_view line = t.substr(0, nl);
+    t = nl == std::string_view::npos ? std::string_view{} : t.substr(nl + 1);
+    if (line.rfind("Uid:", 0) == 0) {
+      std::string_view r = line.substr(4);
+      if (auto v = parse_u64(next_field(r)); v && *v <= 0xffffffffu)
+        w.uid = static_cast<unsigned>(*v);
+    } else if (line.rfind("RssShmem:", 0) == 0) {
+      std::string_view r = line.substr(9);
+      if (auto v = parse_u64(next_field(r)); v && *v < (UINT64_MAX >> 10)) w.rss_shmem = *v << 10;
+    }
+  }
+}
+
+Result<std::uint64_t> read_rss_shmem(const std::string& procfs, int pid) {
+  auto status = read_file(procfs + "/" + std::to_string(pid) + "/status");
+  if (!status) return Result<std::uint64_t>::fail(status.error);
+  Worker w;
+  parse_status(*status.value, w);
+  return Result<std::uint64_t>::ok(w.rss_shmem);
+}
+
 Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid) {
   auto maps = read_file(procfs + "/" + std::to_string(pid) + "/maps");
   if (!maps) return Result<std::vector<Segment>>::fail(maps.error);
@@ -151,22 +176,7 @@ Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
   w.ppid = st.value->ppid;
   w.comm = st.value->comm;
   w.start_ticks = st.value->start_ticks;
-  if (auto status = read_file(base + "/status")) {
-    std::string_view t = *status.value;
-    while (!t.empty()) {
-      std::size_t nl = t.find('\n');
-      std::string_view line = t.substr(0, nl);
-      t = nl == std::string_view::npos ? std::string_view{} : t.substr(nl + 1);
-      if (line.rfind("Uid:", 0) == 0) {
-        std::string_view r = line.substr(4);
-        if (auto v = parse_u64(next_field(r)); v && *v <= 0xffffffffu)
-          w.uid = static_cast<unsigned>(*v);
-      } else if (line.rfind("RssShmem:", 0) == 0) {
-        std::string_view r = line.substr(9);
-        if (auto v = parse_u64(next_field(r)); v && *v < (UINT64_MAX >> 10)) w.rss_shmem = *v << 10;
-      }
-    }
-  }
+  if (auto status = read_file(base + "/status")) parse_status(*status.value, w);
   if (auto cmd = read_file(base + "/cmdline", 64 << 10)) {
     std::string c = std::move(*cmd.value);
     while (!c.empty() && c.back() == '\0') c.pop_back();

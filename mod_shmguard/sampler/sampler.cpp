@@ -128,25 +128,26 @@ class Sampler {
       it = (it->second.fcgid && it->second.seen != generation_) ? procs_.erase(it) : std::next(it);
   }
 
-  // While someone watches the status page (a request in the last minute): every 10 s find the
-  // processes mod_fcgid's table does not list (PHP-FPM, children of a php-cgi that forks them),
-  // and each interval refresh the resident shared memory of the least recently read ones.
-  void refresh_for_status(std::int64_t now, bool full) {
-    if (full || now - discovered_ms_ >= 10000) {
+  // For the status page. Processes mod_fcgid's table does not list (PHP-FPM, children of a
+  // php-cgi that forks them) are found by a scan of every process: at the first view, then every
+  // 30 s while the page is watched (a view in the last minute), at most once a minute otherwise.
+  // Resident shared memory (RssShmem, /proc/PID/status) is re-read for the `slice` least recently
+  // read processes: 200 at a view after a quiet minute, 50 per interval while watched.
+  void refresh_for_status(std::int64_t now, bool first_view) {
+    std::int64_t every = first_view ? 60000 : 30000;
+    if (discovered_ms_ == 0 || now - discovered_ms_ >= every) {
       discover(now);
       discovered_ms_ = now;
     }
     std::vector<Proc*> order;
     for (auto& [pid, p] : procs_) order.push_back(&p);
-    std::size_t n = full ? order.size() : std::min<std::size_t>(order.size(), 100);
+    std::size_t n = std::min<std::size_t>(order.size(), first_view ? 200 : 50);
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
                       [](const Proc* a, const Proc* b) { return a->read_ms < b->read_ms; });
     for (std::size_t i = 0; i < n; ++i) {
-      auto w = read_worker("/proc", order[i]->info.pid, false);
-      if (!w) continue;  // gone: the next table walk or discovery drops it
-      w.value->segments = std::move(order[i]->info.segments);
-      w.value->error = order[i]->info.error;
-      order[i]->info = std::move(*w.value);
+      auto rss = read_rss_shmem("/proc", order[i]->info.pid);
+      if (!rss) continue;  // gone: the next table walk or discovery drops it
+      order[i]->info.rss_shmem = *rss.value;
       order[i]->read_ms = now;
     }
   }

@@ -1,6 +1,8 @@
 // Worker scanning: maps, stat, and PHP's allocation-failure line.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+
+#include <cstring>
 #include <unistd.h>
 
 #include "shmguard/workers.hpp"
@@ -87,4 +89,18 @@ TEST(PhpError, OtherLinesIgnored) {
   auto e = parse_php_shm_error("Unable to allocate shared memory segment of 5 bytes: x");
   ASSERT_TRUE(e);
   EXPECT_EQ(e->pid, 0);
+}
+
+TEST(Status, RssShmemOfThisProcessGrowsWithTouchedSharedPages) {
+  auto before = read_rss_shmem("/proc", ::getpid());
+  ASSERT_TRUE(before) << before.error;
+  const std::size_t len = 4 << 20;
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::memset(p, 1, len);  // touched pages count in RssShmem
+  auto after = read_rss_shmem("/proc", ::getpid());
+  ::munmap(p, len);
+  ASSERT_TRUE(after) << after.error;
+  EXPECT_GE(*after.value, *before.value + len);
+  EXPECT_FALSE(read_rss_shmem("/proc", 0x7ffffff0));
 }
