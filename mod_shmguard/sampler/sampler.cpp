@@ -56,8 +56,12 @@ class Sampler {
     publish(snap);
     last_ = std::move(snap);
     std::int64_t now = now_mono_ms();
-    if (!render_status(now) && status_ms_ != 0 && now - status_ms_ < 60000)
-      refresh_for_status(now, false);
+    if (!render_status(now) && status_ms_ != 0) {
+      if (now - status_ms_ < 60000)
+        refresh_for_status(now, false);
+      else if (now - discovered_ms_ >= 60000)  // once the page was viewed, keep it ready
+        discover_now(now);
+    }
     std::uint64_t done = seg_->evidence_gen.load(std::memory_order_relaxed);
     if (wake_ticket > done) seg_->evidence_gen.store(wake_ticket, std::memory_order_release);
   }
@@ -130,18 +134,16 @@ class Sampler {
 
   // For the status page. Processes mod_fcgid's table does not list (PHP-FPM, children of a
   // php-cgi that forks them) are found by a scan of every process: at the first view, then every
-  // 30 s while the page is watched (a view in the last minute), at most once a minute otherwise.
-  // Resident shared memory (RssShmem, /proc/PID/status) is re-read for the `slice` least recently
-  // read processes: 200 at a view after a quiet minute, 50 per interval while watched.
+  // 30 s while the page is watched (a view in the last minute), once a minute otherwise.
+  // Resident shared memory (RssShmem, /proc/PID/status) is re-read for the least recently read
+  // processes: 100 at a view after a quiet minute, 50 per interval while watched.
   void refresh_for_status(std::int64_t now, bool first_view) {
-    std::int64_t every = first_view ? 60000 : 30000;
-    if (discovered_ms_ == 0 || now - discovered_ms_ >= every) {
-      discover(now);
-      discovered_ms_ = now;
-    }
+    // The first view ever scans at once; a later first view uses the scan kept at most a minute
+    // old in the background (sample()), so it costs no more than a watched one.
+    if (discovered_ms_ == 0 || (!first_view && now - discovered_ms_ >= 30000)) discover_now(now);
     std::vector<Proc*> order;
     for (auto& [pid, p] : procs_) order.push_back(&p);
-    std::size_t n = std::min<std::size_t>(order.size(), first_view ? 200 : 50);
+    std::size_t n = std::min<std::size_t>(order.size(), first_view ? 100 : 50);
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
                       [](const Proc* a, const Proc* b) { return a->read_ms < b->read_ms; });
     for (std::size_t i = 0; i < n; ++i) {
@@ -150,6 +152,11 @@ class Sampler {
       order[i]->info.rss_shmem = *rss.value;
       order[i]->read_ms = now;
     }
+  }
+
+  void discover_now(std::int64_t now) {
+    discover(now);
+    discovered_ms_ = now;
   }
 
   void discover(std::int64_t now) {
