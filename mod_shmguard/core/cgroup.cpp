@@ -8,9 +8,13 @@
 #include <cstdio>
 #include <utility>
 
+#include "text.hpp"
 #include "shmguard/sources.hpp"
 
 namespace shmguard {
+using text::is_space;
+using text::split_ws;
+using text::trim;
 
 namespace {
 
@@ -41,16 +45,6 @@ std::string malformed(std::size_t line, const std::string& what) {
   return "malformed at line " + std::to_string(line) + ": " + what;
 }
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 bool blank(std::string_view s) {
   return trim(s).empty();
 }
@@ -66,19 +60,6 @@ void for_each_line(std::string_view text, F&& f) {
     text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     if (!f(no, line)) return;
   }
-}
-
-std::vector<std::string_view> split_ws(std::string_view s) {
-  std::vector<std::string_view> out;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && is_space(s[i])) ++i;
-    std::size_t j = i;
-    while (j < s.size() && !is_space(s[j])) ++j;
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j;
-  }
-  return out;
 }
 
 bool list_contains(std::string_view list, std::string_view item) {

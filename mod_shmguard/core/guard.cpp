@@ -1,4 +1,5 @@
 // mod_shmguard core: refusal pages.
+#include "text.hpp"
 #include "shmguard/guard.hpp"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "shmguard/units.hpp"
 
 namespace shmguard {
+using text::trim;
 
 const char* to_string(Verdict v) {
   switch (v) {
@@ -113,11 +115,6 @@ double quality(std::string_view params) {
   char* end = nullptr;
   double q = std::strtod(v.c_str(), &end);
   return end == v.c_str() ? 1.0 : q;
-}
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 }  // namespace
 

@@ -1,4 +1,5 @@
 // mod_shmguard core: probing every source and the headroom model.
+#include "text.hpp"
 #include "shmguard/model.hpp"
 
 #include <unistd.h>
@@ -7,17 +8,13 @@
 #include <chrono>
 
 namespace shmguard {
+using text::sat_mul;
 
 namespace {
 
 std::uint64_t machine_page_size() {
   long p = ::sysconf(_SC_PAGESIZE);
   return p > 0 ? static_cast<std::uint64_t>(p) : 4096;
-}
-
-std::uint64_t sat_mul(std::uint64_t a, std::uint64_t b) {
-  if (b != 0 && a > UINT64_MAX / b) return UINT64_MAX;
-  return a * b;
 }
 
 void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {

@@ -1,4 +1,5 @@
 // mod_shmguard core: text, JSON and Prometheus renderings of a snapshot.
+#include "text.hpp"
 #include "shmguard/render.hpp"
 
 #include <cstdio>
@@ -7,13 +8,9 @@
 #include "shmguard/units.hpp"
 
 namespace shmguard {
+using text::sat_mul;
 
 namespace {
-
-std::uint64_t sat_mul(std::uint64_t a, std::uint64_t b) {
-  if (b != 0 && a > UINT64_MAX / b) return UINT64_MAX;
-  return a * b;
-}
 
 // Bytes for a beancounter value (pages converted, counts have none).
 std::optional<std::uint64_t> bc_bytes(const BeancounterRow& r, std::uint64_t v,

@@ -1,4 +1,5 @@
 // mod_shmguard core: status sections (rendered by the sampler, concatenated by the handler).
+#include "text.hpp"
 #include "shmguard/status.hpp"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "shmguard/units.hpp"
 
 namespace shmguard {
+using text::sat_mul;
 
 std::string Template::fill(const std::function<std::string(std::int32_t)>& name) const {
   std::string out;
@@ -286,11 +288,6 @@ std::string bytes_cell(std::uint64_t v) {
   std::string o;
   put_bytes_cell(o, v);
   return o;
-}
-
-std::uint64_t sat_mul(std::uint64_t a, std::uint64_t b) {
-  if (b != 0 && a > UINT64_MAX / b) return UINT64_MAX;
-  return a * b;
 }
 
 const Counter* counter_named(const Snapshot& s, const std::string& name) {

@@ -2,9 +2,13 @@
 #include <cstdio>
 #include <utility>
 
+#include "text.hpp"
 #include "shmguard/sources.hpp"
 
 namespace shmguard {
+using text::is_space;
+using text::split_ws;
+using text::trim;
 
 namespace {
 
@@ -28,29 +32,6 @@ std::string quote(std::string_view s) {
 
 std::string malformed(std::size_t line, const std::string& what) {
   return "malformed at line " + std::to_string(line) + ": " + what;
-}
-
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-std::vector<std::string_view> split_ws(std::string_view s) {
-  std::vector<std::string_view> out;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && is_space(s[i])) ++i;
-    std::size_t j = i;
-    while (j < s.size() && !is_space(s[j])) ++j;
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j;
-  }
-  return out;
 }
 
 // The key is printed with %10d: negative for keys with the top bit set.

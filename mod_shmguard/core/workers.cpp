@@ -1,4 +1,5 @@
 // mod_shmguard core: processes, their shared segments, and PHP's allocation-failure line.
+#include "text.hpp"
 #include "shmguard/workers.hpp"
 
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <memory>
 
 namespace shmguard {
+using text::trim;
 
 namespace {
 
@@ -39,15 +41,6 @@ std::optional<std::uint64_t> parse_hex(std::string_view s) {
     v = (v << 4) | static_cast<std::uint64_t>(d);
   }
   return v;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
-    s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
 }
 
 struct DirCloser {
