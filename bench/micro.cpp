@@ -92,25 +92,15 @@ void set_backend(R& r, long) {
 }
 
 // ------------------------------------------------------------------------------ worker rows
-// The rows the sampler's on-demand scan_workers() hands to the renderer (mod_fcgid table +
-// read_worker per pid, segments included), as input for the P5 render benchmarks; not timed.
-std::int64_t boot_ticks_now() {
-  auto t = read_file("/proc/uptime");
-  if (!t) return -1;
-  double up = 0;
-  if (std::sscanf(t.value->c_str(), "%lf", &up) != 1) return -1;
-  long hz = sysconf(_SC_CLK_TCK);
-  return static_cast<std::int64_t>(up * static_cast<double>(hz > 0 ? hz : 100));
-}
-
+// Worker rows like those the sampler hands to the renderer (mod_fcgid table + read_worker per
+// pid, segments included), as input for the P5 render benchmarks; not timed.
 std::vector<WorkerRow> scan_workers(shm::Segment* seg, const unsigned char* table) {
   std::vector<WorkerRow> rows;
-  std::int64_t ticks_now = boot_ticks_now();
+  std::int64_t ticks_now = shmguard::boot_ticks_now("/proc");
   long hz = sysconf(_SC_CLK_TCK);
   if (hz <= 0) hz = 100;
   struct ClassAgg {
     std::uint64_t max_segment = 0;
-    std::int32_t workers = 0;
   };
   std::map<std::uint64_t, ClassAgg> classes;
   for (const auto& node : fcgid::read_table(table)) {
@@ -135,7 +125,6 @@ std::vector<WorkerRow> scan_workers(shm::Segment* seg, const unsigned char* tabl
       row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.value->start_ticks)) / hz;
     if (node.list != fcgid::List::Error) {
       ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
-      agg.workers++;
       for (const auto& s : row.segments) agg.max_segment = std::max(agg.max_segment, s.size);
     }
     rows.push_back(std::move(row));
@@ -143,7 +132,6 @@ std::vector<WorkerRow> scan_workers(shm::Segment* seg, const unsigned char* tabl
   for (const auto& [key, agg] : classes) {
     if (shm::ClassSlot* slot = shm::class_slot(seg, key)) {
       if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
-      slot->workers.store(agg.workers, std::memory_order_relaxed);
     }
   }
   return rows;

@@ -126,9 +126,7 @@ apr_status_t release_inflight(void* data) {
 
 shm::VhostCounters* counters_for(const ServerConf* c) {
   if (!gen.seg || c->vhost_index < 0) return nullptr;
-  int idx = c->vhost_index;
-  if (idx < 0) return nullptr;
-  return &gen.seg->vhosts[idx];
+  return &gen.seg->vhosts[c->vhost_index];
 }
 
 const char* host_of(const request_rec* r) {

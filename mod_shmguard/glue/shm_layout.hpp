@@ -52,11 +52,11 @@ struct VhostCounters {
 
 // One mod_fcgid process class (vhost_id, device, inode of wrapper or script): how many of our
 // requests are in flight to it (children), and the largest segment its workers map (sampler).
+// Its live workers are counted in mod_fcgid's own table at decision time, not here.
 struct ClassSlot {
   std::atomic<std::uint64_t> key;  // 0 = empty; set once with CAS, never cleared in a generation
   std::atomic<std::int32_t> inflight;
   std::atomic<std::uint64_t> max_segment;  // bytes, 0 unknown
-  std::atomic<std::int32_t> workers;       // live workers seen by the sampler
 };
 
 struct Segment {
@@ -142,14 +142,16 @@ inline bool read_blob(const Segment* s, std::string& out) {
   return false;
 }
 
-// The slot for a class key (created if absent); nullptr when the table is full.
-inline ClassSlot* class_slot(Segment* s, std::uint64_t key) {
+// The slot for a class key, created if absent (with `create`); nullptr when absent and not
+// created, or when the table is full.
+inline ClassSlot* class_slot(Segment* s, std::uint64_t key, bool create = true) {
   if (key == 0) key = 1;
   for (std::size_t i = 0; i < kClassSlots; ++i) {
     ClassSlot& c = s->classes[(key + i) % kClassSlots];
     std::uint64_t k = c.key.load(std::memory_order_acquire);
     if (k == key) return &c;
     if (k == 0) {
+      if (!create) return nullptr;
       std::uint64_t expected = 0;
       if (c.key.compare_exchange_strong(expected, key, std::memory_order_acq_rel)) return &c;
       if (expected == key) return &c;

@@ -50,18 +50,6 @@ struct VhostView {
   Reserve reserve;
 };
 
-// The class slot for key, without creating one.
-const shm::ClassSlot* find_class_slot(const shm::Segment* s, std::uint64_t key) {
-  if (key == 0) key = 1;
-  for (std::size_t i = 0; i < shm::kClassSlots; ++i) {
-    const shm::ClassSlot& c = s->classes[(key + i) % shm::kClassSlots];
-    std::uint64_t k = c.key.load(std::memory_order_acquire);
-    if (k == key) return &c;
-    if (k == 0) return nullptr;
-  }
-  return nullptr;
-}
-
 // What ShmGuardReserve means for this vhost right now (the guard decides per mod_fcgid class;
 // the vhost's value is the largest of its classes').
 Reserve reserve_of(const ServerConf* c, int fcgid_vhost_id, const std::vector<fcgid::Node>& nodes) {
@@ -79,7 +67,7 @@ Reserve reserve_of(const ServerConf* c, int fcgid_vhost_id, const std::vector<fc
     if (fcgid_vhost_id == 0 || n.vhost_id != fcgid_vhost_id) continue;
     if (!seen.insert({n.deviceid, n.inode}).second) continue;
     const shm::ClassSlot* slot =
-        find_class_slot(gen.seg, shm::class_key(n.vhost_id, n.deviceid, n.inode));
+        shm::class_slot(gen.seg, shm::class_key(n.vhost_id, n.deviceid, n.inode), false);
     std::uint64_t v = slot ? slot->max_segment.load(std::memory_order_relaxed) : 0;
     if (v > best) {
       best = v;

@@ -117,14 +117,12 @@ class Sampler {
       Proc& p = track(node.pid, node.start_time_us);
       p.fcgid = true;
       if (node.list == fcgid::List::Error) continue;
-      ClassAgg& agg = classes_[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
-      agg.workers++;
-      for (const auto& sg : p.info.segments) agg.max_segment = std::max(agg.max_segment, sg.size);
+      std::uint64_t& largest = classes_[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      for (const auto& sg : p.info.segments) largest = std::max(largest, sg.size);
     }
-    for (const auto& [key, agg] : classes_) {
+    for (const auto& [key, largest] : classes_) {
       if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
-        if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
-        slot->workers.store(agg.workers, std::memory_order_relaxed);
+        if (largest) slot->max_segment.store(largest, std::memory_order_relaxed);
       }
     }
     // Forget mod_fcgid workers that left the table; other processes go with the discovery scan.
@@ -367,16 +365,11 @@ class Sampler {
     int parent = 0;            // the php-cgi whose child this is (PHP_FCGI_CHILDREN), or 0
     std::uint64_t seen = 0, discovered = 0;
   };
-  struct ClassAgg {
-    std::uint64_t max_segment = 0;
-    std::int32_t workers = 0;
-  };
-
   const Config& cfg_;
   shm::Segment* seg_;
   std::vector<fcgid::NodeLite> nodes_;  // mod_fcgid's table at the last sample
   std::unordered_map<int, Proc> procs_;
-  std::unordered_map<std::uint64_t, ClassAgg> classes_;
+  std::unordered_map<std::uint64_t, std::uint64_t> classes_;  // class key -> largest segment
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
   std::optional<Snapshot> last_;
