@@ -15,7 +15,14 @@ PYTHON   ?= /usr/bin/python3
 OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
 CXXFLAGS_COMMON := -std=c++17 $(WARN) -fPIC -Iinclude -pthread
+# Hardening for everything that ships (module, probe, helpers); not for the sanitizer/fuzz builds.
+HARDEN   ?= -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+HARDEN_LD ?= -Wl,-z,relro,-z,now
+# apxs is looked up when it is used, never at parse time alone: the targets that install packages
+# (`deps`) build in a second make that starts after them, so a first run on a bare machine sees the
+# apxs that `deps` has just installed.
 APXS     ?= $(shell command -v apxs 2>/dev/null || command -v apxs2 2>/dev/null)
+DEPS     ?= sh scripts/deps.sh
 
 CORE_SRC  := $(sort $(wildcard mod_shmguard/core/*.cpp))
 PROBE_SRC := $(sort $(wildcard mod_shmguard/probe/*.cpp))
@@ -30,14 +37,14 @@ all: $(BUILD)/shmguard-probe $(BUILD)/unit-tests $(if $(APXS),$(BUILD)/mod_shmgu
 
 $(BUILD)/obj/%.o: %.cpp $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(HARDEN) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/libshmguard_core.a: $(CORE_SRC:%.cpp=$(BUILD)/obj/%.o)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/shmguard-probe: $(PROBE_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libshmguard_core.a
-	$(CXX) $(OPT) -pthread -o $@ $^ $(LDFLAGS)
+	$(CXX) $(OPT) -pthread $(HARDEN_LD) -o $@ $^ $(LDFLAGS)
 
 # The sampler loop has no httpd dependency: the unit tests run it too.
 SAMPLER_SRC := mod_shmguard/sampler/sampler.cpp
@@ -46,16 +53,16 @@ $(BUILD)/unit-tests: $(UNIT_SRC:%.cpp=$(BUILD)/obj/%.o) $(SAMPLER_SRC:%.cpp=$(BU
 	$(CXX) $(OPT) -pthread -o $@ $^ -lgtest -lgtest_main $(LDFLAGS)
 
 # The module: glue and sampler compiled against httpd/APR headers (flags from apxs), linked with
-# the core into one shared object through apxs/libtool; only shmguard_module is exported.
+# the core into one shared object with g++ -shared; only shmguard_module is exported.
 ifneq ($(APXS),)
 HTTPD_INC := -I$(shell $(APXS) -q INCLUDEDIR) $(shell $(APXS) -q EXTRA_CPPFLAGS 2>/dev/null) \
              $(shell pkg-config --cflags apr-1 apr-util-1 2>/dev/null)
 $(BUILD)/glue/%.o: %.cpp $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(HTTPD_INC) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(HARDEN) $(HTTPD_INC) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/mod_shmguard.so: $(GLUE_SRC:%.cpp=$(BUILD)/glue/%.o) $(BUILD)/libshmguard_core.a mod_shmguard/exports.map
-	$(CXX) -shared -pthread -o $@ $(GLUE_SRC:%.cpp=$(BUILD)/glue/%.o) $(BUILD)/libshmguard_core.a \
+	$(CXX) -shared -pthread $(HARDEN_LD) -o $@ $(GLUE_SRC:%.cpp=$(BUILD)/glue/%.o) $(BUILD)/libshmguard_core.a \
 	  -Wl,--version-script=mod_shmguard/exports.map -Wl,--as-needed \
 	  $(shell pkg-config --libs apr-1 apr-util-1 2>/dev/null) $(LDFLAGS)
 endif
@@ -64,14 +71,14 @@ endif
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 .PHONY: build-asan test-asan
 build-asan:
-	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g $(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" APXS= \
+	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g $(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" APXS= HARDEN= HARDEN_LD= \
 	  $(BUILD)/asan/unit-tests $(BUILD)/asan/shmguard-probe
 
 test-asan: deps build-asan
 	@mkdir -p $(BUILD)/results
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(BUILD)/asan/unit-tests --gtest_output=xml:$(BUILD)/results/asan-unit.xml; \
-	ASAN_OPTIONS=detect_leaks=1 SHMGUARD_PROBE=$(BUILD)/asan/shmguard-probe \
+	ASAN_OPTIONS=detect_leaks=1 SHMGUARD_PROBE=$(BUILD)/asan/shmguard-probe SHMGUARD_SKIP_BUILD_TEST=1 \
 	  $(PYTHON) -m pytest -q tests/cli --junitxml=$(BUILD)/results/asan-cli.xml; \
 	$(PYTHON) tests/summary.py $(BUILD)/results/asan-unit.xml $(BUILD)/results/asan-cli.xml
 
@@ -93,15 +100,19 @@ fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
 	done; echo "fuzz-smoke: all targets ran clean"
 
 # ---------------------------------------------------------------- set-up, tests, run
-.PHONY: deps deps-bench test test-unit test-cli test-integration clean format run install bench bench-smoke
+# `build`: install what is missing, then build in a new make, which looks for apxs only now.
+build: deps
+	$(MAKE) all
+
+.PHONY: build deps deps-bench test test-unit test-cli test-integration clean format run install bench bench-smoke
 deps:
-	sh scripts/deps.sh test
+	$(DEPS) test
 
 deps-bench:
-	sh scripts/deps.sh bench
+	$(DEPS) bench
 
 # Every suite writes JUnit XML; tests/summary.py prints the one "N passed, M failed" line.
-test: deps all
+test: build
 	@mkdir -p $(BUILD)/results && rm -f $(BUILD)/results/*.xml
 	-$(BUILD)/unit-tests --gtest_output=xml:$(BUILD)/results/unit.xml
 	-SHMGUARD_PROBE=$(BUILD)/shmguard-probe $(PYTHON) -m pytest -q tests/cli \
@@ -114,14 +125,16 @@ test: deps all
 test-unit: all
 	$(BUILD)/unit-tests
 
-run: deps all
+run: build
 	sh scripts/run-demo.sh $(PORT)
 
 # Benchmarks (not part of `make test`): one table of ratios; see BENCHMARKS.md.
-bench: deps-bench all
+bench: deps-bench
+	$(MAKE) all
 	BUILD=$(BUILD) sh bench/run.sh
 
-bench-smoke: deps-bench all
+bench-smoke: deps-bench
+	$(MAKE) all
 	BUILD=$(BUILD) sh bench/run.sh --smoke
 
 install: all
