@@ -14,7 +14,7 @@ PORT     ?= 8080
 PYTHON   ?= /usr/bin/python3
 OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
-CXXFLAGS_COMMON := -std=c++17 $(WARN) -fPIC -Iinclude -pthread
+CXXFLAGS_COMMON := -std=c++17 $(WARN) -fPIC -Iinclude -Imod_shmguard -pthread
 # Hardening for everything that ships (module, probe, helpers); not for the sanitizer/fuzz builds.
 HARDEN   ?= -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 HARDEN_LD ?= -Wl,-z,relro,-z,now
@@ -26,6 +26,7 @@ DEPS     ?= sh scripts/deps.sh
 
 CORE_SRC  := $(sort $(wildcard mod_shmguard/core/*.cpp))
 PROBE_SRC := $(sort $(wildcard mod_shmguard/probe/*.cpp))
+WRAPPER_SRC := $(sort $(wildcard mod_shmguard/wrapper/*.cpp))
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.cpp))
 GLUE_SRC  := $(sort $(wildcard mod_shmguard/glue/*.cpp mod_shmguard/sampler/*.cpp))
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.cpp))
@@ -33,7 +34,7 @@ HEADERS   := $(wildcard include/shmguard/*.hpp mod_shmguard/*/*.hpp)
 
 # ---------------------------------------------------------------- normal build
 .PHONY: all
-all: $(BUILD)/shmguard-probe $(BUILD)/unit-tests $(if $(APXS),$(BUILD)/mod_shmguard.so)
+all: $(BUILD)/shmguard-probe $(BUILD)/shmguard-php-wrapper $(BUILD)/unit-tests $(if $(APXS),$(BUILD)/mod_shmguard.so)
 
 $(BUILD)/obj/%.o: %.cpp $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -44,6 +45,9 @@ $(BUILD)/libshmguard_core.a: $(CORE_SRC:%.cpp=$(BUILD)/obj/%.o)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/shmguard-probe: $(PROBE_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libshmguard_core.a
+	$(CXX) $(OPT) -pthread $(HARDEN_LD) -o $@ $^ $(LDFLAGS)
+
+$(BUILD)/shmguard-php-wrapper: $(WRAPPER_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libshmguard_core.a
 	$(CXX) $(OPT) -pthread $(HARDEN_LD) -o $@ $^ $(LDFLAGS)
 
 # The sampler loop has no httpd dependency: the unit tests run it too.
@@ -142,6 +146,7 @@ install: all
 	install -D -m 0644 conf/shmguard.load $(DESTDIR)/etc/apache2/mods-available/shmguard.load
 	install -D -m 0644 conf/shmguard.conf $(DESTDIR)/etc/apache2/mods-available/shmguard.conf
 	install -D -m 0755 $(BUILD)/shmguard-probe $(DESTDIR)/usr/local/sbin/shmguard-probe
+	install -D -m 0755 $(BUILD)/shmguard-php-wrapper $(DESTDIR)/usr/local/lib/shmguard/shmguard-php-wrapper
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

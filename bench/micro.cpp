@@ -38,9 +38,9 @@
 #include <benchmark/benchmark.h>
 
 #include "fixtures.hpp"
-#include "shm_layout.hpp"
+#include "shm/segment.hpp"
 #include "shmguard/fcgid.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/refusal.hpp"
 #include "shmguard/model.hpp"
 #include "shmguard/sources.hpp"
 #include "shmguard/status.hpp"

@@ -17,16 +17,16 @@ mkdir -p "$OUT"
 stale() {  # stale TARGET FILE...: TARGET missing or older than one of the files
   [ ! -x "$1" ] || [ -n "$(find "$@" -newer "$1" 2>/dev/null | head -1)" ]
 }
-if stale "$OUT/micro" bench/micro.cpp bench/fixtures.hpp include mod_shmguard/glue/shm_layout.hpp \
+if stale "$OUT/micro" bench/micro.cpp bench/fixtures.hpp include mod_shmguard/shm/segment.hpp \
      "$BUILD/libshmguard_core.a"; then
   echo "bench: building $OUT/micro" >&2
-  $CXX -O2 -std=c++17 -Wall -Wextra -Iinclude -Imod_shmguard/glue bench/micro.cpp \
+  $CXX -O2 -std=c++17 -Wall -Wextra -Iinclude -Imod_shmguard bench/micro.cpp \
     "$BUILD/libshmguard_core.a" -lbenchmark -lpthread -o "$OUT/micro"
 fi
 if stale "$OUT/sampler_bench" bench/sampler_bench.cpp bench/fixtures.hpp include mod_shmguard/glue \
      mod_shmguard/sampler "$BUILD/libshmguard_core.a"; then
   echo "bench: building $OUT/sampler_bench" >&2
-  $CXX -O2 -g -std=c++17 -Wall -Wextra -Iinclude bench/sampler_bench.cpp \
+  $CXX -O2 -g -std=c++17 -Wall -Wextra -Iinclude -Imod_shmguard bench/sampler_bench.cpp \
     mod_shmguard/sampler/sampler.cpp "$BUILD/libshmguard_core.a" -lpthread -o "$OUT/sampler_bench"
 fi
 exec "$PYTHON" bench/bench.py --out "$OUT" "$@"

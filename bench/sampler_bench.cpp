@@ -61,7 +61,7 @@
 #include <string>
 #include <vector>
 
-#include "../mod_shmguard/glue/shm_layout.hpp"
+#include "shm/segment.hpp"
 #include "../mod_shmguard/sampler/sampler.hpp"
 #include "fixtures.hpp"
 #include "shmguard/status.hpp"

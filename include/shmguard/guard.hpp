@@ -1,5 +1,10 @@
-// mod_shmguard core: the guard's decision, and what a refused visitor is told.
-// Pure functions: the request path calls decide() with values it read from shared memory.
+// mod_shmguard core: the guard's rules. Pure functions, no I/O: the glue (fixups) and the
+// benchmarks read the shared segment, call these, and act on the answer.
+//
+//   freshness   is the published sample young enough to act on (else fail open)?
+//   decide      pass (a free worker, or a spawn the headroom holds), spawn a lean worker (degrade),
+//               wait for a worker of the class, or refuse
+//   evidence    did this request's backend die of a shared-memory allocation failure?
 #pragma once
 
 #include <cstdint>
@@ -10,52 +15,95 @@
 namespace shmguard {
 
 enum class Verdict : std::uint8_t {
-  Pass,         // enough headroom, or an idle worker can serve
-  Refuse,       // headroom below the reserve and a new worker would be needed
-  WouldRefuse,  // the same, but ShmGuardAction log: count and log, serve anyway
+  Pass,         // a free worker of the class, or room for one more worker (a spawn)
+  Lean,         // ShmGuardAction degrade: no room for a full worker, room for a lean one
+  Wait,         // no free worker, no room: wait for a worker of the class to become free
+  Refuse,       // nothing to wait for (or the wait expired / the queue is full): 503
+  WouldRefuse,  // the same under ShmGuardAction log: count and log, serve anyway
   FailOpen,     // no fresh sample or the worker table cannot be read: serve
 };
 const char* to_string(Verdict v);
 
+enum class Action : std::uint8_t { Refuse, Log, Degrade };
+const char* to_string(Action a);
+
+// What a request holds while it is in flight (ShmGuard's claim on the class).
+enum class Claim : std::uint8_t {
+  None,    // not counted (no class known, or PHP-FPM)
+  Worker,  // an existing worker of the class
+  Spawn,   // a new worker, whose need is reserved until a sample has seen it
+  Lean,    // a new lean worker (degrade): its smaller need is reserved
+};
+const char* to_string(Claim c);
+
 struct GuardInput {
-  bool fresh = false;              // a sample younger than the staleness bound exists
-  bool bounded = false;            // a finite limit exists (else headroom is unbounded)
-  std::uint64_t headroom = 0;      // bytes, when bounded
-  std::uint64_t reserve = 0;       // bytes a new worker needs
-  bool spawns_workers = true;      // mod_fcgid spawns per request class; PHP-FPM does not
-  std::int32_t idle_workers = -1;  // idle workers of the request's class; < 0 unknown
-  bool dry_run = false;            // ShmGuardAction log
+  bool fresh = false;          // freshness() of the published sample
+  bool bounded = false;        // a finite limit exists (else headroom is unbounded)
+  std::uint64_t headroom = 0;  // bytes, when bounded (as published by the sampler)
+  std::uint64_t reserved = 0;  // bytes of admitted spawns that no sample has seen yet
+  std::uint64_t need = 0;      // bytes a full new worker maps (the reserve)
+  std::uint64_t lean_need = 0; // bytes a lean worker maps (degrade); 0: no lean worker possible
+  bool spawns_workers = true;  // mod_fcgid spawns per request class; PHP-FPM does not
+  int workers = -1;            // live workers of the class in mod_fcgid's table; < 0 unknown
+  int inflight = 0;            // requests holding (or about to take) a worker of the class
+  int queued = 0;              // waiters of the class this request must let go first
+  Action action = Action::Refuse;
+  bool may_wait = false;       // ShmGuardWait > 0, not expired, and a waiting place is free
 };
 
-// Refuse only when all of: the data is fresh, a finite limit exists, headroom < reserve, and
-// (for spawning backends) no idle worker of the class is known to exist.
-inline Verdict decide(const GuardInput& in) {
-  if (!in.fresh) return Verdict::FailOpen;
-  if (!in.bounded || in.headroom >= in.reserve) return Verdict::Pass;
-  if (in.spawns_workers) {
-    if (in.idle_workers < 0) return Verdict::FailOpen;
-    if (in.idle_workers > 0) return Verdict::Pass;
-  }
-  return in.dry_run ? Verdict::WouldRefuse : Verdict::Refuse;
+struct Decision {
+  Verdict verdict = Verdict::Pass;
+  Claim claim = Claim::None;
+  std::uint64_t reserve_bytes = 0;  // what the claim reserves (Spawn: need; Lean: lean_need)
+};
+
+// The rules, in order:
+//  1. no fresh sample: fail open (the request is still counted as holding a worker);
+//  2. PHP-FPM (no spawn per request): pass when unbounded or headroom >= need, else refuse;
+//  3. mod_fcgid's table unreadable: fail open;
+//  4. a free worker (workers - inflight - queued > 0): pass, claim it;
+//  5. room for a spawn (unbounded, or headroom - reserved >= need): pass, reserve need;
+//  6. under degrade, room for a lean worker: lean, reserve lean_need;
+//  7. under log (dry run): would refuse, serve anyway (and reserve need, as the spawn happens);
+//  8. something to wait for (a worker, or a spawn in flight) and may_wait: wait;
+//  9. else refuse.
+Decision decide(const GuardInput& in);
+
+// Room left for new shared memory after admitted spawns: headroom - reserved, never below 0.
+inline std::uint64_t room(const GuardInput& in) {
+  return in.headroom > in.reserved ? in.headroom - in.reserved : 0;
 }
 
-// What the refusal page may say. Numbers are shown only with `detail` (ShmGuardDetail On).
-struct RefusalInfo {
-  std::uint64_t retry_after = 30;
-  bool detail = false;
-  std::uint64_t headroom = 0, reserve = 0;
-  std::string binding;      // "beancounter:shmpages"
-  std::string host;         // the site's name
-  bool translated = false;  // a backend died of it (500 turned into 503)
+// Is a sample taken at `sampled_ms` (wall clock; 0: none yet) fresh at `now_ms`? A sample "from
+// the future" by more than a second means the clock jumped: stale too. The one rule the guard,
+// the status page and the benchmarks use.
+bool freshness(std::int64_t sampled_ms, std::int64_t now_ms, std::int64_t bound_ms);
+// The staleness bound for a sampling interval: three intervals, at least 1.5 s.
+std::int64_t staleness_bound_ms(std::int64_t interval_ms);
+
+// How many workers of a given need the room holds (0 when need is 0 or unknown).
+std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need);
+
+// ---------------------------------------------------------------- evidence
+
+// What a request's start saw, and what the segment holds at the 500.
+struct EvidenceCounters {
+  std::uint64_t php_errors = 0;     // OPcache lines in PHP's own format, from a pid that exited
+  std::uint64_t apcu_errors = 0;    // APCu's allocation failure lines (no pid in them)
+  std::uint64_t failcnt_sum = 0;    // beancounter shmpages + privvmpages failcnt
+  std::uint64_t oom_kills = 0;      // cgroup oom_kill / failcnt
 };
-
-// HTML page (all text escaped) and JSON body for a 503 caused by shared-memory exhaustion.
-std::string render_refusal_html(const RefusalInfo& info);
-std::string render_refusal_json(const RefusalInfo& info);
-// Does this Accept header prefer application/json over text/html?
-bool prefers_json(std::string_view accept);
-
-// HTML escaping of text and attribute values.
-std::string html_escape(std::string_view s);
+struct EvidenceDetail {
+  std::uint64_t php_bytes = 0;      // of the last OPcache line
+  int php_pid = 0;
+  std::int64_t php_wall_ms = 0;     // when the sampler read it
+  std::uint64_t apcu_bytes = 0;     // of the last APCu line
+  std::int64_t apcu_wall_ms = 0;
+};
+// The evidence text for a 500 ("" when there is none): an OPcache line newer than the request,
+// a failure counter that rose, or an APCu line together with a counter that rose (APCu's line
+// names no pid, so alone it could be any process's, or a forgery).
+std::string evidence_text(const EvidenceCounters& at_start, const EvidenceCounters& now,
+                          const EvidenceDetail& detail, std::int64_t request_start_ms);
 
 }  // namespace shmguard

@@ -61,18 +61,4 @@ std::vector<int> descendants(const std::vector<ProcStat>& all, int root);
 // Every process's stat (those that vanish meanwhile are skipped).
 std::vector<ProcStat> read_all_stats(const std::string& procfs);
 
-// ---------------------------------------------------------------- evidence in the error log
-
-// PHP's own words when OPcache cannot get its segment (php-src zend_shared_alloc.c):
-//   "Fri Nov 27 14:16:30 2026 (12958): Fatal Error Unable to allocate shared memory segment of
-//    1073741824 bytes: mmap: Cannot allocate memory (12)"
-struct PhpShmError {
-  std::uint64_t bytes = 0;
-  int pid = 0;          // 0 when the line has no "(PID)"
-  std::string model;    // "mmap", "shm", ...
-  std::string message;  // "Cannot allocate memory (12)"
-  std::string line;     // the whole line, trimmed
-};
-std::optional<PhpShmError> parse_php_shm_error(std::string_view line);
-
 }  // namespace shmguard

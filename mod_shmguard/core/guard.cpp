@@ -1,20 +1,16 @@
-// mod_shmguard core: refusal pages.
-#include "text.hpp"
+// mod_shmguard core: the guard's rules (see guard.hpp).
 #include "shmguard/guard.hpp"
 
-#include <algorithm>
-#include <cstdlib>
-
-#include "shmguard/json.hpp"
-#include "shmguard/units.hpp"
-
 namespace shmguard {
-using text::trim;
 
 const char* to_string(Verdict v) {
   switch (v) {
     case Verdict::Pass:
       return "pass";
+    case Verdict::Lean:
+      return "lean";
+    case Verdict::Wait:
+      return "wait";
     case Verdict::Refuse:
       return "refuse";
     case Verdict::WouldRefuse:
@@ -25,114 +21,85 @@ const char* to_string(Verdict v) {
   return "?";
 }
 
-std::string html_escape(std::string_view s) {
+const char* to_string(Action a) {
+  switch (a) {
+    case Action::Refuse:
+      return "refuse";
+    case Action::Log:
+      return "log";
+    case Action::Degrade:
+      return "degrade";
+  }
+  return "?";
+}
+
+const char* to_string(Claim c) {
+  switch (c) {
+    case Claim::None:
+      return "none";
+    case Claim::Worker:
+      return "worker";
+    case Claim::Spawn:
+      return "spawn";
+    case Claim::Lean:
+      return "lean";
+  }
+  return "?";
+}
+
+Decision decide(const GuardInput& in) {
+  if (!in.fresh) return {Verdict::FailOpen, in.spawns_workers ? Claim::Worker : Claim::None, 0};
+  if (!in.spawns_workers) {
+    if (!in.bounded || in.headroom >= in.need) return {Verdict::Pass, Claim::None, 0};
+    return {in.action == Action::Log ? Verdict::WouldRefuse : Verdict::Refuse, Claim::None, 0};
+  }
+  if (in.workers < 0) return {Verdict::FailOpen, Claim::Worker, 0};
+  if (in.workers - in.inflight - in.queued > 0) return {Verdict::Pass, Claim::Worker, 0};
+  if (!in.bounded) return {Verdict::Pass, Claim::Spawn, 0};
+  const std::uint64_t left = room(in);
+  if (left >= in.need) return {Verdict::Pass, Claim::Spawn, in.need};
+  if (in.action == Action::Degrade && in.lean_need > 0 && left >= in.lean_need)
+    return {Verdict::Lean, Claim::Lean, in.lean_need};
+  if (in.action == Action::Log) return {Verdict::WouldRefuse, Claim::Spawn, in.need};
+  const bool something_to_wait_for = in.workers > 0 || in.inflight > 0;
+  if (something_to_wait_for && in.may_wait) return {Verdict::Wait, Claim::None, 0};
+  return {Verdict::Refuse, Claim::None, 0};
+}
+
+bool freshness(std::int64_t sampled_ms, std::int64_t now_ms, std::int64_t bound_ms) {
+  if (sampled_ms <= 0) return false;
+  const std::int64_t age = now_ms - sampled_ms;
+  return age > -1000 && age <= bound_ms;
+}
+
+std::int64_t staleness_bound_ms(std::int64_t interval_ms) {
+  const std::int64_t bound = 3 * interval_ms;
+  return bound < 1500 ? 1500 : bound;
+}
+
+std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need) {
+  return need == 0 ? 0 : room_bytes / need;
+}
+
+std::string evidence_text(const EvidenceCounters& start, const EvidenceCounters& now,
+                          const EvidenceDetail& d, std::int64_t request_start_ms) {
   std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
+  auto add = [&](const std::string& s) {
+    if (!out.empty()) out += "; ";
+    out += s;
+  };
+  const bool counters_rose = now.failcnt_sum > start.failcnt_sum || now.oom_kills > start.oom_kills;
+  if (now.php_errors > start.php_errors && d.php_wall_ms >= request_start_ms - 5)
+    add("PHP: \"Unable to allocate shared memory segment of " + std::to_string(d.php_bytes) +
+        " bytes\" (pid " + std::to_string(d.php_pid) + ", exited)");
+  if (now.apcu_errors > start.apcu_errors && d.apcu_wall_ms >= request_start_ms - 5 &&
+      counters_rose)
+    add("APCu: \"apc_mmap: Failed to mmap " + std::to_string(d.apcu_bytes) + " bytes\"");
+  if (now.failcnt_sum > start.failcnt_sum)
+    add("beancounter failcnt +" + std::to_string(now.failcnt_sum - start.failcnt_sum));
+  if (now.oom_kills > start.oom_kills)
+    add("cgroup oom_kill/failcnt +" + std::to_string(now.oom_kills - start.oom_kills));
   return out;
-}
-
-namespace {
-std::string retry_words(std::uint64_t s) {
-  if (s == 0) return "in a moment";
-  if (s < 120) return "in " + std::to_string(s) + " seconds";
-  return "in " + std::to_string((s + 59) / 60) + " minutes";
-}
-}  // namespace
-
-std::string render_refusal_html(const RefusalInfo& in) {
-  std::string h;
-  h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
-  h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-  h += "<title>503 Service Temporarily Unavailable</title>\n";
-  h += "<style>body{font-family:sans-serif;max-width:40em;margin:3em auto;padding:0 1em;"
-       "color:#222}h1{font-size:1.4em}p.small{color:#666;font-size:.9em}</style>\n";
-  h += "</head><body>\n<h1>This site is briefly over capacity</h1>\n";
-  h += "<p>";
-  if (!in.host.empty())
-    h += "<strong>" + html_escape(in.host) + "</strong> ";
-  else
-    h += "The site ";
-  h += "cannot start another worker right now because the server's <strong>shared memory"
-       "</strong> is exhausted. Nothing is wrong with your request.</p>\n";
-  h += "<p>Please try again " + html_escape(retry_words(in.retry_after)) + ".</p>\n";
-  if (in.detail) {
-    h += "<p class=\"small\">Shared-memory headroom " + html_escape(human_bytes(in.headroom)) +
-         ", a new worker needs " + html_escape(human_bytes(in.reserve));
-    if (!in.binding.empty()) h += "; binding limit: " + html_escape(in.binding);
-    h += ".</p>\n";
-  }
-  h += "<p class=\"small\">503 Service Temporarily Unavailable &mdash; mod_shmguard</p>\n";
-  h += "</body></html>\n";
-  return h;
-}
-
-std::string render_refusal_json(const RefusalInfo& in) {
-  JsonWriter w;
-  w.begin_object()
-      .field("status", 503)
-      .field("error", "shared memory exhausted")
-      .field("message",
-             "The site is briefly over capacity: the server's shared memory is exhausted. "
-             "Please retry after " +
-                 std::to_string(in.retry_after) + " seconds.")
-      .field("retry_after", in.retry_after)
-      .field("translated", in.translated);
-  if (in.detail) {
-    w.field("headroom_bytes", in.headroom).field("reserve_bytes", in.reserve);
-    w.field("binding", in.binding);
-  }
-  w.end_object();
-  return w.take() + "\n";
-}
-
-namespace {
-// q value of one Accept entry ("type;q=0.5" -> 0.5); 1 when absent.
-double quality(std::string_view params) {
-  std::size_t p = params.find("q=");
-  if (p == std::string_view::npos) return 1.0;
-  std::string v(params.substr(p + 2));
-  char* end = nullptr;
-  double q = std::strtod(v.c_str(), &end);
-  return end == v.c_str() ? 1.0 : q;
-}
-}  // namespace
-
-bool prefers_json(std::string_view accept) {
-  double json_q = -1, html_q = -1;
-  while (!accept.empty()) {
-    std::size_t comma = accept.find(',');
-    std::string_view item = trim(accept.substr(0, comma));
-    accept = comma == std::string_view::npos ? std::string_view{} : accept.substr(comma + 1);
-    std::size_t semi = item.find(';');
-    std::string_view type = trim(item.substr(0, semi));
-    double q = semi == std::string_view::npos ? 1.0 : quality(item.substr(semi + 1));
-    if (type == "application/json" || type == "application/problem+json")
-      json_q = std::max(json_q, q);
-    else if (type == "text/html" || type == "application/xhtml+xml")
-      html_q = std::max(html_q, q);
-  }
-  return json_q > 0 && json_q > html_q;
 }
 
 }  // namespace shmguard

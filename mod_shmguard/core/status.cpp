@@ -6,7 +6,7 @@
 #include <charconv>
 #include <cstring>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/refusal.hpp"
 #include "shmguard/json.hpp"
 #include "shmguard/render.hpp"
 #include "shmguard/units.hpp"

@@ -236,36 +236,4 @@ std::vector<int> descendants(const std::vector<ProcStat>& all, int root) {
   return out;
 }
 
-std::optional<PhpShmError> parse_php_shm_error(std::string_view line) {
-  static constexpr std::string_view kKey = "Unable to allocate shared memory segment of ";
-  std::size_t k = line.find(kKey);
-  if (k == std::string_view::npos) return std::nullopt;
-  PhpShmError e;
-  e.line = std::string(trim(line));
-  std::string_view rest = line.substr(k + kKey.size());
-  std::size_t sp = rest.find(' ');
-  auto bytes = parse_u64(rest.substr(0, sp));
-  if (!bytes || sp == std::string_view::npos) return std::nullopt;
-  e.bytes = *bytes;
-  rest = rest.substr(sp + 1);
-  if (rest.rfind("bytes: ", 0) != 0) return std::nullopt;
-  rest = rest.substr(7);
-  std::size_t colon = rest.find(": ");
-  if (colon != std::string_view::npos) {
-    e.model = std::string(rest.substr(0, colon));
-    e.message = std::string(trim(rest.substr(colon + 2)));
-  } else {
-    e.message = std::string(trim(rest));
-  }
-  // "(12958): " before the message: the php-cgi pid.
-  std::string_view head = line.substr(0, k);
-  std::size_t close = head.rfind("):");
-  std::size_t open = close == std::string_view::npos ? close : head.rfind('(', close);
-  if (open != std::string_view::npos) {
-    auto pid = parse_u64(head.substr(open + 1, close - open - 1));
-    if (pid && *pid <= 0x7fffffff) e.pid = static_cast<int>(*pid);
-  }
-  return e;
-}
-
 }  // namespace shmguard

@@ -57,11 +57,42 @@ const char* set_reserve(cmd_parms* cmd, void*, const char* arg) {
 const char* set_action(cmd_parms* cmd, void*, const char* arg) {
   std::string a(arg);
   if (a == "refuse")
-    conf_of(cmd)->action = 0;
+    conf_of(cmd)->action = static_cast<int>(Action::Refuse);
   else if (a == "log")
-    conf_of(cmd)->action = 1;
+    conf_of(cmd)->action = static_cast<int>(Action::Log);
+  else if (a == "degrade")
+    conf_of(cmd)->action = static_cast<int>(Action::Degrade);
   else
-    return bad(cmd, arg, "refuse or log");
+    return bad(cmd, arg, "refuse, log or degrade");
+  return nullptr;
+}
+
+const char* set_wait(cmd_parms* cmd, void*, const char* arg) {
+  auto v = parse_duration_ms(arg);
+  if (!v || *v > 300 * 1000)
+    return bad(cmd, arg, "a duration from 0 (refuse at once) to 300s, such as 5s or 500ms");
+  conf_of(cmd)->wait_ms = static_cast<apr_int64_t>(*v);
+  return nullptr;
+}
+
+const char* set_max_waiting(cmd_parms* cmd, void*, const char* arg) {
+  if (const char* e = server_only(cmd)) return e;
+  if (std::string(arg) == "auto") {
+    conf_of(cmd)->max_waiting = 0;
+    return nullptr;
+  }
+  auto v = parse_u64(arg);
+  if (!v || *v == 0 || *v > shm::kWaiters)
+    return bad(cmd, arg, ("auto or a number of requests from 1 to " + std::to_string(shm::kWaiters)).c_str());
+  conf_of(cmd)->max_waiting = static_cast<int>(*v);
+  return nullptr;
+}
+
+const char* set_lean_reserve(cmd_parms* cmd, void*, const char* arg) {
+  auto v = parse_size(arg);
+  if (!v || *v == 0 || *v > (1ULL << 40))
+    return bad(cmd, arg, "a size above 0 such as 32M (what a lean worker may map)");
+  conf_of(cmd)->lean_reserve = *v;
   return nullptr;
 }
 
@@ -224,7 +255,13 @@ const command_rec directives[] = {
     {"ShmGuardReserve", fn(safe<set_reserve>), nullptr, RSRC_CONF, TAKE1,
      "SIZE|auto: shared-memory headroom a new worker needs (default auto)"},
     {"ShmGuardAction", fn(safe<set_action>), nullptr, RSRC_CONF, TAKE1,
-     "refuse|log: answer 503, or only count and log (default refuse)"},
+     "refuse|log|degrade: answer 503, only count and log, or start a lean worker (default refuse)"},
+    {"ShmGuardWait", fn(safe<set_wait>), nullptr, RSRC_CONF, TAKE1,
+     "DURATION: how long a request waits for a busy worker before a 503 (default 5s; 0: none)"},
+    {"ShmGuardMaxWaiting", fn(safe<set_max_waiting>), nullptr, RSRC_CONF, TAKE1,
+     "auto|N: requests that may wait at once, server-wide (default auto: half of MaxRequestWorkers)"},
+    {"ShmGuardLeanReserve", fn(safe<set_lean_reserve>), nullptr, RSRC_CONF, TAKE1,
+     "SIZE: shared memory a lean worker maps under ShmGuardAction degrade (default 48M)"},
     {"ShmGuardRetryAfter", fn(safe<set_retry_after>), nullptr, RSRC_CONF, TAKE1,
      "seconds in the Retry-After header of a refusal (default 30)"},
     {"ShmGuardDetail", fn(safe<set_detail>), nullptr, RSRC_CONF, FLAG,
@@ -255,6 +292,7 @@ void* create_server_conf(apr_pool_t* p, server_rec* s) {
   c->enabled = -1;
   c->reserve_auto = -1;
   c->action = -1;
+  c->wait_ms = -1;
   c->retry_after = -1;
   c->detail = -1;
   c->interval_ms = -1;
@@ -274,6 +312,8 @@ void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
     c->reserve = base->reserve;
   }
   if (add->action < 0) c->action = base->action;
+  if (add->wait_ms < 0) c->wait_ms = base->wait_ms;
+  if (!add->lean_reserve) c->lean_reserve = base->lean_reserve;
   if (add->retry_after < 0) c->retry_after = base->retry_after;
   if (add->detail < 0) c->detail = base->detail;
   if (!add->errordoc_body) {
@@ -287,6 +327,7 @@ void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
   c->warn_percent = base->warn_percent;
   c->warn_bytes = base->warn_bytes;
   c->interval_ms = base->interval_ms;
+  c->max_waiting = base->max_waiting;
   c->procfs = base->procfs;
   c->sysfs = base->sysfs;
   c->beancounters = base->beancounters;

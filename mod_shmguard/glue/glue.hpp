@@ -4,7 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "shm_layout.hpp"
+#include "shm/segment.hpp"
+#include "shmguard/guard.hpp"
 #include "shmguard/model.hpp"
 
 #include "httpd.h"  // first: the other httpd headers need its types
@@ -24,7 +25,9 @@ struct ServerConf {
   int enabled;                // ShmGuard On|Off
   int reserve_auto;           // ShmGuardReserve: 1 auto, 0 fixed size
   apr_uint64_t reserve;       // bytes when fixed
-  int action;                 // ShmGuardAction: 0 refuse, 1 log
+  int action;                 // ShmGuardAction: Action (refuse, log, degrade)
+  apr_int64_t wait_ms;        // ShmGuardWait
+  apr_uint64_t lean_reserve;  // ShmGuardLeanReserve (0: unset)
   apr_int64_t retry_after;    // ShmGuardRetryAfter seconds
   int detail;                 // ShmGuardDetail On|Off
   const char* errordoc_path;  // ShmGuardErrorDocument FILE (read at config time)
@@ -37,6 +40,7 @@ struct ServerConf {
   double warn_percent;
   apr_uint64_t warn_bytes;
   apr_int64_t interval_ms;
+  int max_waiting;           // ShmGuardMaxWaiting (0: auto)
   const char* procfs;
   const char* sysfs;
   const char* beancounters;  // FILE, or "off"
@@ -47,17 +51,30 @@ struct ServerConf {
   int vhost_index;  // slot in shm::Segment::vhosts
 };
 
-// Effective values (merged + defaults).
-constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;
-constexpr apr_int64_t kDefaultRetryAfter = 30;
-constexpr apr_int64_t kDefaultIntervalMs = 500;
-constexpr double kDefaultWarnPercent = 25.0;
+// Defaults, in one place (a directive left unset means this value).
+constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;      // ShmGuardReserve auto, no worker yet
+constexpr apr_int64_t kDefaultRetryAfter = 30;              // ShmGuardRetryAfter
+constexpr apr_int64_t kDefaultIntervalMs = 500;             // ShmGuardInterval
+constexpr apr_int64_t kDefaultWaitMs = 5000;                // ShmGuardWait
+constexpr apr_uint64_t kDefaultLeanReserve = 48ULL << 20;   // ShmGuardLeanReserve
+// ShmGuardMaxWaiting auto: half of MaxRequestWorkers, so waiting never takes every thread.
+constexpr int kDefaultMaxWaitingPercent = 50;
 
 inline bool conf_enabled(const ServerConf* c) {
   return c->enabled != 0;
 }
+inline Action conf_action(const ServerConf* c) {
+  return c->action < 0 ? Action::Refuse : static_cast<Action>(c->action);
+}
 inline bool conf_dry_run(const ServerConf* c) {
-  return c->action == 1;
+  return conf_action(c) == Action::Log;
+}
+inline apr_int64_t conf_wait_ms(const ServerConf* c) {
+  return c->wait_ms < 0 ? kDefaultWaitMs : c->wait_ms;
+}
+inline apr_uint64_t conf_lean_reserve(const ServerConf* c) {
+  return conf_action(c) != Action::Degrade ? 0
+                                           : (c->lean_reserve ? c->lean_reserve : kDefaultLeanReserve);
 }
 inline apr_int64_t conf_retry_after(const ServerConf* c) {
   return c->retry_after < 0 ? kDefaultRetryAfter : c->retry_after;
@@ -84,9 +101,11 @@ struct Generation {
   shm::Segment* seg = nullptr;
   int wake_read = -1, wake_write = -1;  // children wake the sampler for a fresh evidence scan
   pid_t parent_pid = 0;
+  pid_t child_pid = 0;  // this process (child_init): claims name their owner without a syscall
   apr_proc_t sampler{};
   bool sampler_running = false;
   bool sampler_registered = false;  // with apr_proc_other_child_register (unregister exactly once)
+  std::string state_file;  // headroom for shmguard-php-wrapper (some vhost degrades), else ""
   std::string error_log;  // the main error log file (where php-cgi's stderr goes), "" if none
 
   // mod_fcgid, when loaded (symbols exported by its .so; nullptr when absent).

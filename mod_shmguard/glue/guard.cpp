@@ -1,9 +1,14 @@
 // mod_shmguard glue: the request path. In fixups (after the handler is chosen) a FastCGI-bound
-// request is checked against the published headroom; a refusal is answered by our own handler
-// before the backend is touched. A 500 from a backend that died of a shared-memory allocation
-// failure is turned into the same diagnosed 503 in insert_error_filter.
+// request is admitted by the core's rules (decide(), through shm::try_admit): it takes a free
+// worker of its class, or a spawn the headroom holds, or a lean spawn (degrade), or it waits for
+// a worker of its class (ShmGuardWait), or it is refused by our own handler before the backend is
+// touched. A request with a body is admitted when its body has been read (mod_fcgid reads it
+// before it takes a worker), by an input filter. The claim is given back when the response's end
+// passes our output filter (mod_fcgid has given its worker back by then), so a slow client does
+// not hold it. A 500 from a backend that died of a shared-memory allocation failure is turned
+// into the same diagnosed 503 in insert_error_filter.
 //
-// With ample headroom the path reads a few atomics from the shared segment and makes no syscall.
+// With ample headroom the path reads a few atomics and mod_fcgid's table and makes no syscall.
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -13,9 +18,13 @@
 #include <cstring>
 #include <string>
 
+#include <pthread.h>
+
+#include "shm/claims.hpp"
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/guard.hpp"
+#include "shmguard/refusal.hpp"
 #include "shmguard/units.hpp"
 
 #include "apr_strings.h"
@@ -39,12 +48,20 @@ struct RequestNote {
   Backend backend;
   Verdict verdict;
   shm::ClassSlot* slot;  // in-flight accounting, mod_fcgid only
-  bool counted;          // slot->inflight was incremented for this request
+  int claim;             // claim record, -1 none
+  std::uint64_t claim_word;
   std::int64_t start_ms;
-  std::uint64_t php_errors, failcnt_sum, oom_kills;  // at fixups: evidence must be newer
+  EvidenceCounters at_start;  // evidence must be newer than the request
   std::uint64_t reserve;
   std::int64_t headroom;
+  std::int64_t waited_ms;
+  int workers, inflight;
+  bool have_class;
+  bool admitted;      // a decision was taken (fixups, or the body gate)
+  bool refused_late;  // refused by the body gate: the error response becomes our 503
   bool translated;
+  fcgid::ClassKey key;
+  std::uint64_t key_hash;
 };
 
 bool starts_with(const char* s, const char* prefix) {
@@ -117,11 +134,32 @@ bool pid_alive(int pid) {
   return kill(pid, 0) == 0 || errno == EPERM;
 }
 
-apr_status_t release_inflight(void* data) {
-  auto* note = static_cast<RequestNote*>(data);
-  if (note->counted && note->slot) note->slot->inflight.fetch_sub(1, std::memory_order_acq_rel);
-  note->counted = false;
+// Gives the request's claim back (once: the release filter, or the pool cleanup at the latest).
+void release(RequestNote* note) {
+  if (note->claim >= 0 && gen.seg) shm::release_claim(gen.seg, note->claim, note->claim_word);
+  note->claim = -1;
+}
+apr_status_t release_cleanup(void* data) {
+  release(static_cast<RequestNote*>(data));
   return APR_SUCCESS;
+}
+
+const char kReleaseFilter[] = "SHMGUARD_RELEASE";
+const char kGateFilter[] = "SHMGUARD_GATE";
+
+// The end of the response (EOS) passes here after mod_fcgid's handler has returned, i.e. after
+// mod_fcgid has put its worker back on the idle list: the claim goes back now, not when a slow
+// client has read the last byte.
+apr_status_t release_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
+  for (apr_bucket* b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+       b = APR_BUCKET_NEXT(b)) {
+    if (APR_BUCKET_IS_EOS(b)) {
+      release(static_cast<RequestNote*>(f->ctx));
+      ap_remove_output_filter(f);
+      break;
+    }
+  }
+  return ap_pass_brigade(f->next, bb);
 }
 
 shm::VhostCounters* counters_for(const ServerConf* c) {
@@ -148,9 +186,19 @@ std::string binding_detail() {
   return out;
 }
 
-// One error-log line per burst of refusals (at most one per 10 s per vhost), with the numbers.
+EvidenceCounters evidence_counters(const shm::Segment* seg) {
+  EvidenceCounters e;
+  e.php_errors = seg->php_errors.load(std::memory_order_acquire);
+  e.apcu_errors = seg->apcu_errors.load(std::memory_order_acquire);
+  e.failcnt_sum = seg->failcnt_sum.load(std::memory_order_relaxed);
+  e.oom_kills = seg->oom_kills.load(std::memory_order_relaxed);
+  return e;
+}
+
+// One error-log line per burst of refusals (at most one per 10 s per vhost), with the numbers and
+// how many workers fit: the values that would have avoided the exhaustion.
 void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note, bool dry,
-                 int workers, int inflight) {
+                 const char* why) {
   std::int64_t now = apr_time_as_msec(r->request_time);
   if (vc) {
     vc->refused_since_log.fetch_add(1);
@@ -160,30 +208,208 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
   std::uint64_t burst = vc ? vc->refused_since_log.exchange(0) : 1;
   std::string workers_text;
   if (note.backend == Backend::Fcgid) {
-    if (workers < 0)
+    if (note.workers < 0) {
       workers_text = "; worker table unreadable";
-    else
-      workers_text = "; " + std::to_string(workers) + " workers, " + std::to_string(inflight) +
-                     " busy or claimed, none idle";
+    } else {
+      workers_text = "; " + std::to_string(note.workers) + " workers, " +
+                     std::to_string(note.inflight) + " busy or claimed, none free";
+      // What fits: the class's workers' share of the limit is headroom + what they map now.
+      std::uint64_t headroom = note.headroom < 0 ? 0 : static_cast<std::uint64_t>(note.headroom);
+      std::uint64_t share = headroom + static_cast<std::uint64_t>(note.workers) * note.reserve;
+      std::int32_t most = note.slot ? note.slot->max_workers_seen.load() : 0;
+      workers_text += "; " + std::to_string(workers_that_fit(headroom, note.reserve)) +
+                      " more fit at " + human_bytes(note.reserve) + " each; FcgidMaxProcessesPerClass " +
+                      std::to_string(workers_that_fit(share, note.reserve)) + " would have avoided it";
+      if (most > 0)
+        workers_text += ", or at most " +
+                        human_bytes(share / static_cast<std::uint64_t>(most)) +
+                        " of shared memory per worker (opcache.memory_consumption + apc.shm_size) for the " +
+                        std::to_string(most) + " workers seen";
+    }
   } else {
     workers_text = "; backend does not spawn per request (reserve alone decides)";
   }
   ap_log_rerror(
       APLOG_MARK, APLOG_ERR, 0, r,
-      "SG0201 %s %s on %s: shared-memory headroom %s < reserve %s (%s)%s%s",
+      "SG0201 %s %s on %s: shared-memory headroom %s < reserve %s (%s)%s%s%s%s",
       dry ? "would refuse (ShmGuardAction log)" : "refused", r->uri, host_of(r),
-      human_bytes(static_cast<std::uint64_t>(note.headroom)).c_str(),
+      human_bytes(static_cast<std::uint64_t>(note.headroom < 0 ? 0 : note.headroom)).c_str(),
       human_bytes(note.reserve).c_str(), binding_detail().c_str(), workers_text.c_str(),
+      why ? "; " : "", why ? why : "",
       burst > 1 ? ("; " + std::to_string(burst) + " refusals in this burst").c_str() : "");
 }
 
 std::uint64_t reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
   if (c->reserve_auto == 0) return c->reserve;
   if (slot) {
-    std::uint64_t seen = slot->max_segment.load(std::memory_order_relaxed);
+    std::uint64_t seen = slot->worker_need.load(std::memory_order_relaxed);
     if (seen) return seen;
   }
   return kDefaultReserve;
+}
+
+// This thread's starting place in the claim and waiter tables (spreads contention; no syscall).
+std::size_t thread_hint() {
+  auto t = reinterpret_cast<std::uintptr_t>(pthread_self());
+  return static_cast<std::size_t>((t >> 12) ^ (t >> 24) ^ static_cast<std::uintptr_t>(gen.child_pid));
+}
+
+// Decides for a request (and waits for a worker of its class when the rules say so). Sets
+// note->verdict, the claim, and the numbers for the log.
+void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
+  shm::Segment* seg = gen.seg;
+  note->admitted = true;
+  GuardInput in;
+  std::int64_t now = wall_ms();
+  in.fresh = shm::sample_fresh(seg, now);
+  std::int64_t headroom = seg->headroom.load(std::memory_order_relaxed);
+  in.bounded = headroom >= 0;
+  in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
+  in.need = reserve_for(c, note->slot);
+  in.lean_need = conf_lean_reserve(c);
+  in.spawns_workers = note->backend == Backend::Fcgid;
+  in.action = conf_action(c);
+  note->headroom = headroom;
+  note->reserve = in.need;
+
+  const std::int64_t wait_ms = conf_wait_ms(c);
+  const std::int64_t deadline = now + wait_ms;
+  const std::size_t hint = thread_hint();
+  int waiter = -1;
+  const char* why = nullptr;
+  Verdict v = Verdict::FailOpen;
+  for (;;) {
+    if (in.spawns_workers && note->slot) {
+      // Liveness is checked (one kill(0) per worker) only when there is no room for a spawn.
+      std::int64_t reserved = seg->reserved.load(std::memory_order_relaxed);
+      bool low = in.bounded && in.headroom < in.need + static_cast<std::uint64_t>(reserved > 0 ? reserved : 0);
+      in.workers = fcgid::count_class_workers(gen.fcgid_table, note->key, low ? pid_alive : nullptr);
+    } else if (in.spawns_workers) {
+      in.workers = -1;  // class unknown: fail open
+    }
+    in.may_wait = wait_ms > 0 && wall_ms() < deadline;
+    shm::Admission a =
+        note->slot ? shm::try_admit(seg, note->slot, in, gen.child_pid, hint, waiter >= 0)
+                   : shm::Admission{decide(in), -1, 0};
+    v = a.decision.verdict;
+    note->claim = a.claim;
+    note->claim_word = a.word;
+    note->workers = in.workers;
+    note->inflight = note->slot ? note->slot->inflight.load() : 0;
+    if (v != Verdict::Wait) break;
+    if (waiter < 0) {
+      waiter = shm::enter_wait(seg, note->slot, gen.child_pid, hint);
+      if (waiter < 0) {  // ShmGuardMaxWaiting requests wait already: answer at once
+        if (shm::VhostCounters* vc = counters_for(c)) vc->queue_full.fetch_add(1);
+        why = "the wait queue is full (ShmGuardMaxWaiting)";
+        v = Verdict::Refuse;
+        break;
+      }
+      if (shm::VhostCounters* vc = counters_for(c)) vc->waited.fetch_add(1);
+    }
+    std::int64_t left = deadline - wall_ms();
+    if (left <= 0) continue;  // may_wait turns false: the rules answer
+    // Woken when a worker of the class is given back or a sample is published; else every 50 ms.
+    shm::wait_turn(seg, waiter, (left < 50 ? left : 50) * 1000000L);
+  }
+  if (waiter >= 0) {
+    shm::leave_wait(seg, note->slot, waiter);
+    note->waited_ms = wall_ms() - now;
+    if (shm::VhostCounters* vc = counters_for(c)) {
+      if (v == Verdict::Refuse) {
+        vc->wait_expired.fetch_add(1);
+        why = "no worker of the class became free within ShmGuardWait";
+      } else {
+        vc->wait_served.fetch_add(1);
+      }
+    }
+  }
+  note->verdict = v;
+  if (v == Verdict::Lean)
+    if (shm::VhostCounters* vc = counters_for(c)) vc->lean_spawns.fetch_add(1);
+  if (APLOGrdebug(r))
+    ap_log_rerror(
+        APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
+        ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(headroom) +
+         ", reserve " + std::to_string(in.need) + ", reserved " + std::to_string(seg->reserved.load()) +
+         ", fresh " + std::to_string(in.fresh) + ", class " +
+         (note->have_class ? "known" : "unknown") + " (vhost " + std::to_string(note->key.vhost_id) +
+         ", dev " + std::to_string(note->key.deviceid) + ", inode " +
+         std::to_string(note->key.inode) + "), workers " + std::to_string(note->workers) +
+         ", in flight " + std::to_string(note->inflight) + ", waited " +
+         std::to_string(note->waited_ms) + " ms")
+            .c_str());
+  if (note->claim >= 0) {
+    apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
+    ap_add_output_filter(kReleaseFilter, note, r, r->connection);
+  }
+  shm::VhostCounters* vc = counters_for(c);
+  switch (v) {
+    case Verdict::Pass:
+    case Verdict::Lean:
+      if (vc) vc->passed.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Verdict::FailOpen:
+      if (vc) vc->failed_open.fetch_add(1, std::memory_order_relaxed);
+      if (!in.fresh) {
+        // One warning per 10 s across all children: the guard is not guarding.
+        std::int64_t last = seg->failopen_log_ms.load();
+        std::int64_t sampled = seg->sample_wall_ms.load();
+        if (note->start_ms - last >= 10000 &&
+            seg->failopen_log_ms.compare_exchange_strong(last, note->start_ms))
+          ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                        "SG0204 no fresh sample (sampler pid %d, last sample %s ms ago): the "
+                        "guard is failing open (serving unguarded)",
+                        static_cast<int>(seg->sampler_pid.load()),
+                        sampled ? std::to_string(now - sampled).c_str() : "never");
+      }
+      break;
+    case Verdict::WouldRefuse:
+      if (vc) vc->would_refuse.fetch_add(1, std::memory_order_relaxed);
+      log_refusal(r, vc, *note, true, why);
+      break;
+    case Verdict::Wait:  // not reached: the loop answers
+    case Verdict::Refuse:
+      if (vc) {
+        vc->refused.fetch_add(1, std::memory_order_relaxed);
+        vc->last_refusal_ms.store(note->start_ms, std::memory_order_relaxed);
+      }
+      log_refusal(r, vc, *note, false, why);
+      break;
+  }
+}
+
+bool has_body(const request_rec* r) {
+  const char* te = apr_table_get(r->headers_in, "Transfer-Encoding");
+  if (te) return true;
+  const char* cl = apr_table_get(r->headers_in, "Content-Length");
+  return cl && !(cl[0] == '0' && cl[1] == '\0') && cl[0] != '\0';
+}
+
+// Input filter for a request with a body: mod_fcgid reads the whole body before it takes a
+// worker, so the request is admitted (and may wait) when the body's end is handed to mod_fcgid.
+apr_status_t gate_filter(ap_filter_t* f, apr_bucket_brigade* bb, ap_input_mode_t mode,
+                         apr_read_type_e block, apr_off_t bytes) {
+  apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, bytes);
+  if (rv != APR_SUCCESS) return rv;
+  auto* note = static_cast<RequestNote*>(f->ctx);
+  bool eos = false;
+  for (apr_bucket* b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = APR_BUCKET_NEXT(b))
+    if (APR_BUCKET_IS_EOS(b)) eos = true;
+  if (!eos || note->admitted) return rv;
+  ap_remove_input_filter(f);
+  try {
+    admit(f->r, note, server_conf(f->r->server));
+  } catch (...) {
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, f->r, "SG0901 internal error in the body gate");
+    return rv;  // fail open
+  }
+  if (note->verdict == Verdict::Refuse) {
+    note->refused_late = true;  // mod_fcgid answers an error; insert_error_filter makes it our 503
+    apr_brigade_cleanup(bb);
+    return APR_EGENERAL;
+  }
+  return rv;
 }
 
 // Sets the content type and returns the refusal body (JSON when the client prefers it).
@@ -226,110 +452,30 @@ int guard_fixups(request_rec* r) {
   if (backend == Backend::None) return DECLINED;
 
   shm::Segment* seg = gen.seg;
-  shm::VhostCounters* vc = counters_for(c);
-  if (vc) vc->guarded.fetch_add(1, std::memory_order_relaxed);
+  if (shm::VhostCounters* vc = counters_for(c)) vc->guarded.fetch_add(1, std::memory_order_relaxed);
 
   auto* note = static_cast<RequestNote*>(apr_pcalloc(r->pool, sizeof(RequestNote)));
   note->backend = backend;
+  note->claim = -1;
+  note->workers = -1;
   note->start_ms = apr_time_as_msec(r->request_time);
-  note->php_errors = seg->php_errors.load(std::memory_order_acquire);
-  note->failcnt_sum = seg->failcnt_sum.load(std::memory_order_relaxed);
-  note->oom_kills = seg->oom_kills.load(std::memory_order_relaxed);
+  note->at_start = evidence_counters(seg);
   ap_set_module_config(r->request_config, &shmguard_module, note);
 
   FcgidClass klass{};
-  bool have_class = backend == Backend::Fcgid && fcgid_class(r, klass);
-  if (have_class) note->slot = shm::class_slot(seg, klass.hash);
-
-  GuardInput in;
-  std::int64_t sampled = seg->sample_wall_ms.load(std::memory_order_acquire);
-  std::int64_t age = note->start_ms - sampled;
-  // A sample "from the future" by more than a second means the clock jumped: stale too.
-  in.fresh = sampled > 0 && age > -1000 && age <= shm::staleness_bound_ms(seg);
-  std::int64_t headroom = seg->headroom.load(std::memory_order_relaxed);
-  in.bounded = headroom >= 0;
-  in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
-  in.reserve = reserve_for(c, note->slot);
-  in.spawns_workers = backend == Backend::Fcgid;
-  in.dry_run = conf_dry_run(c);
-  note->headroom = headroom;
-  note->reserve = in.reserve;
-
-  int workers = -1, inflight = 0;
-  Verdict v;
-  if (!in.fresh || !in.bounded || in.headroom >= in.reserve || !in.spawns_workers) {
-    v = decide(in);  // the fast path: no worker table needed
-    if (note->slot) {
-      note->slot->inflight.fetch_add(1, std::memory_order_acq_rel);
-      note->counted = true;
-    }
-  } else if (!note->slot) {
-    v = decide(in);  // idle_workers unknown: fails open
-  } else {
-    // Low headroom: serve only if a running worker of this class is free. Workers are counted in
-    // mod_fcgid's table (idle and busy lists, live pids); requests in flight are ours. Claiming
-    // with a compare-and-swap keeps concurrent children from taking the same free worker.
-    workers = fcgid::count_class_workers(gen.fcgid_table, klass.key, pid_alive);
-    for (;;) {
-      inflight = note->slot->inflight.load(std::memory_order_acquire);
-      in.idle_workers = workers < 0 ? -1 : (workers > inflight ? workers - inflight : 0);
-      v = decide(in);
-      if (v != Verdict::Pass) break;
-      if (note->slot->inflight.compare_exchange_weak(inflight, inflight + 1,
-                                                     std::memory_order_acq_rel)) {
-        note->counted = true;
-        break;
-      }
-    }
-    if (v == Verdict::WouldRefuse || v == Verdict::FailOpen) {
-      note->slot->inflight.fetch_add(1, std::memory_order_acq_rel);
-      note->counted = true;
-    }
+  note->have_class = backend == Backend::Fcgid && fcgid_class(r, klass);
+  if (note->have_class) {
+    note->key = klass.key;
+    note->key_hash = klass.hash;
+    note->slot = shm::class_slot(seg, klass.hash);
   }
-  note->verdict = v;
-  if (APLOGrdebug(r))
-    ap_log_rerror(
-        APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
-        ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(headroom) +
-         ", reserve " + std::to_string(in.reserve) + ", fresh " + std::to_string(in.fresh) +
-         ", class " + (have_class ? "known" : "unknown") + " (vhost " +
-         std::to_string(klass.key.vhost_id) + ", dev " + std::to_string(klass.key.deviceid) +
-         ", inode " + std::to_string(klass.key.inode) + "), workers " + std::to_string(workers) +
-         ", in flight " + std::to_string(inflight))
-            .c_str());
-  if (note->counted)
-    apr_pool_cleanup_register(r->pool, note, release_inflight, apr_pool_cleanup_null);
-
-  switch (v) {
-    case Verdict::Pass:
-      if (vc) vc->passed.fetch_add(1, std::memory_order_relaxed);
-      return DECLINED;
-    case Verdict::FailOpen:
-      if (vc) vc->failed_open.fetch_add(1, std::memory_order_relaxed);
-      if (!in.fresh) {
-        // One warning per 10 s across all children: the guard is not guarding.
-        std::int64_t last = seg->failopen_log_ms.load();
-        if (note->start_ms - last >= 10000 &&
-            seg->failopen_log_ms.compare_exchange_strong(last, note->start_ms))
-          ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                        "SG0204 no fresh sample (sampler pid %d, last sample %s ms ago): the "
-                        "guard is failing open (serving unguarded)",
-                        static_cast<int>(seg->sampler_pid.load()),
-                        sampled ? std::to_string(age).c_str() : "never");
-      }
-      return DECLINED;
-    case Verdict::WouldRefuse:
-      if (vc) vc->would_refuse.fetch_add(1, std::memory_order_relaxed);
-      log_refusal(r, vc, *note, true, workers, inflight);
-      return DECLINED;
-    case Verdict::Refuse:
-      break;
+  if (backend == Backend::Fcgid && has_body(r)) {
+    // Decided when the body has been read (gate_filter): an upload does not hold a worker.
+    ap_add_input_filter(kGateFilter, note, r, r->connection);
+    return DECLINED;
   }
-  if (vc) {
-    vc->refused.fetch_add(1, std::memory_order_relaxed);
-    vc->last_refusal_ms.store(note->start_ms, std::memory_order_relaxed);
-  }
-  log_refusal(r, vc, *note, false, workers, inflight);
+  admit(r, note, c);
+  if (note->verdict != Verdict::Refuse) return DECLINED;
   r->handler = "shmguard-refusal";  // our handler answers; the backend is never touched
   return OK;
 }
@@ -402,29 +548,26 @@ apr_status_t replace_filter_impl(ap_filter_t* f, apr_bucket_brigade* bb) {
 }  // namespace
 
 void translate_insert_error_filter(request_rec* r) {
-  if (!gen.seg || r->status != HTTP_INTERNAL_SERVER_ERROR) return;
+  if (!gen.seg) return;
   auto* note = static_cast<RequestNote*>(ap_get_module_config(r->request_config, &shmguard_module));
   if (!note || note->translated || note->backend == Backend::None) return;
   const ServerConf* c = server_conf(r->server);
+  if (note->refused_late) {  // the body gate refused: whatever error mod_fcgid made is our 503
+    note->translated = true;
+    set_refusal_headers(r, c);
+    ap_add_output_filter(kReplaceFilter, nullptr, r, r->connection);
+    return;
+  }
+  if (r->status != HTTP_INTERNAL_SERVER_ERROR) return;
   wait_for_evidence_scan();
   shm::Segment* seg = gen.seg;
-  std::string evidence;
-  std::uint64_t php = seg->php_errors.load(std::memory_order_acquire);
-  if (php > note->php_errors && seg->php_error_wall_ms.load() >= note->start_ms - 5) {
-    evidence = "PHP: \"Unable to allocate shared memory segment of " +
-               std::to_string(seg->php_error_bytes.load()) + " bytes\" (pid " +
-               std::to_string(seg->php_error_pid.load()) + ")";
-  }
-  std::uint64_t failcnt = seg->failcnt_sum.load();
-  if (failcnt > note->failcnt_sum) {
-    if (!evidence.empty()) evidence += "; ";
-    evidence += "beancounter failcnt +" + std::to_string(failcnt - note->failcnt_sum);
-  }
-  std::uint64_t ooms = seg->oom_kills.load();
-  if (ooms > note->oom_kills) {
-    if (!evidence.empty()) evidence += "; ";
-    evidence += "cgroup oom_kill/failcnt +" + std::to_string(ooms - note->oom_kills);
-  }
+  EvidenceDetail d;
+  d.php_bytes = seg->php_error_bytes.load();
+  d.php_pid = seg->php_error_pid.load();
+  d.php_wall_ms = seg->php_error_wall_ms.load();
+  d.apcu_bytes = seg->apcu_error_bytes.load();
+  d.apcu_wall_ms = seg->apcu_error_wall_ms.load();
+  std::string evidence = evidence_text(note->at_start, evidence_counters(seg), d, note->start_ms);
   if (evidence.empty()) return;  // an unrelated 500 stays exactly as httpd makes it
 
   note->translated = true;
@@ -450,6 +593,8 @@ void translate_insert_error_filter(request_rec* r) {
 
 void register_filters() {
   ap_register_output_filter(kReplaceFilter, replace_filter, nullptr, AP_FTYPE_CONTENT_SET);
+  ap_register_output_filter(kReleaseFilter, release_filter, nullptr, AP_FTYPE_CONTENT_SET);
+  ap_register_input_filter(kGateFilter, gate_filter, nullptr, AP_FTYPE_CONTENT_SET);
 }
 
 }  // namespace shmguard::glue

@@ -1,6 +1,9 @@
 // mod_shmguard glue: the module record and its hooks. Each hook translates httpd types and calls
 // the core; every C++ entry point catches all exceptions (an exception never crosses into httpd).
 #include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_status.h"
+#include "unixd.h"
 
 APLOG_USE_MODULE(shmguard);
 
@@ -75,6 +79,40 @@ void find_fcgid(server_rec* s) {
                  "cannot tell idle workers apart and will fail open for mod_fcgid requests");
 }
 
+// Under ShmGuardAction degrade (any vhost) the sampler publishes the headroom for
+// shmguard-php-wrapper in <DefaultRuntimeDir>/shmguard/headroom (a directory the User owns, so
+// the sampler can replace the file atomically after dropping root).
+void state_dir_for_degrade(server_rec* s, apr_pool_t* p) {
+  gen.state_file.clear();
+  bool degrade = false;
+  for (server_rec* v = s; v; v = v->next)
+    if (conf_action(server_conf(v)) == Action::Degrade) degrade = true;
+  if (!degrade) return;
+  const char* dir = ap_runtime_dir_relative(p, "shmguard");
+  if (!dir) return;
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                 "SG0104 cannot create %s: shmguard-php-wrapper will start full workers", dir);
+    return;
+  }
+  if (geteuid() == 0 && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0)
+    ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, "SG0104 cannot hand %s to User", dir);
+  gen.state_file = std::string(dir) + "/headroom";
+}
+
+// ShmGuardMaxWaiting: the configured number, or half of MaxRequestWorkers (threads x processes).
+int max_waiting(const ServerConf* c) {
+  if (c->max_waiting > 0) return c->max_waiting;
+  int threads = 1, daemons = 1;
+  if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 1) threads = 1;
+  if (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons) != APR_SUCCESS || daemons < 1) daemons = 1;
+  long workers = static_cast<long>(threads) * daemons;
+  long n = workers * kDefaultMaxWaitingPercent / 100;
+  if (n < 1) n = 1;
+  if (n > static_cast<long>(shm::kWaiters)) n = static_cast<long>(shm::kWaiters);
+  return static_cast<int>(n);
+}
+
 int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) {
   if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) return OK;
   return guarded(s, "post_config", static_cast<int>(HTTP_INTERNAL_SERVER_ERROR), [&]() -> int {
@@ -104,6 +142,7 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
     }
     gen.seg = static_cast<shm::Segment*>(apr_shm_baseaddr_get(gen.shm));
     shm::init(gen.seg, static_cast<std::uint32_t>(n), conf_interval_ms(server_conf(s)));
+    gen.seg->max_waiting.store(max_waiting(server_conf(s)));
 
     int fds[2];
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
@@ -116,11 +155,19 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
       if (path) gen.error_log = path;
     }
     find_fcgid(s);
+    state_dir_for_degrade(s, pconf);
     // A pre-cleanup runs before the pool's other cleanups (and APR's own unregistering of the
     // sampler as an "other child"), while the segment is still mapped.
     apr_pool_pre_cleanup_register(pconf, nullptr, generation_cleanup);
     start_sampler();
     return OK;
+  });
+}
+
+void child_init(apr_pool_t*, server_rec* s) {
+  guarded(s, "child_init", 0, [&] {
+    gen.child_pid = getpid();
+    return 0;
   });
 }
 
@@ -153,6 +200,7 @@ void register_hooks(apr_pool_t*) {
   // After mod_fcgid's post_config, which creates its process table.
   static const char* const after_fcgid[] = {"mod_fcgid.c", nullptr};
   ap_hook_post_config(post_config, after_fcgid, nullptr, APR_HOOK_LAST);
+  ap_hook_child_init(child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
   // Last, so that SetHandler/AddHandler and mod_proxy have chosen the handler.
   ap_hook_fixups(fixups, nullptr, nullptr, APR_HOOK_REALLY_LAST);
   ap_hook_handler(handler, nullptr, nullptr, APR_HOOK_REALLY_FIRST);

@@ -124,6 +124,7 @@ std::string drop_privileges() {
   cfg.fcgid_table = gen.fcgid_table;
   cfg.wake_fd = gen.wake_read;
   cfg.parent_pid = gen.parent_pid;
+  cfg.state_file = gen.state_file;
   if (getppid() != gen.parent_pid) _exit(0);  // the parent died before PDEATHSIG was set
 
   server_rec* s = gen.main_server;

@@ -13,7 +13,7 @@
 
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/refusal.hpp"
 #include "shmguard/json.hpp"
 #include "shmguard/render.hpp"
 #include "shmguard/status.hpp"
@@ -68,7 +68,7 @@ Reserve reserve_of(const ServerConf* c, int fcgid_vhost_id, const std::vector<fc
     if (!seen.insert({n.deviceid, n.inode}).second) continue;
     const shm::ClassSlot* slot =
         shm::class_slot(gen.seg, shm::class_key(n.vhost_id, n.deviceid, n.inode), false);
-    std::uint64_t v = slot ? slot->max_segment.load(std::memory_order_relaxed) : 0;
+    std::uint64_t v = slot ? slot->worker_need.load(std::memory_order_relaxed) : 0;
     if (v > best) {
       best = v;
       best_class = n.executable;
@@ -76,7 +76,7 @@ Reserve reserve_of(const ServerConf* c, int fcgid_vhost_id, const std::vector<fc
   }
   if (best) {
     r.bytes = best;
-    r.source = "auto: the largest shared segment seen in this vhost's mod_fcgid workers (" +
+    r.source = "auto: a worker's private shared segments (OPcache + APCu + any other) summed, largest seen in this vhost's mod_fcgid workers (" +
                std::to_string(seen.size()) + (seen.size() == 1 ? " class" : " classes") +
                ", largest in " + best_class + ")";
   } else {
@@ -135,10 +135,9 @@ Health health() {
   h.samples = gen.seg->samples.load();
   h.starts = gen.seg->sampler_starts.load();
   h.bound_ms = shm::staleness_bound_ms(gen.seg);  // the guard's own bound
-  if (h.sampled_ms > 0) {
-    h.age_ms = std::max<std::int64_t>(0, wall_ms() - h.sampled_ms);
-    h.fresh = h.age_ms <= h.bound_ms;
-  }
+  const std::int64_t now = wall_ms();
+  if (h.sampled_ms > 0) h.age_ms = std::max<std::int64_t>(0, now - h.sampled_ms);
+  h.fresh = shm::sample_fresh(gen.seg, now);  // the guard's own rule (core freshness())
   return h;
 }
 
@@ -355,7 +354,7 @@ std::string render_html(const Args& args, const Health& h, const Headline& hl,
       o += "<br><small>mod_fcgid vhost id " + std::to_string(v.fcgid_vhost_id) + "</small>";
     o += "</th><td>" + std::string(conf_enabled(v.conf) ? "on" : "off") + "</td><td>" +
          html_escape(human_bytes(v.reserve.bytes)) + "<br><small>" + html_escape(v.reserve.source) +
-         "</small></td><td>" + (conf_dry_run(v.conf) ? "log (dry run)" : "refuse") + "</td><td>" +
+         "</small></td><td>" + (conf_dry_run(v.conf) ? std::string("log (dry run)") : std::string(to_string(conf_action(v.conf)))) + "</td><td>" +
          std::to_string(c->guarded.load()) + "</td><td>" + std::to_string(c->passed.load()) +
          "</td><td" + (c->refused.load() ? " class=\"bad\"" : "") + ">" +
          std::to_string(c->refused.load()) + "</td><td>" + std::to_string(c->would_refuse.load()) +
@@ -415,7 +414,7 @@ std::string render_auto(const Health& h, const Headline& hl, const std::vector<V
     const std::string b = "[" + v.label + "]";
     line("ShmGuardVhostGuard" + b, conf_enabled(v.conf) ? "on" : "off");
     line("ShmGuardVhostReserveBytes" + b, std::to_string(v.reserve.bytes));
-    line("ShmGuardVhostAction" + b, conf_dry_run(v.conf) ? "log" : "refuse");
+    line("ShmGuardVhostAction" + b, to_string(conf_action(v.conf)));
     line("ShmGuardVhostGuarded" + b, std::to_string(c->guarded.load()));
     line("ShmGuardVhostPassed" + b, std::to_string(c->passed.load()));
     line("ShmGuardVhostRefused" + b, std::to_string(c->refused.load()));
@@ -471,7 +470,7 @@ std::string render_json(const Health& h, const Headline& hl, const std::vector<V
         .field("port", v.port)
         .field("fcgid_vhost_id", v.fcgid_vhost_id)
         .field("guard", conf_enabled(v.conf))
-        .field("action", conf_dry_run(v.conf) ? "log" : "refuse");
+        .field("action", to_string(conf_action(v.conf)));
     w.key("reserve")
         .begin_object()
         .field("mode", v.reserve.is_auto ? "auto" : "fixed")

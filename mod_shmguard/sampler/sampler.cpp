@@ -17,7 +17,14 @@
 #include <utility>
 #include <vector>
 
+#include <signal.h>
+
+#include <cerrno>
+
+#include "shm/claims.hpp"
+#include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
+#include "shmguard/lean.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/units.hpp"
 #include "shmguard/workers.hpp"
@@ -30,6 +37,22 @@ std::int64_t now_mono_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// Gone, or a zombie waiting to be reaped (kill(pid, 0) still succeeds on a zombie).
+bool pid_exited(const std::string& procfs, int pid) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+  auto st = read_file(procfs + "/" + std::to_string(pid) + "/stat", 4096);
+  if (!st) return true;
+  std::size_t close = st.value->rfind(')');
+  if (close == std::string::npos || close + 2 >= st.value->size()) return false;
+  char state = (*st.value)[close + 2];
+  return state == 'Z' || state == 'X';
+}
+
+bool pid_alive(int pid) {
+  return kill(pid, 0) == 0 || errno != ESRCH;
 }
 
 std::uint64_t failcnt_of(const Snapshot& s, const char* res) {
@@ -92,15 +115,36 @@ class Sampler {
     return true;
   }
 
+  // PHP's own lines only (parse_php_shm_error: exact format from the line's start). An OPcache
+  // line counts once its pid has exited (php-cgi exits right after it; a live process that
+  // writes the line is not dying of it): kept pending up to 5 s. APCu's line names no pid; the
+  // guard wants a failure counter that rose beside it.
   void read_log() {
+    const std::int64_t now = now_ms();
     tail_.poll([&](const std::string& line) {
       auto e = parse_php_shm_error(line);
       if (!e) return;
-      seg_->php_error_bytes.store(e->bytes, std::memory_order_relaxed);
-      seg_->php_error_pid.store(e->pid, std::memory_order_relaxed);
-      seg_->php_error_wall_ms.store(now_ms(), std::memory_order_relaxed);
-      seg_->php_errors.fetch_add(1, std::memory_order_release);
+      if (e->source == ShmErrorSource::Apcu) {
+        seg_->apcu_error_bytes.store(e->bytes, std::memory_order_relaxed);
+        seg_->apcu_error_wall_ms.store(now, std::memory_order_relaxed);
+        seg_->apcu_errors.fetch_add(1, std::memory_order_release);
+        return;
+      }
+      if (pending_.size() < 256) pending_.push_back({e->pid, e->bytes, now});
     });
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (pid_exited("/proc", it->pid)) {
+        seg_->php_error_bytes.store(it->bytes, std::memory_order_relaxed);
+        seg_->php_error_pid.store(it->pid, std::memory_order_relaxed);
+        seg_->php_error_wall_ms.store(it->seen_ms, std::memory_order_relaxed);
+        seg_->php_errors.fetch_add(1, std::memory_order_release);
+        it = pending_.erase(it);
+      } else if (now - it->seen_ms > 5000) {
+        it = pending_.erase(it);  // still alive: not a worker dying of it
+      } else {
+        ++it;
+      }
+    }
   }
 
   int notify_fd() const { return tail_.notify_fd(); }
@@ -113,16 +157,42 @@ class Sampler {
     ++generation_;
     fcgid::read_table_lite(cfg_.fcgid_table, nodes_);
     classes_.clear();
+    std::map<std::pair<std::uint64_t, std::uint64_t>, int> mapped_by;  // segment -> processes
     for (const auto& node : nodes_) {
       Proc& p = track(node.pid, node.start_time_us);
       p.fcgid = true;
       if (node.list == fcgid::List::Error) continue;
-      std::uint64_t& largest = classes_[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
-      for (const auto& sg : p.info.segments) largest = std::max(largest, sg.size);
+      for (const auto& sg : p.info.segments)
+        ++mapped_by[{(static_cast<std::uint64_t>(sg.dev_major) << 32) | sg.dev_minor, sg.inode}];
     }
-    for (const auto& [key, largest] : classes_) {
+    for (const auto& node : nodes_) {
+      if (node.list == fcgid::List::Error) continue;
+      const Proc& p = procs_.at(node.pid);
+      ClassAgg& agg = classes_[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      // A worker's whole need: every segment only it maps (OPcache + APCu + any other).
+      std::uint64_t own = 0;
+      for (const auto& sg : p.info.segments)
+        if (mapped_by[{(static_cast<std::uint64_t>(sg.dev_major) << 32) | sg.dev_minor, sg.inode}] == 1)
+          own += sg.size;
+      agg.need = std::max(agg.need, own);
+      ++agg.workers;
+      if (lean_settings(p.info.cmdline).lean) ++agg.lean;
+    }
+    for (const auto& [key, agg] : classes_) {
       if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
-        if (largest) slot->max_segment.store(largest, std::memory_order_relaxed);
+        if (agg.need) slot->worker_need.store(agg.need, std::memory_order_relaxed);
+        slot->workers_seen.store(agg.workers, std::memory_order_relaxed);
+        slot->lean_workers.store(agg.lean, std::memory_order_relaxed);
+        if (agg.workers > slot->max_workers_seen.load(std::memory_order_relaxed))
+          slot->max_workers_seen.store(agg.workers, std::memory_order_relaxed);
+      }
+    }
+    for (std::size_t i = 0; i < shm::kClassSlots; ++i) {  // classes with no worker left
+      shm::ClassSlot& slot = seg_->classes[i];
+      std::uint64_t key = slot.key.load(std::memory_order_relaxed);
+      if (key && !classes_.count(key)) {
+        slot.workers_seen.store(0, std::memory_order_relaxed);
+        slot.lean_workers.store(0, std::memory_order_relaxed);
       }
     }
     // Forget mod_fcgid workers that left the table; other processes go with the discovery scan.
@@ -308,8 +378,31 @@ class Sampler {
       if (snap.cgroup->failcnt) ooms += *snap.cgroup->failcnt;
     }
     seg_->oom_kills.store(ooms, std::memory_order_relaxed);
-    seg_->samples.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t n = seg_->samples.fetch_add(1, std::memory_order_acq_rel) + 1;
     seg_->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
+    shm::drain_retired(seg_, n);
+    if (n % 4 == 0) shm::reap_dead(seg_, pid_alive);  // claims of children that died (~2 s)
+    shm::wake_all(seg_);  // waiters re-decide on the new numbers
+    if (!cfg_.state_file.empty()) write_state(snap);
+  }
+
+  // For shmguard-php-wrapper (ShmGuardAction degrade): the headroom at spawn time. Written to a
+  // temporary file and renamed, so a reader sees a whole file.
+  void write_state(const Snapshot& snap) {
+    HeadroomState st;
+    st.sampled_ms = snap.taken_at_ms;
+    st.bounded = snap.headroom_bytes.has_value();
+    st.headroom = snap.headroom_bytes ? *snap.headroom_bytes : 0;
+    std::int64_t r = seg_->reserved.load(std::memory_order_relaxed);
+    st.reserved = r > 0 ? static_cast<std::uint64_t>(r) : 0;
+    st.binding = snap.binding;
+    const std::string text = format_headroom_state(st);
+    const std::string tmp = cfg_.state_file + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return;
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    if (ok) ::rename(tmp.c_str(), cfg_.state_file.c_str());
   }
 
   void warn(const Snapshot& snap) {
@@ -369,7 +462,17 @@ class Sampler {
   shm::Segment* seg_;
   std::vector<fcgid::NodeLite> nodes_;  // mod_fcgid's table at the last sample
   std::unordered_map<int, Proc> procs_;
-  std::unordered_map<std::uint64_t, std::uint64_t> classes_;  // class key -> largest segment
+  struct ClassAgg {
+    std::uint64_t need = 0;  // bytes: the largest worker's private segments, summed
+    int workers = 0, lean = 0;
+  };
+  std::unordered_map<std::uint64_t, ClassAgg> classes_;  // class key -> its workers
+  struct PendingPhpError {
+    int pid;
+    std::uint64_t bytes;
+    std::int64_t seen_ms;
+  };
+  std::vector<PendingPhpError> pending_;  // OPcache lines whose pid has not exited yet
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
   std::optional<Snapshot> last_;

@@ -8,7 +8,7 @@
 #include <functional>
 #include <string>
 
-#include "../glue/shm_layout.hpp"
+#include "shm/segment.hpp"
 #include "shmguard/model.hpp"
 
 namespace shmguard::sampler {
@@ -23,6 +23,7 @@ struct Config {
   const unsigned char* fcgid_table = nullptr;  // mod_fcgid's process table, if reachable
   int wake_fd = -1;                            // readable when a child asks for a fresh scan
   int parent_pid = 0;                          // exit when the parent is gone
+  std::string state_file;  // headroom for shmguard-php-wrapper (ShmGuardAction degrade), or ""
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };

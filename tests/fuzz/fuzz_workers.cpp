@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "shmguard/status.hpp"
+#include "shmguard/evidence.hpp"
 #include "shmguard/workers.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -18,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto st = shmguard::parse_proc_stat(text);
   if (st && st.value->pid < 0) std::abort();
   auto php = shmguard::parse_php_shm_error(text);
-  if (php && php->line.empty()) std::abort();
+  if (php && php->source == shmguard::ShmErrorSource::Opcache && php->pid <= 0) std::abort();
   (void)shmguard::decode_sections(text);
   return 0;
 }

@@ -1,111 +1,309 @@
-// The guard's decision and the refusal page.
+// The guard's rules (core decide(), freshness, evidence) and their atomic form on the shared
+// segment (shm/claims.hpp): claims, reservations, the wait queue, crashed children.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "shm/claims.hpp"
 #include "shmguard/guard.hpp"
 
 using namespace shmguard;
 
 namespace {
-GuardInput low() {
+constexpr std::uint64_t MiB = 1ULL << 20;
+
+GuardInput low() {  // 10 MiB headroom, a worker needs 64 MiB, one worker busy
   GuardInput in;
   in.fresh = true;
   in.bounded = true;
-  in.headroom = 12ULL << 20;
-  in.reserve = 64ULL << 20;
-  in.spawns_workers = true;
-  in.idle_workers = 0;
+  in.headroom = 10 * MiB;
+  in.need = 64 * MiB;
+  in.workers = 1;
+  in.inflight = 1;
   return in;
 }
 }  // namespace
 
-TEST(Decide, RefusesWhenLowAndNoIdleWorker) {
-  EXPECT_EQ(decide(low()), Verdict::Refuse);
+TEST(Decide, NoFreeWorkerNoRoomNoWaitRefuses) {
+  EXPECT_EQ(decide(low()).verdict, Verdict::Refuse);
+  EXPECT_EQ(decide(low()).claim, Claim::None);
 }
 
-TEST(Decide, IdleWorkerServes) {
+TEST(Decide, FreeWorkerPassesAndClaimsIt) {
   GuardInput in = low();
-  in.idle_workers = 2;
-  EXPECT_EQ(decide(in), Verdict::Pass);
+  in.workers = 2;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Pass);
+  EXPECT_EQ(d.claim, Claim::Worker);
+  EXPECT_EQ(d.reserve_bytes, 0u);
 }
 
-TEST(Decide, AmpleHeadroomPasses) {
+TEST(Decide, QueuedWaitersGoFirst) {
   GuardInput in = low();
-  in.headroom = 64ULL << 20;  // equal to the reserve is enough
-  EXPECT_EQ(decide(in), Verdict::Pass);
+  in.workers = 2;  // one free worker
+  in.queued = 1;   // but one request of the class waits for it already
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  in.queued = 0;
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
 }
 
-TEST(Decide, UnboundedPasses) {
+TEST(Decide, BusyWorkerMeansWaitWhenAllowed) {
+  GuardInput in = low();
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+}
+
+TEST(Decide, NothingToWaitForRefusesAtOnce) {
+  GuardInput in = low();
+  in.workers = 0;
+  in.inflight = 0;
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+  in.inflight = 1;  // a spawn of the class is in flight: worth waiting for
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+}
+
+TEST(Decide, SpawnWithinRoomReservesNeed) {
+  GuardInput in = low();
+  in.headroom = 200 * MiB;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Pass);
+  EXPECT_EQ(d.claim, Claim::Spawn);
+  EXPECT_EQ(d.reserve_bytes, 64 * MiB);
+  in.reserved = 150 * MiB;  // two spawns already admitted: 50 MiB left, not enough
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+}
+
+TEST(Decide, UnboundedAlwaysPasses) {
   GuardInput in = low();
   in.bounded = false;
   in.headroom = 0;
-  EXPECT_EQ(decide(in), Verdict::Pass);
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  EXPECT_EQ(decide(in).reserve_bytes, 0u);
 }
 
-TEST(Decide, StaleFailsOpen) {
+TEST(Decide, StaleOrUnknownFailsOpen) {
   GuardInput in = low();
   in.fresh = false;
-  EXPECT_EQ(decide(in), Verdict::FailOpen);
+  EXPECT_EQ(decide(in).verdict, Verdict::FailOpen);
+  in = low();
+  in.workers = -1;
+  EXPECT_EQ(decide(in).verdict, Verdict::FailOpen);
 }
 
-TEST(Decide, UnknownWorkerTableFailsOpen) {
+TEST(Decide, DegradeStartsLeanWhenOnlyALeanWorkerFits) {
   GuardInput in = low();
-  in.idle_workers = -1;
-  EXPECT_EQ(decide(in), Verdict::FailOpen);
+  in.headroom = 40 * MiB;
+  in.lean_need = 32 * MiB;
+  in.action = Action::Degrade;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Lean);
+  EXPECT_EQ(d.claim, Claim::Lean);
+  EXPECT_EQ(d.reserve_bytes, 32 * MiB);
+  in.headroom = 20 * MiB;  // not even a lean one: wait, then refuse
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  in.may_wait = false;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+  in.action = Action::Refuse;  // lean only under degrade
+  in.headroom = 40 * MiB;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
 }
 
-TEST(Decide, FpmDecidedByReserveAlone) {
+TEST(Decide, DryRunNeverWaitsNorRefuses) {
+  GuardInput in = low();
+  in.action = Action::Log;
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::WouldRefuse);
+}
+
+TEST(Decide, PhpFpmByReserveAlone) {
   GuardInput in = low();
   in.spawns_workers = false;
-  in.idle_workers = -1;
-  EXPECT_EQ(decide(in), Verdict::Refuse);
-  in.headroom = 1ULL << 30;
-  EXPECT_EQ(decide(in), Verdict::Pass);
+  in.workers = -1;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+  in.headroom = 64 * MiB;
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  EXPECT_EQ(decide(in).claim, Claim::None);
 }
 
-TEST(Decide, DryRun) {
+TEST(Freshness, OneRuleForClockJumps) {
+  EXPECT_FALSE(freshness(0, 1000, 1500));      // no sample yet
+  EXPECT_TRUE(freshness(10000, 11000, 1500));  // 1 s old
+  EXPECT_FALSE(freshness(10000, 12000, 1500)); // 2 s old
+  EXPECT_TRUE(freshness(10000, 9500, 1500));   // from the future by 0.5 s: clocks differ a little
+  EXPECT_FALSE(freshness(10000, 8000, 1500));  // by 2 s: the clock jumped
+  EXPECT_EQ(staleness_bound_ms(100), 1500);
+  EXPECT_EQ(staleness_bound_ms(1000), 3000);
+}
+
+TEST(Evidence, NeedsSomethingNewerThanTheRequest) {
+  EvidenceCounters start, now;
+  EvidenceDetail d;
+  EXPECT_EQ(evidence_text(start, now, d, 1000), "");
+  now.php_errors = 1;
+  d.php_bytes = 64 * MiB;
+  d.php_pid = 42;
+  d.php_wall_ms = 900;  // before the request started: not this request's
+  EXPECT_EQ(evidence_text(start, now, d, 1000), "");
+  d.php_wall_ms = 1200;
+  EXPECT_NE(evidence_text(start, now, d, 1000).find("pid 42"), std::string::npos);
+}
+
+TEST(Evidence, ApcuLineCountsOnlyWithACounterThatRose) {
+  EvidenceCounters start, now;
+  EvidenceDetail d;
+  now.apcu_errors = 1;
+  d.apcu_bytes = 32 * MiB;
+  d.apcu_wall_ms = 2000;
+  EXPECT_EQ(evidence_text(start, now, d, 1000), "");
+  now.failcnt_sum = 3;
+  start.failcnt_sum = 2;
+  std::string e = evidence_text(start, now, d, 1000);
+  EXPECT_NE(e.find("APCu"), std::string::npos) << e;
+  EXPECT_NE(e.find("failcnt +1"), std::string::npos) << e;
+}
+
+// ---------------------------------------------------------------- on the shared segment
+
+namespace {
+struct SegmentDeleter {
+  void operator()(shm::Segment* s) const { munmap(s, sizeof(shm::Segment)); }
+};
+using SegmentPtr = std::unique_ptr<shm::Segment, SegmentDeleter>;
+SegmentPtr new_segment() {
+  void* p = mmap(nullptr, sizeof(shm::Segment), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                 -1, 0);
+  auto* s = static_cast<shm::Segment*>(p);
+  shm::init(s, 1, 500);
+  s->max_waiting.store(8);
+  return SegmentPtr(s);
+}
+}  // namespace
+
+TEST(Claims, TwoFreeWorkersAreTakenOnceEach) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 77);
   GuardInput in = low();
-  in.dry_run = true;
-  EXPECT_EQ(decide(in), Verdict::WouldRefuse);
+  in.workers = 2;
+  in.inflight = 0;
+  auto a = shm::try_admit(seg.get(), slot, in, 100, 0, false);
+  auto b = shm::try_admit(seg.get(), slot, in, 100, 1, false);
+  auto c = shm::try_admit(seg.get(), slot, in, 100, 2, false);
+  EXPECT_EQ(a.decision.verdict, Verdict::Pass);
+  EXPECT_EQ(b.decision.verdict, Verdict::Pass);
+  EXPECT_EQ(c.decision.verdict, Verdict::Refuse);
+  EXPECT_EQ(slot->inflight.load(), 2);
+  EXPECT_TRUE(shm::release_claim(seg.get(), a.claim, a.word));
+  EXPECT_FALSE(shm::release_claim(seg.get(), a.claim, a.word)) << "given back exactly once";
+  EXPECT_EQ(slot->inflight.load(), 1);
+  EXPECT_EQ(shm::try_admit(seg.get(), slot, in, 100, 3, false).decision.verdict, Verdict::Pass);
 }
 
-TEST(Refusal, HtmlSaysSharedMemoryAndEscapes) {
-  RefusalInfo info;
-  info.host = "<script>alert(1)</script>.example";
-  info.retry_after = 30;
-  std::string h = render_refusal_html(info);
-  EXPECT_NE(h.find("shared memory"), std::string::npos);
-  EXPECT_NE(h.find("in 30 seconds"), std::string::npos);
-  EXPECT_EQ(h.find("<script>"), std::string::npos);
-  EXPECT_NE(h.find("&lt;script&gt;"), std::string::npos);
-  EXPECT_EQ(h.find("MiB"), std::string::npos) << "no numbers without ShmGuardDetail";
+TEST(Claims, ABurstWithRoomForTwoStartsTwo) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 5);
+  GuardInput in = low();
+  in.workers = 0;
+  in.headroom = 150 * MiB;  // room for two 64 MiB workers
+  std::vector<std::thread> threads;
+  std::atomic<int> spawns{0}, others{0};
+  for (int t = 0; t < 20; ++t)
+    threads.emplace_back([&, t] {
+      auto a = shm::try_admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 7), false);
+      (a.decision.claim == Claim::Spawn ? spawns : others).fetch_add(1);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(spawns.load(), 2);
+  EXPECT_EQ(others.load(), 18);
+  EXPECT_EQ(seg->reserved.load(), static_cast<std::int64_t>(128 * MiB));
 }
 
-TEST(Refusal, DetailShowsNumbers) {
-  RefusalInfo info;
-  info.detail = true;
-  info.headroom = 12ULL << 20;
-  info.reserve = 64ULL << 20;
-  info.binding = "beancounter:shmpages";
-  std::string h = render_refusal_html(info);
-  EXPECT_NE(h.find("12.0 MiB"), std::string::npos);
-  EXPECT_NE(h.find("64.0 MiB"), std::string::npos);
-  std::string j = render_refusal_json(info);
-  EXPECT_NE(j.find("\"headroom_bytes\":12582912"), std::string::npos) << j;
-  EXPECT_NE(j.find("\"binding\":\"beancounter:shmpages\""), std::string::npos);
+TEST(Claims, ReservationRetiresTwoSamplesAfterRelease) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 9);
+  GuardInput in = low();
+  in.workers = 0;
+  in.headroom = 100 * MiB;
+  auto a = shm::try_admit(seg.get(), slot, in, 1, 0, false);
+  ASSERT_EQ(a.decision.claim, Claim::Spawn);
+  EXPECT_EQ(seg->reserved.load(), static_cast<std::int64_t>(64 * MiB));
+  shm::release_claim(seg.get(), a.claim, a.word);
+  EXPECT_EQ(seg->reserved.load(), static_cast<std::int64_t>(64 * MiB)) << "until a sample saw it";
+  for (std::uint64_t n = 1; n <= 2; ++n) {
+    seg->samples.store(n);
+    shm::drain_retired(seg.get(), n);
+  }
+  EXPECT_EQ(seg->reserved.load(), 0);
 }
 
-TEST(Refusal, JsonWithoutDetailHasNoNumbers) {
-  RefusalInfo info;
-  std::string j = render_refusal_json(info);
-  EXPECT_NE(j.find("\"status\":503"), std::string::npos);
-  EXPECT_EQ(j.find("headroom_bytes"), std::string::npos);
+TEST(Claims, DeadChildsClaimsAndWaitsAreReaped) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
+  GuardInput in = low();
+  in.workers = 3;
+  in.inflight = 0;
+  auto a = shm::try_admit(seg.get(), slot, in, 4242, 0, false);
+  auto b = shm::try_admit(seg.get(), slot, in, 5555, 1, false);
+  int w = shm::enter_wait(seg.get(), slot, 4242, 0);
+  ASSERT_GE(w, 0);
+  EXPECT_EQ(slot->inflight.load(), 2);
+  EXPECT_EQ(slot->waiting.load(), 1);
+  auto reaped = shm::reap_dead(seg.get(), [](int pid) { return pid != 4242; });
+  EXPECT_EQ(reaped, 2u);
+  EXPECT_EQ(slot->inflight.load(), 1);
+  EXPECT_EQ(slot->waiting.load(), 0);
+  EXPECT_EQ(seg->waiting.load(), 0);
+  EXPECT_FALSE(shm::release_claim(seg.get(), a.claim, a.word));
+  EXPECT_TRUE(shm::release_claim(seg.get(), b.claim, b.word));
 }
 
-TEST(Refusal, PrefersJson) {
-  EXPECT_TRUE(prefers_json("application/json"));
-  EXPECT_TRUE(prefers_json("application/json, text/html;q=0.5"));
-  EXPECT_FALSE(prefers_json("text/html,application/xhtml+xml,application/json;q=0.9"));
-  EXPECT_FALSE(prefers_json("*/*"));
-  EXPECT_FALSE(prefers_json(""));
-  EXPECT_FALSE(prefers_json("application/json;q=0"));
+TEST(Claims, WaitQueueIsBounded) {
+  auto seg = new_segment();
+  seg->max_waiting.store(2);
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
+  EXPECT_GE(shm::enter_wait(seg.get(), slot, 1, 0), 0);
+  EXPECT_GE(shm::enter_wait(seg.get(), slot, 1, 0), 0);
+  EXPECT_EQ(shm::enter_wait(seg.get(), slot, 1, 0), -1);
+}
+
+TEST(Claims, AReleaseWakesTheOldestWaiterWithinAMillisecond) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 11);
+  GuardInput in = low();
+  in.workers = 1;
+  in.inflight = 0;
+  auto holder = shm::try_admit(seg.get(), slot, in, 1, 0, false);
+  ASSERT_EQ(holder.decision.verdict, Verdict::Pass);
+  in.may_wait = true;
+  int first = shm::enter_wait(seg.get(), slot, 2, 10);
+  int second = shm::enter_wait(seg.get(), slot, 3, 20);
+  ASSERT_GE(first, 0);
+  ASSERT_GE(second, 0);
+  std::atomic<long> woke_after_us{-1};
+  std::thread waiter([&] {
+    auto t0 = std::chrono::steady_clock::now();
+    shm::wait_turn(seg.get(), first, 2000L * 1000 * 1000);  // 2 s at most
+    woke_after_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto t_release = std::chrono::steady_clock::now();
+  shm::release_claim(seg.get(), holder.claim, holder.word);
+  waiter.join();
+  long since_release = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - t_release)
+                           .count();
+  EXPECT_GE(woke_after_us.load(), 40000) << "slept until the release";
+  EXPECT_LT(since_release, 1000000) << "woken by the release, not the 2 s timeout";
+  EXPECT_EQ(seg->waiters[second].state.load(), 1u) << "only the oldest waiter is woken";
+  // The woken waiter, deciding as a waiter, now takes the worker.
+  auto got = shm::try_admit(seg.get(), slot, in, 2, 30, true);
+  EXPECT_EQ(got.decision.verdict, Verdict::Pass);
 }

@@ -1,5 +1,6 @@
 // The sampler loop without httpd: publication into the shared segment, the error-log tail, the
 // on-demand status rendering, and the evidence tickets children wait for.
+#include <filesystem>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -31,7 +32,7 @@ struct TempDir {
     char tmpl[] = "/tmp/shmguard-sampler-XXXXXX";
     path = ::mkdtemp(tmpl);
   }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  ~TempDir() { std::filesystem::remove_all(path); }
 };
 
 void append(const std::string& file, const std::string& text) {

@@ -5,7 +5,7 @@
 #include <set>
 #include <sstream>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/refusal.hpp"
 #include "shmguard/json.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/units.hpp"

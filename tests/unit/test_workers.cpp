@@ -72,25 +72,6 @@ TEST(Stat, Descendants) {
   EXPECT_EQ(descendants(all, 99), std::vector<int>{});
 }
 
-TEST(PhpError, FieldReportLine) {
-  auto e = parse_php_shm_error(
-      "Thu Oct 16 17:59:14 2014 (19446): Fatal Error Unable to allocate shared memory segment of "
-      "67108864 bytes: mmap: Cannot allocate memory (12)\n");
-  ASSERT_TRUE(e);
-  EXPECT_EQ(e->bytes, 67108864u);
-  EXPECT_EQ(e->pid, 19446);
-  EXPECT_EQ(e->model, "mmap");
-  EXPECT_EQ(e->message, "Cannot allocate memory (12)");
-}
-
-TEST(PhpError, OtherLinesIgnored) {
-  EXPECT_FALSE(parse_php_shm_error("[fcgid:warn] mod_fcgid: error reading data from FastCGI"));
-  EXPECT_FALSE(parse_php_shm_error("Unable to allocate shared memory segment of lots bytes"));
-  auto e = parse_php_shm_error("Unable to allocate shared memory segment of 5 bytes: x");
-  ASSERT_TRUE(e);
-  EXPECT_EQ(e->pid, 0);
-}
-
 TEST(Status, RssShmemOfThisProcessGrowsWithTouchedSharedPages) {
   auto before = read_rss_shmem("/proc", ::getpid());
   ASSERT_TRUE(before) << before.error;

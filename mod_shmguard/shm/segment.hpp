@@ -1,9 +1,12 @@
 // mod_shmguard: the shared segment between the sampler (writer), the children (readers, and
-// writers of their own counters) and the parent. Created anonymous in post_config, one per server
-// generation, inherited by every process forked after it. No httpd header here.
+// writers of their own counters and claims) and the parent. Created anonymous in post_config, one
+// per server generation, inherited by every process forked after it. No httpd header here: the
+// glue, the sampler, the benchmarks and the unit tests use it alike.
 //
-// Readers take no locks and make no syscalls: hot values are single atomics; the status blob is a
-// seqlock (writer makes seq odd, writes, makes it even; a reader retries while odd or changed).
+// Readers take no locks: hot values are single atomics; the status blob is a seqlock (writer
+// makes seq odd, writes, makes it even; a reader retries while odd or changed). A request's claim
+// on a worker is a record with its owner's pid, so the sampler can give back the claims of a
+// child that died; waiting requests sleep on a futex word of their own (claims.hpp).
 #pragma once
 
 #include <atomic>
@@ -12,12 +15,16 @@
 #include <cstring>
 #include <string>
 
+#include "shmguard/guard.hpp"
+
 namespace shmguard::shm {
 
 constexpr std::uint32_t kMagic = 0x53474d31;  // "SGM1"
 constexpr std::size_t kMaxVhosts = 512;
 constexpr std::size_t kClassSlots = 256;
-constexpr std::size_t kBlobMax = 2u << 20;  // status snapshot (JSON), 2 MiB
+constexpr std::size_t kBlobMax = 2u << 20;  // status snapshot (the sampler's sections), 2 MiB
+constexpr std::size_t kClaims = 4096;       // requests in flight that hold a claim, at most
+constexpr std::size_t kWaiters = 1024;      // requests waiting for a worker, at most
 
 // Binding limit names as small integers (the strings live in core::model).
 enum Binding : std::int32_t { kNone = 0, kShmpages, kPrivvmpages, kCgroup, kOvercommit };
@@ -45,18 +52,38 @@ inline std::int32_t binding_id(const std::string& name) {
 // Counters per virtual host, written by children with relaxed atomic adds.
 struct VhostCounters {
   std::atomic<std::uint64_t> guarded, passed, refused, would_refuse, failed_open, translated;
+  std::atomic<std::uint64_t> waited, wait_served, wait_expired, queue_full, lean_spawns;
   std::atomic<std::int64_t> last_refusal_ms;  // wall clock
   std::atomic<std::int64_t> last_log_ms;      // for the one-line-per-burst log
   std::atomic<std::uint64_t> refused_since_log;
 };
 
 // One mod_fcgid process class (vhost_id, device, inode of wrapper or script): how many of our
-// requests are in flight to it (children), and the largest segment its workers map (sampler).
-// Its live workers are counted in mod_fcgid's own table at decision time, not here.
+// requests hold or are about to take one of its workers (children), what one of its workers maps
+// (sampler). Its live workers are counted in mod_fcgid's own table at decision time, not here.
 struct ClassSlot {
   std::atomic<std::uint64_t> key;  // 0 = empty; set once with CAS, never cleared in a generation
   std::atomic<std::int32_t> inflight;
-  std::atomic<std::uint64_t> max_segment;  // bytes, 0 unknown
+  std::atomic<std::int32_t> waiting;        // requests of the class waiting for a worker
+  std::atomic<std::uint64_t> worker_need;   // bytes: a worker's private segments, summed (max)
+  std::atomic<std::int32_t> workers_seen;   // live workers at the last sample
+  std::atomic<std::int32_t> lean_workers;   // of which started lean (degrade)
+  std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
+};
+
+// A request's claim: word = pid << 32 | slot index << 8 | Claim; 0 = free. bytes = what a spawn
+// reserved. Whoever turns word to 0 (the request, or the sampler for a dead pid) gives it back.
+struct ClaimRec {
+  std::atomic<std::uint64_t> word;
+  std::atomic<std::uint64_t> bytes;
+};
+
+// A waiting request: state is its futex word (0 free, 1 waiting, 2 woken).
+struct WaiterRec {
+  std::atomic<std::uint32_t> state;
+  std::atomic<std::int32_t> pid;
+  std::atomic<std::uint64_t> key;     // class key
+  std::atomic<std::uint64_t> ticket;  // arrival order
 };
 
 struct Segment {
@@ -88,8 +115,26 @@ struct Segment {
   std::atomic<std::uint64_t> failcnt_sum;  // beancounter shmpages+privvmpages failcnt
   std::atomic<std::uint64_t> oom_kills;    // cgroup oom_kill (v2) or failcnt (v1)
 
+  std::atomic<std::uint64_t> apcu_errors;  // APCu "apc_mmap: Failed to mmap" lines seen
+  std::atomic<std::int64_t> apcu_error_wall_ms;
+  std::atomic<std::uint64_t> apcu_error_bytes;
+
+  // Spawns admitted whose segments no sample has seen yet (bytes). A claim given back moves its
+  // bytes to retire[(samples + 2) % 4]; the sampler drains retire[n % 4] when it publishes sample
+  // n, i.e. once a sample that started after the worker served has been published.
+  std::atomic<std::int64_t> reserved;
+  std::atomic<std::int64_t> retire[4];
+  std::atomic<std::uint64_t> claims_reaped;  // claims of dead children given back
+
+  // Waiting for a worker.
+  std::atomic<std::int32_t> waiting;      // all classes
+  std::atomic<std::int32_t> max_waiting;  // ShmGuardMaxWaiting (post_config)
+  std::atomic<std::uint64_t> wait_tickets;
+
   VhostCounters vhosts[kMaxVhosts];
   ClassSlot classes[kClassSlots];
+  ClaimRec claims[kClaims];
+  WaiterRec waiters[kWaiters];
 
   // Status page on demand: a handler ORs its format into status_wanted, takes a ticket from
   // status_requests and wakes the sampler; the sampler renders and sets status_gen to the ticket
@@ -104,10 +149,14 @@ struct Segment {
   char blob[kBlobMax];
 };
 
-// A sample older than this is stale and the guard fails open: three intervals, at least 1.5 s.
+// A sample older than this is stale and the guard fails open (core: staleness_bound_ms).
 inline std::int64_t staleness_bound_ms(const Segment* s) {
-  std::int64_t bound = 3 * s->interval_ms.load(std::memory_order_relaxed);
-  return bound < 1500 ? 1500 : bound;
+  return shmguard::staleness_bound_ms(s->interval_ms.load(std::memory_order_relaxed));
+}
+// Is the published sample fresh at `now_ms` (wall clock)? The guard and the status page ask this.
+inline bool sample_fresh(const Segment* s, std::int64_t now_ms) {
+  return shmguard::freshness(s->sample_wall_ms.load(std::memory_order_acquire), now_ms,
+                             staleness_bound_ms(s));
 }
 
 inline void init(Segment* s, std::uint32_t nvhosts, std::int64_t interval_ms) {
@@ -116,6 +165,7 @@ inline void init(Segment* s, std::uint32_t nvhosts, std::int64_t interval_ms) {
   s->nvhosts = nvhosts;
   s->headroom.store(-1);
   s->interval_ms.store(interval_ms);
+  s->max_waiting.store(0);
 }
 
 inline void publish_blob(Segment* s, const std::string& text) {

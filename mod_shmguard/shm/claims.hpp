@@ -1,0 +1,255 @@
+// mod_shmguard: claims on workers and the wait queue, on the shared segment. The rules are the
+// core's decide(); this file makes them atomic across children: a claim is taken with a
+// compare-and-swap, so two children never take the same free worker, and never reserve the same
+// headroom for two spawns. No httpd header: the glue, the sampler, the benchmarks and the unit
+// tests call the same functions.
+#pragma once
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "shm/segment.hpp"
+#include "shmguard/guard.hpp"
+
+namespace shmguard::shm {
+
+// ---------------------------------------------------------------- futex (shared, not private)
+
+inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, long wait_ns) {
+  struct timespec ts {
+    static_cast<time_t>(wait_ns / 1000000000L), wait_ns % 1000000000L
+  };
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+inline void futex_wake(std::atomic<std::uint32_t>* word, int n) {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0);
+}
+
+// ---------------------------------------------------------------- claims
+
+inline std::uint64_t claim_word(int pid, std::size_t slot_index, Claim kind) {
+  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) |
+         (static_cast<std::uint64_t>(slot_index & 0xffffff) << 8) |
+         static_cast<std::uint64_t>(kind);
+}
+inline int claim_pid(std::uint64_t w) {
+  return static_cast<int>(w >> 32);
+}
+inline std::size_t claim_slot(std::uint64_t w) {
+  return static_cast<std::size_t>((w >> 8) & 0xffffff);
+}
+inline Claim claim_kind(std::uint64_t w) {
+  return static_cast<Claim>(w & 0xff);
+}
+
+inline std::size_t slot_index(const Segment* s, const ClassSlot* slot) {
+  return static_cast<std::size_t>(slot - s->classes);
+}
+
+// Records a claim (a free record found by compare-and-swap from `hint`); -1 when all are taken.
+inline int record_claim(Segment* s, int pid, const ClassSlot* slot, Claim kind,
+                        std::uint64_t bytes, std::size_t hint) {
+  const std::uint64_t word = claim_word(pid, slot_index(s, slot), kind);
+  for (std::size_t i = 0; i < kClaims; ++i) {
+    ClaimRec& c = s->claims[(hint + i) % kClaims];
+    std::uint64_t expected = 0;
+    if (c.word.load(std::memory_order_relaxed) != 0) continue;
+    c.bytes.store(bytes, std::memory_order_relaxed);
+    if (c.word.compare_exchange_strong(expected, word, std::memory_order_acq_rel))
+      return static_cast<int>((hint + i) % kClaims);
+  }
+  return -1;
+}
+
+// The oldest waiter of a class is woken (one per worker given back: no thundering herd).
+inline void wake_oldest(Segment* s, std::uint64_t key) {
+  if (s->waiting.load(std::memory_order_acquire) <= 0) return;
+  int best = -1;
+  std::uint64_t best_ticket = ~0ULL;
+  for (std::size_t i = 0; i < kWaiters; ++i) {
+    WaiterRec& w = s->waiters[i];
+    if (w.state.load(std::memory_order_acquire) != 1 || w.key.load() != key) continue;
+    std::uint64_t t = w.ticket.load();
+    if (t < best_ticket) {
+      best_ticket = t;
+      best = static_cast<int>(i);
+    }
+  }
+  if (best < 0) return;
+  std::uint32_t one = 1;
+  if (s->waiters[best].state.compare_exchange_strong(one, 2, std::memory_order_acq_rel))
+    futex_wake(&s->waiters[best].state, 1);
+}
+
+// Every waiter re-decides (new sample published, or a worker appeared).
+inline void wake_all(Segment* s) {
+  if (s->waiting.load(std::memory_order_acquire) <= 0) return;
+  for (std::size_t i = 0; i < kWaiters; ++i) {
+    std::uint32_t one = 1;
+    if (s->waiters[i].state.compare_exchange_strong(one, 2, std::memory_order_acq_rel))
+      futex_wake(&s->waiters[i].state, 1);
+  }
+}
+
+// Moves a spawn's reserved bytes to the retire bucket that the sample after next drains.
+inline void retire_bytes(Segment* s, std::uint64_t bytes) {
+  if (!bytes) return;
+  std::uint64_t n = s->samples.load(std::memory_order_acquire);
+  s->retire[(n + 2) % 4].fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_acq_rel);
+}
+
+// Gives back claim `index` if it still holds `word` (exactly once: the request's release, its
+// pool cleanup and the sampler's reaper may race; the compare-and-swap picks one). The class's
+// oldest waiter is woken.
+inline bool release_claim(Segment* s, int index, std::uint64_t word) {
+  if (index < 0 || static_cast<std::size_t>(index) >= kClaims || word == 0) return false;
+  ClaimRec& c = s->claims[index];
+  std::uint64_t expected = word;
+  std::uint64_t bytes = c.bytes.load(std::memory_order_acquire);
+  if (!c.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return false;
+  std::size_t si = claim_slot(word);
+  if (si >= kClassSlots) return true;
+  ClassSlot& slot = s->classes[si];
+  slot.inflight.fetch_sub(1, std::memory_order_acq_rel);
+  Claim kind = claim_kind(word);
+  if (kind == Claim::Spawn || kind == Claim::Lean) retire_bytes(s, bytes);
+  wake_oldest(s, slot.key.load(std::memory_order_relaxed));
+  return true;
+}
+
+// The sampler, once per sample: drains the retire bucket of sample `n` (just published).
+inline void drain_retired(Segment* s, std::uint64_t n) {
+  std::int64_t b = s->retire[n % 4].exchange(0, std::memory_order_acq_rel);
+  if (b) s->reserved.fetch_sub(b, std::memory_order_acq_rel);
+  if (s->reserved.load(std::memory_order_relaxed) < 0) s->reserved.store(0);
+}
+
+// The sampler: gives back claims and waiting places whose owner died (a crashed child).
+// `alive(pid)` must answer false only for a pid that is gone.
+template <class Alive>
+std::uint64_t reap_dead(Segment* s, Alive&& alive) {
+  std::uint64_t reaped = 0;
+  int last_pid = 0;
+  bool last_alive = true;
+  auto check = [&](int pid) {
+    if (pid != last_pid) {
+      last_pid = pid;
+      last_alive = alive(pid);
+    }
+    return last_alive;
+  };
+  for (std::size_t i = 0; i < kClaims; ++i) {
+    std::uint64_t w = s->claims[i].word.load(std::memory_order_acquire);
+    if (w == 0 || check(claim_pid(w))) continue;
+    if (release_claim(s, static_cast<int>(i), w)) ++reaped;
+  }
+  for (std::size_t i = 0; i < kWaiters; ++i) {
+    WaiterRec& w = s->waiters[i];
+    std::uint32_t st = w.state.load(std::memory_order_acquire);
+    if (st == 0 || check(w.pid.load())) continue;
+    if (w.state.compare_exchange_strong(st, 0, std::memory_order_acq_rel)) {
+      s->waiting.fetch_sub(1, std::memory_order_acq_rel);
+      std::uint64_t key = w.key.load();
+      if (ClassSlot* slot = class_slot(s, key, false)) slot->waiting.fetch_sub(1);
+      ++reaped;
+    }
+  }
+  if (reaped) s->claims_reaped.fetch_add(reaped, std::memory_order_relaxed);
+  return reaped;
+}
+
+// ---------------------------------------------------------------- admission
+
+// What the glue reads before asking: the class's workers in mod_fcgid's table and the request's
+// settings. try_admit() fills in the segment's counts and decides; a decision that claims is
+// recorded atomically (retried when another child changed the counts meanwhile).
+struct Admission {
+  Decision decision;
+  int claim = -1;           // record index, -1: none
+  std::uint64_t word = 0;   // the record's word (to give it back)
+};
+
+inline Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, int pid, std::size_t hint,
+                           bool is_waiter) {
+  Admission a;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    std::int32_t inflight = slot ? slot->inflight.load(std::memory_order_acquire) : 0;
+    std::int64_t reserved = s->reserved.load(std::memory_order_acquire);
+    in.inflight = inflight;
+    in.reserved = reserved > 0 ? static_cast<std::uint64_t>(reserved) : 0;
+    in.queued = (slot && !is_waiter) ? slot->waiting.load(std::memory_order_acquire) : 0;
+    a.decision = decide(in);
+    if (a.decision.claim == Claim::None || !slot) return a;
+    if (a.decision.claim == Claim::Worker && a.decision.verdict == Verdict::Pass) {
+      if (!slot->inflight.compare_exchange_weak(inflight, inflight + 1, std::memory_order_acq_rel))
+        continue;
+    } else {
+      if (a.decision.reserve_bytes) {
+        std::int64_t want = reserved + static_cast<std::int64_t>(a.decision.reserve_bytes);
+        if (!s->reserved.compare_exchange_weak(reserved, want, std::memory_order_acq_rel))
+          continue;
+      }
+      slot->inflight.fetch_add(1, std::memory_order_acq_rel);
+    }
+    a.claim = record_claim(s, pid, slot, a.decision.claim, a.decision.reserve_bytes, hint);
+    if (a.claim >= 0) {
+      a.word = s->claims[a.claim].word.load(std::memory_order_relaxed);
+    } else {  // no record left: undo the count (the request is served uncounted, fails open)
+      slot->inflight.fetch_sub(1, std::memory_order_acq_rel);
+      if (a.decision.reserve_bytes)
+        s->reserved.fetch_sub(static_cast<std::int64_t>(a.decision.reserve_bytes));
+    }
+    return a;
+  }
+  a.decision = {Verdict::FailOpen, Claim::None, 0};  // counts kept changing: serve
+  return a;
+}
+
+// A waiting place for a request of class `slot`; -1 when ShmGuardMaxWaiting are waiting.
+inline int enter_wait(Segment* s, ClassSlot* slot, int pid, std::size_t hint) {
+  std::int32_t n = s->waiting.load(std::memory_order_acquire);
+  for (;;) {
+    if (n >= s->max_waiting.load(std::memory_order_relaxed)) return -1;
+    if (s->waiting.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) break;
+  }
+  for (std::size_t i = 0; i < kWaiters; ++i) {
+    WaiterRec& w = s->waiters[(hint + i) % kWaiters];
+    std::uint32_t free_state = 0;
+    if (w.state.load(std::memory_order_relaxed) != 0) continue;
+    // Reserve the record (state 3 = being set up) before filling it in.
+    if (!w.state.compare_exchange_strong(free_state, 3, std::memory_order_acq_rel)) continue;
+    w.pid.store(pid);
+    w.key.store(slot->key.load());
+    w.ticket.store(s->wait_tickets.fetch_add(1, std::memory_order_acq_rel));
+    slot->waiting.fetch_add(1, std::memory_order_acq_rel);
+    w.state.store(1, std::memory_order_release);
+    return static_cast<int>((hint + i) % kWaiters);
+  }
+  s->waiting.fetch_sub(1, std::memory_order_acq_rel);
+  return -1;
+}
+
+// Sleeps until woken (a worker of the class was given back, or a new sample) or `wait_ns` passed.
+inline void wait_turn(Segment* s, int w, long wait_ns) {
+  futex_wait(&s->waiters[w].state, 1, wait_ns);
+  std::uint32_t two = 2;
+  s->waiters[w].state.compare_exchange_strong(two, 1, std::memory_order_acq_rel);
+}
+
+inline void leave_wait(Segment* s, ClassSlot* slot, int w) {
+  std::uint32_t st = s->waiters[w].state.load(std::memory_order_acquire);
+  while (st != 0) {
+    if (s->waiters[w].state.compare_exchange_weak(st, 0, std::memory_order_acq_rel)) {
+      s->waiting.fetch_sub(1, std::memory_order_acq_rel);
+      slot->waiting.fetch_sub(1, std::memory_order_acq_rel);
+      return;
+    }
+  }
+}
+
+}  // namespace shmguard::shm
