@@ -57,10 +57,16 @@ struct Decision {
   std::uint64_t reserve_bytes = 0;  // what the claim reserves (Spawn: need; Lean: lean_need)
 };
 
+// Room for this many workers is ample: a burst cannot spawn that many (mod_fcgid's default
+// FcgidSpawnScoreUpLimit lets about 10 spawns through in a burst), so no spawn is reserved and
+// the worker table is not read.
+constexpr std::uint64_t kAmpleWorkers = 16;
+
 // The rules, in order:
 //  1. no fresh sample: fail open (the request is still counted as holding a worker);
 //  2. PHP-FPM (no spawn per request): pass when unbounded or headroom >= need, else refuse;
-//  3. mod_fcgid's table unreadable: fail open;
+//  3. ample (unbounded, or room for kAmpleWorkers workers): pass, counted, nothing reserved;
+//  3b. mod_fcgid's table unreadable: fail open;
 //  4. a free worker (workers - inflight - queued > 0): pass, claim it;
 //  5. room for a spawn (unbounded, or headroom - reserved >= need): pass, reserve need;
 //  6. under degrade, room for a lean worker: lean, reserve lean_need;
@@ -72,6 +78,10 @@ Decision decide(const GuardInput& in);
 // Room left for new shared memory after admitted spawns: headroom - reserved, never below 0.
 inline std::uint64_t room(const GuardInput& in) {
   return in.headroom > in.reserved ? in.headroom - in.reserved : 0;
+}
+// Rule 3: no need to look at workers or reserve anything.
+inline bool ample(const GuardInput& in) {
+  return !in.bounded || room(in) / kAmpleWorkers >= in.need;
 }
 
 // Is a sample taken at `sampled_ms` (wall clock; 0: none yet) fresh at `now_ms`? A sample "from

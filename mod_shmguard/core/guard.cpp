@@ -53,9 +53,9 @@ Decision decide(const GuardInput& in) {
     if (!in.bounded || in.headroom >= in.need) return {Verdict::Pass, Claim::None, 0};
     return {in.action == Action::Log ? Verdict::WouldRefuse : Verdict::Refuse, Claim::None, 0};
   }
+  if (ample(in)) return {Verdict::Pass, Claim::Spawn, 0};  // counted, nothing reserved
   if (in.workers < 0) return {Verdict::FailOpen, Claim::Worker, 0};
   if (in.workers - in.inflight - in.queued > 0) return {Verdict::Pass, Claim::Worker, 0};
-  if (!in.bounded) return {Verdict::Pass, Claim::Spawn, 0};
   const std::uint64_t left = room(in);
   if (left >= in.need) return {Verdict::Pass, Claim::Spawn, in.need};
   if (in.action == Action::Degrade && in.lean_need > 0 && left >= in.lean_need)

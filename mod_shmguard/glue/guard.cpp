@@ -279,11 +279,14 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   const char* why = nullptr;
   Verdict v = Verdict::FailOpen;
   for (;;) {
+    std::int64_t reserved = seg->reserved.load(std::memory_order_relaxed);
+    in.reserved = reserved > 0 ? static_cast<std::uint64_t>(reserved) : 0;
     if (in.spawns_workers && note->slot) {
-      // Liveness is checked (one kill(0) per worker) only when there is no room for a spawn.
-      std::int64_t reserved = seg->reserved.load(std::memory_order_relaxed);
-      bool low = in.bounded && in.headroom < in.need + static_cast<std::uint64_t>(reserved > 0 ? reserved : 0);
-      in.workers = fcgid::count_class_workers(gen.fcgid_table, note->key, low ? pid_alive : nullptr);
+      // The table is read only when the room is not ample; liveness (one kill(0) per worker)
+      // only when there is no room for a spawn.
+      bool low = in.bounded && room(in) < in.need;
+      in.workers = !in.fresh || ample(in) ? 0
+                   : fcgid::count_class_workers(gen.fcgid_table, note->key, low ? pid_alive : nullptr);
     } else if (in.spawns_workers) {
       in.workers = -1;  // class unknown: fail open
     }

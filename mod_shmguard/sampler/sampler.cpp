@@ -132,6 +132,13 @@ class Sampler {
       }
       if (pending_.size() < 256) pending_.push_back({e->pid, e->bytes, now});
     });
+    // php-cgi exits right after its line: give it up to 100 ms (a 500 waits for this scan).
+    for (int i = 0; i < 50 && !pending_.empty(); ++i) {
+      bool all_exited = true;
+      for (const auto& p : pending_) all_exited = all_exited && pid_exited("/proc", p.pid);
+      if (all_exited) break;
+      ::usleep(2000);
+    }
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (pid_exited("/proc", it->pid)) {
         seg_->php_error_bytes.store(it->bytes, std::memory_order_relaxed);

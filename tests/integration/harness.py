@@ -259,8 +259,12 @@ class Server:
     shmguard_conf       text placed right after that LoadModule (extra_conf also works)
     shmguard_conf_file  a file Include-d right after that LoadModule (e.g. <repo>/conf/shmguard.conf)
     wrapper             "ubc" (default: the beancounter double), "plain" (php-cgi with the same OPcache
-                        options, no accounting) or None (no FcgidWrapper)
+                        options, no accounting), "shmguard" (build/shmguard-php-wrapper in front of
+                        the double, for ShmGuardAction degrade) or None (no FcgidWrapper)
     segment_mib         OPcache segment per php-cgi worker (opcache.memory_consumption), default 64
+    apcu_mib            APCu segment per worker (apc.shm_size), default 0: APCu off (-d apc.enabled=0)
+    fail_with           "apcu": a worker over budget dies of APCu's own error instead of OPcache's
+    lean_mib            with wrapper="shmguard": shmguard-php-wrapper's --lean (default 48)
     shm_barrier         shmpages barrier (= limit) in pages, default 262144 (1 GiB)
     privvm_barrier      privvmpages barrier in pages, default 1048576
     ubc_layout, ubc_id  "ovz6" (default, "   101:  kmemsize") or "vz7" ("       101: kmemsize"); "101"
@@ -289,7 +293,8 @@ class Server:
 
     def __init__(self, name="server", root=None, artifacts=None, mpm="event", log_level="warn",
                  shmguard=False, shmguard_so=None, shmguard_conf="", shmguard_conf_file=None,
-                 wrapper="ubc", segment_mib=64, shm_barrier=262144, privvm_barrier=1048576,
+                 wrapper="ubc", segment_mib=64, apcu_mib=0, fail_with=None, lean_mib=48,
+                 shm_barrier=262144, privvm_barrier=1048576,
                  ubc_layout="ovz6", ubc_id="101", bc_resources=False, refresh_interval=0.2,
                  max_processes_per_class=None, min_processes_per_class=None, max_processes=None,
                  idle_timeout=None, idle_scan_interval=None, spawn_score_uplimit=None,
@@ -298,6 +303,7 @@ class Server:
         self.name = name
         self.artifacts = artifacts
         self.opts = dict(mpm=mpm, log_level=log_level, wrapper=wrapper, segment_mib=segment_mib,
+                         apcu_mib=apcu_mib, fail_with=fail_with, lean_mib=lean_mib,
                          shm_barrier=shm_barrier, privvm_barrier=privvm_barrier, ubc_layout=ubc_layout,
                          ubc_id=ubc_id, bc_resources=bc_resources,
                          max_processes_per_class=max_processes_per_class,
@@ -345,6 +351,11 @@ class Server:
         self.write()
 
     # -------------------------------------------------------------------------------- files
+    @staticmethod
+    def php_wrapper_binary():
+        return os.path.join(os.environ.get("SHMGUARD_BUILD", os.path.join(REPO, "build")),
+                            "shmguard-php-wrapper")
+
     def env(self):
         return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
                 MARKER: self.root}
@@ -379,15 +390,26 @@ class Server:
             self.budget = ubc.Budget.create(
                 self.ubc_dir, php_cgi=PHP_CGI, segment_mib=o["segment_mib"], shm_barrier=o["shm_barrier"],
                 privvm_barrier=o["privvm_barrier"], fail_as_kib=fail_kib, ubc_id=o["ubc_id"],
-                layout=o["ubc_layout"], bc_resources=o["bc_resources"], owner=(uid, gid))
+                layout=o["ubc_layout"], bc_resources=o["bc_resources"], owner=(uid, gid),
+                apcu_mib=o["apcu_mib"], fail_with=o["fail_with"])
         else:
             self.budget = ubc.Budget(self.ubc_dir)
         wrappers = {
             "ubc": "#!/bin/sh\n# FcgidWrapper: the OpenVZ shmpages double (accounts, then execs php-cgi)\n"
                    "exec %s -I -S %s/bin/ubc.py wrap %s \"$@\"\n" % (PYTHON, self.root, self.ubc_dir),
-            "plain": "#!/bin/sh\nexec %s -d opcache.enable=1 -d opcache.memory_consumption=%d \"$@\"\n"
-                     % (PHP_CGI, o["segment_mib"]),
+            "plain": "#!/bin/sh\nexec %s -d opcache.enable=1 -d opcache.memory_consumption=%d %s \"$@\"\n"
+                     % (PHP_CGI, o["segment_mib"],
+                        ("-d apc.enabled=1 -d apc.shm_size=%dM" % o["apcu_mib"]) if o["apcu_mib"]
+                        else "-d apc.enabled=0"),
+            "shmguard": "#!/bin/sh\n# FcgidWrapper: shmguard-php-wrapper (degrade) in front of the double\n"
+                        "exec %s --state %s/run/shmguard/headroom --opcache %dM --apcu %dM --lean %dM "
+                        "--file-cache %s/opcache-files -- %s/bin/php-wrapper-ubc \"$@\"\n"
+                        % (self.php_wrapper_binary(), self.root, o["segment_mib"], o["apcu_mib"],
+                           o["lean_mib"], self.root, self.root),
         }
+        cache = os.path.join(self.root, "opcache-files")
+        os.makedirs(cache, exist_ok=True)
+        os.chown(cache, uid, gid)
         for kind, text in wrappers.items():
             p = os.path.join(self.root, "bin", "php-wrapper-%s" % kind)
             with open(p, "w") as f:

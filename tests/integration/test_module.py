@@ -144,7 +144,8 @@ def test_exhausted_budget_cold_start_refuses_fast_without_spawning(server):
 
 
 def test_exhausted_budget_warm_workers_keep_serving_and_do_not_grow(server):
-    s = server(shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100)
+    # ShmGuardWait 0: refuse at once when no worker is free (the behaviour before waiting).
+    s = server(shmguard=True, shmguard_conf=GUARD + "ShmGuardWait 0\n", spawn_score_uplimit=100)
     # Two warm workers: two overlapping slow requests (mod_fcgid spawns the second after 1 s).
     rs = s.get_many(["/sleep.php?ms=2500"] * 2, delays=[0, 0.1])
     assert [r.status for r in rs] == [200, 200]

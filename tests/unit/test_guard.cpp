@@ -307,3 +307,14 @@ TEST(Claims, AReleaseWakesTheOldestWaiterWithinAMillisecond) {
   auto got = shm::try_admit(seg.get(), slot, in, 2, 30, true);
   EXPECT_EQ(got.decision.verdict, Verdict::Pass);
 }
+
+TEST(Decide, AmpleRoomPassesWithoutReservingOrReadingWorkers) {
+  GuardInput in = low();
+  in.headroom = 16 * 64 * MiB;  // room for kAmpleWorkers workers
+  in.workers = -1;              // not read
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Pass);
+  EXPECT_EQ(d.reserve_bytes, 0u);
+  in.reserved = 64 * MiB;  // one spawn reserved: no longer ample, and the table is needed
+  EXPECT_EQ(decide(in).verdict, Verdict::FailOpen);
+}

@@ -233,9 +233,44 @@ def segment_pages(config):
     return config["segment_mib"] * 1024 * 1024 // config.get("page_size", PAGE_SIZE)
 
 
+def _ini(args, key):
+    """The last `-d key=value` in args (PHP's rule: the last one wins), or None."""
+    val = None
+    for i, a in enumerate(args):
+        if a == "-d" and i + 1 < len(args):
+            a = args[i + 1]
+        elif a.startswith("-d"):
+            a = a[2:]
+        else:
+            continue
+        if a.startswith(key + "="):
+            val = a[len(key) + 1:]
+    return val
+
+
+def _mib(v):
+    v = v.strip().upper()
+    mult = {"K": 1.0 / 1024, "M": 1, "G": 1024}.get(v[-1:], None)
+    return int(float(v[:-1]) * mult) if mult is not None else int(v) // (1024 * 1024)
+
+
+def need_pages(config, extra_args):
+    """What this worker maps: OPcache (unless off or file-cache-only) + APCu (when enabled),
+    after the -d settings a front wrapper (shmguard-php-wrapper) added."""
+    args = php_argv(config, config["segment_mib"]) + list(extra_args)
+    mib = 0
+    if _ini(args, "opcache.enable") != "0" and _ini(args, "opcache.file_cache_only") != "1":
+        mib += int(_ini(args, "opcache.memory_consumption") or config["segment_mib"])
+    if _ini(args, "apc.enabled") != "0":
+        mib += _mib(_ini(args, "apc.shm_size") or "32M")
+    return mib * 1024 * 1024 // config.get("page_size", PAGE_SIZE)
+
+
 def php_argv(config, segment_mib):
     php = config.get("php_cgi", "/usr/bin/php-cgi")
-    return [php, "-d", "opcache.enable=1", "-d", "opcache.memory_consumption=%d" % segment_mib] + \
+    apcu = config.get("apcu_mib", 0)
+    apc = ["-d", "apc.enabled=1", "-d", "apc.shm_size=%dM" % apcu] if apcu else ["-d", "apc.enabled=0"]
+    return [php, "-d", "opcache.enable=1", "-d", "opcache.memory_consumption=%d" % segment_mib] + apc + \
         list(config.get("php_args", []))
 
 
@@ -243,7 +278,7 @@ def wrap(state_dir, extra_args):
     pid = os.getpid()
     with _Locked(state_dir) as st:
         cfg = st.config
-        need = segment_pages(cfg)
+        need = need_pages(cfg, extra_args)
         st.drop_dead()
         st.recompute()
         failed = None
@@ -260,7 +295,12 @@ def wrap(state_dir, extra_args):
             st.event(pid, "start", "shmpages", shm[0], need, shm[2])
         st.save()
     argv = php_argv(cfg, cfg["segment_mib"]) + list(extra_args)
-    if failed is not None:
+    if failed is not None and cfg.get("fail_with") == "apcu":
+        # APCu's own failure: its mmap (at module start, before OPcache's) cannot fit.
+        argv = php_argv(cfg, cfg["segment_mib"]) + ["-d", "opcache.enable=0", "-d", "apc.enabled=1",
+                                                    "-d", "apc.shm_size=1024M"]
+        resource.setrlimit(resource.RLIMIT_AS, (400000 * 1024, 400000 * 1024))
+    elif failed is not None:
         fail_kib = cfg.get("fail_as_kib")
         if fail_kib:
             limit = fail_kib * 1024
@@ -335,13 +375,14 @@ class Budget:
     def create(cls, state_dir, php_cgi="/usr/bin/php-cgi", php_args=(), segment_mib=64,
                shm_barrier=262144, shm_limit=None, privvm_barrier=1048576, privvm_limit=None,
                privvm_base=DEFAULT_PRIVVM_BASE, fail_as_kib=None, ubc_id="101", layout="ovz6",
-               bc_resources=False, owner=None):
+               bc_resources=False, owner=None, apcu_mib=0, fail_with=None):
         """Writes config.json, state.json and the beancounter file. owner: (uid, gid) that must be
         able to write the state (the wrapper's user)."""
         os.makedirs(state_dir, exist_ok=True)
         config = {"php_cgi": php_cgi, "php_args": list(php_args), "segment_mib": int(segment_mib),
                   "page_size": PAGE_SIZE, "fail_as_kib": fail_as_kib, "ubc_id": str(ubc_id),
-                  "layout": layout, "bc_resources": bool(bc_resources)}
+                  "layout": layout, "bc_resources": bool(bc_resources), "apcu_mib": int(apcu_mib),
+                  "fail_with": fail_with}
         rows = [[n, list(v)] for n, v in DEFAULT_ROWS]
         state = {"rows": rows, "shm_base": 0, "privvm_base": privvm_base, "workers": {}}
         for n, v in rows:
