@@ -25,6 +25,7 @@ struct WorkerRow {
   std::uint64_t rss_shmem = 0;
   std::vector<Segment> segments;
   std::string error;  // why its maps could not be read
+  std::string lean;   // started lean (ShmGuardAction degrade): with what, e.g. "OPcache 24.0 MiB"
 };
 
 // One shared segment, identified by (device, inode), and the listed workers that map it.

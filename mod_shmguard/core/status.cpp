@@ -357,7 +357,7 @@ void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
     for (const auto& s : w.segments) segs_text += s.kind.size();
     out.room(640 +
              6 * (w.backend.size() + w.kind.size() + w.klass.size() + w.state.size() +
-                  w.command.size() + w.error.size() + segs_text) +
+                  w.command.size() + w.error.size() + w.lean.size() + segs_text) +
              w.segments.size() * 224);
     out.lit("<tr><td>");
     out.i(w.pid);
@@ -378,6 +378,11 @@ void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
     out.esc(w.klass);
     out.lit("</td><td>");
     out.esc(w.state);
+    if (!w.lean.empty()) {
+      out.lit("<br><small class=\"err\">lean: ");
+      out.esc(w.lean);
+      out.lit("</small>");
+    }
     out.lit("</td><td class=\"cmd\">");
     out.esc(w.command);
     out.lit("</td><td>");
@@ -560,7 +565,7 @@ void write_workers_json(Template& t, const std::vector<WorkerRow>& workers,
     for (const auto& s : wr.segments) segs_text += s.kind.size();
     out.room(512 +
              6 * (wr.backend.size() + wr.kind.size() + wr.state.size() + wr.klass.size() +
-                  wr.command.size() + wr.error.size() + segs_text) +
+                  wr.command.size() + wr.error.size() + wr.lean.size() + segs_text) +
              wr.segments.size() * 224);
     if (i) out.ch(',');
     out.lit("{\"pid\":");
@@ -583,6 +588,12 @@ void write_workers_json(Template& t, const std::vector<WorkerRow>& workers,
     out.i(wr.uptime_s);
     out.lit(",\"rss_shmem_bytes\":");
     out.u(wr.rss_shmem);
+    if (wr.lean.empty()) {
+      out.lit(",\"degraded\":false");
+    } else {
+      out.lit(",\"degraded\":true,\"lean\":");
+      out.json(wr.lean);
+    }
     if (!wr.error.empty()) {
       out.lit(",\"error\":");
       out.json(wr.error);
@@ -641,6 +652,7 @@ void auto_line(std::string& o, std::string_view key_head, std::string_view name,
 struct Totals {
   std::uint64_t seg_bytes = 0, priv = 0, priv_bytes = 0, rss = 0, fcgid = 0, fpm = 0;
   std::uint64_t rss_fcgid = 0, rss_fpm = 0;
+  std::uint64_t lean = 0;  // workers started lean (degrade)
 };
 
 void render_auto(std::string& a, const Snapshot& snap, const std::vector<WorkerRow>& workers,
@@ -670,6 +682,7 @@ void render_auto(std::string& a, const Snapshot& snap, const std::vector<WorkerR
   auto_line(a, "ShmGuardWorkers", workers.size());
   auto_line(a, "ShmGuardWorkerSegments", uses.size());
   auto_line(a, "ShmGuardWorkerSegmentBytes", tot.seg_bytes);
+  auto_line(a, "ShmGuardWorkersDegraded", tot.lean);
   auto_line(a, "ShmGuardWorkerPrivateSegments", tot.priv);
   auto_line(a, "ShmGuardWorkerSharedResidentBytes", tot.rss);
   auto_line(a, "ShmGuardFindings", findings.size());
@@ -704,6 +717,7 @@ void render_json(Template& t, const Snapshot& snap, const std::vector<WorkerRow>
       .field("shared_segments", static_cast<std::uint64_t>(sharing.uses.size()) - tot.priv)
       .field("shared_segment_bytes", tot.seg_bytes - tot.priv_bytes)
       .field("rss_shmem_bytes", tot.rss)
+      .field("degraded_workers", tot.lean)
       .end_object();
   w.key("findings").begin_array();
   for (const auto& f : findings) {
@@ -735,6 +749,9 @@ void render_metrics(std::string& m, const Snapshot& snap, const std::vector<Segm
   put_u(m, tot.fcgid);
   m += "\nshmguard_fastcgi_workers{backend=\"php-fpm\"} ";
   put_u(m, tot.fpm);
+  m += "\n# HELP shmguard_workers_degraded Workers started lean (ShmGuardAction degrade).\n"
+       "# TYPE shmguard_workers_degraded gauge\nshmguard_workers_degraded{backend=\"mod_fcgid\"} ";
+  put_u(m, tot.lean);
   m += "\n# HELP shmguard_fastcgi_shared_resident_bytes Resident shared memory (RssShmem) of the "
        "workers.\n# TYPE shmguard_fastcgi_shared_resident_bytes gauge\n"
        "shmguard_fastcgi_shared_resident_bytes{backend=\"mod_fcgid\"} ";
@@ -798,6 +815,7 @@ StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<W
       ++tot.fcgid;
       tot.rss_fcgid += w.rss_shmem;
     }
+    if (!w.lean.empty()) ++tot.lean;
   }
 
   if (formats & kHtml) {

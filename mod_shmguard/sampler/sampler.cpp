@@ -308,6 +308,7 @@ class Sampler {
       row.segments = w.segments;
       row.error = w.error;
       row.command = w.cmdline;
+      if (LeanSettings ls = lean_settings(w.cmdline); ls.lean) row.lean = ls.describe();
       if (ticks_now >= 0 && static_cast<std::int64_t>(w.start_ticks) <= ticks_now)
         row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.start_ticks)) / hz;
     };

@@ -1,0 +1,196 @@
+"""Keep serving under exhaustion (issue 8): wait for a busy worker instead of refusing, never start
+more workers than the headroom holds, count a worker's whole need (OPcache + APCu), give a claim
+back when mod_fcgid gives its worker back, degrade to a lean worker, and evidence that cannot be
+forged. Real apache2 + mod_fcgid + php-cgi, the OpenVZ beancounter double as the limit.
+"""
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+
+from test_module import GUARD, SEG_PAGES, exhaust, status, vhost, wait_for, wait_sample
+
+
+def warm_one_worker(s):
+    assert s.get("/index.php").status == 200
+    return s.wait_workers(1)
+
+
+def test_request_waits_for_the_busy_worker_and_is_served(server):
+    s = server(shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100)
+    warm_one_worker(s)
+    exhaust(s)
+    rs = s.get_many(["/sleep.php?ms=600", "/index.php"], delays=[0, 0.2])
+    assert [r.status for r in rs] == [200, 200], [(r.status, r.text[:200]) for r in rs]
+    # Served after the busy worker freed (~0.4 s later), by that same worker: no spawn.
+    assert 0.25 < rs[1].elapsed < 1.5, rs[1].elapsed
+    assert rs[1].text.split("pid=")[1].split()[0] == rs[0].text.strip()
+    assert len(s.php_workers()) == 1
+    v = vhost(s)
+    assert v["refused"] == 0
+    assert "SG0201" not in s.error_log()
+    assert s.budget.failcnt() == 0
+
+
+def test_wait_expires_into_503_with_retry_after(server):
+    s = server(shmguard=True, shmguard_conf=GUARD + "ShmGuardWait 400ms\n", spawn_score_uplimit=100)
+    warm_one_worker(s)
+    exhaust(s)
+    rs = s.get_many(["/sleep.php?ms=2500", "/index.php"], delays=[0, 0.2])
+    assert rs[0].status == 200
+    assert rs[1].status == 503
+    assert rs[1].headers["Retry-After"] == "30"
+    assert 0.35 < rs[1].elapsed < 1.5, rs[1].elapsed
+    assert s.wait_log(r"SG0201 refused /index.php .*no worker of the class became free within "
+                      r"ShmGuardWait")
+    assert len(s.php_workers()) == 1
+
+
+def test_wait_bound_answers_503_at_once(server):
+    s = server(shmguard=True, shmguard_conf=GUARD + "ShmGuardMaxWaiting 1\n", spawn_score_uplimit=100)
+    warm_one_worker(s)
+    exhaust(s)
+    rs = s.get_many(["/sleep.php?ms=2500", "/index.php", "/index.php"], delays=[0, 0.2, 0.6])
+    assert rs[0].status == 200
+    assert rs[1].status == 200, "the one waiting place: served when the worker frees"
+    assert rs[2].status == 503, "no waiting place left: refused at once"
+    assert rs[2].elapsed < 0.5, rs[2].elapsed
+    assert rs[2].headers["Retry-After"] == "30"
+    assert s.wait_log(r"the wait queue is full \(ShmGuardMaxWaiting\)")
+
+
+def test_burst_with_room_for_two_starts_at_most_two_workers(server):
+    s = server(shmguard=True, shmguard_conf=GUARD, max_processes_per_class=20, spawn_score_uplimit=1000)
+    s.budget.refresh()
+    s.budget.set_barrier(s.budget.held() + 2 * SEG_PAGES + SEG_PAGES // 2)  # 2.5 workers of room
+    wait_sample(s, headroom_below=3 * (64 << 20), headroom_at_least=2 * (64 << 20))
+    seen = set()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.update(s.php_workers())
+            time.sleep(0.02)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        rs = s.get_many(["/sleep.php?ms=300"] * 20, timeout=60)
+    finally:
+        stop.set()
+        t.join()
+    codes = [r.status for r in rs]
+    assert 500 not in codes, codes
+    assert codes.count(200) >= 2, codes
+    for r in rs:
+        if r.status == 503:
+            assert r.headers["Retry-After"] == "30"
+    assert len(seen) <= 2, "started %d php-cgi for room of 2: %s" % (len(seen), sorted(seen))
+    assert s.budget.failcnt() == 0, "no worker died over budget"
+    assert not [e for e in s.budget.events() if " fail " in e]
+
+
+def test_auto_reserve_counts_opcache_and_apcu(server):
+    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve auto")
+    s = server(shmguard=True, shmguard_conf=conf, segment_mib=32, apcu_mib=16, spawn_score_uplimit=100)
+    warm_one_worker(s)
+    assert wait_for(lambda: vhost(s)["reserve"]["bytes"] == 48 << 20, 10), vhost(s)["reserve"]
+    assert "OPcache + APCu" in vhost(s)["reserve"]["source"]
+
+
+def test_apcu_allocation_failure_is_translated(server):
+    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve 1M")
+    s = server(shmguard=True, shmguard_conf=conf, segment_mib=32, apcu_mib=16, fail_with="apcu",
+               spawn_score_uplimit=100)
+    exhaust(s)
+    r = s.get("/index.php")
+    assert r.status == 503, (r.status, r.text[:300])
+    assert r.headers["Retry-After"] == "30"
+    log = s.wait_log(r"SG0202 backend for /index.php .*APCu: \"apc_mmap: Failed to mmap \d+ bytes\"")
+    assert log
+    assert "PHP Fatal error:  apc_mmap: Failed to mmap" in s.error_log()
+
+
+def _slow_post(port, hold):
+    """Opens a POST whose body never completes until `hold` is set; returns the socket."""
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"POST /sleep.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+              b"Content-Length: 100000\r\n\r\n" + b"x" * 100)
+    return c
+
+
+def test_slow_request_bodies_do_not_take_the_class_worker(server):
+    s = server(shmguard=True, shmguard_conf=GUARD + "ShmGuardWait 300ms\n", spawn_score_uplimit=100)
+    warm_one_worker(s)
+    exhaust(s)
+    conns = [_slow_post(s.port, None) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        for _ in range(3):
+            r = s.get("/index.php")
+            assert r.status == 200, (r.status, r.text[:200])
+        assert vhost(s)["refused"] == 0
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_degrade_starts_a_lean_worker_that_serves_and_is_shown(server):
+    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve auto") + \
+        "ShmGuardAction degrade\nShmGuardLeanReserve 32M\n"
+    s = server(shmguard=True, shmguard_conf=conf, wrapper="shmguard", segment_mib=64, apcu_mib=16,
+               lean_mib=32, spawn_score_uplimit=100)
+    warm_one_worker(s)  # a full worker: 64 + 16 MiB
+    assert wait_for(lambda: vhost(s)["reserve"]["bytes"] == 80 << 20, 10), vhost(s)["reserve"]
+    # Room for 40 MiB: no full worker (80 MiB), a lean one (32 MiB) fits.
+    s.budget.refresh()
+    s.budget.set_barrier(s.budget.held() + 40 * 256)
+    wait_sample(s, headroom_below=80 << 20)
+    rs = s.get_many(["/sleep.php?ms=1500", "/opcache.php"], delays=[0, 0.3])
+    assert [r.status for r in rs] == [200, 200], [(r.status, r.text[:300]) for r in rs]
+    info = json.loads(rs[1].text)
+    assert int(info["memory_consumption"]) < 64, info["memory_consumption"]
+    assert s.wait_log(r"SG0401 starting a lean worker \(OPcache \d+\.\d MiB")
+    assert s.budget.failcnt() == 0
+
+    def lean_rows():
+        return [w for w in status(s)["workers"] if w.get("degraded")]
+    assert wait_for(lean_rows, 10), status(s)["workers"]
+    assert "OPcache" in lean_rows()[0]["lean"]
+    m = s.get("/shmguard-status?metrics").text
+    assert re.search(r'^shmguard_workers_degraded\{backend="mod_fcgid"\} [1-9]', m, re.M), m
+    assert "lean:" in s.get("/shmguard-status").text
+
+
+FORGED = ("Tue Dec  1 20:00:00 2026 (%d): Fatal Error Unable to allocate shared memory segment of "
+          "67108864 bytes: mmap: Cannot allocate memory (12)")
+
+
+def test_forged_evidence_does_not_turn_a_500_into_503(server):
+    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve 1M")
+    s = server(start=False, shmguard=True, shmguard_conf=conf, spawn_score_uplimit=100,
+               extra_conf='<Directory "${SHMGUARD_ROOT}/htdocs/crash">\n'
+                          '    AddHandler fcgid-script .fcgi\n</Directory>')
+    os.makedirs(os.path.join(s.htdocs, "crash"), exist_ok=True)
+    app = os.path.join(s.htdocs, "crash", "die.fcgi")
+    with open(app, "w") as f:
+        f.write("#!/bin/sh\nsleep 1\nexit 3\n")  # dies, 1 s after the request started
+    os.chmod(app, 0o755)
+    with open(os.path.join(s.htdocs, "forge.php"), "w") as f:
+        f.write("<?php file_put_contents('php://stderr', sprintf(%r, getmypid()) . \"\\n\"); echo 'ok';"
+                % FORGED)
+    s.start()
+    wait_sample(s, headroom_at_least=1 << 20)
+    # While the request to the dying app runs, (1) the phrase arrives in a URL that httpd logs
+    # at error level, (2) a PHP script writes PHP's exact line (its own pid) to stderr and lives.
+    rs = s.get_many(["/crash/die.fcgi", "/.ht" + (FORGED % 1234).replace(" ", "%20"), "/forge.php"],
+                    delays=[0, 0.3, 0.3])
+    assert rs[2].status == 200
+    assert re.search(r"^" + re.escape(FORGED % 0).replace("\\(0\\)", r"\(\d+\)"), s.error_log(), re.M)
+    r = rs[0]
+    assert r.status == 500, (r.status, r.text[:300])
+    assert "SG0202" not in s.error_log()
+    assert vhost(s)["translated"] == 0
