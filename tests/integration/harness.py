@@ -920,6 +920,58 @@ catch_workers_output = yes
         return False
 
 
+# ------------------------------------------------------------------------------------------ DokuWiki
+DOKUWIKI = "/usr/share/dokuwiki"
+WIKI_PAGE = """====== mod_shmguard test wiki ======
+
+A real PHP application (Debian's DokuWiki package) for the benchmarks and the soak.
+
+===== Headings, lists, tables =====
+  * one **bold** item with //italic// text and ''code''
+  * two [[wiki:syntax|a link]] and a footnote((the footnote))
+    * nested
+^ head ^ value ^
+| a    | 1     |
+| b    | 2     |
+<code php>
+<?php echo "highlighted by GeSHi";
+</code>
+"""
+
+
+def install_dokuwiki(server, path="wiki"):
+    """Copies Debian's DokuWiki into the server's htdocs/<path> with its own conf and data under
+    <root>/wiki-home (nothing of /etc or /var/lib is written). Returns the URL path of the start
+    page."""
+    if not os.path.isdir(DOKUWIKI):
+        raise RuntimeError("%s missing (Debian package dokuwiki)" % DOKUWIKI)
+    pw = pwd.getpwnam(RUN_USER)
+    dst = os.path.join(server.htdocs, path)
+    home = os.path.join(server.root, "wiki-home")
+    for d in (dst, home):
+        shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(DOKUWIKI, dst, symlinks=False, ignore_dangling_symlinks=True,
+                    ignore=shutil.ignore_patterns(".htaccess"))
+    shutil.copytree("/etc/dokuwiki", os.path.join(home, "conf"), ignore_dangling_symlinks=True)
+    shutil.copytree("/var/lib/dokuwiki/data", os.path.join(home, "data"), ignore_dangling_symlinks=True)
+    for sub in ("pages", "attic", "meta", "media", "media_attic", "media_meta", "cache", "index",
+                "locks", "tmp"):
+        os.makedirs(os.path.join(home, "data", sub), exist_ok=True)
+    with open(os.path.join(dst, "inc", "preload.php"), "w") as f:
+        f.write("<?php\nif(!defined('DOKU_CONF')) define('DOKU_CONF', '%s/conf/');\n" % home)
+    with open(os.path.join(home, "conf", "local.php"), "w") as f:
+        f.write("<?php\n$conf['savedir'] = '%s/data';\n$conf['userewrite'] = 0;\n"
+                "$conf['useacl'] = 0;\n" % home)
+    with open(os.path.join(home, "data", "pages", "start.txt"), "w") as f:
+        f.write(WIKI_PAGE)
+    for top in (home, dst):
+        for d, dirs, files in os.walk(top):
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+            for n in files:
+                os.chown(os.path.join(d, n), pw.pw_uid, pw.pw_gid)
+    return "/%s/doku.php?id=start" % path
+
+
 # ------------------------------------------------------------------------------------------ helpers
 _calibrated = {}
 

@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""P6: keep serving under exhaustion, on a real PHP application (Debian's DokuWiki) with OPcache
+(256 MiB) and APCu (32 MiB) per php-cgi under mod_fcgid; the OpenVZ shmpages double holds N = 3
+such workers (a fourth php-cgi really dies of PHP's own error).
+
+  tuned     mod_fcgid alone, FcgidMaxProcessesPerClass 3, ample budget (what an admin tunes by hand)
+  outage    mod_fcgid alone, the budget of 3 (the field report)
+  wait      mod_shmguard defaults (ShmGuardAction refuse + ShmGuardWait 5s), the budget of 3
+  degrade   ShmGuardAction degrade + shmguard-php-wrapper, the budget of 3
+  moving    mod_shmguard defaults, the budget moving between 1 and 5 workers every 3 s
+
+16 concurrent keep-alive clients for 10 s (moving: 32); ratios are served 200s / tuned's.
+Usage: bench/serving.py [--seconds S] [--clients N] [--smoke]   (prints a table; a benchmark, not a test)
+"""
+
+import argparse
+import http.client
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
+import harness  # noqa: E402
+
+SEG, APCU = 256, 32
+WORKER_PAGES = (SEG + APCU) * 256
+
+
+def load(s, url, clients, seconds):
+    stats = {"200": 0, "503": 0, "500": 0, "other": 0, "503_no_retry": 0, "lat": []}
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def one():
+        conn = None
+        while time.monotonic() < end:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+                t0 = time.monotonic()
+                conn.request("GET", url)
+                r = conn.getresponse()
+                r.read()
+                dt = time.monotonic() - t0
+                key = str(r.status) if r.status in (200, 503, 500) else "other"
+                with lock:
+                    stats[key] += 1
+                    if r.status == 200:
+                        stats["lat"].append(dt)
+                    if r.status == 503 and not r.getheader("Retry-After"):
+                        stats["503_no_retry"] += 1
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except Exception:  # noqa: BLE001 - counted
+                with lock:
+                    stats["other"] += 1
+                if conn:
+                    conn.close()
+                conn = None
+        if conn:
+            conn.close()
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lat = sorted(stats.pop("lat"))
+    stats["p99_ms"] = round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None
+    return stats
+
+
+def crashes(s):
+    log = s.error_log()
+    return log.count("Segmentation fault") + log.count("exit signal")
+
+
+def scenario(name, clients, seconds, budget_workers, module, moving=False, **opts):
+    conf = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n" + opts.pop("guard", "")) if module else ""
+    s = harness.Server(name="bench-" + name, shmguard=module, shmguard_conf=conf, segment_mib=SEG,
+                       apcu_mib=APCU, privvm_barrier=4 << 20, log_level="warn",
+                       shm_barrier=262144 * 4, **opts)
+    url = harness.install_dokuwiki(s)
+    s.start()
+    stop = threading.Event()
+    try:
+        s.budget.refresh()
+        base = s.budget.held()
+        if budget_workers:
+            s.budget.set_barrier(base + budget_workers * WORKER_PAGES + 5 * 256)
+        if module:
+            time.sleep(1.0)  # the sampler's first samples
+        if moving:
+            def move():
+                sizes = [1, 5, 3, 2, 4]
+                i = 0
+                while not stop.wait(3.0):
+                    s.budget.refresh()
+                    i += 1
+                    held_others = 0
+                    s.budget.set_barrier(base + held_others + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
+            threading.Thread(target=move, daemon=True).start()
+        st = load(s, url, clients, seconds)
+        stop.set()
+        st["crashes"] = crashes(s)
+        st["workers_max_failcnt"] = s.budget.failcnt()
+        return st
+    finally:
+        stop.set()
+        s.close()
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--smoke", action="store_true", help="2 s each, 4 clients: the scripts run")
+    a = ap.parse_args(argv)
+    secs, cl = (2, 4) if a.smoke else (a.seconds, a.clients)
+    rows = [
+        ("tuned", scenario("tuned", cl, secs, 0, False, max_processes_per_class=3)),
+        ("outage", scenario("outage", cl, secs, 3, False, spawn_score_uplimit=1000)),
+        ("wait", scenario("wait", cl, secs, 3, True)),
+        ("degrade", scenario("degrade", cl, secs, 3, True, wrapper="shmguard", lean_mib=48,
+                             guard="ShmGuardAction degrade\nShmGuardLeanReserve 48M\n")),
+        ("moving", scenario("moving", cl * 2, secs, 3, True, moving=True)),
+    ]
+    tuned = rows[0][1]["200"] or 1
+    print("P6 keep serving (DokuWiki, OPcache %d MiB + APCu %d MiB per php-cgi, budget 3 workers, "
+          "%d clients x %g s; moving: %d clients)" % (SEG, APCU, cl, secs, cl * 2))
+    print("%-8s %7s %7s %6s %6s %8s %8s %7s %8s" % ("config", "200", "ratio", "500", "503",
+                                                   "503-noRA", "p99 ms", "crash", "failcnt"))
+    for name, st in rows:
+        print("%-8s %7d %7.2f %6d %6d %8d %8s %7d %8d" % (
+            name, st["200"], st["200"] / tuned, st["500"], st["503"], st["503_no_retry"],
+            st["p99_ms"], st["crashes"], st["workers_max_failcnt"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
