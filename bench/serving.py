@@ -9,7 +9,11 @@ such workers (a fourth php-cgi really dies of PHP's own error).
   degrade   ShmGuardAction degrade + shmguard-php-wrapper, the budget of 3
   moving    mod_shmguard defaults, the budget moving between 1 and 5 workers every 3 s
 
-16 concurrent keep-alive clients for 10 s (moving: 32); ratios are served 200s / tuned's.
+16 concurrent keep-alive clients for 10 s (moving: 32); ratios are served 200s / tuned's. Every
+config has the same mod_fcgid tuning (TUNING below): FcgidMaxRequestsPerProcess and php-cgi's
+PHP_FCGI_MAX_REQUESTS agree (without it mod_fcgid sends request 501 to a php-cgi that is exiting:
+a bare 500 unrelated to shared memory), and FcgidErrorScanInterval 1.
+Degrade uses ShmGuardLeanReserve 0: lean workers run OPcache from its file cache, no APCu.
 Usage: bench/serving.py [--seconds S] [--clients N] [--smoke]   (prints a table; a benchmark, not a test)
 """
 
@@ -26,6 +30,10 @@ import harness  # noqa: E402
 
 SEG, APCU = 256, 32
 WORKER_PAGES = (SEG + APCU) * 256
+# The same mod_fcgid tuning for every config: php-cgi and mod_fcgid agree on when a worker retires
+# (10000 requests), and a retired worker is reaped within 1 s (its segment freed).
+TUNING = "FcgidInitialEnv PHP_FCGI_MAX_REQUESTS 10000\nFcgidErrorScanInterval 1\n"
+ARTIFACTS = os.environ.get("SHMGUARD_BENCH_ARTIFACTS", "/tmp/shmguard-bench-p6")  # logs per config
 
 
 def load(s, url, clients, seconds):
@@ -80,9 +88,10 @@ def crashes(s):
 
 def scenario(name, clients, seconds, budget_workers, module, moving=False, **opts):
     conf = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n" + opts.pop("guard", "")) if module else ""
-    s = harness.Server(name="bench-" + name, shmguard=module, shmguard_conf=conf, segment_mib=SEG,
+    s = harness.Server(name="bench-" + name, artifacts=os.path.join(ARTIFACTS, name), shmguard=module, shmguard_conf=conf, segment_mib=SEG,
                        apcu_mib=APCU, privvm_barrier=4 << 20, log_level="warn",
-                       shm_barrier=262144 * 4, **opts)
+                       shm_barrier=262144 * 4, max_requests_per_process=10000,
+                       fcgid_extra=TUNING, **opts)
     url = harness.install_dokuwiki(s)
     s.start()
     stop = threading.Event()
@@ -124,8 +133,8 @@ def main(argv):
         ("tuned", scenario("tuned", cl, secs, 0, False, max_processes_per_class=3)),
         ("outage", scenario("outage", cl, secs, 3, False, spawn_score_uplimit=1000)),
         ("wait", scenario("wait", cl, secs, 3, True)),
-        ("degrade", scenario("degrade", cl, secs, 3, True, wrapper="shmguard", lean_mib=48,
-                             guard="ShmGuardAction degrade\nShmGuardLeanReserve 48M\n")),
+        ("degrade", scenario("degrade", cl, secs, 3, True, wrapper="shmguard", lean_mib=0,
+                             guard="ShmGuardAction degrade\nShmGuardLeanReserve 0\n")),
         ("moving", scenario("moving", cl * 2, secs, 3, True, moving=True)),
     ]
     tuned = rows[0][1]["200"] or 1

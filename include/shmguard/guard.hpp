@@ -42,7 +42,8 @@ struct GuardInput {
   std::uint64_t headroom = 0;  // bytes, when bounded (as published by the sampler)
   std::uint64_t reserved = 0;  // bytes of admitted spawns that no sample has seen yet
   std::uint64_t need = 0;      // bytes a full new worker maps (the reserve)
-  std::uint64_t lean_need = 0; // bytes a lean worker maps (degrade); 0: no lean worker possible
+  bool need_known = true;      // need was measured on a running worker of the class (not a default)
+  std::uint64_t lean_need = 0; // bytes a lean worker maps (degrade); 0: none (file cache only)
   bool spawns_workers = true;  // mod_fcgid spawns per request class; PHP-FPM does not
   int workers = -1;            // live workers of the class in mod_fcgid's table; < 0 unknown
   int inflight = 0;            // requests holding (or about to take) a worker of the class
@@ -68,8 +69,10 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  3. ample (unbounded, or room for kAmpleWorkers workers): pass, counted, nothing reserved;
 //  3b. mod_fcgid's table unreadable: fail open;
 //  4. a free worker (workers - inflight - queued > 0): pass, claim it;
-//  5. room for a spawn (unbounded, or headroom - reserved >= need): pass, reserve need;
-//  6. under degrade, room for a lean worker: lean, reserve lean_need;
+//  5. room for a spawn (headroom - reserved >= need): pass, reserve need; while need is only the
+//     default (no worker of the class measured yet), one spawn of the class at a time;
+//  6. under degrade, room for a lean worker and no spawn of the class in flight: lean, reserve
+//     lean_need (lean workers are added one at a time);
 //  7. under log (dry run): would refuse, serve anyway (and reserve need, as the spawn happens);
 //  8. something to wait for (a worker, or a spawn in flight) and may_wait: wait;
 //  9. else refuse.

@@ -57,8 +57,10 @@ Decision decide(const GuardInput& in) {
   if (in.workers < 0) return {Verdict::FailOpen, Claim::Worker, 0};
   if (in.workers - in.inflight - in.queued > 0) return {Verdict::Pass, Claim::Worker, 0};
   const std::uint64_t left = room(in);
-  if (left >= in.need) return {Verdict::Pass, Claim::Spawn, in.need};
-  if (in.action == Action::Degrade && in.lean_need > 0 && left >= in.lean_need)
+  const bool spawn_in_flight = in.inflight > in.workers;
+  if (left >= in.need && (in.need_known || !spawn_in_flight))
+    return {Verdict::Pass, Claim::Spawn, in.need};
+  if (in.action == Action::Degrade && left >= in.lean_need && !spawn_in_flight)
     return {Verdict::Lean, Claim::Lean, in.lean_need};
   if (in.action == Action::Log) return {Verdict::WouldRefuse, Claim::Spawn, in.need};
   const bool something_to_wait_for = in.workers > 0 || in.inflight > 0;

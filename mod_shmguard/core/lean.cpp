@@ -81,7 +81,12 @@ LeanPlan plan_lean(const std::optional<HeadroomState>& state, const LeanOptions&
   // The spawn being started is one of those the module reserved headroom for (a full worker's
   // need, or lean_max under degrade): a full worker when the headroom holds one, else at most
   // lean_max.
-  if (state->headroom >= full) {
+  // The room left after the spawns the module admitted before this sample (this one's own
+  // reservation may be among them: then a full worker that would fit is started lean, never
+  // the other way round).
+  const std::uint64_t room = state->headroom > state->reserved ? state->headroom - state->reserved
+                                                               : 0;
+  if (room >= full) {
     p.why = "headroom holds a full worker";
     return p;
   }

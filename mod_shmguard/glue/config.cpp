@@ -90,9 +90,9 @@ const char* set_max_waiting(cmd_parms* cmd, void*, const char* arg) {
 
 const char* set_lean_reserve(cmd_parms* cmd, void*, const char* arg) {
   auto v = parse_size(arg);
-  if (!v || *v == 0 || *v > (1ULL << 40))
-    return bad(cmd, arg, "a size above 0 such as 32M (what a lean worker may map)");
-  conf_of(cmd)->lean_reserve = *v;
+  if (!v || *v > (1ULL << 40))
+    return bad(cmd, arg, "a size such as 32M (what a lean worker may map; 0: OPcache file cache only)");
+  conf_of(cmd)->lean_reserve = static_cast<apr_int64_t>(*v);
   return nullptr;
 }
 
@@ -293,6 +293,7 @@ void* create_server_conf(apr_pool_t* p, server_rec* s) {
   c->reserve_auto = -1;
   c->action = -1;
   c->wait_ms = -1;
+  c->lean_reserve = -1;
   c->retry_after = -1;
   c->detail = -1;
   c->interval_ms = -1;
@@ -313,7 +314,7 @@ void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
   }
   if (add->action < 0) c->action = base->action;
   if (add->wait_ms < 0) c->wait_ms = base->wait_ms;
-  if (!add->lean_reserve) c->lean_reserve = base->lean_reserve;
+  if (add->lean_reserve < 0) c->lean_reserve = base->lean_reserve;
   if (add->retry_after < 0) c->retry_after = base->retry_after;
   if (add->detail < 0) c->detail = base->detail;
   if (!add->errordoc_body) {

@@ -27,7 +27,7 @@ struct ServerConf {
   apr_uint64_t reserve;       // bytes when fixed
   int action;                 // ShmGuardAction: Action (refuse, log, degrade)
   apr_int64_t wait_ms;        // ShmGuardWait
-  apr_uint64_t lean_reserve;  // ShmGuardLeanReserve (0: unset)
+  apr_int64_t lean_reserve;   // ShmGuardLeanReserve bytes (-1: unset; 0: no shared memory)
   apr_int64_t retry_after;    // ShmGuardRetryAfter seconds
   int detail;                 // ShmGuardDetail On|Off
   const char* errordoc_path;  // ShmGuardErrorDocument FILE (read at config time)
@@ -73,8 +73,7 @@ inline apr_int64_t conf_wait_ms(const ServerConf* c) {
   return c->wait_ms < 0 ? kDefaultWaitMs : c->wait_ms;
 }
 inline apr_uint64_t conf_lean_reserve(const ServerConf* c) {
-  return conf_action(c) != Action::Degrade ? 0
-                                           : (c->lean_reserve ? c->lean_reserve : kDefaultLeanReserve);
+  return c->lean_reserve < 0 ? kDefaultLeanReserve : static_cast<apr_uint64_t>(c->lean_reserve);
 }
 inline apr_int64_t conf_retry_after(const ServerConf* c) {
   return c->retry_after < 0 ? kDefaultRetryAfter : c->retry_after;

@@ -266,6 +266,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   in.bounded = headroom >= 0;
   in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
   in.need = reserve_for(c, note->slot);
+  in.need_known = c->reserve_auto == 0 || (note->slot && note->slot->worker_need.load() != 0);
   in.lean_need = conf_lean_reserve(c);
   in.spawns_workers = note->backend == Backend::Fcgid;
   in.action = conf_action(c);

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     } else if (a == "--apcu") {
       if (!size(o.apcu)) return usage(("bad size for --apcu: " + v).c_str());
     } else if (a == "--lean") {
-      if (!size(o.lean_max) || o.lean_max == 0) return usage(("bad size for --lean: " + v).c_str());
+      if (!size(o.lean_max)) return usage(("bad size for --lean: " + v).c_str());
     } else if (a == "--file-cache") {
       o.file_cache = v;
     } else if (a == "--max-age") {

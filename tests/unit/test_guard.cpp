@@ -318,3 +318,31 @@ TEST(Decide, AmpleRoomPassesWithoutReservingOrReadingWorkers) {
   in.reserved = 64 * MiB;  // one spawn reserved: no longer ample, and the table is needed
   EXPECT_EQ(decide(in).verdict, Verdict::FailOpen);
 }
+
+TEST(Decide, UnmeasuredNeedAllowsOneSpawnOfTheClassAtATime) {
+  GuardInput in = low();
+  in.workers = 0;
+  in.inflight = 0;
+  in.headroom = 600 * MiB;
+  in.need = 128 * MiB;  // the default: no worker measured yet
+  in.need_known = false;
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  in.inflight = 1;  // that spawn is in flight: the next waits for it (and for the measured need)
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  in.need_known = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+}
+
+TEST(Decide, LeanWorkersAreAddedOneAtATime) {
+  GuardInput in = low();
+  in.action = Action::Degrade;
+  in.lean_need = 0;  // file cache only: no shared memory
+  in.headroom = 0;
+  in.workers = 2;
+  in.inflight = 2;
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Lean);
+  in.inflight = 3;  // a lean spawn is in flight
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+}

@@ -1,0 +1,98 @@
+// Lean workers: the state file, the plan shmguard-php-wrapper follows, and reading it back from a
+// worker's command line.
+#include <gtest/gtest.h>
+
+#include "shmguard/lean.hpp"
+
+using namespace shmguard;
+
+namespace {
+constexpr std::uint64_t MiB = 1ULL << 20;
+HeadroomState state(std::uint64_t headroom, std::uint64_t reserved = 0) {
+  HeadroomState s;
+  s.sampled_ms = 1700000000000;
+  s.bounded = true;
+  s.headroom = headroom;
+  s.reserved = reserved;
+  s.binding = "beancounter:shmpages";
+  return s;
+}
+LeanOptions opts() {
+  LeanOptions o;
+  o.opcache = 256 * MiB;
+  o.apcu = 32 * MiB;
+  o.lean_max = 48 * MiB;
+  return o;
+}
+}  // namespace
+
+TEST(LeanState, RoundTrip) {
+  std::string err;
+  auto back = parse_headroom_state(format_headroom_state(state(5 * MiB, MiB)), &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(back->headroom, 5 * MiB);
+  EXPECT_EQ(back->reserved, MiB);
+  EXPECT_TRUE(back->bounded);
+  EXPECT_EQ(back->binding, "beancounter:shmpages");
+  EXPECT_EQ(back->sampled_ms, 1700000000000);
+}
+
+TEST(LeanState, PartialOrForeignFilesAreRefused) {
+  std::string text = format_headroom_state(state(5 * MiB));
+  std::string err;
+  EXPECT_FALSE(parse_headroom_state(text.substr(0, text.size() - 5), &err));
+  EXPECT_NE(err.find("incomplete"), std::string::npos) << err;
+  EXPECT_FALSE(parse_headroom_state("hello\nend\n", &err));
+  EXPECT_FALSE(parse_headroom_state("shmguard-state 1\nheadroom x\nend", &err));
+  EXPECT_FALSE(parse_headroom_state("shmguard-state 1\nend", &err)) << "values missing";
+  EXPECT_FALSE(parse_headroom_state(std::string(5000, 'x'), &err));
+}
+
+TEST(LeanPlan, FullWhenItFitsOrWhenUnknown) {
+  EXPECT_FALSE(plan_lean(state(300 * MiB), opts()).lean);
+  EXPECT_FALSE(plan_lean(std::nullopt, opts()).lean) << "fails open";
+  HeadroomState unbounded = state(0);
+  unbounded.bounded = false;
+  EXPECT_FALSE(plan_lean(unbounded, opts()).lean);
+}
+
+TEST(LeanPlan, ReservedSpawnsCountAgainstTheRoom) {
+  EXPECT_TRUE(plan_lean(state(300 * MiB, 100 * MiB), opts()).lean);
+}
+
+TEST(LeanPlan, SmallerSegmentsWithinLeanMax) {
+  LeanPlan p = plan_lean(state(100 * MiB), opts());
+  ASSERT_TRUE(p.lean);
+  EXPECT_EQ(p.apcu, 12 * MiB);
+  EXPECT_EQ(p.opcache, 36 * MiB);
+  EXPECT_LE(p.apcu + p.opcache, 48 * MiB);
+  LeanSettings back = lean_settings([&] {
+    std::string c = "/usr/bin/php-cgi";
+    for (auto& a : p.php_args) c += " " + a;
+    return c;
+  }());
+  EXPECT_TRUE(back.lean);
+  EXPECT_EQ(back.opcache, 36 * MiB);
+  EXPECT_EQ(back.apcu, 12 * MiB);
+  EXPECT_EQ(back.describe(), "OPcache 36.0 MiB, APCu 12.0 MiB");
+}
+
+TEST(LeanPlan, FileCacheOnlyOrOffBelowTheMinimum) {
+  LeanOptions o = opts();
+  o.file_cache = "/var/cache/php-opcache";
+  LeanPlan p = plan_lean(state(5 * MiB), o);
+  ASSERT_TRUE(p.lean);
+  EXPECT_TRUE(p.opcache_file_only);
+  EXPECT_EQ(p.apcu, 0u);
+  LeanSettings back = lean_settings("php-cgi -d opcache.file_cache_only=1 -d apc.enabled=0 -d shmguard.lean=1");
+  EXPECT_EQ(back.describe(), "OPcache file cache only, APCu off");
+  o.file_cache.clear();
+  p = plan_lean(state(5 * MiB), o);
+  EXPECT_TRUE(p.opcache_off);
+}
+
+TEST(LeanSettings, OnlyTheMarkerMakesAWorkerLean) {
+  EXPECT_FALSE(lean_settings("/usr/bin/php-cgi -d opcache.memory_consumption=64").lean);
+  EXPECT_TRUE(lean_settings("php-cgi -dshmguard.lean=1").lean);
+  EXPECT_FALSE(lean_settings(std::string(20000, ' ') + "-d shmguard.lean=1").lean) << "bounded read";
+}
