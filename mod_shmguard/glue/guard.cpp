@@ -563,8 +563,23 @@ void translate_insert_error_filter(request_rec* r) {
     return;
   }
   if (r->status != HTTP_INTERNAL_SERVER_ERROR) return;
-  wait_for_evidence_scan();
   shm::Segment* seg = gen.seg;
+  // With ample headroom and no failure counter moved, a shared-memory failure is not what this
+  // is: no wait for the sampler (a flood of unrelated 500s parks no child and wakes no sample).
+  {
+    GuardInput in;
+    std::int64_t h = seg->headroom.load(std::memory_order_relaxed);
+    in.bounded = h >= 0;
+    in.headroom = in.bounded ? static_cast<std::uint64_t>(h) : 0;
+    in.need = note->reserve ? note->reserve : kDefaultReserve;
+    EvidenceCounters now = evidence_counters(seg);
+    bool moved = now.failcnt_sum != note->at_start.failcnt_sum ||
+                 now.oom_kills != note->at_start.oom_kills ||
+                 now.php_errors != note->at_start.php_errors ||
+                 now.apcu_errors != note->at_start.apcu_errors;
+    if (!(shm::sample_fresh(seg, wall_ms()) && in.bounded && ample(in) && !moved))
+      wait_for_evidence_scan();
+  }
   EvidenceDetail d;
   d.php_bytes = seg->php_error_bytes.load();
   d.php_pid = seg->php_error_pid.load();

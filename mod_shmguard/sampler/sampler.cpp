@@ -70,6 +70,7 @@ class Sampler {
   // error log, the hot values. The full worker scan and the status rendering only when a status
   // page asked for them (status_wanted), so an idle server pays nothing for them.
   void sample() {
+    full_sample_ms_ = now_mono_ms();
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
     Snapshot snap = probe(cfg_.probe);
     tracker_.observe(snap.taken_at_ms, snap);
@@ -91,13 +92,21 @@ class Sampler {
 
   // A child woke the sampler: for evidence (a 500) a full fresh sample; for a status page only
   // the rendering, from the last sample (at most one interval old).
+  // Evidence wakes are rate-limited: a full sample at most every 100 ms; in between only the
+  // error log is read (PHP's line is what a 500 needs), so a flood of 500s costs little.
   void on_wake() {
-    bool evidence = seg_->wake_requests.load(std::memory_order_acquire) >
-                    seg_->evidence_gen.load(std::memory_order_acquire);
-    if (evidence || !last_)
+    std::uint64_t wanted = seg_->wake_requests.load(std::memory_order_acquire);
+    bool evidence = wanted > seg_->evidence_gen.load(std::memory_order_acquire);
+    std::int64_t now = now_mono_ms();
+    if (!last_ || (evidence && now - full_sample_ms_ >= 100)) {
       sample();
-    else
-      render_status(now_mono_ms());
+    } else if (evidence) {
+      read_log();
+      seg_->evidence_gen.store(wanted, std::memory_order_release);
+      ++light_scans_;
+    } else {
+      render_status(now);
+    }
   }
 
   // Renders the formats status pages asked for, if any; true if it did.
@@ -481,6 +490,8 @@ class Sampler {
     std::int64_t seen_ms;
   };
   std::vector<PendingPhpError> pending_;  // OPcache lines whose pid has not exited yet
+  std::int64_t full_sample_ms_ = 0;       // monotonic, of the last full sample
+  std::uint64_t light_scans_ = 0;         // evidence wakes answered from the error log alone
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
   std::optional<Snapshot> last_;
