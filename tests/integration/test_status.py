@@ -161,7 +161,7 @@ def test_formats_parse_and_agree_with_probe(server):
     (vh,) = j["vhosts"]
     assert vh["guard"] is True and vh["action"] == "refuse" and vh["guarded"] >= 1 and vh["passed"] >= 1
     assert vh["reserve"]["mode"] == "auto" and vh["reserve"]["bytes"] == 64 * MIB
-    assert "largest shared segment" in vh["reserve"]["source"]
+    assert "private shared segments" in vh["reserve"]["source"]
     assert all(isinstance(f["text"], str) and f["text"] for f in j["findings"])
     headroom = j["headroom_bytes"]
 
