@@ -92,21 +92,21 @@ class Sampler {
 
   // A child woke the sampler: for evidence (a 500) a full fresh sample; for a status page only
   // the rendering, from the last sample (at most one interval old).
-  // Evidence wakes are rate-limited: a full sample at most every 100 ms; in between only the
-  // error log is read (PHP's line is what a 500 needs), so a flood of 500s costs little.
+  // Evidence wakes are rate-limited: at most one full sample per 20 ms; the wakes that arrive
+  // meanwhile are answered together by the next one (a flood of 500s costs at most 50 samples a
+  // second, and none while the headroom is ample: the children do not ask then).
   void on_wake() {
-    std::uint64_t wanted = seg_->wake_requests.load(std::memory_order_acquire);
-    bool evidence = wanted > seg_->evidence_gen.load(std::memory_order_acquire);
+    bool evidence = seg_->wake_requests.load(std::memory_order_acquire) >
+                    seg_->evidence_gen.load(std::memory_order_acquire);
     std::int64_t now = now_mono_ms();
-    if (!last_ || (evidence && now - full_sample_ms_ >= 100)) {
-      sample();
-    } else if (evidence) {
-      read_log();
-      seg_->evidence_gen.store(wanted, std::memory_order_release);
-      ++light_scans_;
-    } else {
-      render_status(now);
+    if (evidence && last_ && now - full_sample_ms_ < 20) {
+      ::usleep(static_cast<useconds_t>((20 - (now - full_sample_ms_)) * 1000));
+      ++coalesced_;
     }
+    if (evidence || !last_)
+      sample();
+    else
+      render_status(now);
   }
 
   // Renders the formats status pages asked for, if any; true if it did.
@@ -491,7 +491,7 @@ class Sampler {
   };
   std::vector<PendingPhpError> pending_;  // OPcache lines whose pid has not exited yet
   std::int64_t full_sample_ms_ = 0;       // monotonic, of the last full sample
-  std::uint64_t light_scans_ = 0;         // evidence wakes answered from the error log alone
+  std::uint64_t coalesced_ = 0;           // evidence wakes that waited for the 20 ms spacing
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
   std::optional<Snapshot> last_;

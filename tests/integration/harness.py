@@ -252,7 +252,7 @@ image/jpeg jpg jpeg
 class Server:
     """One private Apache server. Options (all keyword):
 
-    mpm                 "event" (default), "prefork" or "worker"
+    mpm                 "event", "prefork" or "worker" (default: $SHMGUARD_IT_MPM, else "event")
     log_level           LogLevel value, default "warn" (e.g. "info fcgid:debug")
     shmguard            LoadModule mod_shmguard (from shmguard_so, else $SHMGUARD_BUILD/mod_shmguard.so,
                         else <repo>/build/mod_shmguard.so; missing -> FileNotFoundError)
@@ -291,7 +291,7 @@ class Server:
     ubc_dir, budget (ubc.Budget), leftovers (pids stop() had to SIGKILL).
     """
 
-    def __init__(self, name="server", root=None, artifacts=None, mpm="event", log_level="warn",
+    def __init__(self, name="server", root=None, artifacts=None, mpm=None, log_level="warn",
                  shmguard=False, shmguard_so=None, shmguard_conf="", shmguard_conf_file=None,
                  wrapper="ubc", segment_mib=64, apcu_mib=0, fail_with=None, lean_mib=48,
                  shm_barrier=262144, privvm_barrier=1048576,
@@ -302,6 +302,7 @@ class Server:
                  status=True, proxy_fcgi=None, fpm=False, fpm_children=2, extra_conf="", port=None):
         self.name = name
         self.artifacts = artifacts
+        mpm = mpm or os.environ.get("SHMGUARD_IT_MPM", "event")  # `make test` runs all three
         self.opts = dict(mpm=mpm, log_level=log_level, wrapper=wrapper, segment_mib=segment_mib,
                          apcu_mib=apcu_mib, fail_with=fail_with, lean_mib=lean_mib,
                          shm_barrier=shm_barrier, privvm_barrier=privvm_barrier, ubc_layout=ubc_layout,
@@ -356,9 +357,16 @@ class Server:
         return os.path.join(os.environ.get("SHMGUARD_BUILD", os.path.join(REPO, "build")),
                             "shmguard-php-wrapper")
 
-    def env(self):
-        return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
-                MARKER: self.root}
+    def env(self, sanitizers=True):
+        e = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
+             MARKER: self.root}
+        # `make test-asan-module`: httpd with the ASan runtime preloaded (the module is built with
+        # it); reports go to files the make target checks.
+        for k in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            v = os.environ.get("SHMGUARD_IT_" + k)
+            if v and sanitizers:
+                e[k] = v
+        return e
 
     def write(self):
         """(Re)writes the whole server root: dirs, site, wrapper, budget, httpd.conf."""
@@ -397,7 +405,7 @@ class Server:
         wrappers = {
             "ubc": "#!/bin/sh\n# FcgidWrapper: the OpenVZ shmpages double (accounts, then execs php-cgi)\n"
                    "exec %s -I -S %s/bin/ubc.py wrap %s \"$@\"\n" % (PYTHON, self.root, self.ubc_dir),
-            "plain": "#!/bin/sh\nexec %s -d opcache.enable=1 -d opcache.memory_consumption=%d %s \"$@\"\n"
+            "plain": "#!/bin/sh\nunset LD_PRELOAD\nexec %s -d opcache.enable=1 -d opcache.memory_consumption=%d %s \"$@\"\n"
                      % (PHP_CGI, o["segment_mib"],
                         ("-d apc.enabled=1 -d apc.shm_size=%dM" % o["apcu_mib"]) if o["apcu_mib"]
                         else "-d apc.enabled=0"),
@@ -736,7 +744,8 @@ catch_workers_output = yes
         self.fpm_proc = subprocess.Popen(
             [PHP_FPM, "-F", "-y", os.path.join(self.root, "php-fpm.conf"), "-d", "opcache.enable=1",
              "-d", "opcache.memory_consumption=%d" % self.opts["segment_mib"]],
-            env=self.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+            env=self.env(sanitizers=False), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.root)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -308,6 +308,7 @@ def wrap(state_dir, extra_args):
             limit = 400000 * 1024
             argv = php_argv(cfg, 1024) + list(extra_args)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.environ.pop("LD_PRELOAD", None)  # `make test-asan-module` preloads ASan into httpd, not PHP
     os.execv(argv[0], argv)
 
 
