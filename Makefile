@@ -108,7 +108,7 @@ fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
 build: deps
 	$(MAKE) all
 
-.PHONY: build deps deps-bench test test-asan-module test-unit test-cli test-integration clean format run install bench bench-smoke
+.PHONY: build deps deps-bench test test-asan-module soak test-unit test-cli test-integration clean format run install bench bench-smoke
 deps:
 	$(DEPS) test
 
@@ -161,6 +161,11 @@ run: build
 bench: deps-bench
 	$(MAKE) all
 	BUILD=$(BUILD) sh bench/run.sh
+
+# 60 s at 256 connections on DokuWiki with the budget moving: 0 bare 500s, 0 crashes, no leak.
+soak: deps-bench
+	$(MAKE) all
+	SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/serving.py --soak
 
 bench-smoke: deps-bench
 	$(MAKE) all

@@ -29,4 +29,6 @@ if stale "$OUT/sampler_bench" bench/sampler_bench.cpp bench/fixtures.hpp include
   $CXX -O2 -g -std=c++17 -Wall -Wextra -Iinclude -Imod_shmguard bench/sampler_bench.cpp \
     mod_shmguard/sampler/sampler.cpp "$BUILD/libshmguard_core.a" -lpthread -o "$OUT/sampler_bench"
 fi
-exec "$PYTHON" bench/bench.py --out "$OUT" "$@"
+"$PYTHON" bench/bench.py --out "$OUT" "$@" || exit $?
+# P6: keep serving under exhaustion (real DokuWiki, real php-cgi; see bench/serving.py).
+SHMGUARD_BUILD=$(cd "$BUILD" && pwd) exec "$PYTHON" bench/serving.py "$@"

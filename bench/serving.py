@@ -122,12 +122,75 @@ def scenario(name, clients, seconds, budget_workers, module, moving=False, **opt
         s.close()
 
 
+def shm_state():
+    """SysV segments and /dev/shm entries on this machine (a leak shows as a difference)."""
+    try:
+        with open("/proc/sysvipc/shm") as f:
+            sysv = len(f.readlines()) - 1
+    except OSError:
+        sysv = -1
+    try:
+        devshm = sorted(os.listdir("/dev/shm"))
+    except OSError:
+        devshm = []
+    return sysv, devshm
+
+
+def soak(seconds, clients):
+    """60 s at 256 connections, the budget moving every 3 s; then apachectl stop."""
+    before = shm_state()
+    conf = "ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n"
+    s = harness.Server(name="bench-soak", artifacts=os.path.join(ARTIFACTS, "soak"), shmguard=True,
+                       shmguard_conf=conf, segment_mib=SEG, apcu_mib=APCU, privvm_barrier=4 << 20,
+                       shm_barrier=262144 * 4, max_requests_per_process=10000, fcgid_extra=TUNING)
+    url = harness.install_dokuwiki(s)
+    s.start()
+    stop = threading.Event()
+    try:
+        s.budget.refresh()
+        base = s.budget.held()
+        s.budget.set_barrier(base + 3 * WORKER_PAGES + 5 * 256)
+        time.sleep(1.0)
+
+        def move():
+            sizes = [1, 5, 3, 2, 4]
+            i = 0
+            while not stop.wait(3.0):
+                i += 1
+                s.budget.refresh()
+                s.budget.set_barrier(base + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
+        threading.Thread(target=move, daemon=True).start()
+        st = load(s, url, clients, seconds)
+        stop.set()
+        st["crashes"] = crashes(s)
+        st["failcnt"] = s.budget.failcnt()
+    finally:
+        stop.set()
+        left = s.close()
+    after = shm_state()
+    st["left_processes"] = len(left)
+    st["sysv_leak"] = after[0] - before[0]
+    st["devshm_leak"] = sorted(set(after[1]) - set(before[1]))
+    return st
+
+
 def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--smoke", action="store_true", help="2 s each, 4 clients: the scripts run")
+    ap.add_argument("--soak", action="store_true", help="60 s, 256 connections, moving budget")
     a = ap.parse_args(argv)
+    if a.soak:
+        st = soak(a.seconds if a.seconds != 10 else 60, a.clients if a.clients != 16 else 256)
+        print("soak (DokuWiki, 256 connections, 60 s, budget moving between 1 and 5 workers every 3 s):")
+        for k in ("200", "500", "503", "503_no_retry", "other", "p99_ms", "crashes", "failcnt",
+                  "left_processes", "sysv_leak", "devshm_leak"):
+            print("  %-15s %s" % (k, st[k]))
+        ok = st["500"] == 0 and st["503_no_retry"] == 0 and st["crashes"] == 0 and \
+            st["left_processes"] == 0 and st["sysv_leak"] <= 0 and not st["devshm_leak"]
+        print("soak: %s" % ("ok" if ok else "FAILED"))
+        return 0 if ok else 1
     secs, cl = (2, 4) if a.smoke else (a.seconds, a.clients)
     rows = [
         ("tuned", scenario("tuned", cl, secs, 0, False, max_processes_per_class=3)),

@@ -3,10 +3,10 @@
 # Usage: scripts/deps.sh [test|bench|all]   (as root; otherwise prints the apt-get line)
 set -eu
 what=${1:-test}
-pkgs="g++ make pkg-config apache2 apache2-dev libapache2-mod-fcgid php-cgi php-fpm
+pkgs="g++ make pkg-config apache2 apache2-dev libapache2-mod-fcgid php-cgi php-fpm php-apcu
       libgtest-dev python3 python3-pytest clang libclang-rt-14-dev prometheus procps util-linux iproute2 curl"
 case "$what" in
-  bench|all) pkgs="$pkgs wrk libbenchmark-dev strace apache2-utils" ;;
+  bench|all) pkgs="$pkgs wrk libbenchmark-dev strace apache2-utils dokuwiki" ;;
 esac
 missing=""
 for p in $pkgs; do
