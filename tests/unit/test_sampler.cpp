@@ -31,7 +31,7 @@ struct TempDir {
     char tmpl[] = "/tmp/shmguard-sampler-XXXXXX";
     path = ::mkdtemp(tmpl);
   }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  ~TempDir() { (void)!std::system(("rm -rf '" + path + "'").c_str()); }
 };
 
 void append(const std::string& file, const std::string& text) {
