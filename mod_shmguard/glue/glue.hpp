@@ -45,7 +45,20 @@ struct ServerConf {
   const char* cgroup_dir;
 
   int vhost_index;  // slot in shm::Segment::vhosts
+
+  // Server-wide: ShmGuardStatusCommands name|full (-1 unset: name).
+  int status_commands;
 };
+
+// Per-directory configuration (<Location>, <Directory>, server and vhost; never .htaccess).
+struct DirConf {
+  int status_page;  // ShmGuardStatusPage On|Off; -1 unset (Off)
+};
+void* create_dir_conf(apr_pool_t* p, char* dir);
+void* merge_dir_conf(apr_pool_t* p, void* base, void* add);
+inline bool conf_status_commands_full(const ServerConf* c) {
+  return c->status_commands == 1;
+}
 
 // Effective values (merged + defaults).
 constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;
