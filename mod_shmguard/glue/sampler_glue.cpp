@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -40,9 +41,10 @@ void on_term(int) {
   g_stop = 1;
 }
 
-// The sampler's exit status when it could not drop its privileges: the parent does not restart
-// it (the same failure would repeat every second).
-constexpr int kExitPrivileges = 3;
+// The sampler's exit status when it could not drop its privileges (EX_NOPERM): the parent does
+// not restart it (the same failure would repeat every second). Above every signal number: the
+// MPM hands the other-child callback the exit code, or the signal that ended the process.
+constexpr int kExitPrivileges = 77;
 
 std::int64_t g_last_start_ms = 0;  // when the last sampler started (or will, after its delay)
 
@@ -76,12 +78,9 @@ void sampler_maintenance_impl(int reason, void* data, apr_wait_t status) {
       int mpm_state = AP_MPMQ_RUNNING;
       ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state);
       if (mpm_state == AP_MPMQ_STOPPING || !gen.seg) return;
-      ap_log_error(APLOG_MARK, APLOG_WARNING, 0, gen.main_server,
-                   "SG0111 sampler (pid %d) ended (status %d); starting a new one; until it "
-                   "publishes, the guard fails open",
-                   static_cast<int>(proc->pid), static_cast<int>(status));
       gen.seg->sampler_pid.store(0);
-      if (WIFEXITED(status) && WEXITSTATUS(status) == kExitPrivileges) {
+      if (status == kExitPrivileges ||
+          (WIFEXITED(status) && WEXITSTATUS(status) == kExitPrivileges)) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, gen.main_server,
                      "SG0114 the sampler (pid %d) exited because it could not drop its "
                      "privileges (see SG0113): it is not started again; the guard fails open "
@@ -89,6 +88,10 @@ void sampler_maintenance_impl(int reason, void* data, apr_wait_t status) {
                      static_cast<int>(proc->pid));
         return;
       }
+      ap_log_error(APLOG_MARK, APLOG_WARNING, 0, gen.main_server,
+                   "SG0111 sampler (pid %d) ended (status %d); starting a new one; until it "
+                   "publishes, the guard fails open",
+                   static_cast<int>(proc->pid), static_cast<int>(status));
       start_sampler_after(true);
       break;
     }
@@ -374,8 +377,26 @@ void stop_sampler() {
   gen.sampler_registered = false;
   pid_t pid = gen.sampler.pid;
   if (pid <= 0) return;
+    // Wait for its exit on a pidfd (woken when it exits, at most 2 s), not in a sleep loop.
+#ifdef SYS_pidfd_open
+  int pfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#else
+  int pfd = -1;
+#endif
   kill(pid, SIGTERM);
-  for (int i = 0; i < 200; ++i) {  // up to 2 s
+  if (pfd >= 0) {
+    pollfd p{pfd, POLLIN, 0};
+    int r;
+    std::int64_t until = now_mono_ms() + 2000;
+    do {
+      r = poll(&p, 1, static_cast<int>(std::max<std::int64_t>(0, until - now_mono_ms())));
+    } while (r < 0 && errno == EINTR);
+    close(pfd);
+    if (r <= 0) kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return;
+  }
+  for (int i = 0; i < 200; ++i) {  // no pidfd (Linux < 5.3): poll waitpid, up to 2 s
     pid_t r = waitpid(pid, nullptr, WNOHANG);
     if (r == pid || (r < 0 && errno == ECHILD)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
