@@ -193,6 +193,14 @@ std::string drop_privileges(bool keep_ptrace, std::string& held) {
   const bool root = geteuid() == 0;
   uid_t uid = root ? ap_unixd_config.user_id : geteuid();
   gid_t gid = root ? ap_unixd_config.group_id : getegid();
+  if (!root && keep_ptrace) {  // httpd not started as root: keep CAP_SYS_PTRACE only if it has it
+    __user_cap_data_struct has[2]{};
+    if (syscall(SYS_capget, &hdr, has) != 0 ||
+        !(has[CAP_SYS_PTRACE / 32].permitted & (1u << (CAP_SYS_PTRACE % 32)))) {
+      keep_ptrace = false;
+      want[CAP_SYS_PTRACE / 32] = __user_cap_data_struct{};
+    }
+  }
   if (root) {
     if (uid == 0) return "User is root";
     // Nothing dropped here can come back through an exec (no_new_privs is set as well).
@@ -377,11 +385,10 @@ void stop_sampler() {
   gen.sampler_registered = false;
   pid_t pid = gen.sampler.pid;
   if (pid <= 0) return;
-    // Wait for its exit on a pidfd (woken when it exits, at most 2 s), not in a sleep loop.
-#ifdef SYS_pidfd_open
-  int pfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-#else
+  // Waits for its exit on a pidfd (woken when it exits, at most 2 s), not in a sleep loop.
   int pfd = -1;
+#ifdef SYS_pidfd_open
+  pfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 #endif
   kill(pid, SIGTERM);
   if (pfd >= 0) {
