@@ -51,7 +51,8 @@ STRACE = shutil.which("strace") or "/usr/bin/strace"
 GUARD_CONF = "ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\nShmGuardInterval 200ms\nShmGuardReserve 64M"
 # Default interval (no ShmGuardInterval) for the sampler-cost measurement, and the status page.
 P4_CONF = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\nShmGuardReserve 64M\n"
-           "<Location /shmguard-status>\n    SetHandler shmguard-status\n    Require ip 127.0.0.1\n</Location>")
+           "<Location /shmguard-status>\n    SetHandler shmguard-status\n    ShmGuardStatusPage On\n"
+           "    Require ip 127.0.0.1\n</Location>")
 
 # Ample budget: 4 GiB shmpages, 16 GiB privvmpages; at most 8 workers x 64 MiB.
 AMPLE = dict(segment_mib=64, shm_barrier=1048576, privvm_barrier=4194304, max_processes_per_class=8,

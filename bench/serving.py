@@ -167,6 +167,7 @@ def soak(seconds, clients):
     finally:
         stop.set()
         left = s.close()
+    time.sleep(3.0)  # other programs' short-lived /dev/shm files are gone by then; ours would stay
     after = shm_state()
     st["left_processes"] = len(left)
     st["sysv_leak"] = after[0] - before[0]

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace shmguard::fcgid {
@@ -63,5 +64,29 @@ std::string node_executable(const unsigned char* table, int index);
 
 // Workers of a class on the idle and busy lists whose pid `alive` accepts. No allocation.
 int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int pid));
+
+// ---------------------------------------------------------------- is this the layout we know?
+// Checked at post_config, before the module reads anything of mod_fcgid's: on any mismatch the
+// module does not read mod_fcgid at all (SG0102: mod_fcgid requests fail open).
+
+// The mod_fcgid versions whose structures (process table node, wrapper conf, server conf's first
+// member) this module reads as laid out above: 2.3.9, checked against Debian 12's mod_fcgid.so.
+bool version_supported(std::string_view version);
+// "2.3.9" from a server description ("Apache/2.4.62 (Debian) mod_fcgid/2.3.9 OpenSSL/3.0"); "" when
+// it names no mod_fcgid or names more than one.
+std::string version_in(std::string_view server_description);
+
+// What mod_fcgid's exported functions return (proctable_get_table_array, _get_table_size, and the
+// four list heads).
+struct TableGeometry {
+  const unsigned char* table = nullptr;
+  std::size_t table_size = 0;  // in nodes
+  const unsigned char *idle = nullptr, *busy = nullptr, *error = nullptr, *free = nullptr;
+};
+// "" when the table is the layout above: kSlots nodes of kNodeSize bytes, the four list heads at
+// nodes 0-3, and every list a chain of in-range node indexes that ends, no node on two lists, all
+// kSlots - 4 nodes on some list (at post_config, before any spawn, they are all free). Otherwise
+// what did not match, for the log.
+std::string check_table(const TableGeometry& g);
 
 }  // namespace shmguard::fcgid

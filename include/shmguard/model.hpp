@@ -20,6 +20,11 @@ struct ProbeConfig {
   std::string devshm = "/dev/shm";
   CgroupOptions cgroup;
   std::uint64_t page_size = 0;  // 0: the machine's page size
+  // Descriptors opened before privileges were dropped (the sampler's; -1: none), read from offset 0
+  // while their path still names them (read_kept_file): the beancounter file, and VZ7's
+  // <procfs>/bc/<container>/resources. Not owned.
+  int beancounters_fd = -1;
+  int bc_resources_fd = -1;
 };
 
 struct Unavail {

@@ -30,6 +30,19 @@ struct Result {
 // PATH", "unreadable: PATH: <strerror>". Files above max_bytes are refused, not truncated.
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes = 16 << 20);
 
+// The first max_bytes of a file (a longer file is cut, not refused): for /proc/PID/cmdline, which
+// any process can make as long as it likes.
+Result<std::string> read_file_prefix(const std::string& path, std::size_t max_bytes);
+
+// Reads `path` through `kept_fd`, a descriptor opened earlier (by the sampler while it still had
+// the privilege to open it), from offset 0 with pread: a kernel seq file (/proc/user_beancounters)
+// is generated anew, a regular file rewritten in place is read as it is now. The descriptor is
+// used while `path` still names the same file, or when `path` can no longer be looked up by this
+// process (EACCES/EPERM: /proc/bc is 0500 root); when `path` names another file now (replaced by a
+// rename) or is gone, the path is read instead, like read_file. kept_fd < 0: read_file(path).
+Result<std::string> read_kept_file(int kept_fd, const std::string& path,
+                                   std::size_t max_bytes = 16 << 20);
+
 // Strict unsigned decimal: digits only, no sign, no overflow past 2^64-1.
 std::optional<std::uint64_t> parse_u64(std::string_view s);
 

@@ -63,6 +63,25 @@ enum StatusFormat : unsigned {
 StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers,
                                        unsigned formats = kAllFormats);
 
+// What the worker tables may hold. Any local user can start processes the sampler lists (php-fpm
+// is found by name) with command lines of their choosing: without bounds, thousands of rows with
+// long commands would make the sections larger than the shared segment's blob (a blank page) and
+// the sampler large.
+constexpr std::size_t kMaxWorkerRows = 2048;
+struct StatusOptions {
+  bool full_commands = true;  // false: a worker's command shown as its program name only
+  std::size_t max_rows = kMaxWorkerRows;  // rows per worker table (totals and findings count all)
+  // encode_sections() of the result at most this many bytes (0: no bound): worker rows past what
+  // fits are left out ("N more workers not listed"; JSON "workers_not_listed": N).
+  std::size_t max_bytes = 0;
+};
+StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                                       unsigned formats, const StatusOptions& opts);
+
+// A command line's program name: the first word's last path component, without a trailing ':'
+// ("php-cgi" for "/usr/bin/php-cgi -d x=1", "php-fpm" for "php-fpm: pool www").
+std::string_view program_name(std::string_view command);
+
 // "3d 4h", "5m 12s", "40s"
 std::string human_duration(std::int64_t seconds);
 

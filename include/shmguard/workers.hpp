@@ -44,8 +44,11 @@ struct Worker {
   std::string error;  // set when maps could not be read (the worker is still listed)
 };
 
-// Reads one process (stat, status, cmdline and, with `with_maps`, maps — the costly part: the
-// kernel walks every mapping). Fails only when the process is gone.
+// At most this much of a process's command line is read (any process can make its own longer).
+constexpr std::size_t kCmdlineMax = 1024;
+
+// Reads one process (stat, status, cmdline (its first kCmdlineMax bytes) and, with `with_maps`,
+// maps — the costly part: the kernel walks every mapping). Fails only when the process is gone.
 Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps = true);
 // RssShmem of one process in bytes (its /proc/PID/status), 0 when the line is absent.
 Result<std::uint64_t> read_rss_shmem(const std::string& procfs, int pid);

@@ -2,6 +2,7 @@
 #include "shmguard/fcgid.hpp"
 
 #include <cstring>
+#include <vector>
 
 namespace shmguard::fcgid {
 
@@ -120,6 +121,63 @@ int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*
   walk(table, kIdleHead, visit);
   walk(table, kBusyHead, visit);
   return count;
+}
+
+bool version_supported(std::string_view version) {
+  return version == "2.3.9";
+}
+
+std::string version_in(std::string_view desc) {
+  static constexpr std::string_view kKey = "mod_fcgid/";
+  std::string found;
+  int count = 0;
+  for (std::size_t at = desc.find(kKey); at != std::string_view::npos;
+       at = desc.find(kKey, at + 1)) {
+    if (at > 0 && desc[at - 1] != ' ') continue;  // a word of its own
+    std::size_t start = at + kKey.size();
+    std::size_t end = desc.find(' ', start);
+    found = std::string(desc.substr(start, end == std::string_view::npos ? end : end - start));
+    ++count;
+  }
+  return count == 1 ? found : std::string();
+}
+
+std::string check_table(const TableGeometry& g) {
+  if (!g.table) return "no process table";
+  if (g.table_size != static_cast<std::size_t>(kSlots))
+    return "table of " + std::to_string(g.table_size) + " nodes, expected " +
+           std::to_string(kSlots);
+  const unsigned char* heads[] = {g.idle, g.busy, g.error, g.free};
+  const char* names[] = {"idle", "busy", "error", "free"};
+  for (int h = 0; h < 4; ++h) {
+    if (heads[h] != node_at(g.table, h)) {
+      if (!heads[h]) return std::string(names[h]) + " list head missing";
+      long diff = static_cast<long>(heads[h] - g.table);
+      return std::string(names[h]) + " list head at byte " + std::to_string(diff) +
+             " of the table, expected " + std::to_string(h * static_cast<long>(kNodeSize)) +
+             " (node size " + std::to_string(kNodeSize) + ")";
+    }
+  }
+  std::vector<bool> seen(kSlots, false);
+  int on_lists = 0;
+  for (int h = 0; h < 4; ++h) {
+    int i = load<int>(node_at(g.table, h), off::next_index);
+    for (int steps = 0; i != 0; ++steps) {
+      if (i < 4 || i >= kSlots)
+        return std::string(names[h]) + " list links to node " + std::to_string(i) +
+               ", outside 4.." + std::to_string(kSlots - 1);
+      if (seen[static_cast<std::size_t>(i)])
+        return "node " + std::to_string(i) + " is on the " + names[h] +
+               " list twice or on two lists";
+      if (steps >= kSlots) return std::string(names[h]) + " list does not end";
+      seen[static_cast<std::size_t>(i)] = true;
+      ++on_lists;
+      i = load<int>(node_at(g.table, i), off::next_index);
+    }
+  }
+  if (on_lists != kSlots - 4)
+    return std::to_string(on_lists) + " nodes on the lists, expected " + std::to_string(kSlots - 4);
+  return {};
 }
 
 }  // namespace shmguard::fcgid

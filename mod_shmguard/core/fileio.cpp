@@ -2,6 +2,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shmguard/sources.hpp"
@@ -23,6 +24,12 @@ class Fd {
  private:
   int fd_;
 };
+// Errors worded for admins (see read_file).
+Result<std::string> read_error(const std::string& path, int e) {
+  if (e == ENOENT || e == ENOTDIR) return Result<std::string>::fail("missing: " + path);
+  if (e == EACCES || e == EPERM) return Result<std::string>::fail("permission denied: " + path);
+  return Result<std::string>::fail("unreadable: " + path + ": " + std::strerror(e));
+}
 }  // namespace
 
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
@@ -42,6 +49,53 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
       int e = errno;
       if (e == EACCES || e == EPERM) return Result<std::string>::fail("permission denied: " + path);
       return Result<std::string>::fail("unreadable: " + path + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<std::size_t>(n) > max_bytes)
+      return Result<std::string>::fail("too large (over " + std::to_string(max_bytes) +
+                                       " bytes): " + path);
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return Result<std::string>::ok(std::move(out));
+}
+
+Result<std::string> read_file_prefix(const std::string& path, std::size_t max_bytes) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) return read_error(path, errno);
+  std::string out(max_bytes, '\0');
+  std::size_t have = 0;
+  while (have < max_bytes) {
+    ssize_t n = ::read(fd.get(), &out[have], max_bytes - have);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return read_error(path, errno);
+    }
+    if (n == 0) break;
+    have += static_cast<std::size_t>(n);
+  }
+  out.resize(have);
+  return Result<std::string>::ok(std::move(out));
+}
+
+namespace {
+// Does `path` still name the file open as `fd` (or can this process not look it up at all)?
+bool kept_fd_usable(int fd, const std::string& path) {
+  struct stat held, now;
+  if (::fstat(fd, &held) != 0) return false;
+  if (::stat(path.c_str(), &now) != 0) return errno == EACCES || errno == EPERM;
+  return held.st_dev == now.st_dev && held.st_ino == now.st_ino;
+}
+}  // namespace
+
+Result<std::string> read_kept_file(int kept_fd, const std::string& path, std::size_t max_bytes) {
+  if (kept_fd < 0 || !kept_fd_usable(kept_fd, path)) return read_file(path, max_bytes);
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::pread(kept_fd, buf, sizeof buf, static_cast<off_t>(out.size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return read_error(path, errno);
     }
     if (n == 0) break;
     if (out.size() + static_cast<std::size_t>(n) > max_bytes)

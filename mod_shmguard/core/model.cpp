@@ -21,12 +21,12 @@ void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {
   if (cfg.beancounters_off) return;  // switched off: neither a source nor unavailable
   const std::string path =
       cfg.beancounters.empty() ? cfg.procfs + "/user_beancounters" : cfg.beancounters;
-  auto text = read_file(path);
+  auto text = read_kept_file(cfg.beancounters_fd, path);
   if (!text) {
     // VZ7 also publishes /proc/bc/<id>/resources, readable where user_beancounters is not.
     if (cfg.container && cfg.beancounters.empty()) {
       const std::string alt = cfg.procfs + "/bc/" + *cfg.container + "/resources";
-      auto alt_text = read_file(alt);
+      auto alt_text = read_kept_file(cfg.bc_resources_fd, alt);
       if (alt_text) {
         auto block = parse_bc_resources(*alt_text.value, *cfg.container);
         if (block) {

@@ -334,8 +334,31 @@ std::string render_limits_html(const Snapshot& s) {
   return h + "</tbody>\n</table>\n";
 }
 
+// How many worker rows a table may list and how its commands are shown.
+struct RowLimit {
+  bool full_commands = true;
+  std::size_t max_rows = kMaxWorkerRows;
+  std::size_t max_bytes = 0;  // bytes of rows per table, 0: no bound
+  // Room for one more row, after `listed` rows took `used` bytes?
+  bool more(std::size_t listed, std::size_t used) const {
+    return listed < max_rows && (max_bytes == 0 || used < max_bytes);
+  }
+};
+
+// At most kCmdlineMax bytes of a command, not cut inside a UTF-8 sequence.
+std::string_view clip_command(std::string_view c) {
+  if (c.size() <= kCmdlineMax) return c;
+  std::size_t n = kCmdlineMax;
+  while (n > 0 && (static_cast<unsigned char>(c[n]) & 0xC0) == 0x80) --n;  // c[n]: a continuation
+  return c.substr(0, n);
+}
+
+std::string_view shown_command(const WorkerRow& w, const RowLimit& lim) {
+  return clip_command(lim.full_commands ? std::string_view(w.command) : program_name(w.command));
+}
+
 void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
-                         const SegmentSharing& sharing) {
+                         const SegmentSharing& sharing, const RowLimit& lim) {
   const std::vector<SegmentUse>& uses = sharing.uses;
   std::string& o = t.text;
   o += "<h2 id=\"workers\">FastCGI workers</h2>\n";
@@ -347,17 +370,22 @@ void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
   o += "<table class=\"workers\">\n<thead><tr><th>pid</th><th>backend</th><th>vhost</th>"
        "<th>class</th><th>state</th><th>command</th><th>uptime</th><th>shared resident</th>"
        "<th>shared segments (device inode, size, sharing)</th></tr></thead>\n<tbody>\n";
-  t.holes.reserve(t.holes.size() + workers.size());
+  const std::size_t rows = std::min(workers.size(), lim.max_rows);
+  t.holes.reserve(t.holes.size() + rows);
   Writer out(o);
-  out.room(workers.size() * 560);  // a typical row; room() below guarantees each one
-  for (std::size_t i = 0; i < workers.size(); ++i) {
+  out.room(rows * 560);  // a typical row; room() below guarantees each one
+  const std::size_t start = out.size();
+  std::size_t listed = 0;
+  for (std::size_t i = 0; i < workers.size() && lim.more(listed, out.size() - start); ++i) {
     const WorkerRow& w = workers[i];
+    const std::string_view command = shown_command(w, lim);
+    ++listed;
     // Bound: the markup, 6 bytes per byte of escaped text, 20 per number.
     std::size_t segs_text = 0;
     for (const auto& s : w.segments) segs_text += s.kind.size();
     out.room(640 +
              6 * (w.backend.size() + w.kind.size() + w.klass.size() + w.state.size() +
-                  w.command.size() + w.error.size() + w.lean.size() + segs_text) +
+                  command.size() + w.error.size() + w.lean.size() + segs_text) +
              w.segments.size() * 224);
     out.lit("<tr><td>");
     out.i(w.pid);
@@ -384,7 +412,7 @@ void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
       out.lit("</small>");
     }
     out.lit("</td><td class=\"cmd\">");
-    out.esc(w.command);
+    out.esc(command);
     out.lit("</td><td>");
     out.duration(w.uptime_s);
     out.lit("</td><td>");
@@ -423,6 +451,14 @@ void render_workers_html(Template& t, const std::vector<WorkerRow>& workers,
     out.lit("</td></tr>\n");
   }
   out.finish();
+  if (listed < workers.size()) {
+    o += "<tr><td colspan=\"9\" class=\"quiet\">";
+    put_u(o, workers.size() - listed);
+    o += workers.size() - listed == 1 ? " more worker" : " more workers";
+    o += " not listed (the page lists at most ";
+    put_u(o, listed);
+    o += "; the totals below count every one)</td></tr>\n";
+  }
   o += "</tbody>\n";
   std::uint64_t bytes = 0, priv = 0, priv_bytes = 0, rss = 0;
   for (const auto& u : uses) {
@@ -553,19 +589,25 @@ std::string render_sources_html(const Snapshot& s) {
 
 // Appends each worker's JSON object, comma-separated; the "vhost" value is a hole (see Template).
 // Byte for byte what JsonWriter writes for the same fields.
-void write_workers_json(Template& t, const std::vector<WorkerRow>& workers,
-                        const SegmentSharing& sharing) {
-  t.holes.reserve(t.holes.size() + workers.size());
+// Returns how many were written (see RowLimit).
+std::size_t write_workers_json(Template& t, const std::vector<WorkerRow>& workers,
+                               const SegmentSharing& sharing, const RowLimit& lim) {
+  const std::size_t rows = std::min(workers.size(), lim.max_rows);
+  t.holes.reserve(t.holes.size() + rows);
   Writer out(t.text);
-  out.room(workers.size() * 520);  // a typical object; room() below guarantees each one
-  for (std::size_t i = 0; i < workers.size(); ++i) {
+  out.room(rows * 520);  // a typical object; room() below guarantees each one
+  const std::size_t start = out.size();
+  std::size_t listed = 0;
+  for (std::size_t i = 0; i < workers.size() && lim.more(listed, out.size() - start); ++i) {
     const WorkerRow& wr = workers[i];
+    const std::string_view command = shown_command(wr, lim);
+    ++listed;
     // Bound: the keys, 6 bytes per byte of string values plus quotes, 20 per number.
     std::size_t segs_text = 0;
     for (const auto& s : wr.segments) segs_text += s.kind.size();
     out.room(512 +
              6 * (wr.backend.size() + wr.kind.size() + wr.state.size() + wr.klass.size() +
-                  wr.command.size() + wr.error.size() + wr.lean.size() + segs_text) +
+                  command.size() + wr.error.size() + wr.lean.size() + segs_text) +
              wr.segments.size() * 224);
     if (i) out.ch(',');
     out.lit("{\"pid\":");
@@ -583,7 +625,7 @@ void write_workers_json(Template& t, const std::vector<WorkerRow>& workers,
     out.lit(",\"class\":");
     out.json(wr.klass);
     out.lit(",\"command\":");
-    out.json(wr.command);
+    out.json(command);
     out.lit(",\"uptime_s\":");
     out.i(wr.uptime_s);
     out.lit(",\"rss_shmem_bytes\":");
@@ -623,6 +665,7 @@ void write_workers_json(Template& t, const std::vector<WorkerRow>& workers,
     out.lit("]}");
   }
   out.finish();
+  return listed;
 }
 
 void auto_line(std::string& o, std::string_view key, std::string_view value) {
@@ -691,7 +734,7 @@ void render_auto(std::string& a, const Snapshot& snap, const std::vector<WorkerR
 
 void render_json(Template& t, const Snapshot& snap, const std::vector<WorkerRow>& workers,
                  const SegmentSharing& sharing, const std::vector<Finding>& findings,
-                 const Totals& tot) {
+                 const Totals& tot, const RowLimit& lim) {
   // The members without the braces: the snapshot's, "workers" (written directly, with each
   // worker's "vhost" value a hole), then totals and findings.
   std::string head;
@@ -703,8 +746,13 @@ void render_json(Template& t, const Snapshot& snap, const std::vector<WorkerRow>
   }
   t.text.append(head, 1, std::string::npos);
   t.text += head.size() > 1 ? ",\"workers\":[" : "\"workers\":[";
-  write_workers_json(t, workers, sharing);
+  std::size_t listed = write_workers_json(t, workers, sharing, lim);
   t.text += "],";
+  if (listed < workers.size()) {
+    t.text += "\"workers_not_listed\":";
+    put_u(t.text, workers.size() - listed);
+    t.text += ",";
+  }
   JsonWriter w;
   w.begin_object();
   w.key("worker_totals")
@@ -783,10 +831,32 @@ void render_metrics(std::string& m, const Snapshot& snap, const std::vector<Segm
   }
 }
 
+// The size encode_sections() gives s (without building it).
+std::size_t encoded_size(const StatusSections& s) {
+  auto tpl = [](const Template& t) { return 8 + t.text.size() + 8 * t.holes.size(); };
+  return 4 + (4 + s.html_findings.size()) + (4 + s.html_limits.size()) + tpl(s.html_workers) +
+         (4 + s.html_sources.size()) + (4 + s.auto_text.size()) + tpl(s.json_members) +
+         (4 + s.metrics.size()) + 16;
+}
+
 }  // namespace
+
+std::string_view program_name(std::string_view command) {
+  std::size_t end = command.find(' ');
+  std::string_view first = command.substr(0, end);
+  std::size_t slash = first.rfind('/');
+  if (slash != std::string_view::npos) first.remove_prefix(slash + 1);
+  while (!first.empty() && first.back() == ':') first.remove_suffix(1);
+  return first;
+}
 
 StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers,
                                        unsigned formats) {
+  return render_sampler_sections(snap, workers, formats, StatusOptions{});
+}
+
+StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+                                       unsigned formats, const StatusOptions& opts) {
   StatusSections out;
   // The sharing analysis and the findings feed every format and the handler's small facts.
   const SegmentSharing sharing = segment_sharing(workers);
@@ -818,15 +888,36 @@ StatusSections render_sampler_sections(const Snapshot& snap, const std::vector<W
     if (!w.lean.empty()) ++tot.lean;
   }
 
+  // Everything but the worker tables first: what is left of max_bytes is shared by the tables.
   if (formats & kHtml) {
     out.html_findings = render_findings_html(findings);
     out.html_limits = render_limits_html(snap);
-    render_workers_html(out.html_workers, workers, sharing);
     out.html_sources = render_sources_html(snap);
   }
   if (formats & kAuto) render_auto(out.auto_text, snap, workers, uses, findings, tot);
-  if (formats & kJson) render_json(out.json_members, snap, workers, sharing, findings, tot);
   if (formats & kMetrics) render_metrics(out.metrics, snap, uses, findings, tot);
+  RowLimit lim;
+  lim.full_commands = opts.full_commands;
+  lim.max_rows = opts.max_rows;
+  const unsigned tables = ((formats & kHtml) ? 1u : 0u) + ((formats & kJson) ? 1u : 0u);
+  if (opts.max_bytes && tables) {
+    // Slack for each table's head and foot, the JSON members around the workers, the holes.
+    const std::size_t fixed =
+        encoded_size(out) + 64 * 1024 + 16 * std::min(workers.size(), lim.max_rows);
+    lim.max_bytes =
+        opts.max_bytes > fixed ? std::max<std::size_t>(1, (opts.max_bytes - fixed) / tables) : 1;
+  }
+  auto tables_render = [&](const RowLimit& l) {
+    out.html_workers = Template{};
+    out.json_members = Template{};
+    if (formats & kHtml) render_workers_html(out.html_workers, workers, sharing, l);
+    if (formats & kJson) render_json(out.json_members, snap, workers, sharing, findings, tot, l);
+  };
+  tables_render(lim);
+  if (opts.max_bytes && encoded_size(out) > opts.max_bytes) {  // the slack was not enough
+    lim.max_rows = 0;
+    tables_render(lim);
+  }
   return out;
 }
 

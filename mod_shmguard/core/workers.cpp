@@ -170,7 +170,7 @@ Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
   w.comm = st.value->comm;
   w.start_ticks = st.value->start_ticks;
   if (auto status = read_file(base + "/status")) parse_status(*status.value, w);
-  if (auto cmd = read_file(base + "/cmdline", 64 << 10)) {
+  if (auto cmd = read_file_prefix(base + "/cmdline", kCmdlineMax)) {
     std::string c = std::move(*cmd.value);
     while (!c.empty() && c.back() == '\0') c.pop_back();
     std::replace(c.begin(), c.end(), '\0', ' ');

@@ -223,6 +223,26 @@ const char* set_cgroup(cmd_parms* cmd, void*, const char* arg) {
   return nullptr;
 }
 
+// ShmGuardStatusPage: per directory, and only in the server configuration (the directive table
+// gives it no override bit, so .htaccess cannot use it).
+const char* set_status_page(cmd_parms* cmd, void* dir, int on) {
+  if (!dir) return apr_psprintf(cmd->pool, "%s: internal error", cmd->directive->directive);
+  static_cast<DirConf*>(dir)->status_page = on ? 1 : 0;
+  return nullptr;
+}
+
+const char* set_status_commands(cmd_parms* cmd, void*, const char* arg) {
+  if (const char* e = server_only(cmd)) return e;
+  std::string a(arg);
+  if (a == "name")
+    conf_of(cmd)->status_commands = 0;
+  else if (a == "full")
+    conf_of(cmd)->status_commands = 1;
+  else
+    return bad(cmd, arg, "name or full");
+  return nullptr;
+}
+
 // Non-designated initializers under C++: cmd_func is `const char* (*)()`.
 // Directive handlers are entry points from httpd: no exception may escape them.
 template <const char* (*F)(cmd_parms*, void*, const char*)>
@@ -284,8 +304,27 @@ const command_rec directives[] = {
      "ID: beancounter block to use on a hardware node"},
     {"ShmGuardCgroup", fn(safe<set_cgroup>), nullptr, RSRC_CONF, TAKE1,
      "auto|off|DIR: memory cgroup to read (default auto)"},
+    // No OR_* bit: not allowed in .htaccess, whatever AllowOverride says.
+    {"ShmGuardStatusPage", fn(safe<set_status_page>), nullptr, RSRC_CONF | ACCESS_CONF, FLAG,
+     "On|Off: serve the shmguard-status handler here (server configuration only; default Off)"},
+    {"ShmGuardStatusCommands", fn(safe<set_status_commands>), nullptr, RSRC_CONF, TAKE1,
+     "name|full: worker command lines on the status page (default name)"},
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
 };
+
+void* create_dir_conf(apr_pool_t* p, char*) {
+  auto* d = static_cast<DirConf*>(apr_pcalloc(p, sizeof(DirConf)));
+  d->status_page = -1;
+  return d;
+}
+
+void* merge_dir_conf(apr_pool_t* p, void* base_v, void* add_v) {
+  auto* base = static_cast<DirConf*>(base_v);
+  auto* add = static_cast<DirConf*>(add_v);
+  auto* d = static_cast<DirConf*>(apr_pcalloc(p, sizeof(DirConf)));
+  d->status_page = add->status_page >= 0 ? add->status_page : base->status_page;
+  return d;
+}
 
 void* create_server_conf(apr_pool_t* p, server_rec* s) {
   auto* c = static_cast<ServerConf*>(apr_pcalloc(p, sizeof(ServerConf)));
@@ -299,6 +338,7 @@ void* create_server_conf(apr_pool_t* p, server_rec* s) {
   c->interval_ms = -1;
   c->cgroup_mode = -1;
   c->vhost_index = s && s->is_virtual ? -1 : 0;
+  c->status_commands = -1;
   return c;
 }
 
@@ -336,6 +376,7 @@ void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
   c->cgroup_mode = base->cgroup_mode;
   c->cgroup_dir = base->cgroup_dir;
   c->vhost_index = -1;
+  c->status_commands = base->status_commands;
   return c;
 }
 

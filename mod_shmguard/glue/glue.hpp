@@ -49,6 +49,9 @@ struct ServerConf {
   const char* cgroup_dir;
 
   int vhost_index;  // slot in shm::Segment::vhosts
+
+  // Server-wide: ShmGuardStatusCommands name|full (-1 unset: name).
+  int status_commands;
 };
 
 // Defaults, in one place (a directive left unset means this value).
@@ -59,6 +62,17 @@ constexpr apr_int64_t kDefaultWaitMs = 5000;                // ShmGuardWait
 constexpr apr_uint64_t kDefaultLeanReserve = 48ULL << 20;   // ShmGuardLeanReserve
 // ShmGuardMaxWaiting auto: half of MaxRequestWorkers, so waiting never takes every thread.
 constexpr int kDefaultMaxWaitingPercent = 50;
+
+// Per-directory configuration (<Location>, <Directory>, server and vhost; never .htaccess).
+struct DirConf {
+  int status_page;  // ShmGuardStatusPage On|Off; -1 unset (Off)
+};
+void* create_dir_conf(apr_pool_t* p, char* dir);
+void* merge_dir_conf(apr_pool_t* p, void* base, void* add);
+inline bool conf_status_commands_full(const ServerConf* c) {
+  return c->status_commands == 1;
+}
+
 
 inline bool conf_enabled(const ServerConf* c) {
   return c->enabled != 0;

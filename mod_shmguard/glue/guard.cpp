@@ -212,7 +212,7 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
       workers_text = "; worker table unreadable";
     } else {
       workers_text = "; " + std::to_string(note.workers) + " workers, " +
-                     std::to_string(note.inflight) + " busy or claimed, none free";
+                     std::to_string(note.inflight) + " busy or claimed, none free for this request";
       // What fits: the class's workers' share of the limit is headroom + what they map now.
       std::uint64_t headroom = note.headroom < 0 ? 0 : static_cast<std::uint64_t>(note.headroom);
       std::uint64_t share = headroom + static_cast<std::uint64_t>(note.workers) * note.reserve;
@@ -229,12 +229,18 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
   } else {
     workers_text = "; backend does not spawn per request (reserve alone decides)";
   }
+  std::int64_t reserved = gen.seg->reserved.load(std::memory_order_relaxed);
+  std::string reserved_text =
+      reserved > 0 ? " (" + human_bytes(static_cast<std::uint64_t>(reserved)) +
+                         " more reserved for workers being started)"
+                   : std::string();
   ap_log_rerror(
       APLOG_MARK, APLOG_ERR, 0, r,
-      "SG0201 %s %s on %s: shared-memory headroom %s < reserve %s (%s)%s%s%s%s",
+      "SG0201 %s %s on %s: shared-memory headroom %s%s < reserve %s (%s)%s%s%s%s",
       dry ? "would refuse (ShmGuardAction log)" : "refused", r->uri, host_of(r),
       human_bytes(static_cast<std::uint64_t>(note.headroom < 0 ? 0 : note.headroom)).c_str(),
-      human_bytes(note.reserve).c_str(), binding_detail().c_str(), workers_text.c_str(),
+      reserved_text.c_str(), human_bytes(note.reserve).c_str(), binding_detail().c_str(),
+      workers_text.c_str(),
       why ? "; " : "", why ? why : "",
       burst > 1 ? ("; " + std::to_string(burst) + " refusals in this burst").c_str() : "");
 }

@@ -11,6 +11,7 @@
 #include <exception>
 
 #include "glue.hpp"
+#include "shmguard/fcgid.hpp"
 
 #include "ap_mpm.h"
 #include "apr_strings.h"
@@ -61,22 +62,61 @@ apr_status_t generation_cleanup(void*) {
   return APR_SUCCESS;
 }
 
-// Finds mod_fcgid's process table and wrapper lookup (exported by its shared object).
+// Finds mod_fcgid's process table and wrapper lookup (exported by its shared object), after
+// checking that this mod_fcgid is the version whose private structures the module knows and that
+// its table has the expected geometry. On anything else nothing of mod_fcgid's is read (not its
+// table, wrapper configuration or server configuration): SG0102, and its requests fail open.
 void find_fcgid(server_rec* s) {
-  gen.fcgid_module = ap_find_linked_module("mod_fcgid.c");
+  module* m = ap_find_linked_module("mod_fcgid.c");
+  gen.fcgid_module = nullptr;
   gen.fcgid_table = nullptr;
   gen.fcgid_get_wrapper_info = nullptr;
-  if (!gen.fcgid_module) return;
-  using TableFn = void* (*)();
-  auto table_fn = reinterpret_cast<TableFn>(dlsym(RTLD_DEFAULT, "proctable_get_table_array"));
-  gen.fcgid_get_wrapper_info = reinterpret_cast<void* (*)(const char*, request_rec*)>(
-      dlsym(RTLD_DEFAULT, "get_wrapper_info"));
-  if (table_fn) gen.fcgid_table = static_cast<const unsigned char*>(table_fn());
-  if (!gen.fcgid_table || !gen.fcgid_get_wrapper_info)
+  if (!m) return;
+  auto fail = [&](const std::string& why) {
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                 "SG0102 mod_fcgid is loaded but its process table is not reachable "
-                 "(symbols proctable_get_table_array/get_wrapper_info not exported): the guard "
-                 "cannot tell idle workers apart and will fail open for mod_fcgid requests");
+                 "SG0102 mod_fcgid is loaded but its process table is not used: %s; the guard "
+                 "cannot tell idle workers apart and will fail open for mod_fcgid requests",
+                 why.c_str());
+  };
+  const char* desc = ap_get_server_description();
+  const std::string version = fcgid::version_in(desc ? desc : "");
+  if (!fcgid::version_supported(version)) {
+    fail(version.empty() ? std::string("its version is not in the server description")
+                         : "version " + version +
+                               " is not one whose layout this module knows "
+                               "(2.3.9)");
+    return;
+  }
+  using PtrFn = void* (*)();
+  using SizeFn = std::size_t (*)();
+  auto sym = [](const char* name) { return dlsym(RTLD_DEFAULT, name); };
+  auto call = [&](const char* name) -> const unsigned char* {
+    auto f = reinterpret_cast<PtrFn>(sym(name));
+    return f ? static_cast<const unsigned char*>(f()) : nullptr;
+  };
+  auto wrapper = reinterpret_cast<void* (*)(const char*, request_rec*)>(sym("get_wrapper_info"));
+  auto size_fn = reinterpret_cast<SizeFn>(sym("proctable_get_table_size"));
+  if (!wrapper || !size_fn || !sym("proctable_get_table_array") ||
+      !sym("proctable_get_idle_list") || !sym("proctable_get_busy_list") ||
+      !sym("proctable_get_error_list") || !sym("proctable_get_free_list")) {
+    fail("symbols proctable_get_table_array/_table_size/_*_list or get_wrapper_info not exported");
+    return;
+  }
+  fcgid::TableGeometry g;
+  g.table = call("proctable_get_table_array");
+  g.table_size = size_fn();
+  g.idle = call("proctable_get_idle_list");
+  g.busy = call("proctable_get_busy_list");
+  g.error = call("proctable_get_error_list");
+  g.free = call("proctable_get_free_list");
+  std::string why = fcgid::check_table(g);
+  if (!why.empty()) {
+    fail("the table does not have the layout of mod_fcgid 2.3.9 (" + why + ")");
+    return;
+  }
+  gen.fcgid_module = m;
+  gen.fcgid_table = g.table;
+  gen.fcgid_get_wrapper_info = wrapper;
 }
 
 // Under ShmGuardAction degrade (any vhost) the sampler publishes the headroom for
@@ -191,6 +231,13 @@ void insert_error_filter(request_rec* r) {
   });
 }
 
+void* create_dir_conf_c(apr_pool_t* p, char* dir) {
+  return create_dir_conf(p, dir);
+}
+void* merge_dir_conf_c(apr_pool_t* p, void* b, void* a) {
+  return merge_dir_conf(p, b, a);
+}
+
 int status_hook_c(request_rec* r, int flags) {
   return guarded(r->server, "status_hook", static_cast<int>(OK),
                  [&] { return status_hook(r, flags); });
@@ -231,8 +278,8 @@ module AP_MODULE_DECLARE_DATA shmguard_module = {
     nullptr,
     MODULE_MAGIC_COOKIE,
     nullptr,
-    nullptr,
-    nullptr,
+    shmguard::glue::create_dir_conf_c,
+    shmguard::glue::merge_dir_conf_c,
     shmguard::glue::create_server_conf_c,
     shmguard::glue::merge_server_conf_c,
     shmguard::glue::directives,

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 #include <map>
 #include <set>
@@ -601,6 +602,21 @@ std::optional<StatusSections> fresh_sections(unsigned formats) {
 }  // namespace
 
 int status_handler(request_rec* r) {
+  // Served only where the server configuration says ShmGuardStatusPage On: SetHandler alone can
+  // come from a tenant's .htaccess (AllowOverride FileInfo), ShmGuardStatusPage cannot.
+  const auto* d =
+      static_cast<const DirConf*>(ap_get_module_config(r->per_dir_config, &shmguard_module));
+  if (!d || d->status_page != 1) {
+    static std::atomic<std::int64_t> last_log{0};  // per process, at most once a minute
+    std::int64_t now = wall_ms(), last = last_log.load();
+    if (now - last >= 60000 && last_log.compare_exchange_strong(last, now))
+      ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                    "SG0501 the shmguard-status handler was asked for %s, where "
+                    "ShmGuardStatusPage is not On: answered 404 (enable the page with "
+                    "ShmGuardStatusPage On next to its SetHandler in the server configuration)",
+                    ap_escape_logitem(r->pool, r->uri));
+    return HTTP_NOT_FOUND;
+  }
   // GET and HEAD (HEAD has method_number M_GET) only.
   if (r->method_number != M_GET) {
     r->allowed = AP_METHOD_BIT << M_GET;

@@ -1,9 +1,13 @@
 // shmguard-probe: every shared-memory limit that can refuse PHP's OPcache, and the headroom left.
 // The same core as mod_shmguard; see README.md for usage.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -143,10 +147,33 @@ Args parse_args(int argc, char** argv, bool& check_mode) {
   return a;
 }
 
-// The state file: one "name value" line per failure counter.
-std::map<std::string, std::uint64_t> load_state(const std::string& path) {
+// The state file: one "name value" line per failure counter. Never through a symbolic link (the
+// probe often runs as root from a monitoring agent, the file may sit in a directory others can
+// write): read with O_NOFOLLOW; written to a new temporary file (mkstemp: O_CREAT|O_EXCL, mode
+// 0600) in the same directory, then renamed over the state file.
+const char* const kSymlinkState = "it is a symbolic link (not followed)";
+
+// Fills `why` when the state file exists but must not be used.
+std::map<std::string, std::uint64_t> load_state(const std::string& path, std::string& why) {
   std::map<std::string, std::uint64_t> m;
-  std::ifstream in(path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP) why = kSymlinkState;
+    return m;  // missing: the first run
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    why = "it is not a regular file";
+    return m;
+  }
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while (text.size() < (1u << 20) && (n = ::read(fd, buf, sizeof buf)) > 0)
+    text.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  std::istringstream in(text);
   std::string name, value;
   while (in >> name >> value)
     if (auto v = parse_u64(value)) m[name] = *v;
@@ -154,14 +181,28 @@ std::map<std::string, std::uint64_t> load_state(const std::string& path) {
 }
 
 bool save_state(const std::string& path, const std::vector<Counter>& counters) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    for (const auto& c : counters) out << c.name << ' ' << c.value << '\n';
-    out.flush();
-    if (!out) return false;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return false;
+  std::string text;
+  for (const auto& c : counters) text += c.name + ' ' + std::to_string(c.value) + '\n';
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string tmp = dir + (slash == std::string::npos ? "/." : ".") + base + ".XXXXXX";
+  int fd = ::mkstemp(&tmp[0]);
+  if (fd < 0) return false;
+  bool ok = true;
+  for (std::size_t done = 0; ok && done < text.size();) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
   }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
+  ok = ::fsync(fd) == 0 && ok;
+  ok = ::close(fd) == 0 && ok;
+  if (ok) ok = std::rename(tmp.c_str(), path.c_str()) == 0;
+  if (!ok) ::unlink(tmp.c_str());
+  return ok;
 }
 
 // Does the threshold fire? Size: headroom below it. Percent: binding limit in use at or above it.
@@ -209,7 +250,8 @@ int run_check(const Args& a, const Snapshot& s) {
     if (u.reason.rfind("missing", 0) != 0) why.push_back(u.source + " unavailable: " + u.reason);
 
   if (!a.state.empty()) {
-    auto old = load_state(a.state);
+    std::string refused;
+    auto old = load_state(a.state, refused);
     for (const auto& c : s.counters) {
       auto it = old.find(c.name);
       if (it != old.end() && c.value > it->second) {
@@ -217,8 +259,8 @@ int run_check(const Args& a, const Snapshot& s) {
         if (code == kOk) code = kWarning;
       }
     }
-    if (!save_state(a.state, s.counters)) {
-      why.push_back("cannot write state file " + a.state);
+    if (!refused.empty() || !save_state(a.state, s.counters)) {
+      why.push_back("cannot write state file " + a.state + (refused.empty() ? "" : ": " + refused));
       if (code == kOk) code = kUnknown;
     }
   }

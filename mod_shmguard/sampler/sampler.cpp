@@ -64,7 +64,10 @@ std::uint64_t failcnt_of(const Snapshot& s, const char* res) {
 class Sampler {
  public:
   Sampler(const Config& cfg, shm::Segment* seg, const Logger& log)
-      : cfg_(cfg), seg_(seg), log_(log), tail_(cfg.error_log) {}
+      : cfg_(cfg),
+        seg_(seg),
+        log_(log),
+        tail_(cfg.error_log, cfg.error_log_fd, cfg.error_log_watch_fd) {}
 
   // Every interval: the limits, mod_fcgid's table (segments read once per new worker), the
   // error log, the hot values. The full worker scan and the status rendering only when a status
@@ -118,9 +121,19 @@ class Sampler {
     bool watched = status_ms_ != 0 && now - status_ms_ < 60000;
     status_ms_ = now;
     if (!watched) refresh_for_status(now, true);
-    shm::publish_blob(seg_,
-                      encode_sections(render_sampler_sections(*last_, worker_rows(), formats)));
+    StatusOptions opts;
+    opts.full_commands = cfg_.full_commands;
+    opts.max_bytes = cfg_.status_max_bytes;
+    std::size_t rendered = 0;
+    {
+      const std::string blob =
+          encode_sections(render_sampler_sections(*last_, worker_rows(), formats, opts));
+      rendered = blob.size();
+      shm::publish_blob(seg_, blob);
+    }
     seg_->status_gen.store(ticket, std::memory_order_release);
+    // A large rendering (many workers, long command lines) gives its memory back at once.
+    if (rendered > (1u << 20)) malloc_trim(0);
     return true;
   }
 
@@ -506,13 +519,25 @@ class Sampler {
 
 }  // namespace
 
-LogTail::LogTail(std::string path) : path_(std::move(path)) {
+LogTail::LogTail(std::string path) : LogTail(std::move(path), -1, -1) {}
+
+LogTail::LogTail(std::string path, int fd, int watch_fd) : path_(std::move(path)) {
+  if (fd >= 0) {
+    fd_ = fd;
+    inotify_fd_ = watch_fd;
+    adopted_ = true;
+    start_at_end();
+    return;
+  }
+  if (watch_fd >= 0) close(watch_fd);
   if (path_.empty()) return;
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (open_file()) {
-    struct stat st;
-    if (fstat(fd_, &st) == 0) offset_ = static_cast<std::uint64_t>(st.st_size);  // from the end
-  }
+  if (open_file()) start_at_end();
+}
+
+void LogTail::start_at_end() {
+  struct stat st;
+  if (fstat(fd_, &st) == 0) offset_ = static_cast<std::uint64_t>(st.st_size);
 }
 
 LogTail::~LogTail() {
@@ -522,6 +547,7 @@ LogTail::~LogTail() {
 
 bool LogTail::open_file() {
   if (fd_ >= 0) return true;
+  if (adopted_) return false;
   fd_ = open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd_ < 0) return false;
   if (inotify_fd_ >= 0) inotify_add_watch(inotify_fd_, path_.c_str(), IN_MODIFY);
@@ -530,7 +556,7 @@ bool LogTail::open_file() {
 }
 
 void LogTail::poll(const std::function<void(const std::string&)>& on_line) {
-  if (path_.empty()) return;
+  if (path_.empty() && !adopted_) return;
   if (inotify_fd_ >= 0) {  // drain the notifications
     char buf[4096];
     while (read(inotify_fd_, buf, sizeof buf) > 0) {
@@ -540,8 +566,8 @@ void LogTail::poll(const std::function<void(const std::string&)>& on_line) {
   struct stat st;
   if (fstat(fd_, &st) != 0) return;
   auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size < offset_) {  // truncated (or rotated in place): start over
-    offset_ = 0;
+  if (size < offset_) {  // shrunk (rotated or cut in place): go on from its end
+    offset_ = size;
     partial_.clear();
   }
   char buf[65536];

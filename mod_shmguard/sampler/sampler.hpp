@@ -4,6 +4,7 @@
 // No httpd header: logging goes through a callback.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -24,6 +25,12 @@ struct Config {
   int wake_fd = -1;                            // readable when a child asks for a fresh scan
   int parent_pid = 0;                          // exit when the parent is gone
   std::string state_file;  // headroom for shmguard-php-wrapper (ShmGuardAction degrade), or ""
+  // The error log opened (read-only) before privileges were dropped, and an inotify descriptor
+  // already watching it; -1: LogTail opens `error_log` itself. Owned by the LogTail from then on.
+  int error_log_fd = -1;
+  int error_log_watch_fd = -1;
+  bool full_commands = false;        // ShmGuardStatusCommands full: whole command lines on the page
+  std::size_t status_max_bytes = 0;  // bound of the encoded status sections (the blob's size)
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };
@@ -33,10 +40,16 @@ using Logger = std::function<void(Level, const std::string&)>;
 void run(const Config& cfg, shm::Segment* seg, const Logger& log,
          const std::function<bool()>& stop);
 
-// Follows a growing file from its end (or a reset when it is truncated), line by line.
+// Follows a growing file from its end, line by line. When the file shrinks (rotated or cut in
+// place) it goes on from the new end: what is in the file then was written before, and old lines
+// must not be taken for new evidence.
 class LogTail {
  public:
   explicit LogTail(std::string path);
+  // Adopts `fd` (the file, opened read-only) and `watch_fd` (inotify watching it, or -1), opened
+  // while the process could still open the file; the path is then never opened again. fd < 0:
+  // as LogTail(path).
+  LogTail(std::string path, int fd, int watch_fd);
   ~LogTail();
   LogTail(const LogTail&) = delete;
   LogTail& operator=(const LogTail&) = delete;
@@ -46,8 +59,10 @@ class LogTail {
 
  private:
   bool open_file();
+  void start_at_end();
   std::string path_;
   int fd_ = -1, inotify_fd_ = -1;
+  bool adopted_ = false;  // fd_ came from the constructor: never reopened by path
   std::uint64_t offset_ = 0;
   std::string partial_;
 };

@@ -21,7 +21,7 @@ PROBE = os.path.join(os.environ.get("SHMGUARD_BUILD", os.path.join(harness.REPO,
                      "shmguard-probe")
 SHIPPED_CONF = os.path.join(harness.REPO, "conf", "shmguard.conf")
 CONF = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\nShmGuardInterval 200ms\n"
-        "<Location /shmguard-status>\nSetHandler shmguard-status\n</Location>")
+        "<Location /shmguard-status>\nSetHandler shmguard-status\nShmGuardStatusPage On\n</Location>")
 MIB = 1 << 20
 AUTO_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\[[^\]\n]+\])?: \S.*$")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}

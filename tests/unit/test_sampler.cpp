@@ -1,5 +1,6 @@
 // The sampler loop without httpd: publication into the shared segment, the error-log tail, the
 // on-demand status rendering, and the evidence tickets children wait for.
+#include <fcntl.h>
 #include <filesystem>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -143,8 +144,24 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   append(log, "segment of 134217728 bytes: mmap: Cannot allocate memory (12)\n");
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 2; }));
   EXPECT_EQ(r.seg->php_error_bytes.load(), 134217728u);
-  // Truncation (log rotated in place): read again from the start.
-  { std::ofstream(log, std::ios::trunc) << ""; }
+  // The log shrinks (rotated or cut in place) to lines written before: they are not new
+  // evidence. Rewritten in place without passing through an empty file: the first line again at
+  // offset 0, then cut after it.
+  {
+    const std::string old_line =
+        "Fri Nov 27 14:16:30 2026 (12958): Fatal Error Unable to allocate shared memory segment "
+        "of 67108864 bytes: mmap: Cannot allocate memory (12)\n";
+    int fd = ::open(log.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, old_line.data(), old_line.size(), 0),
+              static_cast<ssize_t>(old_line.size()));
+    ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(old_line.size())), 0);
+    ::close(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inotify: seen within ms
+  EXPECT_EQ(r.seg->php_errors.load(), 2u) << "an old line was taken for new evidence";
+  EXPECT_EQ(r.seg->php_error_bytes.load(), 134217728u);
+  // What is appended after the shrink is new.
   append(log,
          "Fri Nov 27 14:17:00 2026 (13000): Fatal Error Unable to allocate shared memory segment "
          "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
