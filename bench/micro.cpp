@@ -1,8 +1,8 @@
 // mod_shmguard micro-benchmarks (Google Benchmark), built by bench/run.sh:
-//   g++ -O2 -std=c++17 -Iinclude -Imod_shmguard/glue bench/micro.cpp build/libshmguard_core.a
+//   g++ -O2 -std=c++17 -Iinclude -Imod_shmguard bench/micro.cpp build/libshmguard_core.a
 //       -lbenchmark -lpthread -o build/bench/micro
 //
-// P3  decide() alone, and a replica of the guard's fast path in fixups (shared-segment loads,
+// P3  decide() alone, and the guard's real fast path (shm::try_admit + release_claim: shared-segment loads,
 //     class key, class slot, decide, in-flight accounting) minus the APR/mod_fcgid calls.
 // P4  the parts of a sampler cycle, alone: probe() with a hardware-node /proc/user_beancounters
 //     (500 containers + block 0), the single-block parse, the full parse (reference), and the
@@ -38,6 +38,7 @@
 #include <benchmark/benchmark.h>
 
 #include "fixtures.hpp"
+#include "shm/claims.hpp"
 #include "shm/segment.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/refusal.hpp"
@@ -152,53 +153,44 @@ void BM_Decide(benchmark::State& state) {
   in.fresh = true;
   in.bounded = true;
   in.headroom = 900ull << 20;
-  in.reserve = 64ull << 20;
+  in.need = 64ull << 20;
   in.spawns_workers = true;
-  in.idle_workers = -1;
+  in.workers = 2;
+  in.inflight = 1;
   for (auto _ : state) {
     benchmark::DoNotOptimize(in);
-    Verdict v = decide(in);
-    benchmark::DoNotOptimize(v);
+    Decision d = decide(in);
+    benchmark::DoNotOptimize(d);
   }
 }
 BENCHMARK(BM_Decide);
 
-// The fixups fast path with ample headroom (guard.cpp guard_fixups up to `return DECLINED`, then
-// the pool cleanup that releases the in-flight count), without r->pool allocation, mod_fcgid's
-// get_wrapper_info() and ap_run_get_suexec_identity(), which cannot run outside httpd.
+// The fixups fast path with ample headroom: what guard.cpp's admit() runs (freshness, the class
+// slot, shm::try_admit() with the core's decide(), the claim record) and the release at the
+// response's end (shm::release_claim()), without r->pool allocation, mod_fcgid's
+// get_wrapper_info() and ap_run_get_suexec_identity(), which cannot run outside httpd. The real
+// functions, not a copy.
 void BM_FastPath(benchmark::State& state) {
   auto seg = new_segment();
-  seg->headroom.store(900ll << 20);
-  seg->sample_wall_ms.store(1'700'000'000'000ll);
+  seg->headroom.store(16ll << 30);  // ample: room for far more than kAmpleWorkers workers
   std::int64_t request_ms = 1'700'000'000'100ll;
-  const std::uint64_t reserve = 64ull << 20;
+  seg->sample_wall_ms.store(request_ms - 100);
   shm::VhostCounters* vc = &seg->vhosts[0];
   for (auto _ : state) {
     vc->guarded.fetch_add(1, std::memory_order_relaxed);
-    std::uint64_t php = seg->php_errors.load(std::memory_order_acquire);
-    std::uint64_t fc = seg->failcnt_sum.load(std::memory_order_relaxed);
-    std::uint64_t oom = seg->oom_kills.load(std::memory_order_relaxed);
-    benchmark::DoNotOptimize(php);
-    benchmark::DoNotOptimize(fc);
-    benchmark::DoNotOptimize(oom);
     std::uint64_t key = shm::class_key(1, 65025, 1234567);
     shm::ClassSlot* slot = shm::class_slot(seg.get(), key);
     GuardInput in;
-    std::int64_t sampled = seg->sample_wall_ms.load(std::memory_order_acquire);
-    std::int64_t age = request_ms - sampled;
-    std::int64_t bound =
-        std::max<std::int64_t>(3 * seg->interval_ms.load(std::memory_order_relaxed), 1500);
-    in.fresh = sampled > 0 && age > -1000 && (age < 0 ? 0 : age) <= bound;
+    in.fresh = shm::sample_fresh(seg.get(), request_ms);
     std::int64_t headroom = seg->headroom.load(std::memory_order_relaxed);
     in.bounded = headroom >= 0;
     in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
-    in.reserve = reserve;
-    in.spawns_workers = true;
-    Verdict v = decide(in);
-    benchmark::DoNotOptimize(v);
-    slot->inflight.fetch_add(1, std::memory_order_acq_rel);
+    in.need = 64ull << 20;
+    in.workers = 0;  // not read when ample (admit() skips the table)
+    shm::Admission a = shm::try_admit(seg.get(), slot, in, 4242, 7, false);
+    benchmark::DoNotOptimize(a);
     vc->passed.fetch_add(1, std::memory_order_relaxed);
-    slot->inflight.fetch_sub(1, std::memory_order_acq_rel);  // release_inflight at pool cleanup
+    shm::release_claim(seg.get(), a.claim, a.word);
   }
 }
 BENCHMARK(BM_FastPath);
