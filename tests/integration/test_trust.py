@@ -88,7 +88,7 @@ def test_sampler_keeps_no_capability_and_no_inherited_descriptor(server):
     dumpable, and holds only its own descriptors (no listening socket, no access log)."""
     bc = root_only_copy(FIELD, "ubc-root-only")
     try:
-    # 8M: a spawn fits in the field report's 58.7 MiB, but not 16 of them (not "ample"), so a 500
+        # 8M: a spawn fits in the field report's 58.7 MiB, but not 16 of them (not "ample"), so a 500
         # waits for the sampler's look at the error log.
         s = server(start=False, shmguard=True, log_level="info", spawn_score_uplimit=100,
                    shmguard_conf=guard_conf(beancounters=bc, reserve="8M", extra="ShmGuardCgroup off\n"))
