@@ -49,6 +49,11 @@ struct VhostView {
   const ServerConf* conf = nullptr;
   const shm::VhostCounters* counters = nullptr;
   Reserve reserve;
+  // How many fit (issue: say how many): at the reserve's size, in the room left now; the
+  // FcgidMaxProcessesPerClass that the vhost's share of the limit holds; the per-worker shared
+  // memory that would have let the most workers seen at once fit.
+  int workers_now = 0, most_seen = 0;
+  std::uint64_t fit_more = 0, max_processes_fit = 0, per_worker_fit = 0;
 };
 
 // What ShmGuardReserve means for this vhost right now (the guard decides per mod_fcgid class;
@@ -116,6 +121,26 @@ std::vector<VhostView> vhosts() {
     v.conf = c;
     v.counters = &gen.seg->vhosts[c->vhost_index];
     v.reserve = reserve_of(c, v.fcgid_vhost_id, nodes);
+    std::set<std::uint64_t> classes;
+    for (const auto& n : nodes) {
+      if (v.fcgid_vhost_id == 0 || n.vhost_id != v.fcgid_vhost_id || n.list == fcgid::List::Error)
+        continue;
+      ++v.workers_now;
+      classes.insert(shm::class_key(n.vhost_id, n.deviceid, n.inode));
+    }
+    for (std::uint64_t k : classes)
+      if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, k, false))
+        v.most_seen = std::max(v.most_seen, slot->max_workers_seen.load());
+    std::int64_t h = gen.seg->headroom.load(), res = gen.seg->reserved.load();
+    if (h >= 0) {
+      std::uint64_t room = static_cast<std::uint64_t>(h) > static_cast<std::uint64_t>(res > 0 ? res : 0)
+                               ? static_cast<std::uint64_t>(h - (res > 0 ? res : 0))
+                               : 0;
+      std::uint64_t share = room + static_cast<std::uint64_t>(v.workers_now) * v.reserve.bytes;
+      v.fit_more = workers_that_fit(room, v.reserve.bytes);
+      v.max_processes_fit = workers_that_fit(share, v.reserve.bytes);
+      if (v.most_seen > 0) v.per_worker_fit = share / static_cast<std::uint64_t>(v.most_seen);
+    }
     out.push_back(std::move(v));
   }
   return out;
@@ -347,6 +372,7 @@ std::string render_html(const Args& args, const Health& h, const Headline& hl,
   o += "<h2 id=\"vhosts\">Virtual hosts</h2>\n<table>\n<thead><tr><th>vhost</th><th>guard</th>"
        "<th>reserve</th><th>action</th><th>guarded</th><th>passed</th><th>refused</th>"
        "<th>would refuse</th><th>failed open</th><th>translated 500s</th><th>last refusal</th>"
+       "<th>waited (served / expired / queue full)</th><th>lean starts</th><th>how many fit</th>"
        "</tr></thead>\n<tbody>\n";
   for (const auto& v : vs) {
     const auto* c = v.counters;
@@ -361,7 +387,21 @@ std::string render_html(const Args& args, const Health& h, const Headline& hl,
          std::to_string(c->refused.load()) + "</td><td>" + std::to_string(c->would_refuse.load()) +
          "</td><td>" + std::to_string(c->failed_open.load()) + "</td><td>" +
          std::to_string(c->translated.load()) + "</td><td>" +
-         html_escape(ago(c->last_refusal_ms.load())) + "</td></tr>\n";
+         html_escape(ago(c->last_refusal_ms.load())) + "</td><td>" +
+         std::to_string(c->waited.load()) + " (" + std::to_string(c->wait_served.load()) + " / " +
+         std::to_string(c->wait_expired.load()) + " / " + std::to_string(c->queue_full.load()) +
+         ")</td><td>" + std::to_string(c->lean_spawns.load()) + "</td><td>" +
+         (gen.seg->headroom.load() < 0
+              ? std::string("unbounded")
+              : std::to_string(v.fit_more) + " more at " + html_escape(human_bytes(v.reserve.bytes)) +
+                    "<br><small>FcgidMaxProcessesPerClass &le; " +
+                    std::to_string(v.max_processes_fit) +
+                    (v.most_seen > 0 ? "; or &le; " + html_escape(human_bytes(v.per_worker_fit)) +
+                                           " shared memory per worker for the " +
+                                           std::to_string(v.most_seen) + " seen at once"
+                                     : std::string()) +
+                    "</small>") +
+         "</td></tr>\n";
   }
   o += "</tbody>\n</table>\n";
 
@@ -422,6 +462,14 @@ std::string render_auto(const Health& h, const Headline& hl, const std::vector<V
     line("ShmGuardVhostWouldRefuse" + b, std::to_string(c->would_refuse.load()));
     line("ShmGuardVhostFailedOpen" + b, std::to_string(c->failed_open.load()));
     line("ShmGuardVhostTranslated" + b, std::to_string(c->translated.load()));
+    line("ShmGuardVhostWaited" + b, std::to_string(c->waited.load()));
+    line("ShmGuardVhostWaitServed" + b, std::to_string(c->wait_served.load()));
+    line("ShmGuardVhostWaitExpired" + b, std::to_string(c->wait_expired.load()));
+    line("ShmGuardVhostQueueFull" + b, std::to_string(c->queue_full.load()));
+    line("ShmGuardVhostLeanStarts" + b, std::to_string(c->lean_spawns.load()));
+    line("ShmGuardVhostWorkersFit" + b, std::to_string(v.fit_more));
+    line("ShmGuardVhostMaxProcessesFit" + b, std::to_string(v.max_processes_fit));
+    line("ShmGuardVhostPerWorkerFitBytes" + b, std::to_string(v.per_worker_fit));
     line("ShmGuardVhostLastRefusal" + b,
          c->last_refusal_ms.load() ? iso_time(c->last_refusal_ms.load()) : "never");
   }
@@ -483,7 +531,20 @@ std::string render_json(const Health& h, const Headline& hl, const std::vector<V
         .field("refused", c->refused.load())
         .field("would_refuse", c->would_refuse.load())
         .field("failed_open", c->failed_open.load())
-        .field("translated", c->translated.load());
+        .field("translated", c->translated.load())
+        .field("waited", c->waited.load())
+        .field("wait_served", c->wait_served.load())
+        .field("wait_expired", c->wait_expired.load())
+        .field("queue_full", c->queue_full.load())
+        .field("lean_starts", c->lean_spawns.load());
+    w.key("fit")
+        .begin_object()
+        .field("workers_now", v.workers_now)
+        .field("more_workers", v.fit_more)
+        .field("max_processes_per_class", v.max_processes_fit)
+        .field("most_workers_seen", v.most_seen)
+        .field("per_worker_bytes", v.per_worker_fit)
+        .end_object();
     std::int64_t last = c->last_refusal_ms.load();
     if (last)
       w.field("last_refusal_ms", last).field("last_refusal", iso_time(last));
@@ -564,6 +625,25 @@ std::string render_metrics(const Health& h, const Headline& hl, const std::vecto
       sample("shmguard_vhost_requests_total", vl(v) + ",verdict=\"" + name + "\"",
              std::to_string(n));
   }
+  family("shmguard_vhost_waits_total", "counter",
+         "Requests that waited for a worker, by outcome (served, expired, queue_full).");
+  for (const auto& v : vs) {
+    const auto* c = v.counters;
+    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"served\"", std::to_string(c->wait_served.load()));
+    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"expired\"", std::to_string(c->wait_expired.load()));
+    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"queue_full\"", std::to_string(c->queue_full.load()));
+  }
+  family("shmguard_vhost_lean_starts_total", "counter",
+         "Lean workers the guard let start (ShmGuardAction degrade).");
+  for (const auto& v : vs)
+    sample("shmguard_vhost_lean_starts_total", vl(v), std::to_string(v.counters->lean_spawns.load()));
+  family("shmguard_vhost_workers_fit", "gauge",
+         "More workers of the vhost's reserve that the headroom holds now.");
+  for (const auto& v : vs) sample("shmguard_vhost_workers_fit", vl(v), std::to_string(v.fit_more));
+  family("shmguard_vhost_max_processes_fit", "gauge",
+         "The FcgidMaxProcessesPerClass the vhost's share of the limit holds.");
+  for (const auto& v : vs)
+    sample("shmguard_vhost_max_processes_fit", vl(v), std::to_string(v.max_processes_fit));
   family("shmguard_vhost_translated_total", "counter",
          "Backend 500s caused by shared-memory exhaustion, answered as 503.");
   for (const auto& v : vs)

@@ -31,8 +31,17 @@ def test_request_waits_for_the_busy_worker_and_is_served(server):
     assert len(s.php_workers()) == 1
     v = vhost(s)
     assert v["refused"] == 0
+    assert v["waited"] == 1 and v["wait_served"] == 1, v
     assert "SG0201" not in s.error_log()
     assert s.budget.failcnt() == 0
+    # How many fit, in every format: none more; the one worker is what the limit holds.
+    assert v["fit"]["more_workers"] == 0 and v["fit"]["max_processes_per_class"] == 1, v["fit"]
+    assert re.search(r"^ShmGuardVhostMaxProcessesFit\[[^]]+\]: 1$", s.get("/shmguard-status?auto").text, re.M)
+    m = s.get("/shmguard-status?metrics").text
+    assert re.search(r'^shmguard_vhost_waits_total\{vhost="[^"]+",outcome="served"\} 1$', m, re.M), m
+    assert "FcgidMaxProcessesPerClass &le; 1" in s.get("/shmguard-status").text
+    s.budget.set_barrier(s.budget.held() + 2 * SEG_PAGES + 1000)
+    assert wait_for(lambda: vhost(s)["fit"]["more_workers"] == 2, 5), vhost(s)["fit"]
 
 
 def test_wait_expires_into_503_with_retry_after(server):
