@@ -49,6 +49,7 @@ struct ProcStat {
   int pid = 0, ppid = 0;
   std::string comm;
   std::uint64_t start_ticks = 0;  // field 22: clock ticks after boot
+  std::uint64_t vsize = 0;        // field 23: virtual memory size, bytes (0 when absent)
   ExecImage image;                // fields 26-28, 48-51 (0 when absent)
 };
 // /proc/PID/stat (comm may contain spaces and parentheses: split at the last ')'). Fields past
@@ -62,6 +63,7 @@ struct Worker {
   unsigned uid = 0;
   std::string comm, cmdline;
   std::uint64_t start_ticks = 0;
+  std::uint64_t vsize = 0;      // virtual size when read (stat, before the maps)
   ExecImage image;              // what it ran when read (with comm): see compare_identity
   std::uint64_t rss_shmem = 0;  // RssShmem from /proc/PID/status, bytes
   std::vector<Segment> segments;
@@ -90,6 +92,22 @@ enum class Identity {
   Other,   // another process (pid or start time differ): the pid was reused
 };
 Identity compare_identity(const Worker& before, const ProcStat& now);
+
+// What to read again of a process at one of its checks (a fresh /proc/PID/stat `now`), given what
+// was read of it (`before`), the virtual size its segments were read at (`maps_vsize`,
+// kMapsUnread if they could not be read) and how long ago it was read in full.
+//  - Everything after an exec (or for another process): stat, status, cmdline and maps.
+//  - Segments when the maps may have changed: php-cgi maps its segments while it starts (APCu's
+//    32 MiB before OPcache's 64 MiB, with time between, so a read in between saw only APCu's).
+//    For kSegmentsSettleMs after a full read, and as long as no segment was seen, a changed
+//    virtual size means: read the maps again (a segment mapped changes it; an unchanged size
+//    spares the costly maps read).
+//  - Nothing otherwise.
+enum class Reread { Nothing, Segments, Everything };
+constexpr std::uint64_t kMapsUnread = UINT64_MAX;
+constexpr std::int64_t kSegmentsSettleMs = 60000;
+Reread reread_at_check(const Worker& before, std::uint64_t maps_vsize, std::int64_t ms_since_read,
+                       const ProcStat& now);
 
 // Clock ticks after boot (/proc/PID/stat's start time) in milliseconds, and now on that clock
 // (CLOCK_BOOTTIME, which the kernel's start times count on; -1 if unavailable).

@@ -114,8 +114,8 @@ Result<ProcStat> parse_proc_stat(std::string_view text) {
   st.pid = static_cast<int>(*pid);
   st.comm = std::string(text.substr(open + 1, close - open - 1));
   std::string_view rest = text.substr(close + 1);
-  // After ')': state(3) ppid(4) ... starttime(22), required; then optional, for the image:
-  // startcode(26) endcode(27) startstack(28) ... arg_start(48) arg_end(49) env_start(50)
+  // After ')': state(3) ppid(4) ... starttime(22), required; then optional: vsize(23) and, for
+  // the image, startcode(26) endcode(27) startstack(28) ... arg_start(48) arg_end(49) env_start(50)
   // env_end(51).
   std::uint64_t* const image[] = {&st.image.start_code, &st.image.end_code, &st.image.start_stack,
                                   &st.image.arg_start,  &st.image.arg_end,  &st.image.env_start,
@@ -134,6 +134,8 @@ Result<ProcStat> parse_proc_stat(std::string_view text) {
       auto v = parse_u64(f);
       if (!v) return Result<ProcStat>::fail("malformed stat: starttime");
       st.start_ticks = *v;
+    } else if (field == 23) {
+      if (auto v = parse_u64(f)) st.vsize = *v;
     } else if ((field >= 26 && field <= 28) || field >= 48) {
       // A field that is not a number (never seen) leaves 0: the name still tells an exec.
       if (auto v = parse_u64(f)) *image[field <= 28 ? field - 26 : field - 48 + 3] = *v;
@@ -152,6 +154,14 @@ Identity compare_identity(const Worker& before, const ProcStat& now) {
   if (before.pid != now.pid || before.start_ticks != now.start_ticks) return Identity::Other;
   if (before.comm != now.comm || before.image != now.image) return Identity::Execed;
   return Identity::Same;
+}
+
+Reread reread_at_check(const Worker& before, std::uint64_t maps_vsize, std::int64_t ms_since_read,
+                       const ProcStat& now) {
+  if (compare_identity(before, now) != Identity::Same) return Reread::Everything;
+  if (maps_vsize == kMapsUnread) return Reread::Segments;
+  bool settling = before.segments.empty() || ms_since_read < kSegmentsSettleMs;
+  return settling && now.vsize != maps_vsize ? Reread::Segments : Reread::Nothing;
 }
 
 std::int64_t ticks_to_ms(std::uint64_t ticks) {
@@ -239,6 +249,7 @@ Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
   w.ppid = st.value->ppid;
   w.comm = st.value->comm;
   w.start_ticks = st.value->start_ticks;
+  w.vsize = st.value->vsize;
   w.image = st.value->image;
   if (auto status = read_file(base + "/status")) parse_status(*status.value, w);
   if (auto cmd = read_file(base + "/cmdline", 64 << 10)) {

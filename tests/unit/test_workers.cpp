@@ -71,10 +71,10 @@ TEST(Stat, CommWithParenthesesAndSpaces) {
 }
 
 TEST(Stat, Descendants) {
-  std::vector<ProcStat> all{{1, 0, "init", 0, {}},   {10, 1, "apache2", 0, {}},
-                            {11, 10, "pm", 0, {}},   {12, 11, "php", 0, {}},
-                            {13, 11, "php", 0, {}},  {14, 10, "apache2", 0, {}},
-                            {20, 1, "other", 0, {}}, {21, 12, "sh", 0, {}}};
+  std::vector<ProcStat> all{{1, 0, "init", 0, 0, {}},   {10, 1, "apache2", 0, 0, {}},
+                            {11, 10, "pm", 0, 0, {}},   {12, 11, "php", 0, 0, {}},
+                            {13, 11, "php", 0, 0, {}},  {14, 10, "apache2", 0, 0, {}},
+                            {20, 1, "other", 0, 0, {}}, {21, 12, "sh", 0, 0, {}}};
   EXPECT_EQ(descendants(all, 11), (std::vector<int>{12, 13, 21}));
   EXPECT_EQ(descendants(all, 99), std::vector<int>{});
 }
@@ -193,6 +193,7 @@ TEST(Stat, ImageFieldsOfACurrentKernel) {
   EXPECT_EQ(st.value->comm, "php-cgi");
   EXPECT_EQ(st.value->ppid, 1);
   EXPECT_EQ(st.value->start_ticks, 987654u);
+  EXPECT_EQ(st.value->vsize, 1023u);
   EXPECT_EQ(st.value->image.start_code, 1026u);
   EXPECT_EQ(st.value->image.end_code, 1027u);
   EXPECT_EQ(st.value->image.start_stack, 1028u);
@@ -237,6 +238,33 @@ TEST(Identity, SameExecedOther) {
   EXPECT_EQ(compare_identity(w, other_pid), Identity::Other);
 }
 
+TEST(Identity, WhatToReadAgainAtACheck) {
+  auto st = parse_proc_stat(stat_line(52));
+  ASSERT_TRUE(st);
+  const ProcStat& now = *st.value;
+  Worker w = worker_from(now);
+  w.segments.push_back(Segment{0, 1, 40960, 32u << 20, "anon-shared"});  // APCu's, say
+  const std::uint64_t v = now.vsize;
+  // The same image and size: nothing, however young.
+  EXPECT_EQ(reread_at_check(w, v, 100, now), Reread::Nothing);
+  // The size changed since the maps were read: again within the settling time, not after.
+  EXPECT_EQ(reread_at_check(w, v - 4096, 100, now), Reread::Segments);
+  EXPECT_EQ(reread_at_check(w, v - 4096, kSegmentsSettleMs - 1, now), Reread::Segments);
+  EXPECT_EQ(reread_at_check(w, v - 4096, kSegmentsSettleMs, now), Reread::Nothing);
+  // ... but always while no segment was seen, and always when the maps could not be read.
+  Worker bare = worker_from(now);
+  EXPECT_EQ(reread_at_check(bare, v - 4096, 10 * kSegmentsSettleMs, now), Reread::Segments);
+  EXPECT_EQ(reread_at_check(bare, v, 10 * kSegmentsSettleMs, now), Reread::Nothing);
+  EXPECT_EQ(reread_at_check(w, kMapsUnread, 10 * kSegmentsSettleMs, now), Reread::Segments);
+  // An exec, or another process: everything, old or young, whatever the size.
+  ProcStat execed = now;
+  execed.comm = "sh";
+  EXPECT_EQ(reread_at_check(w, v, 10 * kSegmentsSettleMs, execed), Reread::Everything);
+  ProcStat reused = now;
+  reused.start_ticks += 100;
+  EXPECT_EQ(reread_at_check(w, v, 100, reused), Reread::Everything);
+}
+
 TEST(Identity, RealExecOfAnotherProgramIsSeen) {
   const char* argv[] = {"/bin/sleep", "30", nullptr};
   Child c(argv);
@@ -247,6 +275,7 @@ TEST(Identity, RealExecOfAnotherProgramIsSeen) {
   auto again = read_proc_stat("/proc", c.pid);
   ASSERT_TRUE(again) << again.error;
   EXPECT_EQ(compare_identity(*before.value, *again.value), Identity::Same);  // no exec yet
+  EXPECT_GT(again.value->vsize, 0u);
   ASSERT_TRUE(c.exec_now());
   auto after = read_proc_stat("/proc", c.pid);
   ASSERT_TRUE(after) << after.error;
