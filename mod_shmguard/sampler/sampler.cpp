@@ -427,7 +427,7 @@ class Sampler {
     std::uint64_t maps_vsize = kMapsUnread;
   };
   static constexpr std::int64_t kCheckGapMs = 250;
-  static constexpr std::size_t kChecksPerSample = 8;
+  static constexpr std::size_t kChecksPerSample = 4;
   std::vector<ExecCheckDue> due_;  // recheck_processes' scratch, kept to spare the allocations
   std::vector<Proc*> due_procs_;
   const Config& cfg_;
