@@ -3,6 +3,7 @@
 #include "shmguard/workers.hpp"
 
 #include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,11 +16,14 @@ using text::trim;
 
 namespace {
 
+// The next blank-separated field of s (a line's end counts as a blank: /proc/PID/stat's last
+// field).
 std::string_view next_field(std::string_view& s) {
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n'; };
   std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+  while (i < s.size() && blank(s[i])) ++i;
   std::size_t j = i;
-  while (j < s.size() && s[j] != ' ' && s[j] != '\t') ++j;
+  while (j < s.size() && !blank(s[j])) ++j;
   std::string_view f = s.substr(i, j - i);
   s.remove_prefix(j);
   return f;
@@ -110,10 +114,18 @@ Result<ProcStat> parse_proc_stat(std::string_view text) {
   st.pid = static_cast<int>(*pid);
   st.comm = std::string(text.substr(open + 1, close - open - 1));
   std::string_view rest = text.substr(close + 1);
-  // After ')': state(3) ppid(4) ... starttime(22)
-  for (int field = 3; field <= 22; ++field) {
+  // After ')': state(3) ppid(4) ... starttime(22), required; then optional: vsize(23) and, for
+  // the image, startcode(26) endcode(27) startstack(28) ... arg_start(48) arg_end(49) env_start(50)
+  // env_end(51).
+  std::uint64_t* const image[] = {&st.image.start_code, &st.image.end_code, &st.image.start_stack,
+                                  &st.image.arg_start,  &st.image.arg_end,  &st.image.env_start,
+                                  &st.image.env_end};
+  for (int field = 3; field <= 51; ++field) {
     std::string_view f = next_field(rest);
-    if (f.empty()) return Result<ProcStat>::fail("malformed stat: too few fields");
+    if (f.empty()) {
+      if (field <= 22) return Result<ProcStat>::fail("malformed stat: too few fields");
+      break;
+    }
     if (field == 4) {
       auto v = parse_u64(f);
       if (!v || *v > 0x7fffffff) return Result<ProcStat>::fail("malformed stat: ppid");
@@ -122,9 +134,77 @@ Result<ProcStat> parse_proc_stat(std::string_view text) {
       auto v = parse_u64(f);
       if (!v) return Result<ProcStat>::fail("malformed stat: starttime");
       st.start_ticks = *v;
+    } else if (field == 23) {
+      if (auto v = parse_u64(f)) st.vsize = *v;
+    } else if ((field >= 26 && field <= 28) || field >= 48) {
+      // A field that is not a number (never seen) leaves 0: the name still tells an exec.
+      if (auto v = parse_u64(f)) *image[field <= 28 ? field - 26 : field - 48 + 3] = *v;
     }
   }
   return Result<ProcStat>::ok(std::move(st));
+}
+
+Result<ProcStat> read_proc_stat(const std::string& procfs, int pid) {
+  auto t = read_file(procfs + "/" + std::to_string(pid) + "/stat");
+  if (!t) return Result<ProcStat>::fail(t.error);
+  return parse_proc_stat(*t.value);
+}
+
+Identity compare_identity(const Worker& before, const ProcStat& now) {
+  if (before.pid != now.pid || before.start_ticks != now.start_ticks) return Identity::Other;
+  if (before.comm != now.comm || before.image != now.image) return Identity::Execed;
+  return Identity::Same;
+}
+
+Reread reread_at_check(const Worker& before, std::uint64_t maps_vsize, std::int64_t ms_since_read,
+                       const ProcStat& now) {
+  if (compare_identity(before, now) != Identity::Same) return Reread::Everything;
+  if (maps_vsize == kMapsUnread) return Reread::Segments;
+  bool settling = before.segments.empty() || ms_since_read < kSegmentsSettleMs;
+  return settling && now.vsize != maps_vsize ? Reread::Segments : Reread::Nothing;
+}
+
+std::int64_t ticks_to_ms(std::uint64_t ticks) {
+  long hz = ::sysconf(_SC_CLK_TCK);
+  if (hz <= 0) hz = 100;
+  auto h = static_cast<std::uint64_t>(hz);
+  if (ticks / h > static_cast<std::uint64_t>(INT64_MAX / 1000 - 1)) return INT64_MAX;
+  return static_cast<std::int64_t>(ticks / h * 1000 + ticks % h * 1000 / h);
+}
+
+std::int64_t boot_ms_now() {
+  timespec ts{};
+  if (::clock_gettime(CLOCK_BOOTTIME, &ts) != 0) return -1;
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::int64_t next_exec_check_ms(std::int64_t start_ms, std::int64_t now_ms,
+                                std::int64_t min_gap_ms) {
+  std::int64_t age = now_ms > start_ms ? now_ms - start_ms : 0;
+  std::int64_t step = std::max(age, std::max<std::int64_t>(min_gap_ms, 1));
+  return now_ms > INT64_MAX - step ? INT64_MAX : now_ms + step;
+}
+
+std::vector<std::size_t> pick_exec_checks(const std::vector<ExecCheckDue>& all, std::int64_t now_ms,
+                                          std::size_t max) {
+  std::vector<std::size_t> due;
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (all[i].check_ms <= now_ms) due.push_back(i);
+  // The age at which each look was due; a start time in the future (a clock oddity) counts as 0.
+  auto age = [&](std::size_t i) {
+    const ExecCheckDue& d = all[i];
+    return d.check_ms > d.start_ms ? d.check_ms - d.start_ms : 0;
+  };
+  auto younger = [&](std::size_t a, std::size_t b) {
+    return age(a) != age(b) ? age(a) < age(b) : a < b;
+  };
+  if (due.size() > max) {
+    std::nth_element(due.begin(), due.begin() + static_cast<std::ptrdiff_t>(max), due.end(),
+                     younger);
+    due.resize(max);
+  }
+  std::sort(due.begin(), due.end(), younger);
+  return due;
 }
 
 // Uid and RssShmem from /proc/PID/status.
@@ -169,6 +249,8 @@ Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
   w.ppid = st.value->ppid;
   w.comm = st.value->comm;
   w.start_ticks = st.value->start_ticks;
+  w.vsize = st.value->vsize;
+  w.image = st.value->image;
   if (auto status = read_file(base + "/status")) parse_status(*status.value, w);
   if (auto cmd = read_file_prefix(base + "/cmdline", kCmdlineMax)) {
     std::string c = std::move(*cmd.value);
@@ -210,9 +292,7 @@ std::vector<int> list_pids(const std::string& procfs) {
 std::vector<ProcStat> read_all_stats(const std::string& procfs) {
   std::vector<ProcStat> out;
   for (int pid : list_pids(procfs)) {
-    auto t = read_file(procfs + "/" + std::to_string(pid) + "/stat");
-    if (!t) continue;
-    auto st = parse_proc_stat(*t.value);
+    auto st = read_proc_stat(procfs, pid);
     if (st) out.push_back(std::move(*st.value));
   }
   return out;

@@ -77,6 +77,7 @@ class Sampler {
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
     Snapshot snap = probe(cfg_.probe);
     tracker_.observe(snap.taken_at_ms, snap);
+    recheck_processes();
     update_classes();
     read_log();
     warn(snap);  // before publishing: the warning precedes the refusals it explains
@@ -180,8 +181,8 @@ class Sampler {
 
  private:
   // mod_fcgid's workers per class (live count, largest segment) for the guard's auto reserve.
-  // A process is read once when it first appears (maps, stat, status, cmdline), keyed by pid and
-  // start time; its segments again only until one shows up (OPcache maps it at start).
+  // A process is read when it first appears (maps, stat, status, cmdline), keyed by pid and
+  // start time, and again when a check finds it exec'd or its maps changed (recheck_processes).
   void update_classes() {
     ++generation_;
     fcgid::read_table_lite(cfg_.fcgid_table, nodes_);
@@ -259,6 +260,12 @@ class Sampler {
   void discover(std::int64_t now) {
     const std::vector<ProcStat> stats = read_all_stats("/proc");
     ++discovery_;
+    // Every process's stat was just read: a tracked one that exec'd since is read again, free.
+    for (const auto& st : stats) {
+      auto it = procs_.find(st.pid);
+      if (it != procs_.end() && compare_identity(it->second.info, st) == Identity::Execed)
+        read_process(it->second);
+    }
     std::unordered_map<int, std::vector<const ProcStat*>> children;
     for (const auto& st : stats) children[st.ppid].push_back(&st);
     for (const auto& node : nodes_) {
@@ -293,7 +300,8 @@ class Sampler {
   }
 
   // The process `pid` as first seen with identity `ident` (mod_fcgid's start time, or the
-  // kernel's start ticks); a reused pid is a new process.
+  // kernel's start ticks); a reused pid is a new process. Read in full when first seen, then
+  // looked at again on a schedule (recheck_processes).
   struct Proc;
   Proc& track(int pid, std::int64_t ident) {
     Proc& p = procs_[pid];
@@ -301,21 +309,70 @@ class Sampler {
       p = Proc{};
       p.ident = ident;
       p.info.pid = pid;
-      if (auto w = read_worker("/proc", pid, false)) {
-        p.info = std::move(*w.value);
-        p.read_ms = now_mono_ms();
-      } else {
-        p.info.error = w.error;
-      }
-    }
-    if (p.info.segments.empty()) {
-      if (auto segs = read_segments("/proc", pid))
-        p.info.segments = std::move(*segs.value);
-      else
-        p.info.error = segs.error;
+      read_process(p);
     }
     p.seen = generation_;
     return p;
+  }
+
+  // Everything read once about a process (stat, status, cmdline, maps): at first sight, and
+  // again after an exec. Schedules its next check.
+  void read_process(Proc& p) {
+    const int pid = p.info.pid;
+    if (auto w = read_worker("/proc", pid, true)) {
+      p.info = std::move(*w.value);
+      p.read_ms = now_mono_ms();
+    } else {
+      p.info = Worker{};
+      p.info.pid = pid;
+      p.info.error = w.error;
+    }
+    const std::int64_t now = boot_ms_now();
+    p.maps_vsize = p.info.error.empty() ? p.info.vsize : kMapsUnread;
+    p.full_read_ms = now;
+    p.start_ms = p.info.start_ticks ? ticks_to_ms(p.info.start_ticks) : now;
+    p.check_ms = next_exec_check_ms(p.start_ms, now, kCheckGapMs);
+  }
+
+  // What was read once can change: a starter script (FcgidWrapper .php-fcgi-starter: environment,
+  // then `exec php-cgi`) keeps its pid and start time across the exec, and php-cgi maps its
+  // segments one after the other while it starts. Every sample, the processes due for a check
+  // (each at twice its age; at most kChecksPerSample, youngest first) get one /proc/PID/stat
+  // read, and what reread_at_check says is read again. Old workers are due about once per
+  // doubling of their age: no per-worker read per sample, nothing per request.
+  void recheck_processes() {
+    const std::int64_t now = boot_ms_now();
+    due_.clear();
+    due_procs_.clear();
+    for (auto& [pid, p] : procs_) {
+      if (p.check_ms > now) continue;
+      due_.push_back(ExecCheckDue{p.start_ms, p.check_ms});
+      due_procs_.push_back(&p);
+    }
+    if (due_.empty()) return;
+    for (std::size_t i : pick_exec_checks(due_, now, kChecksPerSample)) {
+      Proc& p = *due_procs_[i];
+      p.check_ms = next_exec_check_ms(p.start_ms, now, kCheckGapMs);
+      auto st = read_proc_stat("/proc", p.info.pid);
+      if (!st) continue;  // gone: the table walk or the discovery drops it
+      switch (reread_at_check(p.info, p.maps_vsize, now - p.full_read_ms, *st.value)) {
+        case Reread::Everything:
+          read_process(p);
+          break;
+        case Reread::Segments:
+          if (auto segs = read_segments("/proc", p.info.pid)) {
+            p.info.segments = std::move(*segs.value);
+            p.info.error.clear();
+            p.maps_vsize = st.value->vsize;
+          } else {
+            p.info.error = segs.error;
+            p.maps_vsize = kMapsUnread;
+          }
+          break;
+        case Reread::Nothing:
+          break;
+      }
+    }
   }
 
   // FastCGI workers for the status page, from the caches above (no /proc read here).
@@ -487,7 +544,15 @@ class Sampler {
     bool fpm = false;          // a php-fpm process
     int parent = 0;            // the php-cgi whose child this is (PHP_FCGI_CHILDREN), or 0
     std::uint64_t seen = 0, discovered = 0;
+    // For recheck_processes, on boot_ms_now()'s clock: its start, its last full read, its next
+    // check; and its virtual size when its maps were read.
+    std::int64_t start_ms = 0, full_read_ms = 0, check_ms = 0;
+    std::uint64_t maps_vsize = kMapsUnread;
   };
+  static constexpr std::int64_t kCheckGapMs = 250;
+  static constexpr std::size_t kChecksPerSample = 4;
+  std::vector<ExecCheckDue> due_;  // recheck_processes' scratch, kept to spare the allocations
+  std::vector<Proc*> due_procs_;
   const Config& cfg_;
   shm::Segment* seg_;
   std::vector<fcgid::NodeLite> nodes_;  // mod_fcgid's table at the last sample

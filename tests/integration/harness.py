@@ -260,7 +260,15 @@ class Server:
     shmguard_conf_file  a file Include-d right after that LoadModule (e.g. <repo>/conf/shmguard.conf)
     wrapper             "ubc" (default: the beancounter double), "plain" (php-cgi with the same OPcache
                         options, no accounting), "shmguard" (build/shmguard-php-wrapper in front of
-                        the double, for ShmGuardAction degrade) or None (no FcgidWrapper)
+                        the double, for ShmGuardAction degrade), "starter" (a hosting panel's slow
+                        starter script, below, in front of the double) or None (no FcgidWrapper)
+    starter_delay       seconds the "starter" wrapper (a /bin/sh script like a panel's
+                        .php-fcgi-starter) spends before its exec, default 0.7; the worker keeps its
+                        pid and start time across the exec (sh -> the double -> php-cgi)
+    starter_gate        True: the starter also waits (at most 60 s) until open_starter_gate() is
+                        called, so a test can look at the worker before its exec
+    starter_segment_mib the starter holds a shared anonymous segment of this size (MAP_SHARED, as
+                        /dev/zero in maps) while it waits, then execs (the segment goes); 0: none
     segment_mib         OPcache segment per php-cgi worker (opcache.memory_consumption), default 64
     apcu_mib            APCu segment per worker (apc.shm_size), default 0: APCu off (-d apc.enabled=0)
     fail_with           "apcu": a worker over budget dies of APCu's own error instead of OPcache's
@@ -299,7 +307,8 @@ class Server:
                  max_processes_per_class=None, min_processes_per_class=None, max_processes=None,
                  idle_timeout=None, idle_scan_interval=None, spawn_score_uplimit=None,
                  max_requests_per_process=None, process_life_time=None, fcgid_extra="",
-                 status=True, proxy_fcgi=None, fpm=False, fpm_children=2, extra_conf="", port=None):
+                 status=True, proxy_fcgi=None, fpm=False, fpm_children=2, extra_conf="", port=None,
+                 starter_delay=0.7, starter_gate=False, starter_segment_mib=0):
         self.name = name
         self.artifacts = artifacts
         mpm = mpm or os.environ.get("SHMGUARD_IT_MPM", "event")  # `make test` runs all three
@@ -315,7 +324,8 @@ class Server:
                          process_life_time=process_life_time, fcgid_extra=fcgid_extra, status=status,
                          proxy_fcgi=fpm if proxy_fcgi is None else proxy_fcgi, fpm=fpm,
                          fpm_children=fpm_children, extra_conf=extra_conf, shmguard_conf=shmguard_conf,
-                         shmguard_conf_file=shmguard_conf_file)
+                         shmguard_conf_file=shmguard_conf_file, starter_delay=starter_delay,
+                         starter_gate=starter_gate, starter_segment_mib=starter_segment_mib)
         self.shmguard_so = None
         if shmguard:
             so = shmguard_so or os.path.join(os.environ.get("SHMGUARD_BUILD", os.path.join(REPO, "build")),
@@ -342,6 +352,7 @@ class Server:
         self.access_log_path = os.path.join(self.logs, "access.log")
         self.pid_file = os.path.join(self.root, "run", "httpd.pid")
         self.ubc_dir = os.path.join(self.root, "ubc")
+        self.starter_gate_path = os.path.join(self.root, "run", "starter-gate")
         self.budget = None
         self.running = False
         self.fpm_proc = None
@@ -402,9 +413,12 @@ class Server:
                 apcu_mib=o["apcu_mib"], fail_with=o["fail_with"])
         else:
             self.budget = ubc.Budget(self.ubc_dir)
+        shutil.copyfile(os.path.join(HERE, "starter_hold.py"), os.path.join(self.root, "bin", "starter_hold.py"))
+        os.chmod(os.path.join(self.root, "bin", "starter_hold.py"), 0o755)
+        double = "%s -I -S %s/bin/ubc.py wrap %s \"$@\"" % (PYTHON, self.root, self.ubc_dir)
         wrappers = {
             "ubc": "#!/bin/sh\n# FcgidWrapper: the OpenVZ shmpages double (accounts, then execs php-cgi)\n"
-                   "exec %s -I -S %s/bin/ubc.py wrap %s \"$@\"\n" % (PYTHON, self.root, self.ubc_dir),
+                   "exec %s\n" % double,
             "plain": "#!/bin/sh\nunset LD_PRELOAD\nexec %s -d opcache.enable=1 -d opcache.memory_consumption=%d %s \"$@\"\n"
                      % (PHP_CGI, o["segment_mib"],
                         ("-d apc.enabled=1 -d apc.shm_size=%dM" % o["apcu_mib"]) if o["apcu_mib"]
@@ -414,6 +428,7 @@ class Server:
                         "--file-cache %s/opcache-files -- %s/bin/php-wrapper-ubc \"$@\"\n"
                         % (self.php_wrapper_binary(), self.root, o["segment_mib"], o["apcu_mib"],
                            o["lean_mib"], self.root, self.root),
+            "starter": self._starter_text(double),
         }
         cache = os.path.join(self.root, "opcache-files")
         os.makedirs(cache, exist_ok=True)
@@ -427,6 +442,34 @@ class Server:
             self._write_fpm_conf()
         with open(self.conf, "w") as f:
             f.write(self.config_text())
+
+    def _starter_text(self, double):
+        """The "starter" wrapper: a /bin/sh script like a hosting panel's .php-fcgi-starter (it sets
+        the environment, takes its time, then execs php-cgi; here the double, which execs php-cgi)."""
+        o = self.opts
+        gate = self.starter_gate_path if o["starter_gate"] else "-"
+        lines = ["#!/bin/sh",
+                 "# FcgidWrapper like a hosting panel's .php-fcgi-starter: environment (panels set PHPRC",
+                 "# and friends here), a slow start, then exec. Generated by tests/integration/harness.py.",
+                 "SHMGUARD_IT_STARTER=1",
+                 "export SHMGUARD_IT_STARTER"]
+        if o["starter_segment_mib"]:
+            # the waiting happens in a stage that holds a shared segment until its own exec
+            lines.append("exec %s -I -S %s/bin/starter_hold.py %d %s %s -- %s"
+                         % (PYTHON, self.root, o["starter_segment_mib"], o["starter_delay"], gate, double))
+            return "\n".join(lines) + "\n"
+        if o["starter_delay"]:
+            lines.append("/bin/sleep %s" % o["starter_delay"])
+        if o["starter_gate"]:
+            lines.append("n=0")
+            lines.append("while [ ! -e %s ] && [ $n -lt 1200 ]; do /bin/sleep 0.05; n=$((n + 1)); done" % gate)
+        lines.append("exec %s" % double)
+        return "\n".join(lines) + "\n"
+
+    def open_starter_gate(self):
+        """Lets every "starter" wrapper waiting at its gate (starter_gate=True) go on to its exec."""
+        with open(self.starter_gate_path, "w"):
+            pass
 
     def _write_fpm_conf(self):
         o = self.opts

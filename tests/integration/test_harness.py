@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -266,3 +267,59 @@ def test_php_fpm_through_proxy_fcgi(server):
     fpm = s.fpm_workers()
     assert s.stop() == []
     assert not any(harness._alive(p) for p in fpm)
+
+
+# ------------------------------------------------------------------------------------------ starter
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _shared_anon_sizes(pid):
+    sizes = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if fields[1].endswith("s") and line.rstrip().endswith("/dev/zero (deleted)"):
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                sizes.append(hi - lo)
+    return sorted(sizes)
+
+
+def test_starter_wrapper_execs_php_cgi_in_the_same_process(server):
+    """wrapper="starter": the worker is the starter first (gated here, holding a 4 MiB shared
+    segment), then, in the same process (pid and start time), the double and php-cgi."""
+    s = server(wrapper="starter", starter_gate=True, starter_segment_mib=4)
+    done = {}
+    t = threading.Thread(target=lambda: done.update(r=s.get("/sleep.php?ms=10")), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while True:
+        starters = [p for p in harness.descendants(s.parent_pid()) if "starter_hold.py" in _cmdline(p)]
+        if starters and _shared_anon_sizes(starters[0]) == [4 << 20]:
+            break
+        assert time.monotonic() < deadline, "no starter holding its 4 MiB segment"
+        time.sleep(0.05)
+    (pid,) = starters
+    start = harness._starttime(pid)
+    assert s.php_workers() == [] and s.budget.workers() == {}      # not php-cgi yet
+    s.open_starter_gate()
+    t.join(30)
+    assert php_pid(done["r"]) == pid                              # php-cgi answered, same pid
+    assert harness._starttime(pid) == start and s.php_workers() == [pid]
+    assert s.budget.workers() == {pid: 16384}                     # accounted by the double
+    assert (4 << 20) not in _shared_anon_sizes(pid)               # the starter's segment went
+
+
+def test_starter_wrapper_sleeps_before_its_exec(server):
+    s = server(wrapper="starter", starter_delay=0.8)
+    r = s.get("/sleep.php?ms=10")
+    pid = php_pid(r)
+    assert r.elapsed >= 0.8                                       # the first request waited for it
+    assert s.php_workers() == [pid] and s.budget.workers() == {pid: 16384}
+    with open(os.path.join(s.root, "bin", "php-wrapper-starter")) as f:
+        text = f.read()
+    assert text.startswith("#!/bin/sh\n") and "/bin/sleep 0.8\n" in text and "\nexec " in text

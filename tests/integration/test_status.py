@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -139,12 +140,15 @@ def test_formats_parse_and_agree_with_probe(server):
     s.wait_workers(1)
     ubc_file = s.budget.path
 
-    # ?json agrees with the probe on the same beancounter file (retry: the sampler lags by <1 interval)
+    # ?json agrees with the probe on the same beancounter file, and the auto reserve is the worker's
+    # segment. Both wait (with a deadline) for the sampler: the double rewrites the beancounter
+    # file before its exec, so the headroom can agree before the sampler has read php-cgi's maps.
     deadline = time.monotonic() + 10
     while True:
         j, p = get_json(s), probe_json(ubc_file)
         same = (j["headroom_bytes"], j["binding"], bc_rows(j)) == (p["headroom_bytes"], p["binding"], bc_rows(p))
-        if same or time.monotonic() > deadline:
+        reserve = [v["reserve"]["bytes"] for v in j["vhosts"]]
+        if (same and reserve == [64 * MIB]) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert j["headroom_bytes"] == p["headroom_bytes"]
@@ -233,8 +237,15 @@ def test_php_cgi_workers_each_own_segment_and_fpm_finding(server):
     pids = s.wait_workers(3)
 
     def ready(doc):
-        listed = {w["pid"] for w in doc["workers"] if w["backend"] == "mod_fcgid"}
-        return listed == set(pids) and any(f["id"] == "fcgid-private-opcache" for f in doc["findings"])
+        # Everything asserted below that the sampler fills in over time: each worker listed as
+        # php-cgi (not the double's wrapper it was before its exec), its segment, its resident
+        # shared memory, and the finding over all three.
+        rows = [w for w in doc["workers"] if w["backend"] == "mod_fcgid"]
+        return ({w["pid"] for w in rows} == set(pids)
+                and all("php-cgi" in w["command"] and w["rss_shmem_bytes"] > 0
+                        and any(x["size_bytes"] == 64 * MIB for x in w["segments"]) for w in rows)
+                and any(f["id"] == "fcgid-private-opcache" and f["numbers"]["workers"] == 3
+                        for f in doc["findings"]))
 
     j = wait_json(s, ready, what="3 php-cgi workers and the PHP-FPM finding")
     rows = [w for w in j["workers"] if w["pid"] in pids]
@@ -296,6 +307,151 @@ def test_fpm_segment_shared_and_no_fcgid_finding(server):
     r = status(s)
     check_html(r.body)
     assert "shared by" in r.text
+
+
+# ------------------------------------------------------------------------------------------ starter scripts
+# Hosting panels start php-cgi through a starter script (FcgidWrapper .php-fcgi-starter: sets PHPRC
+# and friends, then `exec php-cgi`). The worker keeps its pid and start time across the exec; what
+# the sampler read of it before must be read again (issue 12). harness.Server(wrapper="starter").
+STARTER = "php-wrapper-starter"
+
+
+def is_php_cgi(command):
+    return command.startswith(harness.PHP_CGI + " ")
+
+
+def fcgid_rows(doc):
+    return [w for w in doc["workers"] if w["backend"] == "mod_fcgid"]
+
+
+def html_commands(text):
+    """{pid: command} from the HTML workers table (pid, backend, vhost, class, state, command...)."""
+    row = re.compile(r'<tr><td>(\d+)</td><td>[^<]*<br><small>[^<]*</small></td><td>.*?</td>'
+                     r'<td class="cmd">[^<]*</td><td>[^<]*</td><td class="cmd">([^<]*)</td>')
+    return {int(pid): html.unescape(cmd) for pid, cmd in row.findall(text)}
+
+
+def in_background(fn):
+    """Runs fn() in a thread; returns a function that waits for it (60 s) and returns its result."""
+    out = {}
+
+    def run():
+        try:
+            out["result"] = fn()
+        except Exception as e:  # noqa: BLE001 - re-raised by the waiter
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+
+    def wait():
+        t.join(60)
+        assert not t.is_alive(), "the background call never finished"
+        if "error" in out:
+            raise out["error"]
+        return out["result"]
+    return wait
+
+
+def on_php_cgi(n):
+    """A ?json predicate: n mod_fcgid workers, each php-cgi (not its starter) with its 64 MiB
+    OPcache segment as its largest, the class's auto reserve at 64 MiB and the advisor's finding
+    over the n workers."""
+    def ready(doc):
+        rows = fcgid_rows(doc)
+        found = [f for f in doc["findings"] if f["id"] == "fcgid-private-opcache"]
+        return (len(rows) == n
+                and all(is_php_cgi(w["command"]) and w["segments"]
+                        and max(x["size_bytes"] for x in w["segments"]) == 64 * MIB for w in rows)
+                and [v["reserve"]["bytes"] for v in doc["vhosts"]] == [64 * MIB]
+                and len(found) == 1 and found[0]["numbers"]["workers"] == n)
+    return ready
+
+
+def test_slow_starter_status_page_lists_php_cgi_not_the_script(server):
+    """The worker is on the page while its starter script still runs (gated: the test lets it exec);
+    after the exec the same pid is listed with php-cgi's command line and segment, in ?json and
+    HTML. Before issue 12 the script's command line stayed for the worker's whole life."""
+    s = server(shmguard=True, shmguard_conf=CONF, wrapper="starter", starter_gate=True)
+    done = in_background(lambda: s.get("/index.php"))
+    doc = wait_json(s, lambda d: any(STARTER in w["command"] for w in fcgid_rows(d)), timeout=20,
+                    what="the worker while its starter script runs")
+    (before,) = fcgid_rows(doc)
+    pid = before["pid"]
+    assert before["command"].startswith("/bin/sh ") and before["class"].endswith("/bin/" + STARTER)
+    assert s.php_workers() == []                       # not php-cgi yet: the row is the script's
+    assert STARTER in html_commands(status(s).text)[pid]
+
+    s.open_starter_gate()
+    r = done()
+    assert r.status == 200 and b"sapi=cgi-fcgi" in r.body, r
+    assert s.wait_workers(1) == [pid]                  # the same process, now php-cgi
+
+    def ready(d):
+        return [(w["pid"], is_php_cgi(w["command"]), any(x["size_bytes"] == 64 * MIB for x in w["segments"]))
+                for w in fcgid_rows(d)] == [(pid, True, True)]
+
+    j = wait_json(s, ready, timeout=20, what="the worker as php-cgi")
+    (w,) = fcgid_rows(j)
+    assert w["class"] == before["class"] and w["kind"] == "php-cgi" and w["vhost"] == "127.0.0.1"
+    assert "opcache.memory_consumption=64" in w["command"] and STARTER not in w["command"]
+    assert w["uptime_s"] >= 0 and not w.get("error")
+    r = status(s)
+    check_html(r.body)
+    cmd = html_commands(r.text)[pid]
+    assert is_php_cgi(cmd) and STARTER not in cmd, cmd
+
+
+def test_slow_starter_holding_memory_advisor_and_auto_reserve_count_php_cgi(server):
+    """Starter scripts that hold shared memory of their own until their exec (8 MiB): the sampler
+    reads them with it (gated); after the exec the advisor's findings and the auto reserve count
+    php-cgi's 64 MiB OPcache segments, never the scripts' 8 MiB."""
+    s = server(shmguard=True, shmguard_conf=CONF, wrapper="starter", starter_gate=True,
+               starter_segment_mib=8, max_processes_per_class=8)
+    done = in_background(lambda: s.get_many(["/index.php"] * 3))
+
+    def starters(d):
+        rows = fcgid_rows(d)
+        return len(rows) == 3 and all(not is_php_cgi(w["command"]) and
+                                      [x["size_bytes"] for x in w["segments"]] == [8 * MIB] for w in rows)
+
+    doc = wait_json(s, starters, timeout=30, what="3 workers holding their starters' 8 MiB")
+    pids = sorted(w["pid"] for w in fcgid_rows(doc))
+    assert s.php_workers() == []
+
+    s.open_starter_gate()
+    assert [r.status for r in done()] == [200] * 3
+    assert s.wait_workers(3) == pids                   # the same three processes, now php-cgi
+    j = wait_json(s, on_php_cgi(3), timeout=20, what="3 php-cgi workers, reserve and finding")
+    assert not [x for w in fcgid_rows(j) for x in w["segments"] if x["size_bytes"] == 8 * MIB]
+    (vh,) = j["vhosts"]
+    assert vh["reserve"]["mode"] == "auto" and "largest shared segment" in vh["reserve"]["source"]
+    (f,) = [f for f in j["findings"] if f["id"] == "fcgid-private-opcache"]
+    assert f["numbers"]["total_bytes"] == 192 * MIB and f["numbers"]["saving_bytes"] == 128 * MIB
+    assert "3 php-cgi workers hold 3 separate OPcache segments of 64 MiB (192 MiB)" in f["text"]
+    (h,) = [f for f in j["findings"] if f["id"] == "headroom-workers"]
+    assert j["headroom_bytes"] == (262144 - 3 * 16384) * 4096
+    assert h["numbers"]["more_workers"] == 13 and "allows 13 more php-cgi workers of 64 MiB" in h["text"]
+
+
+def test_starter_sleeping_before_exec_page_advisor_and_reserve(server):
+    """The issue's case: a starter that sleeps 0.7 s before its exec (the sampler, every 200 ms,
+    reads each worker while the script runs), three workers at once. The page, the advisor and
+    the auto reserve end up describing php-cgi."""
+    s = server(shmguard=True, shmguard_conf=CONF, wrapper="starter", starter_delay=0.7,
+               max_processes_per_class=8)
+    rs = s.get_many(["/sleep.php?ms=3500"] * 3)
+    assert [r.status for r in rs] == [200] * 3, rs
+    pids = s.wait_workers(3)
+    j = wait_json(s, on_php_cgi(3), timeout=20, what="3 php-cgi workers, reserve and finding")
+    assert sorted(w["pid"] for w in fcgid_rows(j)) == pids
+    assert all(w["class"].endswith("/bin/" + STARTER) for w in fcgid_rows(j))
+    r = status(s)
+    check_html(r.body)
+    commands = html_commands(r.text)
+    assert sorted(commands) == pids
+    assert all(is_php_cgi(c) and STARTER not in c for c in commands.values()), commands
+    assert "3 php-cgi workers hold 3 separate OPcache segments of 64 MiB (192 MiB)" in r.text
 
 
 # ------------------------------------------------------------------------------------------ escaping

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -33,7 +34,10 @@ struct TempDir {
     char tmpl[] = "/tmp/shmguard-sampler-XXXXXX";
     path = ::mkdtemp(tmpl);
   }
-  ~TempDir() { std::filesystem::remove_all(path); }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
 };
 
 void append(const std::string& file, const std::string& text) {
