@@ -26,6 +26,8 @@ CONF = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\nShmGuardInterval 200ms\n"
 MIB = 1 << 20
 AUTO_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\[[^\]\n]+\])?: \S.*$")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+# The starter tests read whole command lines (the page shows program names unless this is on).
+FULL_COMMANDS = "\nShmGuardStatusCommands full\n"
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -372,7 +374,7 @@ def test_slow_starter_status_page_lists_php_cgi_not_the_script(server):
     """The worker is on the page while its starter script still runs (gated: the test lets it exec);
     after the exec the same pid is listed with php-cgi's command line and segment, in ?json and
     HTML. Before issue 12 the script's command line stayed for the worker's whole life."""
-    s = server(shmguard=True, shmguard_conf=CONF, wrapper="starter", starter_gate=True)
+    s = server(shmguard=True, shmguard_conf=CONF + FULL_COMMANDS, wrapper="starter", starter_gate=True)
     done = in_background(lambda: s.get("/index.php"))
     doc = wait_json(s, lambda d: any(STARTER in w["command"] for w in fcgid_rows(d)), timeout=20,
                     what="the worker while its starter script runs")
@@ -406,7 +408,7 @@ def test_slow_starter_holding_memory_advisor_and_auto_reserve_count_php_cgi(serv
     """Starter scripts that hold shared memory of their own until their exec (8 MiB): the sampler
     reads them with it (gated); after the exec the advisor's findings and the auto reserve count
     php-cgi's 64 MiB OPcache segments, never the scripts' 8 MiB."""
-    s = server(shmguard=True, shmguard_conf=CONF, wrapper="starter", starter_gate=True,
+    s = server(shmguard=True, shmguard_conf=CONF + FULL_COMMANDS, wrapper="starter", starter_gate=True,
                starter_segment_mib=8, max_processes_per_class=8)
     done = in_background(lambda: s.get_many(["/index.php"] * 3))
 
@@ -425,7 +427,7 @@ def test_slow_starter_holding_memory_advisor_and_auto_reserve_count_php_cgi(serv
     j = wait_json(s, on_php_cgi(3), timeout=20, what="3 php-cgi workers, reserve and finding")
     assert not [x for w in fcgid_rows(j) for x in w["segments"] if x["size_bytes"] == 8 * MIB]
     (vh,) = j["vhosts"]
-    assert vh["reserve"]["mode"] == "auto" and "largest shared segment" in vh["reserve"]["source"]
+    assert vh["reserve"]["mode"] == "auto" and "private shared segments" in vh["reserve"]["source"]
     (f,) = [f for f in j["findings"] if f["id"] == "fcgid-private-opcache"]
     assert f["numbers"]["total_bytes"] == 192 * MIB and f["numbers"]["saving_bytes"] == 128 * MIB
     assert "3 php-cgi workers hold 3 separate OPcache segments of 64 MiB (192 MiB)" in f["text"]
@@ -438,7 +440,7 @@ def test_starter_sleeping_before_exec_page_advisor_and_reserve(server):
     """The issue's case: a starter that sleeps 0.7 s before its exec (the sampler, every 200 ms,
     reads each worker while the script runs), three workers at once. The page, the advisor and
     the auto reserve end up describing php-cgi."""
-    s = server(shmguard=True, shmguard_conf=CONF, wrapper="starter", starter_delay=0.7,
+    s = server(shmguard=True, shmguard_conf=CONF + FULL_COMMANDS, wrapper="starter", starter_delay=0.7,
                max_processes_per_class=8)
     rs = s.get_many(["/sleep.php?ms=3500"] * 3)
     assert [r.status for r in rs] == [200] * 3, rs
