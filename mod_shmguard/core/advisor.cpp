@@ -167,10 +167,18 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
     smallest_seg = std::min(smallest_seg, big->size);
     largest_seg = std::max(largest_seg, big->size);
   }
-  largest_worker = largest_seg;
+  // A worker's whole need: every memory segment only it maps (OPcache + APCu + any other).
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    const WorkerRow& w = workers[i];
+    if (w.backend != "mod_fcgid") continue;
+    std::uint64_t own = 0;
+    for (std::size_t k = 0; k < w.segments.size(); ++k)
+      if (is_memory_segment(w.segments[k]) && sharing.users(i, k) == 1) own += w.segments[k].size;
+    largest_worker = std::max(largest_worker, own);
+  }
   const std::uint64_t n_segments = k_workers;
   if (k_workers >= 2) {
-    std::uint64_t saving = total - largest_worker;
+    std::uint64_t saving = total - largest_seg;
     std::string sizes = smallest_seg == largest_seg
                             ? compact_bytes(largest_seg)
                             : compact_bytes(smallest_seg) + " to " + compact_bytes(largest_seg);
@@ -191,7 +199,7 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
                            {"saving_bytes", saving}}});
   }
 
-  // 3. How many more php-cgi workers the headroom allows (each allocates its own segment).
+  // 3. How many more php-cgi workers the headroom allows (each allocates its own segments).
   if (snap.headroom_bytes && largest_worker > 0) {
     std::uint64_t h = *snap.headroom_bytes;
     std::uint64_t more = h / largest_worker;
@@ -206,7 +214,7 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       f.severity = "critical";
       f.text = "Headroom " + compact_bytes(h) + bound + " is less than the " +
                compact_bytes(largest_worker) +
-               " a new php-cgi worker allocates: a new worker would die with \"Unable to allocate "
+               " a new php-cgi worker allocates (all its private shared segments): a new worker would die with \"Unable to allocate "
                "shared memory segment\", so mod_shmguard refuses requests that would need one. "
                "Free shared memory or move PHP to PHP-FPM.";
     } else {

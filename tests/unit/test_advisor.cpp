@@ -248,3 +248,14 @@ TEST(Advisor, ThousandsOfWorkersSameFindings) {
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(number(*p, "processes"), 600u);
 }
+
+TEST(Advisor, MoreWorkersCountsOpcacheAndApcu) {
+  // Each php-cgi maps its own OPcache (64 MiB) and APCu (32 MiB): a new one needs 96 MiB.
+  std::vector<WorkerRow> ws = {cgi(1, {seg(1, 64 * MiB), seg(2, 32 * MiB)}),
+                               cgi(2, {seg(3, 64 * MiB), seg(4, 32 * MiB)})};
+  auto fs = advise(bounded(200 * MiB), ws);
+  const Finding* h = find(fs, "headroom-workers");
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(number(*h, "worker_segment_bytes"), 96 * MiB);
+  EXPECT_EQ(number(*h, "more_workers"), 2u) << h->text;  // not 3 (200 / 64)
+}
