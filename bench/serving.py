@@ -19,6 +19,7 @@ Usage: bench/serving.py [--seconds S] [--clients N] [--smoke]   (prints a table;
 
 import argparse
 import http.client
+import multiprocessing
 import os
 import sys
 import threading
@@ -36,47 +37,50 @@ TUNING = "FcgidInitialEnv PHP_FCGI_MAX_REQUESTS 10000\nFcgidErrorScanInterval 1\
 ARTIFACTS = os.environ.get("SHMGUARD_BENCH_ARTIFACTS", "/tmp/shmguard-bench-p6")  # logs per config
 
 
-def load(s, url, clients, seconds):
-    stats = {"200": 0, "503": 0, "500": 0, "other": 0, "503_no_retry": 0, "lat": []}
-    lock = threading.Lock()
-    end = time.monotonic() + seconds
-
-    def one():
-        conn = None
-        while time.monotonic() < end:
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
-                t0 = time.monotonic()
-                conn.request("GET", url)
-                r = conn.getresponse()
-                r.read()
-                dt = time.monotonic() - t0
-                key = str(r.status) if r.status in (200, 503, 500) else "other"
-                with lock:
-                    stats[key] += 1
-                    if r.status == 200:
-                        stats["lat"].append(dt)
-                    if r.status == 503 and not r.getheader("Retry-After"):
-                        stats["503_no_retry"] += 1
-                if r.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except Exception:  # noqa: BLE001 - counted
-                with lock:
-                    stats["other"] += 1
-                if conn:
-                    conn.close()
+def _client(port, url, end, out):
+    """One client process (no GIL shared with the others): keep-alive requests until `end`."""
+    st = {"200": 0, "503": 0, "500": 0, "other": 0, "503_no_retry": 0, "lat": []}
+    conn = None
+    while time.monotonic() < end:
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            t0 = time.monotonic()
+            conn.request("GET", url)
+            r = conn.getresponse()
+            r.read()
+            dt = time.monotonic() - t0
+            st[str(r.status) if r.status in (200, 503, 500) else "other"] += 1
+            if r.status == 200:
+                st["lat"].append(dt)
+            if r.status == 503 and not r.getheader("Retry-After"):
+                st["503_no_retry"] += 1
+            if r.getheader("Connection", "").lower() == "close":
+                conn.close()
                 conn = None
-        if conn:
-            conn.close()
+        except Exception:  # noqa: BLE001 - counted
+            st["other"] += 1
+            if conn:
+                conn.close()
+            conn = None
+    if conn:
+        conn.close()
+    out.put(st)
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    lat = sorted(stats.pop("lat"))
+
+def load(s, url, clients, seconds):
+    """`clients` client processes, each with one keep-alive connection, for `seconds`."""
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    end = time.monotonic() + seconds
+    procs = [ctx.Process(target=_client, args=(s.port, url, end, out)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    parts = [out.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join(10)
+    stats = {k: sum(p[k] for p in parts) for k in ("200", "503", "500", "other", "503_no_retry")}
+    lat = sorted(x for p in parts for x in p["lat"])
     stats["p99_ms"] = round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None
     return stats
 

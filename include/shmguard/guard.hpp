@@ -48,9 +48,16 @@ struct GuardInput {
   int workers = -1;            // live workers of the class in mod_fcgid's table; < 0 unknown
   int inflight = 0;            // requests holding (or about to take) a worker of the class
   int queued = 0;              // waiters of the class this request must let go first
+  int class_waiting = 0;       // all requests of the class waiting now (this one included)
   Action action = Action::Refuse;
   bool may_wait = false;       // ShmGuardWait > 0, not expired, and a waiting place is free
+  std::int64_t waited_ms = 0;  // how long this request has waited for a worker so far
 };
+
+// While workers of the class are busy, a request waits this long for one of them before it may
+// start a new one: mod_fcgid itself sleeps a whole second before it asks for a spawn when a worker
+// of the class is busy, and a worker usually frees within milliseconds.
+constexpr std::int64_t kSpawnAfterWaitMs = 200;
 
 struct Decision {
   Verdict verdict = Verdict::Pass;
@@ -70,7 +77,9 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  3b. mod_fcgid's table unreadable: fail open;
 //  4. a free worker (workers - inflight - queued > 0): pass, claim it;
 //  5. room for a spawn (headroom - reserved >= need): pass, reserve need; while need is only the
-//     default (no worker of the class measured yet), one spawn of the class at a time;
+//     default (no worker of the class measured yet), one spawn of the class at a time; while
+//     workers of the class are busy, only after kSpawnAfterWaitMs of waiting (if it may wait) or
+//     when more requests of the class wait than it has workers;
 //  6. under degrade, room for a lean worker and no spawn of the class in flight: lean, reserve
 //     lean_need (lean workers are added one at a time);
 //  7. under log (dry run): would refuse, serve anyway (and reserve need, as the spawn happens);

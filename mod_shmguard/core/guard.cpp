@@ -58,7 +58,9 @@ Decision decide(const GuardInput& in) {
   if (in.workers - in.inflight - in.queued > 0) return {Verdict::Pass, Claim::Worker, 0};
   const std::uint64_t left = room(in);
   const bool spawn_in_flight = in.inflight > in.workers;
-  if (left >= in.need && (in.need_known || !spawn_in_flight))
+  const bool spawn_now = in.workers == 0 || !in.may_wait || in.waited_ms >= kSpawnAfterWaitMs ||
+                         in.class_waiting > in.workers;
+  if (left >= in.need && (in.need_known || !spawn_in_flight) && spawn_now)
     return {Verdict::Pass, Claim::Spawn, in.need};
   if (in.action == Action::Degrade && left >= in.lean_need && !spawn_in_flight)
     return {Verdict::Lean, Claim::Lean, in.lean_need};

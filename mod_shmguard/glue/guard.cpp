@@ -136,7 +136,13 @@ bool pid_alive(int pid) {
 
 // Gives the request's claim back (once: the release filter, or the pool cleanup at the latest).
 void release(RequestNote* note) {
-  if (note->claim >= 0 && gen.seg) shm::release_claim(gen.seg, note->claim, note->claim_word);
+  if (note->claim >= 0 && gen.seg) {
+    bool spawned = true;
+    Claim kind = shm::claim_kind(note->claim_word);
+    if ((kind == Claim::Spawn || kind == Claim::Lean) && note->workers >= 0 && note->slot)
+      spawned = fcgid::count_class_workers(gen.fcgid_table, note->key, nullptr) > note->workers;
+    shm::release_claim(gen.seg, note->claim, note->claim_word, spawned);
+  }
   note->claim = -1;
 }
 apr_status_t release_cleanup(void* data) {
@@ -297,7 +303,9 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     } else if (in.spawns_workers) {
       in.workers = -1;  // class unknown: fail open
     }
-    in.may_wait = wait_ms > 0 && wall_ms() < deadline;
+    std::int64_t t = wall_ms();
+    in.may_wait = wait_ms > 0 && t < deadline;
+    in.waited_ms = t - now;
     shm::Admission a =
         note->slot ? shm::try_admit(seg, note->slot, in, gen.child_pid, hint, waiter >= 0)
                    : shm::Admission{decide(in), -1, 0};
@@ -319,8 +327,12 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     }
     std::int64_t left = deadline - wall_ms();
     if (left <= 0) continue;  // may_wait turns false: the rules answer
-    // Woken when a worker of the class is given back or a sample is published; else every 50 ms.
-    shm::wait_turn(seg, waiter, (left < 50 ? left : 50) * 1000000L);
+    // Woken when a worker of the class is given back or a sample is published; else every 50 ms
+    // (and once kSpawnAfterWaitMs have passed, when a spawn may be due).
+    std::int64_t until_spawn = kSpawnAfterWaitMs - (wall_ms() - now);
+    std::int64_t nap = left < 50 ? left : 50;
+    if (until_spawn > 0 && until_spawn < nap) nap = until_spawn;
+    shm::wait_turn(seg, waiter, (nap > 0 ? nap : 1) * 1000000L);
   }
   if (waiter >= 0) {
     shm::leave_wait(seg, note->slot, waiter);

@@ -105,8 +105,10 @@ inline void retire_bytes(Segment* s, std::uint64_t bytes) {
 
 // Gives back claim `index` if it still holds `word` (exactly once: the request's release, its
 // pool cleanup and the sampler's reaper may race; the compare-and-swap picks one). The class's
-// oldest waiter is woken.
-inline bool release_claim(Segment* s, int index, std::uint64_t word) {
+// oldest waiter is woken. A spawn's reservation waits for the samples to see the new worker,
+// unless `spawned` is false (no worker of the class appeared: mod_fcgid gave the request one that
+// was freed meanwhile), when it goes back at once.
+inline bool release_claim(Segment* s, int index, std::uint64_t word, bool spawned = true) {
   if (index < 0 || static_cast<std::size_t>(index) >= kClaims || word == 0) return false;
   ClaimRec& c = s->claims[index];
   std::uint64_t expected = word;
@@ -117,7 +119,12 @@ inline bool release_claim(Segment* s, int index, std::uint64_t word) {
   ClassSlot& slot = s->classes[si];
   slot.inflight.fetch_sub(1, std::memory_order_acq_rel);
   Claim kind = claim_kind(word);
-  if (kind == Claim::Spawn || kind == Claim::Lean) retire_bytes(s, bytes);
+  if ((kind == Claim::Spawn || kind == Claim::Lean) && bytes) {
+    if (spawned)
+      retire_bytes(s, bytes);
+    else
+      s->reserved.fetch_sub(static_cast<std::int64_t>(bytes), std::memory_order_acq_rel);
+  }
   wake_oldest(s, slot.key.load(std::memory_order_relaxed));
   return true;
 }
@@ -177,24 +184,25 @@ struct Admission {
 inline Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, int pid, std::size_t hint,
                            bool is_waiter) {
   Admission a;
-  for (int attempt = 0; attempt < 64; ++attempt) {
+  for (int attempt = 0; attempt < 1024; ++attempt) {
     std::int32_t inflight = slot ? slot->inflight.load(std::memory_order_acquire) : 0;
     std::int64_t reserved = s->reserved.load(std::memory_order_acquire);
     in.inflight = inflight;
     in.reserved = reserved > 0 ? static_cast<std::uint64_t>(reserved) : 0;
-    in.queued = (slot && !is_waiter) ? slot->waiting.load(std::memory_order_acquire) : 0;
+    in.class_waiting = slot ? slot->waiting.load(std::memory_order_acquire) : 0;
+    in.queued = is_waiter ? 0 : in.class_waiting;
     a.decision = decide(in);
     if (a.decision.claim == Claim::None || !slot) return a;
-    if (a.decision.claim == Claim::Worker && a.decision.verdict == Verdict::Pass) {
-      if (!slot->inflight.compare_exchange_weak(inflight, inflight + 1, std::memory_order_acq_rel))
+    // The count first (a concurrent decision then sees this claim: "one spawn of the class at a
+    // time" holds), then the reservation; either changed meanwhile: undo and decide again.
+    if (!slot->inflight.compare_exchange_weak(inflight, inflight + 1, std::memory_order_acq_rel))
+      continue;
+    if (a.decision.reserve_bytes) {
+      std::int64_t want = reserved + static_cast<std::int64_t>(a.decision.reserve_bytes);
+      if (!s->reserved.compare_exchange_strong(reserved, want, std::memory_order_acq_rel)) {
+        slot->inflight.fetch_sub(1, std::memory_order_acq_rel);
         continue;
-    } else {
-      if (a.decision.reserve_bytes) {
-        std::int64_t want = reserved + static_cast<std::int64_t>(a.decision.reserve_bytes);
-        if (!s->reserved.compare_exchange_weak(reserved, want, std::memory_order_acq_rel))
-          continue;
       }
-      slot->inflight.fetch_add(1, std::memory_order_acq_rel);
     }
     a.claim = record_claim(s, pid, slot, a.decision.claim, a.decision.reserve_bytes, hint);
     if (a.claim >= 0) {

@@ -346,3 +346,58 @@ TEST(Decide, LeanWorkersAreAddedOneAtATime) {
   in.inflight = 3;  // a lean spawn is in flight
   EXPECT_EQ(decide(in).verdict, Verdict::Wait);
 }
+
+TEST(Decide, BusyWorkersMeanWaitBeforeSpawning) {
+  GuardInput in = low();
+  in.headroom = 300 * MiB;  // room for a spawn
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait) << "a busy worker usually frees within ms";
+  in.waited_ms = kSpawnAfterWaitMs;
+  EXPECT_EQ(decide(in).claim, Claim::Spawn);
+  in.waited_ms = 0;
+  in.may_wait = false;  // ShmGuardWait 0: spawn at once, as before waiting existed
+  EXPECT_EQ(decide(in).claim, Claim::Spawn);
+}
+
+TEST(Claims, AReservationWithoutASpawnGoesBackAtOnce) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 21);
+  GuardInput in = low();
+  in.workers = 0;
+  in.headroom = 100 * MiB;
+  auto a = shm::try_admit(seg.get(), slot, in, 1, 0, false);
+  ASSERT_EQ(a.decision.claim, Claim::Spawn);
+  shm::release_claim(seg.get(), a.claim, a.word, /*spawned=*/false);
+  EXPECT_EQ(seg->reserved.load(), 0);
+}
+
+TEST(Decide, ALongQueueStartsAWorkerAtOnce) {
+  GuardInput in = low();
+  in.headroom = 300 * MiB;
+  in.may_wait = true;
+  in.class_waiting = 1;  // as many waiting as workers: wait for the busy one
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  in.class_waiting = 2;  // more waiting than workers: start one (the room holds it)
+  EXPECT_EQ(decide(in).claim, Claim::Spawn);
+}
+
+TEST(Claims, ConcurrentColdStartWithUnmeasuredNeedStartsOne) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 31);
+  GuardInput in = low();
+  in.workers = 0;
+  in.inflight = 0;
+  in.headroom = 900 * MiB;  // room for 7 of the default 128 MiB
+  in.need = 128 * MiB;
+  in.need_known = false;
+  in.may_wait = true;
+  std::vector<std::thread> threads;
+  std::atomic<int> spawns{0};
+  for (int t = 0; t < 32; ++t)
+    threads.emplace_back([&, t] {
+      auto a = shm::try_admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 13), false);
+      if (a.decision.claim == Claim::Spawn) spawns.fetch_add(1);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(spawns.load(), 1);
+}
