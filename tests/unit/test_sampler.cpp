@@ -31,7 +31,12 @@ struct TempDir {
     char tmpl[] = "/tmp/shmguard-sampler-XXXXXX";
     path = ::mkdtemp(tmpl);
   }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  ~TempDir() {
+    // The status is not needed (a leftover directory under /tmp is harmless), but with
+    // _FORTIFY_SOURCE glibc declares system() warn_unused_result.
+    int rc = std::system(("rm -rf '" + path + "'").c_str());
+    (void)rc;
+  }
 };
 
 void append(const std::string& file, const std::string& text) {
