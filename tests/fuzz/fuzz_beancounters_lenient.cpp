@@ -1,6 +1,7 @@
 // libFuzzer target: the lenient reading of a pasted /proc/user_beancounters must never crash, hang
 // or throw, and must agree with the strict parser: a text it calls exact (no notes) is one the
-// strict parser reads the same way, and an ASCII text the strict parser reads it reads the same way.
+// strict parser reads the same way, and an ASCII text the strict parser reads it reads the same
+// way.
 #include <cstddef>
 #include <cstdint>
 #include <string>
