@@ -6,6 +6,8 @@
 #   make run        start the demo server (Apache + mod_fcgid + php-cgi) on 127.0.0.1:$(PORT)
 #   make bench      benchmarks (bench/, BENCHMARKS.md); make bench-smoke: the same with tiny sizes
 #   make install    module into `apxs -q LIBEXECDIR`, conf into /etc/apache2/mods-available
+#   make deb        Debian packages (dpkg-buildpackage, debhelper, dh_apache2) + lintian, into build/deb
+#   make test-package  make deb, then install the packages on this machine, test them, purge them
 
 CXX      ?= g++
 CLANGXX  ?= clang++
@@ -108,12 +110,15 @@ fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
 build: deps
 	$(MAKE) all
 
-.PHONY: build deps deps-bench test test-asan-module soak test-unit test-cli test-integration clean format run install bench bench-smoke
+.PHONY: build deps deps-bench deps-package test test-asan-module soak test-unit test-cli test-integration clean format run install bench bench-smoke deb test-package
 deps:
 	$(DEPS) test
 
 deps-bench:
 	$(DEPS) bench
+
+deps-package:
+	$(DEPS) package
 
 # Every suite writes JUnit XML; tests/summary.py prints the one "N passed, M failed" line.
 test: build
@@ -129,6 +134,8 @@ test: build
 	    tests/integration/test_module.py tests/integration/test_serving.py \
 	    --junitxml=$(BUILD)/results/integration-$$mpm.xml -o junit_suite_name=integration-$$mpm; \
 	done
+	-SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/monitoring \
+	  --junitxml=$(BUILD)/results/monitoring.xml
 	@$(PYTHON) tests/summary.py $(BUILD)/results/*.xml
 
 # The module itself under ASan/UBSan inside a real httpd (libasan preloaded into apache2), for
@@ -170,6 +177,20 @@ soak: deps-bench
 bench-smoke: deps-bench
 	$(MAKE) all
 	BUILD=$(BUILD) sh bench/run.sh --smoke
+
+# Debian packages: built in a copy of the tree under $(BUILD)/deb (see scripts/build-deb.sh).
+# The package test installs them on this machine (the system Apache is configtested, never
+# started; the status page is tried on a private Apache on a loopback port), then purges them and
+# checks nothing is left. Not part of `make test`: it changes the machine while it runs (CI runs
+# it, .ci/run). DEB_BUILD_OPTIONS=nocheck skips the unit tests inside the package build.
+deb: deps-package
+	sh scripts/build-deb.sh $(BUILD)/deb
+
+test-package: deb
+	@mkdir -p $(BUILD)/results && rm -f $(BUILD)/results/package.xml
+	-SHMGUARD_DEB_DIR=$(abspath $(BUILD))/deb/src $(PYTHON) -m pytest -q tests/package \
+	  --junitxml=$(BUILD)/results/package.xml
+	@$(PYTHON) tests/summary.py $(BUILD)/results/package.xml
 
 install: all
 	install -D -m 0644 $(BUILD)/mod_shmguard.so $(DESTDIR)$(shell $(APXS) -q LIBEXECDIR)/mod_shmguard.so

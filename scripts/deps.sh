@@ -1,12 +1,16 @@
 #!/bin/sh
 # Installs the Debian packages mod_shmguard needs to build and test, when missing.
-# Usage: scripts/deps.sh [test|bench|all]   (as root; otherwise prints the apt-get line)
+# Usage: scripts/deps.sh [test|bench|package|all]   (as root; otherwise prints the apt-get line)
 set -eu
 what=${1:-test}
 pkgs="g++ make pkg-config apache2 apache2-dev libapache2-mod-fcgid php-cgi php-fpm php-apcu
-      libgtest-dev python3 python3-pytest clang libclang-rt-14-dev prometheus procps util-linux iproute2 curl"
+      libgtest-dev python3 python3-pytest clang libclang-rt-14-dev prometheus procps util-linux iproute2 curl
+      python3-yaml man-db icinga2-bin nagios4-core"
 case "$what" in
   bench|all) pkgs="$pkgs wrk libbenchmark-dev strace apache2-utils dokuwiki" ;;
+esac
+case "$what" in
+  package|all) pkgs="$pkgs build-essential dpkg-dev debhelper lintian" ;;
 esac
 missing=""
 for p in $pkgs; do

@@ -16,6 +16,9 @@ struct ProbeConfig {
   std::string sysfs = "/sys";
   std::string beancounters;  // empty: <procfs>/user_beancounters
   bool beancounters_off = false;
+  // Read the beancounter file as a pasted copy (parse_user_beancounters_lenient): shmguard-probe
+  // --lenient only; the module always reads the kernel's file strictly.
+  bool beancounters_lenient = false;
   std::optional<std::string> container;
   std::string devshm = "/dev/shm";
   CgroupOptions cgroup;
@@ -57,6 +60,10 @@ struct Beancounters {
   bool version_known = true;
   std::size_t blocks_in_file = 1;
   BeancounterBlock block;  // the block in use
+  // Read leniently (ProbeConfig::beancounters_lenient): how the file differs from the kernel's
+  // exact format (empty: it is exactly what the kernel prints). Always empty when read strictly.
+  bool lenient = false;
+  std::vector<std::string> format_notes;
 };
 
 struct Snapshot {

@@ -76,6 +76,21 @@ struct BeancounterFile {
 // /proc/user_beancounters in all row layouts ("852638:  kmemsize", "101: kmemsize",
 // "331:kmemsize").
 Result<BeancounterFile> parse_user_beancounters(std::string_view text);
+// A pasted copy of /proc/user_beancounters, read leniently (shmguard-probe --lenient; the module
+// always reads the kernel's file with parse_user_beancounters / read_beancounter_block). Forgiven:
+// a missing "Version:" line and/or column header, collapsed or changed spaces (tabs, Unicode
+// no-break spaces from a web page or a chat), CR LF line ends, a byte-order mark, blank lines, and
+// a line naming user_beancounters before the file (the command that printed it). The rows are read
+// with the strict rules and error texts ("malformed at line N: ..."; N counts the input's lines).
+// `notes` says, in words for the output, every way the text differs from what the kernel prints
+// (the "Version:" line, the header and every row are compared with the kernel's printf layout);
+// empty: the text is exactly the kernel's format. Without a "Version:" line, version is "" and
+// version_known false.
+struct LenientBeancounters {
+  BeancounterFile file;
+  std::vector<std::string> notes;
+};
+Result<LenientBeancounters> parse_user_beancounters_lenient(std::string_view text);
 // VZ7 /proc/bc/<id>/resources: "resource held maxheld barrier limit failcnt" lines, no uid column.
 Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string id);
 // The block to use: `container` if given (error if absent), else the only block, else block "0".

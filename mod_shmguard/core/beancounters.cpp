@@ -227,36 +227,84 @@ std::string parse_row(std::string_view line, const RowHead& h, BeancounterRow& r
   return "truncated row: nothing after " + shown(h.first);
 }
 
+// A "Version:" line: "Version: 2.5" or "Version:2.5". Returns an error text (without the line
+// number), empty on success.
+std::string parse_version_line(std::string_view line, std::string& version_out,
+                               bool& version_known) {
+  std::vector<std::string_view> t = tokens_of(line);
+  std::string_view version;
+  if (!t.empty() && t[0] == "Version:" && t.size() == 2) {
+    version = t[1];
+  } else if (t.size() == 1 && t[0].substr(0, 8) == "Version:" && t[0].size() > 8) {
+    version = t[0].substr(8);
+  } else {
+    return "expected 'Version: 2.5', got " + shown(line);
+  }
+  for (char c : version)
+    if (!((c >= '0' && c <= '9') || c == '.')) return "bad version " + shown(version);
+  version_out = std::string(version);
+  version_known = version == "2.5";
+  return {};
+}
+
+const char* const kHeader[] = {"uid", "resource", "held", "maxheld", "barrier", "limit", "failcnt"};
+
+// The column header. Returns an error text (without the line number), empty on success.
+std::string check_header_line(std::string_view line) {
+  std::vector<std::string_view> t = tokens_of(line);
+  bool ok = t.size() == 7;
+  for (std::size_t i = 0; ok && i < 7; ++i) ok = t[i] == kHeader[i];
+  if (!ok)
+    return "expected header 'uid resource held maxheld barrier limit failcnt', got " + shown(line);
+  return {};
+}
+
 // Lines 1 and 2: "Version: 2.5" and the column header. Returns an error (with its line), empty on
 // success; `lines` is left at line 3.
 std::string parse_preamble(Lines& lines, std::string& version_out, bool& version_known) {
   std::string_view line;
   lines.next(line);
-  {
-    std::vector<std::string_view> t = tokens_of(line);
-    std::string_view version;
-    if (!t.empty() && t[0] == "Version:" && t.size() == 2) {
-      version = t[1];
-    } else if (t.size() == 1 && t[0].substr(0, 8) == "Version:" && t[0].size() > 8) {
-      version = t[0].substr(8);
-    } else {
-      return at_line(1, "expected 'Version: 2.5', got " + shown(line));
-    }
-    for (char c : version)
-      if (!((c >= '0' && c <= '9') || c == '.')) return at_line(1, "bad version " + shown(version));
-    version_out = std::string(version);
-    version_known = version == "2.5";
-  }
+  std::string err = parse_version_line(line, version_out, version_known);
+  if (!err.empty()) return at_line(1, err);
   if (!lines.next(line)) return at_line(2, "missing column header");
-  {
-    static const char* const header[] = {"uid",     "resource", "held",   "maxheld",
-                                         "barrier", "limit",    "failcnt"};
-    std::vector<std::string_view> t = tokens_of(line);
-    bool ok = t.size() == 7;
-    for (std::size_t i = 0; ok && i < 7; ++i) ok = t[i] == header[i];
-    if (!ok)
-      return at_line(2, "expected header 'uid resource held maxheld barrier limit failcnt', got " +
-                            shown(line));
+  err = check_header_line(line);
+  if (!err.empty()) return at_line(2, err);
+  return {};
+}
+
+// The rows of /proc/user_beancounters from `lines` on, into file.blocks. Returns an error (with its
+// line), empty on success. `hook` sees every blank line (hook.blank(n)) and every parsed row
+// (hook.row(line, n, head, row)): the lenient reading notes what differs from the kernel's format.
+struct NoRowHook {
+  void blank(std::size_t) {}
+  void row(std::string_view, std::size_t, const RowHead&, const BeancounterRow&) {}
+};
+
+template <class Hook>
+std::string parse_rows(Lines& lines, BeancounterFile& file, Hook& hook) {
+  std::string_view line;
+  BeancounterBlock* block = nullptr;
+  std::unordered_set<std::string_view> ids;  // views into the text
+  while (lines.next(line)) {
+    const std::size_t n = lines.number();
+    const RowHead h = row_head(line);
+    if (h.blank()) {
+      hook.blank(n);
+      continue;
+    }
+    if (h.starts_block()) {
+      std::string err = check_block_id(h, ids);
+      if (!err.empty()) return at_line(n, err);
+      file.blocks.push_back(BeancounterBlock{std::string(h.id()), {}});
+      block = &file.blocks.back();
+    } else if (block == nullptr) {
+      return at_line(n, row_before_any_id(h));
+    }
+    BeancounterRow row;
+    std::string err = parse_row(line, h, row);
+    if (!err.empty()) return at_line(n, err);
+    hook.row(line, n, h, row);
+    block->rows.push_back(std::move(row));
   }
   return {};
 }
@@ -333,32 +381,199 @@ Result<BeancounterFile> parse_user_beancounters(std::string_view text) {
   BeancounterFile file;
   std::string err = parse_preamble(lines, file.version, file.version_known);
   if (!err.empty()) return R::fail(std::move(err));
-
-  // Rows.
-  std::string_view line;
-  BeancounterBlock* block = nullptr;
-  std::unordered_set<std::string_view> ids;  // views into `text`
-  while (lines.next(line)) {
-    const std::size_t n = lines.number();
-    const RowHead h = row_head(line);
-    if (h.blank()) continue;
-    if (h.starts_block()) {
-      err = check_block_id(h, ids);
-      if (!err.empty()) return R::fail(at_line(n, err));
-      file.blocks.push_back(BeancounterBlock{std::string(h.id()), {}});
-      block = &file.blocks.back();
-    } else if (block == nullptr) {
-      return R::fail(at_line(n, row_before_any_id(h)));
-    }
-    BeancounterRow row;
-    err = parse_row(line, h, row);
-    if (!err.empty()) return R::fail(at_line(n, err));
-    block->rows.push_back(std::move(row));
-  }
-
+  NoRowHook hook;
+  err = parse_rows(lines, file, hook);
+  if (!err.empty()) return R::fail(std::move(err));
   if (file.blocks.empty())
     return R::fail(at_line(lines.number() + 1, "no beancounter rows after the header"));
   return R::ok(std::move(file));
+}
+
+// ---------------------------------------------------------------- lenient reading (probe only)
+
+namespace {
+
+// Unicode spaces a copy from a web page, a mail or a chat puts where the kernel printed ' '
+// (UTF-8): no-break space, en/em/thin/... spaces, narrow no-break space, medium mathematical space,
+// ideographic space. Returns the length of the sequence at s[i], 0 if none.
+std::size_t unicode_space_at(std::string_view s, std::size_t i) {
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const std::size_t left = s.size() - i;
+  if (left >= 2 && byte(0) == 0xC2 && byte(1) == 0xA0) return 2;
+  if (left >= 3 && byte(0) == 0xE2 && byte(1) == 0x80 &&
+      ((byte(2) >= 0x80 && byte(2) <= 0x8A) || byte(2) == 0xAF))
+    return 3;
+  if (left >= 3 && byte(0) == 0xE2 && byte(1) == 0x81 && byte(2) == 0x9F) return 3;
+  if (left >= 3 && byte(0) == 0xE3 && byte(1) == 0x80 && byte(2) == 0x80) return 3;
+  return 0;
+}
+
+std::string pad_left(std::string_view s, std::size_t w) {
+  std::string out;
+  if (s.size() < w) out.assign(w - s.size(), ' ');
+  out += s;
+  return out;
+}
+
+std::string pad_right(std::string_view s, std::size_t w) {
+  std::string out(s);
+  if (out.size() < w) out.append(w - out.size(), ' ');
+  return out;
+}
+
+// The column header as the kernel prints it (kernel/bc/proc.c head_fmt): "%10s  %-12s" then " %Ws"
+// for the 5 numbers, W = 20 (10 on 32-bit kernels).
+std::string kernel_header(std::size_t w) {
+  std::string out = pad_left(kHeader[0], 10) + "  " + pad_right(kHeader[1], 12);
+  for (std::size_t i = 2; i < 7; ++i) out += " " + pad_left(kHeader[i], w);
+  return out;
+}
+
+// Is `line` a row exactly as the kernel prints it, with number columns W wide? OpenVZ 6 prints
+// "%10s  %-12s" with "ID:" on a block's first row, VZ7 "%10s%c %-12s" with "ID" and ':'; both print
+// 12 spaces before the resource on the other rows. Numbers are " %Wlu".
+bool kernel_row(std::string_view line, const RowHead& h, const BeancounterRow& r, std::size_t w) {
+  std::string nums;
+  for (std::uint64_t v : {r.held, r.maxheld, r.barrier, r.limit, r.failcnt})
+    nums += " " + pad_left(std::to_string(v), w);
+  const std::string res = pad_right(r.resource, 12);
+  if (!h.starts_block()) return line == std::string(12, ' ') + res + nums;
+  const std::string id(h.id());
+  return line == pad_left(id + ":", 10) + "  " + res + nums ||
+         line == pad_left(id, 10) + ": " + res + nums;
+}
+
+std::string plural(std::size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// Collects, while the rows are parsed, how the text differs from what the kernel prints.
+struct LenientHook {
+  std::size_t width = 0;  // number column width from an exact header; 0: not known
+  std::size_t blanks = 0, rows = 0, inexact = 0, first_inexact = 0;
+  void blank(std::size_t) { ++blanks; }
+  void row(std::string_view line, std::size_t n, const RowHead& h, const BeancounterRow& r) {
+    ++rows;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    bool exact = false;
+    for (std::size_t w : {std::size_t{20}, std::size_t{10}})
+      if ((width == 0 || width == w) && kernel_row(line, h, r, w)) exact = true;
+    if (!exact && inexact++ == 0) first_inexact = n;
+  }
+};
+
+}  // namespace
+
+Result<LenientBeancounters> parse_user_beancounters_lenient(std::string_view text) {
+  using R = Result<LenientBeancounters>;
+  std::vector<std::string> notes;
+
+  // Unicode spaces become ' ', a byte-order mark goes; line numbers stay those of the input.
+  std::string norm;
+  norm.reserve(text.size());
+  std::size_t i = 0, unicode_spaces = 0;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") {
+    i = 3;
+    notes.push_back("a byte-order mark at the start");
+  }
+  for (; i < text.size(); ++i) {
+    if (std::size_t n = unicode_space_at(text, i)) {
+      norm += ' ';
+      i += n - 1;
+      ++unicode_spaces;
+    } else {
+      norm += text[i];
+    }
+  }
+  if (unicode_spaces > 0)
+    notes.push_back(plural(unicode_spaces, "non-breaking or other Unicode space",
+                           "non-breaking or other Unicode spaces") +
+                    " read as ' '");
+  const std::size_t crlf = static_cast<std::size_t>(std::count(norm.begin(), norm.end(), '\r'));
+  if (crlf > 0) notes.push_back("Windows line ends (CR LF)");
+  if (blank(norm)) return R::fail(at_line(1, "empty file"));
+
+  Lines lines(norm);
+  LenientHook hook;
+  LenientBeancounters out;
+  BeancounterFile& file = out.file;
+  std::string_view line;
+
+  // Blank lines, and the command that printed the file ("# cat /proc/user_beancounters"), before
+  // it.
+  auto next_meaningful = [&]() {
+    while (true) {
+      Lines before = lines;
+      if (!lines.next(line)) return false;
+      if (row_head(line).blank()) {
+        hook.blank(lines.number());
+        continue;
+      }
+      if (line.find("user_beancounters") != std::string_view::npos &&
+          tokens_of(line)[0].substr(0, 8) != "Version:" && file.version.empty() && hook.rows == 0) {
+        notes.push_back("line " + std::to_string(lines.number()) + " skipped: " + shown(line) +
+                        " (the command that printed the file?)");
+        continue;
+      }
+      lines = before;
+      return true;
+    }
+  };
+
+  // "Version:" line, if any.
+  bool have_version = false;
+  if (next_meaningful()) {
+    Lines before = lines;
+    lines.next(line);
+    if (tokens_of(line)[0].substr(0, 8) == "Version:") {
+      std::string err = parse_version_line(line, file.version, file.version_known);
+      if (!err.empty()) return R::fail(at_line(lines.number(), err));
+      have_version = true;
+      std::string_view exact = line;
+      if (!exact.empty() && exact.back() == '\r') exact.remove_suffix(1);
+      if (exact != "Version: " + file.version)
+        notes.push_back("the 'Version:' line is not as the kernel prints it");
+    } else {
+      lines = before;
+      file.version_known = false;
+      notes.push_back("no 'Version:' line (lost in copying?)");
+    }
+  }
+  // Column header, if any.
+  bool have_header = false;
+  if (next_meaningful()) {
+    Lines before = lines;
+    lines.next(line);
+    if (tokens_of(line)[0] == "uid") {
+      std::string err = check_header_line(line);
+      if (!err.empty()) return R::fail(at_line(lines.number(), err));
+      have_header = true;
+      std::string_view exact = line;
+      if (!exact.empty() && exact.back() == '\r') exact.remove_suffix(1);
+      for (std::size_t w : {std::size_t{20}, std::size_t{10}})
+        if (exact == kernel_header(w)) hook.width = w;
+      if (hook.width == 0) notes.push_back("the column header is not as the kernel prints it");
+    } else {
+      lines = before;
+      notes.push_back("no column header line (lost in copying?)");
+    }
+  }
+
+  std::string err = parse_rows(lines, file, hook);
+  if (!err.empty()) return R::fail(std::move(err));
+  if (file.blocks.empty())
+    return R::fail(at_line(lines.number() + 1, have_version || have_header
+                                                   ? "no beancounter rows after the header"
+                                                   : "no beancounter rows"));
+  if (hook.inexact > 0)
+    notes.push_back(std::to_string(hook.inexact) + " of " + plural(hook.rows, "row", "rows") +
+                    " not laid out as the kernel prints them (spaces collapsed or changed), the "
+                    "first at line " +
+                    std::to_string(hook.first_inexact));
+  if (hook.blanks > 0) notes.push_back(plural(hook.blanks, "blank line", "blank lines"));
+  out.notes = std::move(notes);
+  // The file's ids point into `norm`: the blocks hold copies, nothing refers to it after this.
+  return R::ok(std::move(out));
 }
 
 Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string id) {

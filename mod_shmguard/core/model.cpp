@@ -30,7 +30,7 @@ void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {
       if (alt_text) {
         auto block = parse_bc_resources(*alt_text.value, *cfg.container);
         if (block) {
-          s.beancounters = Beancounters{alt, "", true, 1, std::move(*block.value)};
+          s.beancounters = Beancounters{alt, "", true, 1, std::move(*block.value), false, {}};
           return;
         }
         s.unavailable.push_back({"beancounter", block.error + " (" + alt + ")"});
@@ -38,6 +38,28 @@ void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {
       }
     }
     s.unavailable.push_back({"beancounter", text.error});
+    return;
+  }
+  if (cfg.beancounters_lenient) {
+    // A pasted copy (shmguard-probe --lenient): the whole file is read, its notes kept.
+    auto lenient = parse_user_beancounters_lenient(*text.value);
+    if (!lenient) {
+      s.unavailable.push_back({"beancounter", lenient.error + " (" + path + ", read leniently)"});
+      return;
+    }
+    LenientBeancounters& l = *lenient.value;
+    auto block = select_beancounter_block(l.file, cfg.container);
+    if (!block) {
+      s.unavailable.push_back({"beancounter", block.error + " (" + path + ")"});
+      return;
+    }
+    s.beancounters = Beancounters{path,
+                                  std::move(l.file.version),
+                                  l.file.version_known,
+                                  l.file.blocks.size(),
+                                  std::move(*block.value),
+                                  true,
+                                  std::move(l.notes)};
     return;
   }
   // Only the selected block is parsed: a hardware node's file lists every container (~1.5 MB for
@@ -48,8 +70,8 @@ void probe_beancounters(const ProbeConfig& cfg, Snapshot& s) {
     return;
   }
   BeancounterSelection& b = *sel.value;
-  s.beancounters = Beancounters{path, std::move(b.version), b.version_known, b.blocks_in_file,
-                                std::move(b.block)};
+  s.beancounters = Beancounters{
+      path, std::move(b.version), b.version_known, b.blocks_in_file, std::move(b.block), false, {}};
 }
 
 }  // namespace

@@ -62,6 +62,20 @@ std::string pad(std::string s, std::size_t w, bool right = true) {
 
 std::string render_text(const Snapshot& s) {
   std::ostringstream o;
+  if (s.beancounters && s.beancounters->lenient) {
+    const auto& bc = *s.beancounters;
+    if (bc.format_notes.empty()) {
+      o << "note: " << bc.file
+        << " was read leniently (--lenient) and is in the kernel's exact format\n";
+    } else {
+      o << "NOTE: " << bc.file
+        << " is NOT in the kernel's exact format of /proc/user_beancounters; read leniently "
+           "(--lenient):";
+      for (std::size_t i = 0; i < bc.format_notes.size(); ++i)
+        o << (i ? "; " : " ") << bc.format_notes[i];
+      o << "\n";
+    }
+  }
   if (s.headroom_bytes) {
     const Limit* b = s.binding_limit();
     o << "headroom " << human_bytes(*s.headroom_bytes) << " (" << *s.headroom_bytes
@@ -84,7 +98,9 @@ std::string render_text(const Snapshot& s) {
     const auto& bc = *s.beancounters;
     o << "\nBeancounters: " << bc.file << ", container " << bc.block.id;
     if (!bc.version.empty()) o << ", version " << bc.version;
-    if (!bc.version_known) o << " (not 2.5: parsed because the columns match)";
+    if (!bc.version_known && !bc.version.empty())
+      o << " (not 2.5: parsed because the columns match)";
+    if (bc.version.empty() && bc.lenient) o << ", no version (no 'Version:' line)";
     if (bc.blocks_in_file > 1) o << ", " << bc.blocks_in_file << " containers in the file";
     o << "\n  " << pad("resource", 14, false) << pad("held", 20) << pad("maxheld", 20)
       << pad("barrier", 20) << pad("limit", 20) << pad("failcnt", 10) << "  in use\n";
@@ -192,6 +208,18 @@ void write_json_members(JsonWriter& w, const Snapshot& s) {
         .end_object();
   }
   w.end_array();
+
+  if (s.beancounters && s.beancounters->lenient) {
+    // Only with --lenient: whether the file is the kernel's exact format, and how it differs.
+    const auto& bc = *s.beancounters;
+    w.key("beancounter_format").begin_object();
+    w.field("read", "lenient");
+    w.field("exact", bc.format_notes.empty());
+    w.key("notes").begin_array();
+    for (const auto& n : bc.format_notes) w.value(n);
+    w.end_array();
+    w.end_object();
+  }
 
   w.key("sources").begin_array();
   if (s.beancounters) {
@@ -381,6 +409,16 @@ std::string lbl(std::initializer_list<std::pair<const char*, std::string>> kv) {
 
 std::string render_prometheus(const Snapshot& s) {
   std::string out;
+  if (s.beancounters && s.beancounters->lenient && !s.beancounters->format_notes.empty()) {
+    // A comment line (neither HELP nor TYPE), one line whatever the file name holds.
+    std::string note = "# NOTE: " + s.beancounters->file +
+                       " is not in the kernel's exact format of /proc/user_beancounters (read "
+                       "with --lenient)";
+    for (const auto& n : s.beancounters->format_notes) note += "; " + n;
+    for (char& c : note)
+      if (c == '\n' || c == '\r') c = ' ';
+    out += note + "\n";
+  }
   Prom p(out);
   p.family("shmguard_headroom_bytes", "gauge",
            "Bytes of new shared memory the tightest limit still allows (+Inf: no finite limit).");

@@ -25,12 +25,15 @@ using namespace shmguard;
 const char kUsage[] =
     "usage: shmguard-probe [--procfs DIR] [--sysfs DIR] [--beancounters FILE|off]\n"
     "                      [--container ID] [--cgroup auto|off|DIR] [--devshm PATH|off]\n"
-    "                      [--format text|json|prometheus]\n"
+    "                      [--lenient] [--format text|json|prometheus]\n"
     "                      [--check [--warning X] [--critical Y] [--state FILE]]\n"
     "  X, Y: a headroom size (64M = alert when headroom < 64 MiB; K/M/G = KiB/MiB/GiB)\n"
     "        or a percent of the binding limit in use (90%). Defaults: --warning 75%\n"
     "        --critical 90%. --state FILE remembers failure counters between runs: a rise\n"
-    "        since the last run is at least WARNING (like vzubc -r).\n";
+    "        since the last run is at least WARNING (like vzubc -r).\n"
+    "  --lenient: read the beancounter file as a pasted copy (its Version line or\n"
+    "        header lost, spaces collapsed) and say how it differs from the kernel's\n"
+    "        exact format.\n";
 
 enum Exit { kOk = 0, kWarning = 1, kCritical = 2, kUnknown = 3 };
 
@@ -99,6 +102,9 @@ Args parse_args(int argc, char** argv, bool& check_mode) {
         a.cfg.beancounters_off = true;
       else
         a.cfg.beancounters = v;
+    } else if (opt == "--lenient") {
+      if (has_inline) throw UsageError("--lenient takes no value");
+      a.cfg.beancounters_lenient = true;
     } else if (opt == "--container") {
       a.cfg.container = need();
       if (a.cfg.container->empty()) throw UsageError("--container needs an id");
@@ -248,6 +254,8 @@ int run_check(const Args& a, const Snapshot& s) {
   }
   for (const auto& u : s.unavailable)
     if (u.reason.rfind("missing", 0) != 0) why.push_back(u.source + " unavailable: " + u.reason);
+  if (s.beancounters && s.beancounters->lenient && !s.beancounters->format_notes.empty())
+    why.push_back("the beancounter file is not in the kernel's exact format (read with --lenient)");
 
   if (!a.state.empty()) {
     std::string refused;
@@ -297,6 +305,24 @@ int run_check(const Args& a, const Snapshot& s) {
   return code;
 }
 
+// A beancounter file the strict reading refuses but the lenient one reads is most likely a pasted
+// copy: say so in its reason.
+void hint_lenient(const ProbeConfig& cfg, Snapshot& s) {
+  if (cfg.beancounters_lenient || cfg.beancounters_off) return;
+  const std::string path =
+      cfg.beancounters.empty() ? cfg.procfs + "/user_beancounters" : cfg.beancounters;
+  const std::string tail = " (" + path + ")";
+  for (auto& u : s.unavailable) {
+    if (u.source != "beancounter" || u.reason.rfind("malformed", 0) != 0 ||
+        u.reason.size() < tail.size() ||
+        u.reason.compare(u.reason.size() - tail.size(), tail.size(), tail) != 0)
+      continue;
+    auto text = read_file(path);
+    if (text && parse_user_beancounters_lenient(*text.value))
+      u.reason += "; not the kernel's exact format, but --lenient reads it (a pasted copy?)";
+  }
+}
+
 int real_main(int argc, char** argv) {
   bool check_mode = false;
   Args a;
@@ -307,6 +333,7 @@ int real_main(int argc, char** argv) {
     return check_mode ? kUnknown : 2;
   }
   Snapshot s = probe(a.cfg);
+  hint_lenient(a.cfg, s);
   FailcntTracker tracker;
   tracker.observe(s.taken_at_ms, s);
   if (a.check) return run_check(a, s);
