@@ -179,13 +179,76 @@ def soak(seconds, clients):
     return st
 
 
+def _sampler_pid(s):
+    for p in harness.descendants(s.parent_pid()):
+        try:
+            with open("/proc/%d/comm" % p) as f:
+                if f.read().strip() == "shmguard-smplr":
+                    return p
+        except OSError:
+            pass
+    return None
+
+
+def _cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def flood(seconds=10, rate=200):
+    """Client-aborted POSTs (a body promised, never sent) to a PHP URL: each is a 500-class error
+    on a guarded request. The sampler's CPU (% of one core) while they arrive, with ample headroom
+    and with the budget exhausted, against the same idle span."""
+    import socket
+    out = {}
+    for name, exhausted in (("ample", False), ("exhausted", True)):
+        s = harness.Server(name="bench-flood-" + name, shmguard=True,
+                           shmguard_conf="ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\nShmGuardReserve 64M\n",
+                           log_level="warn")
+        s.start()
+        try:
+            assert s.get("/index.php").status == 200
+            if exhausted:
+                s.budget.refresh()
+                s.budget.set_barrier(s.budget.held() + 1000)
+            time.sleep(1.5)
+            pid = _sampler_pid(s)
+            c0, t0 = _cpu_s(pid), time.monotonic()
+            time.sleep(seconds)
+            idle = (_cpu_s(pid) - c0) / (time.monotonic() - t0) * 100
+            sent = 0
+            c0, t0 = _cpu_s(pid), time.monotonic()
+            end = t0 + seconds
+            while time.monotonic() < end:
+                try:
+                    c = socket.create_connection(("127.0.0.1", s.port), timeout=2)
+                    c.sendall(b"POST /sleep.php HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\nabc")
+                    c.close()
+                    sent += 1
+                except OSError:
+                    pass
+                time.sleep(1.0 / rate)
+            busy = (_cpu_s(pid) - c0) / (time.monotonic() - t0) * 100
+            out[name] = (sent, idle, busy)
+        finally:
+            s.close()
+    print("flood: client-aborted POSTs, sampler CPU as % of one core (P4 budget 0.2 %)")
+    for name, (sent, idle, busy) in out.items():
+        print("  %-9s %5d POSTs in %d s: sampler %.3f %% (idle before: %.3f %%)" % (name, sent, seconds, busy, idle))
+    return 0
+
+
 def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--smoke", action="store_true", help="2 s each, 4 clients: the scripts run")
     ap.add_argument("--soak", action="store_true", help="60 s, 256 connections, moving budget")
+    ap.add_argument("--flood", action="store_true", help="sampler CPU under client-aborted POSTs")
     a = ap.parse_args(argv)
+    if a.flood:
+        return flood()
     if a.soak:
         st = soak(a.seconds if a.seconds != 10 else 60, a.clients if a.clients != 16 else 256)
         print("soak (DokuWiki, 256 connections, 60 s, budget moving between 1 and 5 workers every 3 s):")

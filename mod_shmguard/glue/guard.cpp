@@ -135,14 +135,11 @@ bool pid_alive(int pid) {
 }
 
 // Gives the request's claim back (once: the release filter, or the pool cleanup at the latest).
+// A spawn's reservation always waits for the samples to see the new worker: even when the
+// request got a worker that freed meanwhile, the spawn mod_fcgid was asked for may still come
+// (its process manager starts it later).
 void release(RequestNote* note) {
-  if (note->claim >= 0 && gen.seg) {
-    bool spawned = true;
-    Claim kind = shm::claim_kind(note->claim_word);
-    if ((kind == Claim::Spawn || kind == Claim::Lean) && note->workers >= 0 && note->slot)
-      spawned = fcgid::count_class_workers(gen.fcgid_table, note->key, nullptr) > note->workers;
-    shm::release_claim(gen.seg, note->claim, note->claim_word, spawned);
-  }
+  if (note->claim >= 0 && gen.seg) shm::release_claim(gen.seg, note->claim, note->claim_word);
   note->claim = -1;
 }
 apr_status_t release_cleanup(void* data) {

@@ -105,10 +105,8 @@ inline void retire_bytes(Segment* s, std::uint64_t bytes) {
 
 // Gives back claim `index` if it still holds `word` (exactly once: the request's release, its
 // pool cleanup and the sampler's reaper may race; the compare-and-swap picks one). The class's
-// oldest waiter is woken. A spawn's reservation waits for the samples to see the new worker,
-// unless `spawned` is false (no worker of the class appeared: mod_fcgid gave the request one that
-// was freed meanwhile), when it goes back at once.
-inline bool release_claim(Segment* s, int index, std::uint64_t word, bool spawned = true) {
+// oldest waiter is woken. A spawn's reservation waits for the samples to see the new worker.
+inline bool release_claim(Segment* s, int index, std::uint64_t word) {
   if (index < 0 || static_cast<std::size_t>(index) >= kClaims || word == 0) return false;
   ClaimRec& c = s->claims[index];
   std::uint64_t expected = word;
@@ -119,12 +117,7 @@ inline bool release_claim(Segment* s, int index, std::uint64_t word, bool spawne
   ClassSlot& slot = s->classes[si];
   slot.inflight.fetch_sub(1, std::memory_order_acq_rel);
   Claim kind = claim_kind(word);
-  if ((kind == Claim::Spawn || kind == Claim::Lean) && bytes) {
-    if (spawned)
-      retire_bytes(s, bytes);
-    else
-      s->reserved.fetch_sub(static_cast<std::int64_t>(bytes), std::memory_order_acq_rel);
-  }
+  if (kind == Claim::Spawn || kind == Claim::Lean) retire_bytes(s, bytes);
   wake_oldest(s, slot.key.load(std::memory_order_relaxed));
   return true;
 }

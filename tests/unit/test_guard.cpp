@@ -359,18 +359,6 @@ TEST(Decide, BusyWorkersMeanWaitBeforeSpawning) {
   EXPECT_EQ(decide(in).claim, Claim::Spawn);
 }
 
-TEST(Claims, AReservationWithoutASpawnGoesBackAtOnce) {
-  auto seg = new_segment();
-  shm::ClassSlot* slot = shm::class_slot(seg.get(), 21);
-  GuardInput in = low();
-  in.workers = 0;
-  in.headroom = 100 * MiB;
-  auto a = shm::try_admit(seg.get(), slot, in, 1, 0, false);
-  ASSERT_EQ(a.decision.claim, Claim::Spawn);
-  shm::release_claim(seg.get(), a.claim, a.word, /*spawned=*/false);
-  EXPECT_EQ(seg->reserved.load(), 0);
-}
-
 TEST(Decide, ALongQueueStartsAWorkerAtOnce) {
   GuardInput in = low();
   in.headroom = 300 * MiB;
