@@ -101,7 +101,7 @@ std::vector<WorkerRow> scan_workers(shm::Segment* seg, const unsigned char* tabl
   long hz = sysconf(_SC_CLK_TCK);
   if (hz <= 0) hz = 100;
   struct ClassAgg {
-    std::uint64_t max_segment = 0;
+    std::uint64_t need = 0;  // a worker's segments, summed (the sampler's whole need)
   };
   std::map<std::uint64_t, ClassAgg> classes;
   for (const auto& node : fcgid::read_table(table)) {
@@ -126,13 +126,15 @@ std::vector<WorkerRow> scan_workers(shm::Segment* seg, const unsigned char* tabl
       row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.value->start_ticks)) / hz;
     if (node.list != fcgid::List::Error) {
       ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
-      for (const auto& s : row.segments) agg.max_segment = std::max(agg.max_segment, s.size);
+      std::uint64_t own = 0;
+      for (const auto& s : row.segments) own += s.size;
+      agg.need = std::max(agg.need, own);
     }
     rows.push_back(std::move(row));
   }
   for (const auto& [key, agg] : classes) {
     if (shm::ClassSlot* slot = shm::class_slot(seg, key)) {
-      if (agg.max_segment) slot->max_segment.store(agg.max_segment, std::memory_order_relaxed);
+      if (agg.need) slot->worker_need.store(agg.need, std::memory_order_relaxed);
     }
   }
   return rows;
