@@ -259,8 +259,11 @@ std::uint64_t reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
 
 // This thread's starting place in the claim and waiter tables (spreads contention; no syscall).
 std::size_t thread_hint() {
-  auto t = reinterpret_cast<std::uintptr_t>(pthread_self());
-  return static_cast<std::size_t>((t >> 12) ^ (t >> 24) ^ static_cast<std::uintptr_t>(gen.child_pid));
+  // Threads' pthread_self() values are a stack size apart: mix all their bits (and the pid).
+  std::uint64_t t = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(pthread_self())) ^
+                    (static_cast<std::uint64_t>(static_cast<std::uint32_t>(gen.child_pid)) << 40);
+  t *= 0x9E3779B97F4A7C15ULL;
+  return static_cast<std::size_t>(t >> 40);
 }
 
 // Decides for a request (and waits for a worker of its class when the rules say so). Sets

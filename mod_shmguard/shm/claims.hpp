@@ -51,17 +51,24 @@ inline std::size_t slot_index(const Segment* s, const ClassSlot* slot) {
   return static_cast<std::size_t>(slot - s->classes);
 }
 
+// A record being filled in (taken, its bytes not written yet): no release or reaper matches it.
+constexpr std::uint64_t kClaimBusy = 0xff;  // kind 0xff: never a real claim
+
 // Records a claim (a free record found by compare-and-swap from `hint`); -1 when all are taken.
+// The record is taken first (kClaimBusy), then its bytes are written, then its word: two
+// children that pick the same free record never mix their bytes.
 inline int record_claim(Segment* s, int pid, const ClassSlot* slot, Claim kind,
                         std::uint64_t bytes, std::size_t hint) {
   const std::uint64_t word = claim_word(pid, slot_index(s, slot), kind);
   for (std::size_t i = 0; i < kClaims; ++i) {
-    ClaimRec& c = s->claims[(hint + i) % kClaims];
+    const std::size_t at = (hint + i) % kClaims;
+    ClaimRec& c = s->claims[at];
     std::uint64_t expected = 0;
     if (c.word.load(std::memory_order_relaxed) != 0) continue;
+    if (!c.word.compare_exchange_strong(expected, kClaimBusy, std::memory_order_acq_rel)) continue;
     c.bytes.store(bytes, std::memory_order_relaxed);
-    if (c.word.compare_exchange_strong(expected, word, std::memory_order_acq_rel))
-      return static_cast<int>((hint + i) % kClaims);
+    c.word.store(word, std::memory_order_release);
+    return static_cast<int>(at);
   }
   return -1;
 }
@@ -107,7 +114,8 @@ inline void retire_bytes(Segment* s, std::uint64_t bytes) {
 // pool cleanup and the sampler's reaper may race; the compare-and-swap picks one). The class's
 // oldest waiter is woken. A spawn's reservation waits for the samples to see the new worker.
 inline bool release_claim(Segment* s, int index, std::uint64_t word) {
-  if (index < 0 || static_cast<std::size_t>(index) >= kClaims || word == 0) return false;
+  if (index < 0 || static_cast<std::size_t>(index) >= kClaims || word == 0 || word == kClaimBusy)
+    return false;
   ClaimRec& c = s->claims[index];
   std::uint64_t expected = word;
   std::uint64_t bytes = c.bytes.load(std::memory_order_acquire);
@@ -145,7 +153,7 @@ std::uint64_t reap_dead(Segment* s, Alive&& alive) {
   };
   for (std::size_t i = 0; i < kClaims; ++i) {
     std::uint64_t w = s->claims[i].word.load(std::memory_order_acquire);
-    if (w == 0 || check(claim_pid(w))) continue;
+    if (w == 0 || w == kClaimBusy || check(claim_pid(w))) continue;
     if (release_claim(s, static_cast<int>(i), w)) ++reaped;
   }
   for (std::size_t i = 0; i < kWaiters; ++i) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -388,4 +389,25 @@ TEST(Claims, ConcurrentColdStartWithUnmeasuredNeedStartsOne) {
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(spawns.load(), 1);
+}
+
+TEST(Claims, RecordsTakenAtOnceKeepTheirOwnBytes) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 51);
+  std::vector<std::thread> threads;
+  std::vector<int> idx(64, -1);
+  for (int t = 0; t < 64; ++t)
+    threads.emplace_back([&, t] {  // all start at the same record
+      idx[t] = shm::record_claim(seg.get(), 1000 + t, slot, t % 2 ? Claim::Spawn : Claim::Worker,
+                                 t % 2 ? 64 * MiB : 0, 0);
+    });
+  for (auto& t : threads) t.join();
+  std::set<int> distinct(idx.begin(), idx.end());
+  EXPECT_EQ(distinct.size(), 64u);
+  for (int t = 0; t < 64; ++t) {
+    ASSERT_GE(idx[t], 0);
+    std::uint64_t w = seg->claims[idx[t]].word.load();
+    EXPECT_EQ(shm::claim_pid(w), 1000 + t);
+    EXPECT_EQ(seg->claims[idx[t]].bytes.load(), t % 2 ? 64 * MiB : 0u);
+  }
 }
