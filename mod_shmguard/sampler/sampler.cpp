@@ -105,7 +105,6 @@ class Sampler {
     std::int64_t now = now_mono_ms();
     if (evidence && last_ && now - full_sample_ms_ < 20) {
       ::usleep(static_cast<useconds_t>((20 - (now - full_sample_ms_)) * 1000));
-      ++coalesced_;
     }
     if (evidence || !last_)
       sample();
@@ -206,23 +205,12 @@ class Sampler {
           own += sg.size;
       agg.need = std::max(agg.need, own);
       ++agg.workers;
-      if (lean_settings(p.info.cmdline).lean) ++agg.lean;
     }
     for (const auto& [key, agg] : classes_) {
       if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
         if (agg.need) slot->worker_need.store(agg.need, std::memory_order_relaxed);
-        slot->workers_seen.store(agg.workers, std::memory_order_relaxed);
-        slot->lean_workers.store(agg.lean, std::memory_order_relaxed);
         if (agg.workers > slot->max_workers_seen.load(std::memory_order_relaxed))
           slot->max_workers_seen.store(agg.workers, std::memory_order_relaxed);
-      }
-    }
-    for (std::size_t i = 0; i < shm::kClassSlots; ++i) {  // classes with no worker left
-      shm::ClassSlot& slot = seg_->classes[i];
-      std::uint64_t key = slot.key.load(std::memory_order_relaxed);
-      if (key && !classes_.count(key)) {
-        slot.workers_seen.store(0, std::memory_order_relaxed);
-        slot.lean_workers.store(0, std::memory_order_relaxed);
       }
     }
     // Forget mod_fcgid workers that left the table; other processes go with the discovery scan.
@@ -559,7 +547,7 @@ class Sampler {
   std::unordered_map<int, Proc> procs_;
   struct ClassAgg {
     std::uint64_t need = 0;  // bytes: the largest worker's private segments, summed
-    int workers = 0, lean = 0;
+    int workers = 0;
   };
   std::unordered_map<std::uint64_t, ClassAgg> classes_;  // class key -> its workers
   struct PendingPhpError {
@@ -569,7 +557,6 @@ class Sampler {
   };
   std::vector<PendingPhpError> pending_;  // OPcache lines whose pid has not exited yet
   std::int64_t full_sample_ms_ = 0;       // monotonic, of the last full sample
-  std::uint64_t coalesced_ = 0;           // evidence wakes that waited for the 20 ms spacing
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
   std::optional<Snapshot> last_;

@@ -167,7 +167,6 @@ std::uint64_t reap_dead(Segment* s, Alive&& alive) {
       ++reaped;
     }
   }
-  if (reaped) s->claims_reaped.fetch_add(reaped, std::memory_order_relaxed);
   return reaped;
 }
 

@@ -66,8 +66,6 @@ struct ClassSlot {
   std::atomic<std::int32_t> inflight;
   std::atomic<std::int32_t> waiting;        // requests of the class waiting for a worker
   std::atomic<std::uint64_t> worker_need;   // bytes: a worker's private segments, summed (max)
-  std::atomic<std::int32_t> workers_seen;   // live workers at the last sample
-  std::atomic<std::int32_t> lean_workers;   // of which started lean (degrade)
   std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
 };
 
@@ -124,7 +122,6 @@ struct Segment {
   // n, i.e. once a sample that started after the worker served has been published.
   std::atomic<std::int64_t> reserved;
   std::atomic<std::int64_t> retire[4];
-  std::atomic<std::uint64_t> claims_reaped;  // claims of dead children given back
 
   // Waiting for a worker.
   std::atomic<std::int32_t> waiting;      // all classes
