@@ -130,8 +130,7 @@ test: build
 	  SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration \
 	  --junitxml=$(BUILD)/results/integration.xml; fi
 	-@for mpm in worker prefork; do \
-	  SHMGUARD_IT_MPM=$$mpm SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q \
-	    tests/integration/test_module.py tests/integration/test_serving.py \
+	  SHMGUARD_IT_MPM=$$mpm SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration \
 	    --junitxml=$(BUILD)/results/integration-$$mpm.xml -o junit_suite_name=integration-$$mpm; \
 	done
 	-SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/monitoring \
