@@ -11,7 +11,8 @@ import socket
 import threading
 import time
 
-from test_module import GUARD, SEG_PAGES, exhaust, status, vhost, wait_for, wait_sample
+import harness
+from test_module import GUARD, SEG_PAGES, _comm, exhaust, status, vhost, wait_for, wait_sample
 
 
 def warm_one_worker(s):
@@ -203,3 +204,40 @@ def test_forged_evidence_does_not_turn_a_500_into_503(server):
     assert r.status == 500, (r.status, r.text[:300])
     assert "SG0202" not in s.error_log()
     assert vhost(s)["translated"] == 0
+
+
+def test_stop_during_a_spawn_storm_leaves_no_process(server):
+    """`apache2 -k stop` while 40 requests storm a class with room for 2 workers: some wait in the
+    guard's queue, some in mod_fcgid's spawn pipe (procmgr_send_spawn_cmd, which blocks until httpd
+    SIGKILLs the child when the process manager is gone first: AH00046). Nothing of this server may
+    be left: not httpd, not the sampler, not php-cgi, and no request waiting in the guard may keep a
+    child beyond httpd's own stop."""
+    s = server(shmguard=True, shmguard_conf=GUARD + "ShmGuardWait 30s\n", max_processes_per_class=20,
+               spawn_score_uplimit=1000)
+    s.budget.refresh()
+    s.budget.set_barrier(s.budget.held() + 2 * SEG_PAGES + SEG_PAGES // 2)
+    wait_sample(s, headroom_below=3 * (64 << 20), headroom_at_least=2 * (64 << 20))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(_slow_get(s)), daemon=True)
+               for _ in range(40)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: vhost(s)["waited"] > 0, 10), "no request waited in the guard"
+    pids = s.processes()
+    assert any(_comm(p) == "shmguard-smplr" for p in pids)
+    left = s.stop()
+    assert left == [], "stop left %s" % left
+    assert [p for p in pids if harness._alive(p)] == []
+    for t in threads:
+        t.join(30)
+    assert 500 not in results, results
+
+
+def _slow_get(s):
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=40) as c:
+            c.sendall(b"GET /sleep.php?ms=400 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            head = c.recv(64).decode("latin-1")
+            return int(head.split()[1]) if head.startswith("HTTP/") else "closed"
+    except OSError:
+        return "closed"
