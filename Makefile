@@ -32,7 +32,7 @@ WRAPPER_SRC := $(sort $(wildcard mod_shmguard/wrapper/*.cpp))
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.cpp))
 GLUE_SRC  := $(sort $(wildcard mod_shmguard/glue/*.cpp mod_shmguard/sampler/*.cpp))
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.cpp))
-HEADERS   := $(wildcard include/shmguard/*.hpp mod_shmguard/*/*.hpp)
+HEADERS   := $(wildcard include/shmguard/*.hpp mod_shmguard/*/*.hpp tests/unit/*.hpp)
 
 # ---------------------------------------------------------------- normal build
 .PHONY: all

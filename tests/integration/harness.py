@@ -175,6 +175,33 @@ def _wait_gone(pids, timeout):
         time.sleep(0.05)
 
 
+def wait_for(pred, timeout=5.0, step=0.05):
+    """Polls pred until it returns something true (returned) or timeout passes (pred's last value)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+# A FastCGI app under /crash/ that a test writes with install_crash_app(): pass CRASH_APP_CONF as
+# (part of) extra_conf.
+CRASH_APP_CONF = ('<Directory "${SHMGUARD_ROOT}/htdocs/crash">\n'
+                  '    AddHandler fcgid-script .fcgi\n</Directory>')
+
+
+def install_crash_app(s, script):
+    """Writes `script` as the executable <htdocs>/crash/die.fcgi of server s (not started yet)."""
+    os.makedirs(os.path.join(s.htdocs, "crash"), exist_ok=True)
+    app = os.path.join(s.htdocs, "crash", "die.fcgi")
+    with open(app, "w") as f:
+        f.write(script)
+    os.chmod(app, 0o755)
+    return app
+
+
 def kill_root_processes(root, timeout=5.0):
     """SIGTERM then SIGKILL every process marked with this root. Returns the pids that were found."""
     pids = marked_pids(root)

@@ -16,6 +16,7 @@ import time
 import pytest
 
 import harness
+from harness import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEG_PAGES = 64 * 256  # one 64 MiB OPcache segment in 4 KiB pages
@@ -41,14 +42,6 @@ def vhost(s):
     return status(s)["vhosts"][0]
 
 
-def wait_for(pred, timeout=5.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def wait_sample(s, headroom_below=None, headroom_at_least=None, timeout=5.0):
@@ -180,13 +173,8 @@ def test_translation_backend_death_from_shm_becomes_503_unrelated_500_stays(serv
     # map its 64 MiB OPcache (PHP's own error) and mod_fcgid answers 500.
     conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve 1M")
     s = server(start=False, shmguard=True, shmguard_conf=conf, spawn_score_uplimit=100,
-               extra_conf='<Directory "${SHMGUARD_ROOT}/htdocs/crash">\n'
-                          '    AddHandler fcgid-script .fcgi\n</Directory>')
-    os.makedirs(os.path.join(s.htdocs, "crash"), exist_ok=True)
-    app = os.path.join(s.htdocs, "crash", "die.fcgi")
-    with open(app, "w") as f:
-        f.write(CRASH_APP)
-    os.chmod(app, 0o755)
+               extra_conf=harness.CRASH_APP_CONF)
+    harness.install_crash_app(s, CRASH_APP)
     s.start()
     exhaust(s)
     r = s.get("/index.php")

@@ -12,7 +12,8 @@ import threading
 import time
 
 import harness
-from test_module import GUARD, SEG_PAGES, _comm, exhaust, status, vhost, wait_for, wait_sample
+from harness import wait_for
+from test_module import GUARD, SEG_PAGES, _comm, exhaust, status, vhost, wait_sample
 
 
 def warm_one_worker(s):
@@ -182,13 +183,8 @@ FORGED = ("Tue Dec  1 20:00:00 2026 (%d): Fatal Error Unable to allocate shared 
 def test_forged_evidence_does_not_turn_a_500_into_503(server):
     conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve 1M")
     s = server(start=False, shmguard=True, shmguard_conf=conf, spawn_score_uplimit=100,
-               extra_conf='<Directory "${SHMGUARD_ROOT}/htdocs/crash">\n'
-                          '    AddHandler fcgid-script .fcgi\n</Directory>')
-    os.makedirs(os.path.join(s.htdocs, "crash"), exist_ok=True)
-    app = os.path.join(s.htdocs, "crash", "die.fcgi")
-    with open(app, "w") as f:
-        f.write("#!/bin/sh\nsleep 1\nexit 3\n")  # dies, 1 s after the request started
-    os.chmod(app, 0o755)
+               extra_conf=harness.CRASH_APP_CONF)
+    harness.install_crash_app(s, "#!/bin/sh\nsleep 1\nexit 3\n")  # dies, 1 s after the request started
     with open(os.path.join(s.htdocs, "forge.php"), "w") as f:
         f.write("<?php file_put_contents('php://stderr', sprintf(%r, getmypid()) . \"\\n\"); echo 'ok';"
                 % FORGED)

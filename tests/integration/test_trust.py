@@ -17,6 +17,7 @@ import subprocess
 import time
 
 import harness
+from harness import wait_for
 
 REPO = harness.REPO
 FIELD = os.path.join(REPO, "tests/fixtures/beancounters/openvz6-container.txt")
@@ -39,14 +40,6 @@ def status(s):
     return json.loads(r.text)
 
 
-def wait_for(pred, timeout=5.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def comm(pid):

@@ -14,16 +14,12 @@
 
 #include "beancounter_oracle.hpp"
 #include "shmguard/sources.hpp"
+#include "test_util.hpp"
 
 using namespace shmguard;
 using namespace shmguard_test;
 
 namespace {
-
-std::string fixtures_root() {
-  const char* env = std::getenv("SHMGUARD_FIXTURES");
-  return (env != nullptr && *env != '\0') ? env : "tests/fixtures";
-}
 
 // Every regular file below dir, sorted.
 void files_below(const std::string& dir, std::vector<std::string>& out) {
@@ -138,13 +134,13 @@ const std::string kHeader =
 
 TEST(BeancounterBlock, EveryFixtureLikeTheFullParser) {
   std::vector<std::string> files;
-  files_below(fixtures_root() + "/beancounters", files);
+  files_below(fixtures() + "/beancounters", files);
   std::vector<std::string> trees;
-  files_below(fixtures_root() + "/trees", trees);
+  files_below(fixtures() + "/trees", trees);
   for (const std::string& t : trees)
     if (t.size() >= 18 && t.compare(t.size() - 18, 18, "/user_beancounters") == 0)
       files.push_back(t);
-  ASSERT_GE(files.size(), 14u) << "fixtures not found under " << fixtures_root();
+  ASSERT_GE(files.size(), 14u) << "fixtures not found under " << fixtures();
   std::size_t bad = 0;
   for (const std::string& path : files) {
     std::string text = load_path(path);
@@ -158,7 +154,7 @@ TEST(BeancounterBlock, BadFixturesReportTheFullParsersError) {
   // Each bad fixture's error is in its only (or first) block, or before any block: without a
   // container the fast reader reads that block and reports exactly the full parser's error.
   std::vector<std::string> files;
-  files_below(fixtures_root() + "/beancounters/bad", files);
+  files_below(fixtures() + "/beancounters/bad", files);
   ASSERT_GE(files.size(), 6u);
   for (const std::string& path : files) {
     std::string text = load_path(path);
@@ -171,7 +167,7 @@ TEST(BeancounterBlock, BadFixturesReportTheFullParsersError) {
 }
 
 TEST(BeancounterBlock, HardwareNodeFixture) {
-  std::string text = load_path(fixtures_root() + "/beancounters/hardware-node.txt");
+  std::string text = load_path(fixtures() + "/beancounters/hardware-node.txt");
   Result<BeancounterSelection> r = read_beancounter_block(text, std::nullopt);
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->block.id, "0");
@@ -386,7 +382,7 @@ TEST(BeancounterBlock, FileLevelErrors) {
 }
 
 TEST(BeancounterBlock, VersionCarriedOver) {
-  std::string text = load_path(fixtures_root() + "/beancounters/version-2.6.txt");
+  std::string text = load_path(fixtures() + "/beancounters/version-2.6.txt");
   Result<BeancounterSelection> r = read_beancounter_block(text, std::nullopt);
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->version, "2.6");

@@ -11,16 +11,15 @@
 #include <functional>
 
 #include "shmguard/sources.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace shmguard;
 
+using namespace shmguard_test;
+
 namespace {
 
-std::string fixtures() {
-  const char* env = std::getenv("SHMGUARD_FIXTURES");
-  return env && *env ? env : "tests/fixtures";
-}
 std::string tree(const std::string& scenario) {
   return fixtures() + "/trees/" + scenario;
 }
@@ -38,64 +37,10 @@ bool contains(const std::string& s, const std::string& p) {
   return s.find(p) != std::string::npos;
 }
 
-// A scratch directory, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "shmguard-cg-XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data())) path_ = buf.data();
-    ::chmod(path_.c_str(), 0755);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // A writable copy of a fixture scenario.
 std::string copy_tree(const TempDir& t, const std::string& scenario) {
   fs::copy(tree(scenario), t.path(), fs::copy_options::recursive);
   return t.path();
-}
-
-void write(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
-
-// Runs fn without the privilege to ignore file modes (as "nobody" in a child when we are root).
-// nullopt when privileges could not be dropped.
-std::optional<std::string> run_unprivileged(const std::function<std::string()>& fn) {
-  if (::geteuid() != 0) return fn();
-  int fds[2];
-  if (::pipe(fds) != 0) return std::nullopt;
-  pid_t pid = ::fork();
-  if (pid < 0) return std::nullopt;
-  if (pid == 0) {
-    ::close(fds[0]);
-    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(3);
-    std::string out = fn();
-    ssize_t n = ::write(fds[1], out.data(), out.size());
-    _exit(n == static_cast<ssize_t>(out.size()) ? 0 : 4);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
-  return out;
 }
 
 constexpr std::uint64_t MiB = 1024 * 1024;
@@ -491,7 +436,7 @@ TEST(ReadCgroup, MissingDirectories) {
 
   // /proc/self/cgroup readable, but no cgroup filesystem anywhere.
   TempDir t;
-  write(t.path() + "/proc/self/cgroup", "0::/a\n");
+  write_file(t.path() + "/proc/self/cgroup", "0::/a\n");
   auto none = read_cgroup(t.path() + "/proc", t.path() + "/sys", {});
   EXPECT_FALSE(none);
   EXPECT_TRUE(starts_with(none.error, "missing: no memory cgroup found")) << none.error;
@@ -499,7 +444,7 @@ TEST(ReadCgroup, MissingDirectories) {
 
 TEST(ReadCgroup, NoMemoryLineInProcCgroup) {
   TempDir t;
-  write(t.path() + "/proc/self/cgroup", "1:name=systemd:/\n2:cpu:/\n");
+  write_file(t.path() + "/proc/self/cgroup", "1:name=systemd:/\n2:cpu:/\n");
   auto r = read_cgroup(t.path() + "/proc", t.path() + "/sys", {});
   EXPECT_FALSE(r);
   EXPECT_TRUE(starts_with(r.error, "missing: no memory cgroup")) << r.error;
@@ -514,7 +459,7 @@ TEST(ReadCgroup, FallsBackToSysfsWithoutMountinfo) {
   EXPECT_EQ(r.value->dir, root + "/sys/fs/cgroup/system.slice/apache2.service");
   EXPECT_EQ(r.value->limit, 512 * MiB);
 
-  write(root + "/proc/self/mountinfo", "garbage\n");  // unhelpful mountinfo: same fallback
+  write_file(root + "/proc/self/mountinfo", "garbage\n");  // unhelpful mountinfo: same fallback
   auto g = read_cgroup(root + "/proc", root + "/sys", {});
   ASSERT_TRUE(g) << g.error;
   EXPECT_EQ(g.value->limit, 512 * MiB);
@@ -523,12 +468,12 @@ TEST(ReadCgroup, FallsBackToSysfsWithoutMountinfo) {
 TEST(ReadCgroup, FallsBackToUnifiedAndV1Memory) {
   TempDir t;
   const std::string p = t.path() + "/proc", s = t.path() + "/sys";
-  write(p + "/self/cgroup", "4:memory:/m\n0::/a\n");
-  write(s + "/fs/cgroup/unified/cgroup.controllers", "memory\n");
-  write(s + "/fs/cgroup/unified/a/memory.max", "1048576\n");
-  write(s + "/fs/cgroup/unified/a/memory.current", "4096\n");
-  write(s + "/fs/cgroup/memory/m/memory.limit_in_bytes", "2097152\n");
-  write(s + "/fs/cgroup/memory/m/memory.usage_in_bytes", "8192\n");
+  write_file(p + "/self/cgroup", "4:memory:/m\n0::/a\n");
+  write_file(s + "/fs/cgroup/unified/cgroup.controllers", "memory\n");
+  write_file(s + "/fs/cgroup/unified/a/memory.max", "1048576\n");
+  write_file(s + "/fs/cgroup/unified/a/memory.current", "4096\n");
+  write_file(s + "/fs/cgroup/memory/m/memory.limit_in_bytes", "2097152\n");
+  write_file(s + "/fs/cgroup/memory/m/memory.usage_in_bytes", "8192\n");
   auto r = read_cgroup(p, s, {});
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->version, 2);
@@ -551,13 +496,13 @@ TEST(ReadCgroup, FallsBackToUnifiedAndV1Memory) {
 TEST(ReadCgroup, V2LeafWithoutMemoryControllerUsesNearestAncestor) {
   TempDir t;
   const std::string p = t.path() + "/proc", s = t.path() + "/sys";
-  write(p + "/self/cgroup", "0::/a/b/c\n");
-  write(p + "/self/mountinfo",
-        "33 22 0:28 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
-  write(s + "/fs/cgroup/cgroup.controllers", "memory\n");
-  write(s + "/fs/cgroup/a/memory.max", "8388608\n");
-  write(s + "/fs/cgroup/a/memory.current", "65536\n");
-  write(s + "/fs/cgroup/a/b/c/cgroup.procs", "1\n");
+  write_file(p + "/self/cgroup", "0::/a/b/c\n");
+  write_file(p + "/self/mountinfo",
+             "33 22 0:28 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
+  write_file(s + "/fs/cgroup/cgroup.controllers", "memory\n");
+  write_file(s + "/fs/cgroup/a/memory.max", "8388608\n");
+  write_file(s + "/fs/cgroup/a/memory.current", "65536\n");
+  write_file(s + "/fs/cgroup/a/b/c/cgroup.procs", "1\n");
   auto r = read_cgroup(p, s, {});
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->dir, s + "/fs/cgroup/a");
@@ -569,9 +514,9 @@ TEST(ReadCgroup, V2LeafWithoutMemoryControllerUsesNearestAncestor) {
 TEST(ReadCgroup, V2RootCgroupAloneIsNotAController) {
   TempDir t;
   const std::string p = t.path() + "/proc", s = t.path() + "/sys";
-  write(p + "/self/cgroup", "0::/\n");
-  write(s + "/fs/cgroup/cgroup.controllers", "cpu io memory pids\n");
-  write(s + "/fs/cgroup/memory.stat", "anon 1\n");
+  write_file(p + "/self/cgroup", "0::/\n");
+  write_file(s + "/fs/cgroup/cgroup.controllers", "cpu io memory pids\n");
+  write_file(s + "/fs/cgroup/memory.stat", "anon 1\n");
   auto r = read_cgroup(p, s, {});
   EXPECT_FALSE(r);
   EXPECT_TRUE(contains(r.error, s + "/fs/cgroup/memory.max")) << r.error;
@@ -580,12 +525,13 @@ TEST(ReadCgroup, V2RootCgroupAloneIsNotAController) {
 TEST(ReadCgroup, NamespacedMountRootAndEscapedMountPoint) {
   TempDir t;
   const std::string p = t.path() + "/proc", s = t.path() + "/sys";
-  write(p + "/self/cgroup", "0::/ns/app\n");
-  write(p + "/self/mountinfo", "33 22 0:28 /ns /sys/fs/my\\040cgroup rw - cgroup2 cgroup2 rw\n");
-  write(s + "/fs/my cgroup/app/memory.max", "max\n");
-  write(s + "/fs/my cgroup/app/memory.current", "123\n");
-  write(s + "/fs/my cgroup/memory.max", "1000000\n");
-  write(s + "/fs/my cgroup/memory.current", "456\n");
+  write_file(p + "/self/cgroup", "0::/ns/app\n");
+  write_file(p + "/self/mountinfo",
+             "33 22 0:28 /ns /sys/fs/my\\040cgroup rw - cgroup2 cgroup2 rw\n");
+  write_file(s + "/fs/my cgroup/app/memory.max", "max\n");
+  write_file(s + "/fs/my cgroup/app/memory.current", "123\n");
+  write_file(s + "/fs/my cgroup/memory.max", "1000000\n");
+  write_file(s + "/fs/my cgroup/memory.current", "456\n");
   auto r = read_cgroup(p, s, {});
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->dir, s + "/fs/my cgroup/app");
@@ -598,8 +544,8 @@ TEST(ReadCgroup, NamespacedMountRootAndEscapedMountPoint) {
 TEST(ReadCgroup, PathEscapingTheHierarchyIsRefused) {
   TempDir t;
   const std::string p = t.path() + "/proc", s = t.path() + "/sys";
-  write(p + "/self/cgroup", "0::/../../etc\n");
-  write(s + "/fs/cgroup/cgroup.controllers", "memory\n");
+  write_file(p + "/self/cgroup", "0::/../../etc\n");
+  write_file(s + "/fs/cgroup/cgroup.controllers", "memory\n");
   auto r = read_cgroup(p, s, {});
   EXPECT_FALSE(r);
   EXPECT_TRUE(contains(r.error, "outside")) << r.error;
@@ -608,8 +554,8 @@ TEST(ReadCgroup, PathEscapingTheHierarchyIsRefused) {
 TEST(ReadCgroup, MountOutsideSysIsNotReadInFixtureTrees) {
   TempDir t;
   const std::string p = t.path() + "/proc", s = t.path() + "/sys";
-  write(p + "/self/cgroup", "0::/\n");
-  write(p + "/self/mountinfo", "33 22 0:28 / /proc rw - cgroup2 cgroup2 rw\n");
+  write_file(p + "/self/cgroup", "0::/\n");
+  write_file(p + "/self/mountinfo", "33 22 0:28 / /proc rw - cgroup2 cgroup2 rw\n");
   auto r = read_cgroup(p, s, {});
   EXPECT_FALSE(r);
   EXPECT_TRUE(starts_with(r.error, "missing: no memory cgroup found")) << r.error;
@@ -619,7 +565,7 @@ TEST(ReadCgroup, GarbageOwnLimitIsAnErrorNotUnlimited) {
   TempDir t;
   const std::string root = copy_tree(t, "cgroup2-limited");
   const std::string dir = root + "/sys/fs/cgroup/system.slice/apache2.service";
-  write(dir + "/memory.max", "lots\n");
+  write_file(dir + "/memory.max", "lots\n");
   auto r = read_cgroup(root + "/proc", root + "/sys", {});
   EXPECT_FALSE(r);
   EXPECT_EQ(r.error,
@@ -631,9 +577,9 @@ TEST(ReadCgroup, GarbageOptionalFilesLeaveOptionalsEmpty) {
   TempDir t;
   const std::string root = copy_tree(t, "cgroup2-limited");
   const std::string dir = root + "/sys/fs/cgroup/system.slice/apache2.service";
-  write(dir + "/memory.stat", "shmem -5\n");
+  write_file(dir + "/memory.stat", "shmem -5\n");
   fs::remove(dir + "/memory.events");
-  write(root + "/sys/fs/cgroup/system.slice/memory.max", "nonsense\n");
+  write_file(root + "/sys/fs/cgroup/system.slice/memory.max", "nonsense\n");
   auto r = read_cgroup(root + "/proc", root + "/sys", {});
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->limit, 512 * MiB);

@@ -11,16 +11,15 @@
 #include <functional>
 
 #include "shmguard/sources.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace shmguard;
 
+using namespace shmguard_test;
+
 namespace {
 
-std::string fixtures() {
-  const char* env = std::getenv("SHMGUARD_FIXTURES");
-  return env && *env ? env : "tests/fixtures";
-}
 std::string proc(const std::string& s) {
   return fixtures() + "/trees/" + s + "/proc";
 }
@@ -30,58 +29,6 @@ bool starts_with(const std::string& s, const std::string& p) {
 }
 bool contains(const std::string& s, const std::string& p) {
   return s.find(p) != std::string::npos;
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "shmguard-oc-XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data())) path_ = buf.data();
-    ::chmod(path_.c_str(), 0755);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void write(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
-
-// Runs fn without the privilege to ignore file modes (as "nobody" in a child when we are root).
-std::optional<std::string> run_unprivileged(const std::function<std::string()>& fn) {
-  if (::geteuid() != 0) return fn();
-  int fds[2];
-  if (::pipe(fds) != 0) return std::nullopt;
-  pid_t pid = ::fork();
-  if (pid < 0) return std::nullopt;
-  if (pid == 0) {
-    ::close(fds[0]);
-    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(3);
-    std::string out = fn();
-    ssize_t n = ::write(fds[1], out.data(), out.size());
-    _exit(n == static_cast<ssize_t>(out.size()) ? 0 : 4);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
-  return out;
 }
 
 constexpr std::uint64_t KiB = 1024;
@@ -196,10 +143,11 @@ TEST(ReadOvercommit, HeuristicAndAlwaysModes) {
 
 TEST(ReadOvercommit, OldKernelWithoutMemAvailable) {
   TempDir t;
-  write(t.path() + "/sys/vm/overcommit_memory", "2\n");
-  write(t.path() + "/meminfo",
-        "MemTotal:        1015704 kB\nMemFree:          101444 kB\nShmem:              6724 kB\n"
-        "CommitLimit:      507852 kB\nCommitted_AS:     499216 kB\n");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "2\n");
+  write_file(
+      t.path() + "/meminfo",
+      "MemTotal:        1015704 kB\nMemFree:          101444 kB\nShmem:              6724 kB\n"
+      "CommitLimit:      507852 kB\nCommitted_AS:     499216 kB\n");
   auto r = read_overcommit(t.path());
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->mode, 2);
@@ -215,7 +163,7 @@ TEST(ReadOvercommit, BrokenTreeGivesReasons) {
                          "/sys/vm/overcommit_memory");
 
   TempDir t;
-  write(t.path() + "/sys/vm/overcommit_memory", "0\n");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "0\n");
   fs::copy_file(proc("broken") + "/meminfo", t.path() + "/meminfo");
   auto m = read_overcommit(t.path());
   EXPECT_FALSE(m);
@@ -223,16 +171,16 @@ TEST(ReadOvercommit, BrokenTreeGivesReasons) {
             "malformed at line 2: value of \"MemFree\" is not an unsigned number: \"lots\" in " +
                 t.path() + "/meminfo");
 
-  write(t.path() + "/sys/vm/overcommit_memory", "3\n");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "3\n");
   EXPECT_TRUE(
       starts_with(read_overcommit(t.path()).error, "malformed at line 1: expected 0, 1 or 2"));
-  write(t.path() + "/sys/vm/overcommit_memory", "");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "");
   EXPECT_TRUE(
       starts_with(read_overcommit(t.path()).error, "malformed at line 1: expected 0, 1 or 2"));
-  write(t.path() + "/sys/vm/overcommit_memory", "-1\n");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "-1\n");
   EXPECT_TRUE(
       starts_with(read_overcommit(t.path()).error, "malformed at line 1: expected 0, 1 or 2"));
-  write(t.path() + "/sys/vm/overcommit_memory", "18446744073709551617\n");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "18446744073709551617\n");
   EXPECT_TRUE(
       starts_with(read_overcommit(t.path()).error, "malformed at line 1: expected 0, 1 or 2"));
 }
@@ -243,7 +191,7 @@ TEST(ReadOvercommit, MissingFiles) {
   EXPECT_EQ(r.error, "missing: /nonexistent-shmguard/proc/sys/vm/overcommit_memory");
 
   TempDir t;
-  write(t.path() + "/sys/vm/overcommit_memory", "0\n");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "0\n");
   auto m = read_overcommit(t.path());
   EXPECT_FALSE(m);
   EXPECT_EQ(m.error, "missing: " + t.path() + "/meminfo");
@@ -251,7 +199,7 @@ TEST(ReadOvercommit, MissingFiles) {
 
 TEST(ReadOvercommit, UnreadableMeminfo) {
   TempDir t;
-  write(t.path() + "/sys/vm/overcommit_memory", "2\n");
+  write_file(t.path() + "/sys/vm/overcommit_memory", "2\n");
   ::chmod((t.path() + "/sys").c_str(), 0755);
   ::chmod((t.path() + "/sys/vm").c_str(), 0755);
   fs::copy_file(proc("strict-overcommit") + "/meminfo", t.path() + "/meminfo");

@@ -17,40 +17,16 @@
 
 #include "../../mod_shmguard/sampler/sampler.hpp"
 #include "shmguard/status.hpp"
+#include "test_util.hpp"
 
 using namespace shmguard;
 
+using namespace shmguard_test;
+
 namespace {
-
-std::string fixtures() {
-  const char* env = std::getenv("SHMGUARD_FIXTURES");
-  return env ? env : "tests/fixtures";
-}
-
-// A temporary directory removed at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/shmguard-sampler-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 void append(const std::string& file, const std::string& text) {
   std::ofstream(file, std::ios::app) << text << std::flush;
-}
-
-template <class P>
-bool eventually(P pred, int ms = 3000) {
-  for (int i = 0; i < ms / 10; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
 }
 
 struct Running {
@@ -129,7 +105,7 @@ TEST(Sampler, RendersStatusOnlyWhenAskedAndServesTheTicket) {
 
 TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   TempDir d;
-  const std::string log = d.path + "/error.log";
+  const std::string log = d.path() + "/error.log";
   append(log, "[core:notice] earlier line that is not evidence\n");
   Running r(config(fixtures() + "/beancounters/openvz6-container.txt", log));
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
@@ -183,7 +159,7 @@ TEST(Sampler, EvidenceTicketIsServedAfterAWake) {
 
 TEST(Sampler, WarnsOnceBelowThresholdAndLogsFailcntRise) {
   TempDir d;
-  const std::string bc = d.path + "/user_beancounters";
+  const std::string bc = d.path() + "/user_beancounters";
   std::string text;
   {
     std::ifstream in(fixtures() + "/beancounters/openvz6-container.txt");

@@ -12,16 +12,15 @@
 #include <functional>
 
 #include "shmguard/sources.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace shmguard;
 
+using namespace shmguard_test;
+
 namespace {
 
-std::string fixtures() {
-  const char* env = std::getenv("SHMGUARD_FIXTURES");
-  return env && *env ? env : "tests/fixtures";
-}
 std::string proc(const std::string& s) {
   return fixtures() + "/trees/" + s + "/proc";
 }
@@ -31,58 +30,6 @@ bool starts_with(const std::string& s, const std::string& p) {
 }
 bool contains(const std::string& s, const std::string& p) {
   return s.find(p) != std::string::npos;
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "shmguard-sv-XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data())) path_ = buf.data();
-    ::chmod(path_.c_str(), 0755);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void write(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
-
-// Runs fn without the privilege to ignore file modes (as "nobody" in a child when we are root).
-std::optional<std::string> run_unprivileged(const std::function<std::string()>& fn) {
-  if (::geteuid() != 0) return fn();
-  int fds[2];
-  if (::pipe(fds) != 0) return std::nullopt;
-  pid_t pid = ::fork();
-  if (pid < 0) return std::nullopt;
-  if (pid == 0) {
-    ::close(fds[0]);
-    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(3);
-    std::string out = fn();
-    ssize_t n = ::write(fds[1], out.data(), out.size());
-    _exit(n == static_cast<ssize_t>(out.size()) ? 0 : 4);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
-  return out;
 }
 
 const char* kNewHeader =
@@ -254,7 +201,7 @@ TEST(ReadSysv, BrokenTreeListsEveryReason) {
 
 TEST(ReadSysv, PartialIsNotAnError) {
   TempDir t;
-  write(t.path() + "/sys/kernel/shmmni", "32768\n");
+  write_file(t.path() + "/sys/kernel/shmmni", "32768\n");
   auto r = read_sysv(t.path());
   ASSERT_TRUE(r) << r.error;
   EXPECT_EQ(r.value->shmmni, 32768u);
@@ -325,7 +272,7 @@ TEST(ReadDevShm, Errors) {
   EXPECT_EQ(missing.error, "missing: /nonexistent-shmguard/shm");
 
   TempDir t;
-  write(t.path() + "/file", "x");
+  write_file(t.path() + "/file", "x");
   auto notdir = read_devshm(t.path() + "/file/shm");
   EXPECT_FALSE(notdir);
   EXPECT_EQ(notdir.error, "missing: " + t.path() + "/file/shm");

@@ -25,34 +25,13 @@
 #include "shmguard/sources.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/workers.hpp"
+#include "test_util.hpp"
 
 using namespace shmguard;
 
+using namespace shmguard_test;
+
 namespace {
-
-std::string fixtures() {
-  const char* env = std::getenv("SHMGUARD_FIXTURES");
-  return env ? env : "tests/fixtures";
-}
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/shmguard-trust-XXXXXX";
-    path = ::mkdtemp(tmpl);
-    ::chmod(path.c_str(), 0755);
-  }
-  ~TempDir() { (void)!std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::trunc) << text << std::flush;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // Runs f in a child that has become `nobody` (uid/gid 65534, no capabilities); the child's exit
 // status is f's result (0 = all checks passed).
@@ -75,7 +54,7 @@ int as_nobody(const std::function<int()>& f) {
 
 TEST(KeptFile, RereadsFromOffsetZeroEveryTime) {
   TempDir d;
-  const std::string f = d.path + "/bc";
+  const std::string f = d.path() + "/bc";
   write_file(f, "first\n");
   int fd = ::open(f.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
@@ -94,7 +73,7 @@ TEST(KeptFile, RereadsFromOffsetZeroEveryTime) {
 
 TEST(KeptFile, PathReplacedOrGoneIsReadByPath) {
   TempDir d;
-  const std::string f = d.path + "/bc";
+  const std::string f = d.path() + "/bc";
   write_file(f, "old\n");
   int fd = ::open(f.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
@@ -105,15 +84,15 @@ TEST(KeptFile, PathReplacedOrGoneIsReadByPath) {
   auto gone = read_kept_file(fd, f);
   EXPECT_FALSE(gone);
   EXPECT_EQ(gone.error, "missing: " + f);
-  EXPECT_EQ(read_kept_file(-1, d.path + "/none").error, "missing: " + d.path + "/none");
+  EXPECT_EQ(read_kept_file(-1, d.path() + "/none").error, "missing: " + d.path() + "/none");
   ::close(fd);
 }
 
 TEST(KeptFile, RootOnlyFileStaysReadableAfterDroppingRoot) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop";
   TempDir d;
-  const std::string f = d.path + "/user_beancounters";
-  write_file(f, slurp(fixtures() + "/beancounters/openvz6-container.txt"));
+  const std::string f = d.path() + "/user_beancounters";
+  write_file(f, read_text(fixtures() + "/beancounters/openvz6-container.txt"));
   ASSERT_EQ(::chmod(f.c_str(), 0400), 0);
   int fd = ::open(f.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
@@ -143,7 +122,7 @@ TEST(KeptFile, RootOnlyFileStaysReadableAfterDroppingRoot) {
 
 TEST(LogTail, ShrunkLogIsFollowedFromItsNewEnd) {
   TempDir d;
-  const std::string f = d.path + "/error.log";
+  const std::string f = d.path() + "/error.log";
   const std::string a = "line a: Unable to allocate shared memory segment of 1 bytes: x\n";
   write_file(f, a + "line b\nline c\n");
   sampler::LogTail tail(f);
@@ -170,7 +149,7 @@ TEST(LogTail, ShrunkLogIsFollowedFromItsNewEnd) {
 
 TEST(LogTail, AdoptedDescriptorIsReadAndThePathNeverReopened) {
   TempDir d;
-  const std::string f = d.path + "/error.log";
+  const std::string f = d.path() + "/error.log";
   write_file(f, "before\n");
   int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0);

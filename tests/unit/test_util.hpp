@@ -1,0 +1,100 @@
+// Helpers the unit tests share: the fixture root, a scratch directory, whole-file write and read,
+// running a check without root's file privileges, and waiting for a condition.
+#pragma once
+
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace shmguard_test {
+
+// tests/fixtures, or $SHMGUARD_FIXTURES (the package build runs the tests from elsewhere).
+inline std::string fixtures() {
+  const char* env = std::getenv("SHMGUARD_FIXTURES");
+  return env && *env ? env : "tests/fixtures";
+}
+
+// A scratch directory (mode 0755, so an unprivileged child can enter it), removed with
+// everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "shmguard-test-XXXXXX").string();
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (::mkdtemp(buf.data())) path_ = buf.data();
+    ::chmod(path_.c_str(), 0755);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Writes the whole file (parents created), replacing what was there.
+inline void write_file(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text << std::flush;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Runs fn without the privilege to ignore file modes (as "nobody" in a child when we are root);
+// its result comes back through a pipe. nullopt when privileges could not be dropped.
+inline std::optional<std::string> run_unprivileged(const std::function<std::string()>& fn) {
+  if (::geteuid() != 0) return fn();
+  int fds[2];
+  if (::pipe(fds) != 0) return std::nullopt;
+  pid_t pid = ::fork();
+  if (pid < 0) return std::nullopt;
+  if (pid == 0) {
+    ::close(fds[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(3);
+    std::string out = fn();
+    ssize_t n = ::write(fds[1], out.data(), out.size());
+    _exit(n == static_cast<ssize_t>(out.size()) ? 0 : 4);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return out;
+}
+
+// Polls pred every 10 ms for up to `ms`; true as soon as it holds.
+template <class P>
+bool eventually(P pred, int ms = 3000) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+}  // namespace shmguard_test
