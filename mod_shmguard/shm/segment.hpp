@@ -64,8 +64,8 @@ struct VhostCounters {
 struct ClassSlot {
   std::atomic<std::uint64_t> key;  // 0 = empty; set once with CAS, never cleared in a generation
   std::atomic<std::int32_t> inflight;
-  std::atomic<std::int32_t> waiting;        // requests of the class waiting for a worker
-  std::atomic<std::uint64_t> worker_need;   // bytes: a worker's private segments, summed (max)
+  std::atomic<std::int32_t> waiting;           // requests of the class waiting for a worker
+  std::atomic<std::uint64_t> worker_need;      // bytes: a worker's private segments, summed (max)
   std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
 };
 
@@ -94,6 +94,7 @@ struct Segment {
   std::atomic<std::uint64_t> sampler_starts;
   std::atomic<std::int64_t> sample_wall_ms;  // when the last sample was taken (0: none yet)
   std::atomic<std::int64_t> interval_ms;
+  std::atomic<std::uint64_t> log_reads;  // error-log reads by the follower (status page: sampler)
 
   // The model, as the request path needs it.
   std::atomic<std::int64_t> headroom;                     // bytes; -1: no finite limit

@@ -203,3 +203,33 @@ def test_forged_evidence_does_not_turn_a_500_into_503(server):
     assert r.status == 500, (r.status, r.text[:300])
     assert "SG0202" not in s.error_log()
     assert vhost(s)["translated"] == 0
+
+
+def _aborted_post(port):
+    """A POST that promises a body and goes away after 3 bytes of it (the flood of issue 9 item 5)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"POST /sleep.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000\r\n\r\nabc")
+    c.close()
+
+
+def test_flood_of_aborted_posts_wakes_no_sample(server):
+    # Issue 9 item 5. A POST whose client leaves before the body's end gets a 500 that no backend
+    # took part in (mod_fcgid reads the whole body before it takes a worker). With the budget
+    # exhausted, where a 500 waits for an evidence scan, 100 such 500s must wake no sample: the
+    # samples counter moves with the 200 ms interval only. (Before: each woke a full sample, at
+    # most one per 20 ms, and parked its child meanwhile: ~50 samples a second.)
+    s = server(shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100)
+    warm_one_worker(s)
+    exhaust(s)
+    mark = s.log_mark()
+    before, t0 = status(s)["sampler"]["samples"], time.monotonic()
+    for _ in range(100):
+        _aborted_post(s.port)
+        time.sleep(0.01)
+    assert s.wait_log(r"can't get data from http client", since=mark)
+    time.sleep(0.5)  # the last ones are answered
+    taken, elapsed = status(s)["sampler"]["samples"] - before, time.monotonic() - t0
+    scheduled = elapsed / 0.2 + 3  # ShmGuardInterval 200ms, and a margin for the edges
+    assert taken <= scheduled, "%d samples in %.2f s (scheduled: %.0f)" % (taken, elapsed, scheduled)
+    assert vhost(s)["translated"] == 0
+    assert s.get("/index.php").status == 200  # the warm worker still serves
