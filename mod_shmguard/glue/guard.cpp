@@ -116,7 +116,7 @@ bool fcgid_class(request_rec* r, FcgidClass& out) {
     if (r->finfo.inode == 0 && r->finfo.device == 0) return false;
     out.key.inode = static_cast<std::uint64_t>(r->finfo.inode);
     out.key.deviceid = static_cast<std::uint64_t>(r->finfo.device);
-    out.key.cmdline = nullptr;
+    out.key.cmdline = r->filename;  // mod_fcgid's command line without a wrapper
   }
   // vhost_id is the first member of mod_fcgid's server config.
   const int* vhost_id =
@@ -126,7 +126,7 @@ bool fcgid_class(request_rec* r, FcgidClass& out) {
   ap_unix_identity_t* ugid = ap_run_get_suexec_identity(r);
   out.key.uid = ugid ? static_cast<std::uint32_t>(ugid->uid) : 0xffffffffu;
   out.key.gid = ugid ? static_cast<std::uint32_t>(ugid->gid) : 0xffffffffu;
-  out.hash = shm::class_key(out.key.vhost_id, out.key.deviceid, out.key.inode);
+  out.hash = fcgid::class_hash(out.key);
   return true;
 }
 

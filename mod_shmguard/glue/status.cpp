@@ -66,14 +66,14 @@ Reserve reserve_of(const ServerConf* c, int fcgid_vhost_id, const std::vector<fc
     return r;
   }
   r.is_auto = true;
-  std::set<std::pair<std::uint64_t, std::uint64_t>> seen;
+  std::set<std::uint64_t> seen;
   std::uint64_t best = 0;
   std::string best_class;
   for (const auto& n : nodes) {
     if (fcgid_vhost_id == 0 || n.vhost_id != fcgid_vhost_id) continue;
-    if (!seen.insert({n.deviceid, n.inode}).second) continue;
-    const shm::ClassSlot* slot =
-        shm::class_slot(gen.seg, shm::class_key(n.vhost_id, n.deviceid, n.inode), false);
+    const std::uint64_t key = fcgid::class_hash(fcgid::class_of(n));
+    if (!seen.insert(key).second) continue;
+    const shm::ClassSlot* slot = shm::class_slot(gen.seg, key, false);
     std::uint64_t v = slot ? slot->worker_need.load(std::memory_order_relaxed) : 0;
     if (v > best) {
       best = v;
@@ -128,7 +128,7 @@ std::vector<VhostView> vhosts() {
       if (v.fcgid_vhost_id == 0 || n.vhost_id != v.fcgid_vhost_id || n.list == fcgid::List::Error)
         continue;
       ++v.workers_now;
-      classes.insert(shm::class_key(n.vhost_id, n.deviceid, n.inode));
+      classes.insert(fcgid::class_hash(fcgid::class_of(n)));
     }
     for (std::uint64_t k : classes)
       if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, k, false))

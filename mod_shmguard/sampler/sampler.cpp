@@ -205,8 +205,10 @@ class Sampler {
     }
     for (const auto& node : nodes_) {
       if (node.list == fcgid::List::Error) continue;
-      const Proc& p = procs_.at(node.pid);
-      ClassAgg& agg = classes_[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      Proc& p = procs_.at(node.pid);
+      // The class's key is the node's for the process's life: read (command line) once.
+      if (!p.class_key) p.class_key = fcgid::class_hash_at(cfg_.fcgid_table, node.index);
+      ClassAgg& agg = classes_[p.class_key];
       // A worker's whole need: every segment only it maps (OPcache + APCu + any other).
       std::uint64_t own = 0;
       for (const auto& sg : p.info.segments)
@@ -535,12 +537,13 @@ class Sampler {
   }
 
   struct Proc {
-    std::int64_t ident = -1;   // mod_fcgid's start time, or the kernel's start ticks
-    Worker info;               // stat, status, cmdline, segments
-    std::int64_t read_ms = 0;  // when status (RssShmem) was last read
-    bool fcgid = false;        // listed in mod_fcgid's table
-    bool fpm = false;          // a php-fpm process
-    int parent = 0;            // the php-cgi whose child this is (PHP_FCGI_CHILDREN), or 0
+    std::int64_t ident = -1;      // mod_fcgid's start time, or the kernel's start ticks
+    Worker info;                  // stat, status, cmdline, segments
+    std::int64_t read_ms = 0;     // when status (RssShmem) was last read
+    bool fcgid = false;           // listed in mod_fcgid's table
+    bool fpm = false;             // a php-fpm process
+    int parent = 0;               // the php-cgi whose child this is (PHP_FCGI_CHILDREN), or 0
+    std::uint64_t class_key = 0;  // mod_fcgid workers: fcgid::class_hash of its node, 0 unread
     std::uint64_t seen = 0, discovered = 0;
     // For recheck_processes, on boot_ms_now()'s clock: its start, its last full read, its next
     // check; and its virtual size when its maps were read.
