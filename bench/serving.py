@@ -92,32 +92,48 @@ def crashes(s):
     return log.count("Segmentation fault") + log.count("exit signal")
 
 
-def scenario(name, clients, seconds, budget_workers, module, moving=False, **opts):
+def _server(name, module, **opts):
+    """A P6 server (DokuWiki installed, not started): the same set-up for every config and the soak."""
     conf = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n" + opts.pop("guard", "")) if module else ""
     s = harness.Server(name="bench-" + name, artifacts=os.path.join(ARTIFACTS, name), shmguard=module, shmguard_conf=conf, segment_mib=SEG,
                        apcu_mib=APCU, privvm_barrier=4 << 20, log_level="warn",
                        shm_barrier=262144 * 4, max_requests_per_process=10000,
                        fcgid_extra=TUNING, **opts)
-    url = harness.install_dokuwiki(s)
+    return s, harness.install_dokuwiki(s)
+
+
+def _set_budget(s, budget_workers, module):
+    """Started server: the budget holds `budget_workers` workers (0: left ample); with the module,
+    the sampler's first samples. Returns the base (shmpages held with no worker of ours)."""
+    s.budget.refresh()
+    base = s.budget.held()
+    if budget_workers:
+        s.budget.set_barrier(base + budget_workers * WORKER_PAGES + 5 * 256)
+    if module:
+        time.sleep(1.0)  # the sampler's first samples
+    return base
+
+
+def _move_budget(s, base, stop):
+    """The budget moves between 1 and 5 workers every 3 s until `stop` is set."""
+    def move():
+        sizes = [1, 5, 3, 2, 4]
+        i = 0
+        while not stop.wait(3.0):
+            i += 1
+            s.budget.refresh()
+            s.budget.set_barrier(base + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
+    threading.Thread(target=move, daemon=True).start()
+
+
+def scenario(name, clients, seconds, budget_workers, module, moving=False, **opts):
+    s, url = _server(name, module, **opts)
     s.start()
     stop = threading.Event()
     try:
-        s.budget.refresh()
-        base = s.budget.held()
-        if budget_workers:
-            s.budget.set_barrier(base + budget_workers * WORKER_PAGES + 5 * 256)
-        if module:
-            time.sleep(1.0)  # the sampler's first samples
+        base = _set_budget(s, budget_workers, module)
         if moving:
-            def move():
-                sizes = [1, 5, 3, 2, 4]
-                i = 0
-                while not stop.wait(3.0):
-                    s.budget.refresh()
-                    i += 1
-                    held_others = 0
-                    s.budget.set_barrier(base + held_others + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
-            threading.Thread(target=move, daemon=True).start()
+            _move_budget(s, base, stop)
         st = load(s, url, clients, seconds)
         stop.set()
         st["crashes"] = crashes(s)
@@ -145,27 +161,11 @@ def shm_state():
 def soak(seconds, clients):
     """60 s at 256 connections, the budget moving every 3 s; then apachectl stop."""
     before = shm_state()
-    conf = "ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n"
-    s = harness.Server(name="bench-soak", artifacts=os.path.join(ARTIFACTS, "soak"), shmguard=True,
-                       shmguard_conf=conf, segment_mib=SEG, apcu_mib=APCU, privvm_barrier=4 << 20,
-                       shm_barrier=262144 * 4, max_requests_per_process=10000, fcgid_extra=TUNING)
-    url = harness.install_dokuwiki(s)
+    s, url = _server("soak", True)
     s.start()
     stop = threading.Event()
     try:
-        s.budget.refresh()
-        base = s.budget.held()
-        s.budget.set_barrier(base + 3 * WORKER_PAGES + 5 * 256)
-        time.sleep(1.0)
-
-        def move():
-            sizes = [1, 5, 3, 2, 4]
-            i = 0
-            while not stop.wait(3.0):
-                i += 1
-                s.budget.refresh()
-                s.budget.set_barrier(base + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
-        threading.Thread(target=move, daemon=True).start()
+        _move_budget(s, _set_budget(s, 3, True), stop)
         st = load(s, url, clients, seconds)
         stop.set()
         st["crashes"] = crashes(s)
