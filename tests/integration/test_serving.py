@@ -11,6 +11,8 @@ import socket
 import threading
 import time
 
+import harness
+
 from test_module import GUARD, SEG_PAGES, exhaust, status, vhost, wait_for, wait_sample
 
 
@@ -233,3 +235,28 @@ def test_flood_of_aborted_posts_wakes_no_sample(server):
     assert taken <= scheduled, "%d samples in %.2f s (scheduled: %.0f)" % (taken, elapsed, scheduled)
     assert vhost(s)["translated"] == 0
     assert s.get("/index.php").status == 200  # the warm worker still serves
+
+
+def test_class_without_a_wrapper_finds_its_idle_worker_when_exhausted(server):
+    # Issue 9 item 6. Without an FcgidWrapper, mod_fcgid's class command line is the script's path
+    # (fcgid_handler: default_build_command, cmd = r->filename), and it is compared like the
+    # wrapper's: the request's key must carry it, or the class's idle worker is not found and,
+    # with no room for a spawn, the request is refused instead of served.
+    s = server(start=False, shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100,
+               extra_conf='<Directory "${SHMGUARD_ROOT}/htdocs/direct">\n'
+                          '    AddHandler fcgid-script .fcgi\n</Directory>')
+    os.makedirs(os.path.join(s.htdocs, "direct"), exist_ok=True)
+    app = os.path.join(s.htdocs, "direct", "hello.fcgi")
+    with open(app, "w") as f:  # run by mod_fcgid itself: php-cgi through the shebang
+        f.write("#!%s -dopcache.enable=0\n<?php echo 'direct ', getmypid();\n" % harness.PHP_CGI)
+    os.chmod(app, 0o755)
+    s.start()
+    r = s.get("/direct/hello.fcgi")
+    assert r.status == 200 and r.text.startswith("direct "), (r.status, r.text[:200])
+    pid = r.text.split()[1]
+    exhaust(s)
+    for _ in range(3):
+        r = s.get("/direct/hello.fcgi")
+        assert r.status == 200, (r.status, r.text[:200])
+        assert r.text.split()[1] == pid  # the same worker: no spawn
+    assert vhost(s)["refused"] == 0
