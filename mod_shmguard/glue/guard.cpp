@@ -586,6 +586,10 @@ void translate_insert_error_filter(request_rec* r) {
   // mod_fcgid reads the whole body before it takes a worker, so no backend ran and none died.
   // No evidence to look for: no wait, no sampler wake (a flood of aborted uploads costs nothing).
   if (note->backend == Backend::Fcgid && !note->admitted) return;
+  // The response had started (the client has its status line) or the client is gone: no 503
+  // can reach it, so there is nothing to translate (a flood of clients that leave in the middle
+  // of a response, which mod_fcgid answers with a 500, wakes nothing either).
+  if (r->sent_bodyct || r->connection->aborted) return;
   shm::Segment* seg = gen.seg;
   // With ample headroom and no failure counter moved, a shared-memory failure is not what this
   // is: no wait for the sampler (a flood of unrelated 500s parks no child and wakes no sample).

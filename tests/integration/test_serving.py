@@ -260,3 +260,41 @@ def test_class_without_a_wrapper_finds_its_idle_worker_when_exhausted(server):
         assert r.status == 200, (r.status, r.text[:200])
         assert r.text.split()[1] == pid  # the same worker: no spawn
     assert vhost(s)["refused"] == 0
+
+
+BIG_PHP = "<?php for ($i = 0; $i < 64; $i++) { echo str_repeat('x', 65536); flush(); usleep(2000); }\n"
+
+
+def _left_mid_response(port):
+    """A GET whose client reads the start of a large response and resets the connection."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET /big.php HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    c.recv(4096)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()  # RST: the server's next write fails
+
+
+def test_clients_leaving_mid_response_wake_no_sample(server):
+    # Issue 9 item 5. mod_fcgid answers a response it could not finish writing with a 500; the
+    # client has its status line already (or is gone), so no 503 can reach it: no evidence is
+    # looked for. With the budget exhausted (a 500 would wait for an evidence scan), 40 of them
+    # must wake no sample. (Before: each woke a full sample, at most one per 20 ms.)
+    s = server(start=False, shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100)
+    with open(os.path.join(s.htdocs, "big.php"), "w") as f:
+        f.write(BIG_PHP)
+    s.start()
+    warm_one_worker(s)
+    exhaust(s)
+    mark = s.log_mark()
+    before, t0 = status(s)["sampler"]["samples"], time.monotonic()
+    for _ in range(40):
+        _left_mid_response(s.port)
+        time.sleep(0.02)
+    time.sleep(0.5)  # the last ones are answered
+    taken, elapsed = status(s)["sampler"]["samples"] - before, time.monotonic() - t0
+    assert re.search(r"mod_fcgid: ap_pass_brigade failed|Connection reset by peer|Broken pipe",
+                     s.error_log(since=mark)), s.error_log(since=mark)[-2000:]
+    scheduled = elapsed / 0.2 + 3  # ShmGuardInterval 200ms, and a margin for the edges
+    assert taken <= scheduled, "%d samples in %.2f s (scheduled: %.0f)" % (taken, elapsed, scheduled)
+    assert vhost(s)["translated"] == 0
+    assert s.get("/index.php").status == 200
