@@ -124,22 +124,28 @@ int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*
 }
 
 std::uint64_t class_hash(const ClassKey& key) {
-  // FNV-1a over the fixed fields, then the command line's bytes and its length.
-  std::uint64_t h = 1469598103934665603ULL;
-  auto byte = [&](unsigned char b) {
-    h ^= b;
-    h *= 1099511628211ULL;
-  };
+  // On every guarded request: eight bytes per step (a multiply and a shift each), not one.
+  std::uint64_t h = 0x53474b31ULL;  // "SGK1"
   auto mix = [&](std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) byte(static_cast<unsigned char>(v >> (i * 8)));
+    h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 29;
   };
   mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(key.vhost_id)));
   mix(key.deviceid);
   mix(key.inode);
   mix((static_cast<std::uint64_t>(key.uid) << 32) | key.gid);
-  std::size_t n = key.cmdline ? strnlen(key.cmdline, off::cmdline_max - 1) : 0;
-  for (std::size_t i = 0; i < n; ++i) byte(static_cast<unsigned char>(key.cmdline[i]));
+  const std::size_t n = key.cmdline ? strnlen(key.cmdline, off::cmdline_max - 1) : 0;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, key.cmdline + i, 8);
+    mix(w);
+  }
+  std::uint64_t tail = 0;
+  if (n > i) std::memcpy(&tail, key.cmdline + i, n - i);  // fewer than 8 left
+  mix(tail);
   mix(n);
+  h ^= h >> 32;
   return h == 0 ? 1 : h;
 }
 
