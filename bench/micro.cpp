@@ -2,7 +2,8 @@
 //   g++ -O2 -std=c++17 -Iinclude -Imod_shmguard bench/micro.cpp build/libshmguard_core.a
 //       -lbenchmark -lpthread -o build/bench/micro
 //
-// P3  decide() alone, and the guard's real fast path (shm::try_admit + release_claim: shared-segment loads,
+// P3  decide() alone, and the guard's real fast path (shm::try_admit + release_claim:
+// shared-segment loads,
 //     class key, class slot, decide, in-flight accounting) minus the APR/mod_fcgid calls.
 // P4  the parts of a sampler cycle, alone: probe() with a hardware-node /proc/user_beancounters
 //     (500 containers + block 0), the single-block parse, the full parse (reference), and the
@@ -125,7 +126,7 @@ std::vector<WorkerRow> scan_workers(shm::Segment* seg, const unsigned char* tabl
     if (ticks_now >= 0 && static_cast<std::int64_t>(w.value->start_ticks) <= ticks_now)
       row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.value->start_ticks)) / hz;
     if (node.list != fcgid::List::Error) {
-      ClassAgg& agg = classes[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      ClassAgg& agg = classes[fcgid::class_hash(fcgid::class_of(node))];
       std::uint64_t own = 0;
       for (const auto& s : row.segments) own += s.size;
       agg.need = std::max(agg.need, own);
@@ -180,7 +181,12 @@ void BM_FastPath(benchmark::State& state) {
   shm::VhostCounters* vc = &seg->vhosts[0];
   for (auto _ : state) {
     vc->guarded.fetch_add(1, std::memory_order_relaxed);
-    std::uint64_t key = shm::class_key(1, 65025, 1234567);
+    fcgid::ClassKey k;
+    k.vhost_id = 1;
+    k.deviceid = 65025;
+    k.inode = 1234567;
+    k.cmdline = "/usr/local/bin/php-wrapper";
+    std::uint64_t key = fcgid::class_hash(k);
     shm::ClassSlot* slot = shm::class_slot(seg.get(), key);
     GuardInput in;
     in.fresh = shm::sample_fresh(seg.get(), request_ms);

@@ -15,6 +15,8 @@ PHP_FCGI_MAX_REQUESTS agree (without it mod_fcgid sends request 501 to a php-cgi
 a bare 500 unrelated to shared memory), and FcgidErrorScanInterval 1.
 Degrade uses ShmGuardLeanReserve 0: lean workers run OPcache from its file cache, no APCu.
 Usage: bench/serving.py [--seconds S] [--clients N] [--smoke]   (prints a table; a benchmark, not a test)
+       bench/serving.py --soak          (60 s, 256 connections, the budget moving)
+       bench/serving.py --flood [--seconds S]   (sampler CPU under client-aborted POSTs, S s each)
 """
 
 import argparse
@@ -90,32 +92,48 @@ def crashes(s):
     return log.count("Segmentation fault") + log.count("exit signal")
 
 
-def scenario(name, clients, seconds, budget_workers, module, moving=False, **opts):
+def _server(name, module, **opts):
+    """A P6 server (DokuWiki installed, not started): the same set-up for every config and the soak."""
     conf = ("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n" + opts.pop("guard", "")) if module else ""
     s = harness.Server(name="bench-" + name, artifacts=os.path.join(ARTIFACTS, name), shmguard=module, shmguard_conf=conf, segment_mib=SEG,
                        apcu_mib=APCU, privvm_barrier=4 << 20, log_level="warn",
                        shm_barrier=262144 * 4, max_requests_per_process=10000,
                        fcgid_extra=TUNING, **opts)
-    url = harness.install_dokuwiki(s)
+    return s, harness.install_dokuwiki(s)
+
+
+def _set_budget(s, budget_workers, module):
+    """Started server: the budget holds `budget_workers` workers (0: left ample); with the module,
+    the sampler's first samples. Returns the base (shmpages held with no worker of ours)."""
+    s.budget.refresh()
+    base = s.budget.held()
+    if budget_workers:
+        s.budget.set_barrier(base + budget_workers * WORKER_PAGES + 5 * 256)
+    if module:
+        time.sleep(1.0)  # the sampler's first samples
+    return base
+
+
+def _move_budget(s, base, stop):
+    """The budget moves between 1 and 5 workers every 3 s until `stop` is set."""
+    def move():
+        sizes = [1, 5, 3, 2, 4]
+        i = 0
+        while not stop.wait(3.0):
+            i += 1
+            s.budget.refresh()
+            s.budget.set_barrier(base + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
+    threading.Thread(target=move, daemon=True).start()
+
+
+def scenario(name, clients, seconds, budget_workers, module, moving=False, **opts):
+    s, url = _server(name, module, **opts)
     s.start()
     stop = threading.Event()
     try:
-        s.budget.refresh()
-        base = s.budget.held()
-        if budget_workers:
-            s.budget.set_barrier(base + budget_workers * WORKER_PAGES + 5 * 256)
-        if module:
-            time.sleep(1.0)  # the sampler's first samples
+        base = _set_budget(s, budget_workers, module)
         if moving:
-            def move():
-                sizes = [1, 5, 3, 2, 4]
-                i = 0
-                while not stop.wait(3.0):
-                    s.budget.refresh()
-                    i += 1
-                    held_others = 0
-                    s.budget.set_barrier(base + held_others + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
-            threading.Thread(target=move, daemon=True).start()
+            _move_budget(s, base, stop)
         st = load(s, url, clients, seconds)
         stop.set()
         st["crashes"] = crashes(s)
@@ -143,27 +161,11 @@ def shm_state():
 def soak(seconds, clients):
     """60 s at 256 connections, the budget moving every 3 s; then apachectl stop."""
     before = shm_state()
-    conf = "ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n"
-    s = harness.Server(name="bench-soak", artifacts=os.path.join(ARTIFACTS, "soak"), shmguard=True,
-                       shmguard_conf=conf, segment_mib=SEG, apcu_mib=APCU, privvm_barrier=4 << 20,
-                       shm_barrier=262144 * 4, max_requests_per_process=10000, fcgid_extra=TUNING)
-    url = harness.install_dokuwiki(s)
+    s, url = _server("soak", True)
     s.start()
     stop = threading.Event()
     try:
-        s.budget.refresh()
-        base = s.budget.held()
-        s.budget.set_barrier(base + 3 * WORKER_PAGES + 5 * 256)
-        time.sleep(1.0)
-
-        def move():
-            sizes = [1, 5, 3, 2, 4]
-            i = 0
-            while not stop.wait(3.0):
-                i += 1
-                s.budget.refresh()
-                s.budget.set_barrier(base + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
-        threading.Thread(target=move, daemon=True).start()
+        _move_budget(s, _set_budget(s, 3, True), stop)
         st = load(s, url, clients, seconds)
         stop.set()
         st["crashes"] = crashes(s)
@@ -196,6 +198,13 @@ def _cpu_s(pid):
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _run_s(pid):
+    """The same CPU time in ns (the scheduler's sum_exec_runtime, /proc/PID/schedstat): utime +
+    stime count 10 ms ticks, 0.1 % of a core over 10 s; this resolves what ticks cannot."""
+    with open("/proc/%d/schedstat" % pid) as f:
+        return int(f.read().split()[0]) / 1e9
+
+
 def flood(seconds=10, rate=200):
     """Client-aborted POSTs (a body promised, never sent) to a PHP URL: each is a 500-class error
     on a guarded request. The sampler's CPU (% of one core) while they arrive, with ample headroom
@@ -214,11 +223,13 @@ def flood(seconds=10, rate=200):
                 s.budget.set_barrier(s.budget.held() + 1000)
             time.sleep(1.5)
             pid = _sampler_pid(s)
-            c0, t0 = _cpu_s(pid), time.monotonic()
+            c0, r0, t0 = _cpu_s(pid), _run_s(pid), time.monotonic()
             time.sleep(seconds)
-            idle = (_cpu_s(pid) - c0) / (time.monotonic() - t0) * 100
+            span = time.monotonic() - t0
+            idle = (_cpu_s(pid) - c0) / span * 100
+            idle_ns = (_run_s(pid) - r0) / span * 100
             sent = 0
-            c0, t0 = _cpu_s(pid), time.monotonic()
+            c0, r0, t0 = _cpu_s(pid), _run_s(pid), time.monotonic()
             end = t0 + seconds
             while time.monotonic() < end:
                 try:
@@ -229,13 +240,17 @@ def flood(seconds=10, rate=200):
                 except OSError:
                     pass
                 time.sleep(1.0 / rate)
-            busy = (_cpu_s(pid) - c0) / (time.monotonic() - t0) * 100
-            out[name] = (sent, idle, busy)
+            span = time.monotonic() - t0
+            busy = (_cpu_s(pid) - c0) / span * 100
+            busy_ns = (_run_s(pid) - r0) / span * 100
+            out[name] = (sent, idle, busy, idle_ns, busy_ns)
         finally:
             s.close()
     print("flood: client-aborted POSTs, sampler CPU as % of one core (P4 budget 0.2 %)")
-    for name, (sent, idle, busy) in out.items():
-        print("  %-9s %5d POSTs in %d s: sampler %.3f %% (idle before: %.3f %%)" % (name, sent, seconds, busy, idle))
+    print("  (utime+stime in 10 ms ticks; in brackets the scheduler's ns runtime, /proc/PID/schedstat)")
+    for name, (sent, idle, busy, idle_ns, busy_ns) in out.items():
+        print("  %-9s %5d POSTs in %g s: sampler %.3f %% [%.3f %%] (idle before: %.3f %% [%.3f %%])"
+              % (name, sent, seconds, busy, busy_ns, idle, idle_ns))
     return 0
 
 
@@ -248,7 +263,7 @@ def main(argv):
     ap.add_argument("--flood", action="store_true", help="sampler CPU under client-aborted POSTs")
     a = ap.parse_args(argv)
     if a.flood:
-        return flood()
+        return flood(seconds=a.seconds)
     if a.soak:
         st = soak(a.seconds if a.seconds != 10 else 60, a.clients if a.clients != 16 else 256)
         print("soak (DokuWiki, 256 connections, 60 s, budget moving between 1 and 5 workers every 3 s):")

@@ -37,13 +37,27 @@ struct Node {
   int requests_handled = 0;
 };
 
-// The process class of a request, as mod_fcgid matches it (apply_free_procnode).
+// The process class of a request, as mod_fcgid 2.3.9 matches it (fcgid_bridge.c
+// apply_free_procnode and count_busy_processes): inode and device of the wrapper or script, the
+// command line (strcmp), vhost_id, uid and gid (suEXEC's, or (uid_t)-1 / (gid_t)-1 without it).
+// The command line is the FcgidWrapper's, or without a wrapper the script's path (r->filename:
+// fcgid_handler's default_build_command).
 struct ClassKey {
   std::uint64_t inode = 0, deviceid = 0;
   int vhost_id = 0;
   std::uint32_t uid = 0xffffffffu, gid = 0xffffffffu;
-  const char* cmdline = nullptr;  // compared when set (wrapper command line)
+  const char* cmdline = nullptr;  // compared when set
 };
+
+// The class's key for the guard's claim slots: a hash of every field above (the command line as
+// mod_fcgid stores it, at most off::cmdline_max - 1 bytes; nullptr as ""). Two suEXEC users that
+// share a wrapper are two classes, as in mod_fcgid. Never 0.
+std::uint64_t class_hash(const ClassKey& key);
+// The class of a node read with read_table (its cmdline points into `n`).
+ClassKey class_of(const Node& n);
+// The same for the node at `index` of the table (its own fields, the command line read in place,
+// bounded); 0 if the index is out of range.
+std::uint64_t class_hash_at(const unsigned char* table, int index);
 
 // All nodes on the idle, busy and error lists of the table that starts at `table` (the value of
 // mod_fcgid's proctable_get_table_array()).

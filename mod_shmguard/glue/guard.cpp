@@ -116,7 +116,7 @@ bool fcgid_class(request_rec* r, FcgidClass& out) {
     if (r->finfo.inode == 0 && r->finfo.device == 0) return false;
     out.key.inode = static_cast<std::uint64_t>(r->finfo.inode);
     out.key.deviceid = static_cast<std::uint64_t>(r->finfo.device);
-    out.key.cmdline = nullptr;
+    out.key.cmdline = r->filename;  // mod_fcgid's command line without a wrapper
   }
   // vhost_id is the first member of mod_fcgid's server config.
   const int* vhost_id =
@@ -126,7 +126,7 @@ bool fcgid_class(request_rec* r, FcgidClass& out) {
   ap_unix_identity_t* ugid = ap_run_get_suexec_identity(r);
   out.key.uid = ugid ? static_cast<std::uint32_t>(ugid->uid) : 0xffffffffu;
   out.key.gid = ugid ? static_cast<std::uint32_t>(ugid->gid) : 0xffffffffu;
-  out.hash = shm::class_key(out.key.vhost_id, out.key.deviceid, out.key.inode);
+  out.hash = fcgid::class_hash(out.key);
   return true;
 }
 
@@ -220,31 +220,31 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
       std::uint64_t headroom = note.headroom < 0 ? 0 : static_cast<std::uint64_t>(note.headroom);
       std::uint64_t share = headroom + static_cast<std::uint64_t>(note.workers) * note.reserve;
       std::int32_t most = note.slot ? note.slot->max_workers_seen.load() : 0;
-      workers_text += "; " + std::to_string(workers_that_fit(headroom, note.reserve)) +
-                      " more fit at " + human_bytes(note.reserve) + " each; FcgidMaxProcessesPerClass " +
-                      std::to_string(workers_that_fit(share, note.reserve)) + " would have avoided it";
+      workers_text +=
+          "; " + std::to_string(workers_that_fit(headroom, note.reserve)) + " more fit at " +
+          human_bytes(note.reserve) + " each; FcgidMaxProcessesPerClass " +
+          std::to_string(workers_that_fit(share, note.reserve)) + " would have avoided it";
       if (most > 0)
-        workers_text += ", or at most " +
-                        human_bytes(share / static_cast<std::uint64_t>(most)) +
-                        " of shared memory per worker (opcache.memory_consumption + apc.shm_size) for the " +
-                        std::to_string(most) + " workers seen";
+        workers_text +=
+            ", or at most " + human_bytes(share / static_cast<std::uint64_t>(most)) +
+            " of shared memory per worker (opcache.memory_consumption + apc.shm_size) for the " +
+            std::to_string(most) + " workers seen";
     }
   } else {
     workers_text = "; backend does not spawn per request (reserve alone decides)";
   }
   std::int64_t reserved = gen.seg->reserved.load(std::memory_order_relaxed);
-  std::string reserved_text =
-      reserved > 0 ? " (" + human_bytes(static_cast<std::uint64_t>(reserved)) +
-                         " more reserved for workers being started)"
-                   : std::string();
+  std::string reserved_text = reserved > 0
+                                  ? " (" + human_bytes(static_cast<std::uint64_t>(reserved)) +
+                                        " more reserved for workers being started)"
+                                  : std::string();
   ap_log_rerror(
       APLOG_MARK, APLOG_ERR, 0, r,
       "SG0201 %s %s on %s: shared-memory headroom %s%s < reserve %s (%s)%s%s%s%s",
       dry ? "would refuse (ShmGuardAction log)" : "refused", r->uri, host_of(r),
       human_bytes(static_cast<std::uint64_t>(note.headroom < 0 ? 0 : note.headroom)).c_str(),
       reserved_text.c_str(), human_bytes(note.reserve).c_str(), binding_detail().c_str(),
-      workers_text.c_str(),
-      why ? "; " : "", why ? why : "",
+      workers_text.c_str(), why ? "; " : "", why ? why : "",
       burst > 1 ? ("; " + std::to_string(burst) + " refusals in this burst").c_str() : "");
 }
 
@@ -299,16 +299,17 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
       // only when there is no room for a spawn.
       bool low = in.bounded && room(in) < in.need;
       in.workers = !in.fresh || ample(in) ? 0
-                   : fcgid::count_class_workers(gen.fcgid_table, note->key, low ? pid_alive : nullptr);
+                                          : fcgid::count_class_workers(gen.fcgid_table, note->key,
+                                                                       low ? pid_alive : nullptr);
     } else if (in.spawns_workers) {
       in.workers = -1;  // class unknown: fail open
     }
     std::int64_t t = wall_ms();
     in.may_wait = wait_ms > 0 && t < deadline;
     in.waited_ms = t - now;
-    shm::Admission a =
-        note->slot ? shm::try_admit(seg, note->slot, in, gen.child_pid, hint, waiter >= 0)
-                   : shm::Admission{decide(in), -1, 0};
+    shm::Admission a = note->slot
+                           ? shm::try_admit(seg, note->slot, in, gen.child_pid, hint, waiter >= 0)
+                           : shm::Admission{decide(in), -1, 0};
     v = a.decision.verdict;
     note->claim = a.claim;
     note->claim_word = a.word;
@@ -353,13 +354,13 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
         ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(headroom) +
-         ", reserve " + std::to_string(in.need) + ", reserved " + std::to_string(seg->reserved.load()) +
-         ", fresh " + std::to_string(in.fresh) + ", class " +
-         (note->have_class ? "known" : "unknown") + " (vhost " + std::to_string(note->key.vhost_id) +
-         ", dev " + std::to_string(note->key.deviceid) + ", inode " +
-         std::to_string(note->key.inode) + "), workers " + std::to_string(note->workers) +
-         ", in flight " + std::to_string(note->inflight) + ", waited " +
-         std::to_string(note->waited_ms) + " ms")
+         ", reserve " + std::to_string(in.need) + ", reserved " +
+         std::to_string(seg->reserved.load()) + ", fresh " + std::to_string(in.fresh) + ", class " +
+         (note->have_class ? "known" : "unknown") + " (vhost " +
+         std::to_string(note->key.vhost_id) + ", dev " + std::to_string(note->key.deviceid) +
+         ", inode " + std::to_string(note->key.inode) + "), workers " +
+         std::to_string(note->workers) + ", in flight " + std::to_string(note->inflight) +
+         ", waited " + std::to_string(note->waited_ms) + " ms")
             .c_str());
   if (note->claim >= 0) {
     apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
@@ -581,6 +582,14 @@ void translate_insert_error_filter(request_rec* r) {
     return;
   }
   if (r->status != HTTP_INTERNAL_SERVER_ERROR) return;
+  // A body that never reached its end (the client went away, or sent less than it promised):
+  // mod_fcgid reads the whole body before it takes a worker, so no backend ran and none died.
+  // No evidence to look for: no wait, no sampler wake (a flood of aborted uploads costs nothing).
+  if (note->backend == Backend::Fcgid && !note->admitted) return;
+  // The response had started (the client has its status line) or the client is gone: no 503
+  // can reach it, so there is nothing to translate (a flood of clients that leave in the middle
+  // of a response, which mod_fcgid answers with a 500, wakes nothing either).
+  if (r->sent_bodyct || r->connection->aborted) return;
   shm::Segment* seg = gen.seg;
   // With ample headroom and no failure counter moved, a shared-memory failure is not what this
   // is: no wait for the sampler (a flood of unrelated 500s parks no child and wakes no sample).

@@ -66,14 +66,14 @@ Reserve reserve_of(const ServerConf* c, int fcgid_vhost_id, const std::vector<fc
     return r;
   }
   r.is_auto = true;
-  std::set<std::pair<std::uint64_t, std::uint64_t>> seen;
+  std::set<std::uint64_t> seen;
   std::uint64_t best = 0;
   std::string best_class;
   for (const auto& n : nodes) {
     if (fcgid_vhost_id == 0 || n.vhost_id != fcgid_vhost_id) continue;
-    if (!seen.insert({n.deviceid, n.inode}).second) continue;
-    const shm::ClassSlot* slot =
-        shm::class_slot(gen.seg, shm::class_key(n.vhost_id, n.deviceid, n.inode), false);
+    const std::uint64_t key = fcgid::class_hash(fcgid::class_of(n));
+    if (!seen.insert(key).second) continue;
+    const shm::ClassSlot* slot = shm::class_slot(gen.seg, key, false);
     std::uint64_t v = slot ? slot->worker_need.load(std::memory_order_relaxed) : 0;
     if (v > best) {
       best = v;
@@ -82,9 +82,11 @@ Reserve reserve_of(const ServerConf* c, int fcgid_vhost_id, const std::vector<fc
   }
   if (best) {
     r.bytes = best;
-    r.source = "auto: a worker's private shared segments (OPcache + APCu + any other) summed, largest seen in this vhost's mod_fcgid workers (" +
-               std::to_string(seen.size()) + (seen.size() == 1 ? " class" : " classes") +
-               ", largest in " + best_class + ")";
+    r.source =
+        "auto: a worker's private shared segments (OPcache + APCu + any other) summed, largest "
+        "seen in this vhost's mod_fcgid workers (" +
+        std::to_string(seen.size()) + (seen.size() == 1 ? " class" : " classes") + ", largest in " +
+        best_class + ")";
   } else {
     r.bytes = kDefaultReserve;
     r.source = "auto: no mod_fcgid worker of this vhost is running, so the default " +
@@ -126,16 +128,17 @@ std::vector<VhostView> vhosts() {
       if (v.fcgid_vhost_id == 0 || n.vhost_id != v.fcgid_vhost_id || n.list == fcgid::List::Error)
         continue;
       ++v.workers_now;
-      classes.insert(shm::class_key(n.vhost_id, n.deviceid, n.inode));
+      classes.insert(fcgid::class_hash(fcgid::class_of(n)));
     }
     for (std::uint64_t k : classes)
       if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, k, false))
         v.most_seen = std::max(v.most_seen, slot->max_workers_seen.load());
     std::int64_t h = gen.seg->headroom.load(), res = gen.seg->reserved.load();
     if (h >= 0) {
-      std::uint64_t room = static_cast<std::uint64_t>(h) > static_cast<std::uint64_t>(res > 0 ? res : 0)
-                               ? static_cast<std::uint64_t>(h - (res > 0 ? res : 0))
-                               : 0;
+      std::uint64_t room =
+          static_cast<std::uint64_t>(h) > static_cast<std::uint64_t>(res > 0 ? res : 0)
+              ? static_cast<std::uint64_t>(h - (res > 0 ? res : 0))
+              : 0;
       std::uint64_t share = room + static_cast<std::uint64_t>(v.workers_now) * v.reserve.bytes;
       v.fit_more = workers_that_fit(room, v.reserve.bytes);
       v.max_processes_fit = workers_that_fit(share, v.reserve.bytes);
@@ -149,7 +152,7 @@ std::vector<VhostView> vhosts() {
 struct Health {
   std::int32_t pid = 0;
   std::int64_t interval_ms = 0, sampled_ms = 0, age_ms = -1, bound_ms = 0;
-  std::uint64_t samples = 0, starts = 0;
+  std::uint64_t samples = 0, starts = 0, log_reads = 0;
   bool fresh = false;
 };
 
@@ -160,6 +163,7 @@ Health health() {
   h.sampled_ms = gen.seg->sample_wall_ms.load(std::memory_order_acquire);
   h.samples = gen.seg->samples.load();
   h.starts = gen.seg->sampler_starts.load();
+  h.log_reads = gen.seg->log_reads.load(std::memory_order_relaxed);
   h.bound_ms = shm::staleness_bound_ms(gen.seg);  // the guard's own bound
   const std::int64_t now = wall_ms();
   if (h.sampled_ms > 0) h.age_ms = std::max<std::int64_t>(0, now - h.sampled_ms);
@@ -381,11 +385,14 @@ std::string render_html(const Args& args, const Health& h, const Headline& hl,
       o += "<br><small>mod_fcgid vhost id " + std::to_string(v.fcgid_vhost_id) + "</small>";
     o += "</th><td>" + std::string(conf_enabled(v.conf) ? "on" : "off") + "</td><td>" +
          html_escape(human_bytes(v.reserve.bytes)) + "<br><small>" + html_escape(v.reserve.source) +
-         "</small></td><td>" + (conf_dry_run(v.conf) ? std::string("log (dry run)") : std::string(to_string(conf_action(v.conf)))) + "</td><td>" +
-         std::to_string(c->guarded.load()) + "</td><td>" + std::to_string(c->passed.load()) +
-         "</td><td" + (c->refused.load() ? " class=\"bad\"" : "") + ">" +
-         std::to_string(c->refused.load()) + "</td><td>" + std::to_string(c->would_refuse.load()) +
-         "</td><td>" + std::to_string(c->failed_open.load()) + "</td><td>" +
+         "</small></td><td>" +
+         (conf_dry_run(v.conf) ? std::string("log (dry run)")
+                               : std::string(to_string(conf_action(v.conf)))) +
+         "</td><td>" + std::to_string(c->guarded.load()) + "</td><td>" +
+         std::to_string(c->passed.load()) + "</td><td" +
+         (c->refused.load() ? " class=\"bad\"" : "") + ">" + std::to_string(c->refused.load()) +
+         "</td><td>" + std::to_string(c->would_refuse.load()) + "</td><td>" +
+         std::to_string(c->failed_open.load()) + "</td><td>" +
          std::to_string(c->translated.load()) + "</td><td>" +
          html_escape(ago(c->last_refusal_ms.load())) + "</td><td>" +
          std::to_string(c->waited.load()) + " (" + std::to_string(c->wait_served.load()) + " / " +
@@ -393,7 +400,8 @@ std::string render_html(const Args& args, const Health& h, const Headline& hl,
          ")</td><td>" + std::to_string(c->lean_spawns.load()) + "</td><td>" +
          (gen.seg->headroom.load() < 0
               ? std::string("unbounded")
-              : std::to_string(v.fit_more) + " more at " + html_escape(human_bytes(v.reserve.bytes)) +
+              : std::to_string(v.fit_more) + " more at " +
+                    html_escape(human_bytes(v.reserve.bytes)) +
                     "<br><small>FcgidMaxProcessesPerClass &le; " +
                     std::to_string(v.max_processes_fit) +
                     (v.most_seen > 0 ? "; or &le; " + html_escape(human_bytes(v.per_worker_fit)) +
@@ -501,6 +509,7 @@ std::string render_json(const Health& h, const Headline& hl, const std::vector<V
       .field("pid", h.pid)
       .field("interval_ms", h.interval_ms)
       .field("samples", h.samples)
+      .field("error_log_reads", h.log_reads)
       .field("starts", h.starts);
   if (h.sampled_ms)
     w.field("last_sample_ms", h.sampled_ms).field("last_sample_age_ms", h.age_ms);
@@ -629,14 +638,18 @@ std::string render_metrics(const Health& h, const Headline& hl, const std::vecto
          "Requests that waited for a worker, by outcome (served, expired, queue_full).");
   for (const auto& v : vs) {
     const auto* c = v.counters;
-    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"served\"", std::to_string(c->wait_served.load()));
-    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"expired\"", std::to_string(c->wait_expired.load()));
-    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"queue_full\"", std::to_string(c->queue_full.load()));
+    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"served\"",
+           std::to_string(c->wait_served.load()));
+    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"expired\"",
+           std::to_string(c->wait_expired.load()));
+    sample("shmguard_vhost_waits_total", vl(v) + ",outcome=\"queue_full\"",
+           std::to_string(c->queue_full.load()));
   }
   family("shmguard_vhost_lean_starts_total", "counter",
          "Lean workers the guard let start (ShmGuardAction degrade).");
   for (const auto& v : vs)
-    sample("shmguard_vhost_lean_starts_total", vl(v), std::to_string(v.counters->lean_spawns.load()));
+    sample("shmguard_vhost_lean_starts_total", vl(v),
+           std::to_string(v.counters->lean_spawns.load()));
   family("shmguard_vhost_workers_fit", "gauge",
          "More workers of the vhost's reserve that the headroom holds now.");
   for (const auto& v : vs) sample("shmguard_vhost_workers_fit", vl(v), std::to_string(v.fit_more));

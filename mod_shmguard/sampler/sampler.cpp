@@ -143,7 +143,9 @@ class Sampler {
   // guard wants a failure counter that rose beside it.
   void read_log() {
     const std::int64_t now = now_ms();
-    tail_.poll([&](const std::string& line) {
+    log_read_ms_ = now_mono_ms();
+    seg_->log_reads.fetch_add(1, std::memory_order_relaxed);
+    tail_.poll([&](std::string_view line) {
       auto e = parse_php_shm_error(line);
       if (!e) return;
       if (e->source == ShmErrorSource::Apcu) {
@@ -177,6 +179,13 @@ class Sampler {
   }
 
   int notify_fd() const { return tail_.notify_fd(); }
+  // The follower's own reads (the error log grew, no child waiting) come at most one per
+  // kLogGapMs: a flood of log lines (an aborted request, a 404 logged at error level...) costs
+  // at most 1000 / kLogGapMs wake-ups a second, not one per line. The first line after a quiet
+  // gap is read at once; a child that waits for evidence wakes a sample, which reads the log
+  // whatever the gap.
+  static constexpr std::int64_t kLogGapMs = 100;
+  std::int64_t log_due_ms() const { return log_read_ms_ + kLogGapMs; }
 
  private:
   // mod_fcgid's workers per class (live count, largest segment) for the guard's auto reserve.
@@ -196,12 +205,15 @@ class Sampler {
     }
     for (const auto& node : nodes_) {
       if (node.list == fcgid::List::Error) continue;
-      const Proc& p = procs_.at(node.pid);
-      ClassAgg& agg = classes_[shm::class_key(node.vhost_id, node.deviceid, node.inode)];
+      Proc& p = procs_.at(node.pid);
+      // The class's key is the node's for the process's life: read (command line) once.
+      if (!p.class_key) p.class_key = fcgid::class_hash_at(cfg_.fcgid_table, node.index);
+      ClassAgg& agg = classes_[p.class_key];
       // A worker's whole need: every segment only it maps (OPcache + APCu + any other).
       std::uint64_t own = 0;
       for (const auto& sg : p.info.segments)
-        if (mapped_by[{(static_cast<std::uint64_t>(sg.dev_major) << 32) | sg.dev_minor, sg.inode}] == 1)
+        if (mapped_by[{(static_cast<std::uint64_t>(sg.dev_major) << 32) | sg.dev_minor,
+                       sg.inode}] == 1)
           own += sg.size;
       agg.need = std::max(agg.need, own);
       ++agg.workers;
@@ -457,7 +469,7 @@ class Sampler {
     seg_->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
     shm::drain_retired(seg_, n);
     if (n % 4 == 0) shm::reap_dead(seg_, pid_alive);  // claims of children that died (~2 s)
-    shm::wake_all(seg_);  // waiters re-decide on the new numbers
+    shm::wake_all(seg_);                              // waiters re-decide on the new numbers
     if (!cfg_.state_file.empty()) write_state(snap);
   }
 
@@ -525,12 +537,13 @@ class Sampler {
   }
 
   struct Proc {
-    std::int64_t ident = -1;   // mod_fcgid's start time, or the kernel's start ticks
-    Worker info;               // stat, status, cmdline, segments
-    std::int64_t read_ms = 0;  // when status (RssShmem) was last read
-    bool fcgid = false;        // listed in mod_fcgid's table
-    bool fpm = false;          // a php-fpm process
-    int parent = 0;            // the php-cgi whose child this is (PHP_FCGI_CHILDREN), or 0
+    std::int64_t ident = -1;      // mod_fcgid's start time, or the kernel's start ticks
+    Worker info;                  // stat, status, cmdline, segments
+    std::int64_t read_ms = 0;     // when status (RssShmem) was last read
+    bool fcgid = false;           // listed in mod_fcgid's table
+    bool fpm = false;             // a php-fpm process
+    int parent = 0;               // the php-cgi whose child this is (PHP_FCGI_CHILDREN), or 0
+    std::uint64_t class_key = 0;  // mod_fcgid workers: fcgid::class_hash of its node, 0 unread
     std::uint64_t seen = 0, discovered = 0;
     // For recheck_processes, on boot_ms_now()'s clock: its start, its last full read, its next
     // check; and its virtual size when its maps were read.
@@ -557,6 +570,7 @@ class Sampler {
   };
   std::vector<PendingPhpError> pending_;  // OPcache lines whose pid has not exited yet
   std::int64_t full_sample_ms_ = 0;       // monotonic, of the last full sample
+  std::int64_t log_read_ms_ = 0;          // monotonic, of the last error-log read
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
   std::optional<Snapshot> last_;
@@ -607,7 +621,7 @@ bool LogTail::open_file() {
   return true;
 }
 
-void LogTail::poll(const std::function<void(const std::string&)>& on_line) {
+void LogTail::poll(const std::function<void(std::string_view)>& on_line) {
   if (path_.empty() && !adopted_) return;
   if (inotify_fd_ >= 0) {  // drain the notifications
     char buf[4096];
@@ -632,7 +646,7 @@ void LogTail::poll(const std::function<void(const std::string&)>& on_line) {
     partial_.append(buf, static_cast<std::size_t>(n));
     std::size_t start = 0, nl;
     while ((nl = partial_.find('\n', start)) != std::string::npos) {
-      on_line(partial_.substr(start, nl - start));
+      on_line(std::string_view(partial_).substr(start, nl - start));
       start = nl + 1;
     }
     partial_.erase(0, start);
@@ -663,8 +677,16 @@ void run(const Config& cfg, shm::Segment* seg, const Logger& log,
       pollfd fds[2];
       int n = 0;
       if (cfg.wake_fd >= 0) fds[n++] = pollfd{cfg.wake_fd, POLLIN, 0};
-      if (s.notify_fd() >= 0) fds[n++] = pollfd{s.notify_fd(), POLLIN, 0};
-      int timeout = static_cast<int>(std::min<std::int64_t>(next - now, 1000));
+      std::int64_t until = std::min<std::int64_t>(next - now, 1000);
+      if (s.notify_fd() >= 0) {
+        // The error log is watched again once kLogGapMs have passed since its last read; what
+        // it got meanwhile is read then, in one go.
+        if (now >= s.log_due_ms())
+          fds[n++] = pollfd{s.notify_fd(), POLLIN, 0};
+        else
+          until = std::min(until, s.log_due_ms() - now);
+      }
+      int timeout = static_cast<int>(until);
       int r = ::poll(fds, static_cast<nfds_t>(n), timeout);
       if (r <= 0) continue;
       bool woken = false;

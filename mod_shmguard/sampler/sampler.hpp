@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "shm/segment.hpp"
 #include "shmguard/model.hpp"
@@ -53,8 +54,9 @@ class LogTail {
   ~LogTail();
   LogTail(const LogTail&) = delete;
   LogTail& operator=(const LogTail&) = delete;
-  // Reads what was appended since the last call; calls on_line for each complete line.
-  void poll(const std::function<void(const std::string&)>& on_line);
+  // Reads what was appended since the last call; calls on_line for each complete line (valid
+  // during the call only).
+  void poll(const std::function<void(std::string_view)>& on_line);
   int notify_fd() const { return inotify_fd_; }  // readable after the file changed, or -1
 
  private:

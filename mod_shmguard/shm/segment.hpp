@@ -58,14 +58,15 @@ struct VhostCounters {
   std::atomic<std::uint64_t> refused_since_log;
 };
 
-// One mod_fcgid process class (vhost_id, device, inode of wrapper or script): how many of our
+// One mod_fcgid process class (fcgid::class_hash: vhost_id, device and inode of the wrapper or
+// script, command line, uid, gid, as mod_fcgid matches its workers): how many of our
 // requests hold or are about to take one of its workers (children), what one of its workers maps
 // (sampler). Its live workers are counted in mod_fcgid's own table at decision time, not here.
 struct ClassSlot {
   std::atomic<std::uint64_t> key;  // 0 = empty; set once with CAS, never cleared in a generation
   std::atomic<std::int32_t> inflight;
-  std::atomic<std::int32_t> waiting;        // requests of the class waiting for a worker
-  std::atomic<std::uint64_t> worker_need;   // bytes: a worker's private segments, summed (max)
+  std::atomic<std::int32_t> waiting;           // requests of the class waiting for a worker
+  std::atomic<std::uint64_t> worker_need;      // bytes: a worker's private segments, summed (max)
   std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
 };
 
@@ -94,6 +95,7 @@ struct Segment {
   std::atomic<std::uint64_t> sampler_starts;
   std::atomic<std::int64_t> sample_wall_ms;  // when the last sample was taken (0: none yet)
   std::atomic<std::int64_t> interval_ms;
+  std::atomic<std::uint64_t> log_reads;  // error-log reads by the follower (status page: sampler)
 
   // The model, as the request path needs it.
   std::atomic<std::int64_t> headroom;                     // bytes; -1: no finite limit
@@ -205,21 +207,6 @@ inline ClassSlot* class_slot(Segment* s, std::uint64_t key, bool create = true) 
     }
   }
   return nullptr;
-}
-
-inline std::uint64_t class_key(std::int32_t vhost_id, std::uint64_t dev, std::uint64_t inode) {
-  // FNV-1a over the three fields.
-  std::uint64_t h = 1469598103934665603ULL;
-  auto mix = [&](std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-      h ^= (v >> (i * 8)) & 0xff;
-      h *= 1099511628211ULL;
-    }
-  };
-  mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(vhost_id)));
-  mix(dev);
-  mix(inode);
-  return h == 0 ? 1 : h;
 }
 
 }  // namespace shmguard::shm

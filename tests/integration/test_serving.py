@@ -237,3 +237,96 @@ def _slow_get(s):
             return int(head.split()[1]) if head.startswith("HTTP/") else "closed"
     except OSError:
         return "closed"
+
+
+def _aborted_post(port):
+    """A POST that promises a body and goes away after 3 bytes of it (the flood of issue 9 item 5)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"POST /sleep.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000\r\n\r\nabc")
+    c.close()
+
+
+def test_flood_of_aborted_posts_wakes_no_sample(server):
+    # Issue 9 item 5. A POST whose client leaves before the body's end gets a 500 that no backend
+    # took part in (mod_fcgid reads the whole body before it takes a worker). With the budget
+    # exhausted, where a 500 waits for an evidence scan, 100 such 500s must wake no sample: the
+    # samples counter moves with the 200 ms interval only. (Before: each woke a full sample, at
+    # most one per 20 ms, and parked its child meanwhile: ~50 samples a second.)
+    s = server(shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100)
+    warm_one_worker(s)
+    exhaust(s)
+    mark = s.log_mark()
+    before, t0 = status(s)["sampler"]["samples"], time.monotonic()
+    for _ in range(100):
+        _aborted_post(s.port)
+        time.sleep(0.01)
+    assert s.wait_log(r"can't get data from http client", since=mark)
+    time.sleep(0.5)  # the last ones are answered
+    taken, elapsed = status(s)["sampler"]["samples"] - before, time.monotonic() - t0
+    scheduled = elapsed / 0.2 + 3  # ShmGuardInterval 200ms, and a margin for the edges
+    assert taken <= scheduled, "%d samples in %.2f s (scheduled: %.0f)" % (taken, elapsed, scheduled)
+    assert vhost(s)["translated"] == 0
+    assert s.get("/index.php").status == 200  # the warm worker still serves
+
+
+def test_class_without_a_wrapper_finds_its_idle_worker_when_exhausted(server):
+    # Issue 9 item 6. Without an FcgidWrapper, mod_fcgid's class command line is the script's path
+    # (fcgid_handler: default_build_command, cmd = r->filename), and it is compared like the
+    # wrapper's: the request's key must carry it, or the class's idle worker is not found and,
+    # with no room for a spawn, the request is refused instead of served.
+    s = server(start=False, shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100,
+               extra_conf='<Directory "${SHMGUARD_ROOT}/htdocs/direct">\n'
+                          '    AddHandler fcgid-script .fcgi\n</Directory>')
+    os.makedirs(os.path.join(s.htdocs, "direct"), exist_ok=True)
+    app = os.path.join(s.htdocs, "direct", "hello.fcgi")
+    with open(app, "w") as f:  # run by mod_fcgid itself: php-cgi through the shebang
+        f.write("#!%s -dopcache.enable=0\n<?php echo 'direct ', getmypid();\n" % harness.PHP_CGI)
+    os.chmod(app, 0o755)
+    s.start()
+    r = s.get("/direct/hello.fcgi")
+    assert r.status == 200 and r.text.startswith("direct "), (r.status, r.text[:200])
+    pid = r.text.split()[1]
+    exhaust(s)
+    for _ in range(3):
+        r = s.get("/direct/hello.fcgi")
+        assert r.status == 200, (r.status, r.text[:200])
+        assert r.text.split()[1] == pid  # the same worker: no spawn
+    assert vhost(s)["refused"] == 0
+
+
+BIG_PHP = "<?php for ($i = 0; $i < 64; $i++) { echo str_repeat('x', 65536); flush(); usleep(2000); }\n"
+
+
+def _left_mid_response(port):
+    """A GET whose client reads the start of a large response and resets the connection."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET /big.php HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    c.recv(4096)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()  # RST: the server's next write fails
+
+
+def test_clients_leaving_mid_response_wake_no_sample(server):
+    # Issue 9 item 5. mod_fcgid answers a response it could not finish writing with a 500; the
+    # client has its status line already (or is gone), so no 503 can reach it: no evidence is
+    # looked for. With the budget exhausted (a 500 would wait for an evidence scan), 40 of them
+    # must wake no sample. (Before: each woke a full sample, at most one per 20 ms.)
+    s = server(start=False, shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100)
+    with open(os.path.join(s.htdocs, "big.php"), "w") as f:
+        f.write(BIG_PHP)
+    s.start()
+    warm_one_worker(s)
+    exhaust(s)
+    mark = s.log_mark()
+    before, t0 = status(s)["sampler"]["samples"], time.monotonic()
+    for _ in range(40):
+        _left_mid_response(s.port)
+        time.sleep(0.02)
+    time.sleep(0.5)  # the last ones are answered
+    taken, elapsed = status(s)["sampler"]["samples"] - before, time.monotonic() - t0
+    assert re.search(r"mod_fcgid: ap_pass_brigade failed|Connection reset by peer|Broken pipe",
+                     s.error_log(since=mark)), s.error_log(since=mark)[-2000:]
+    scheduled = elapsed / 0.2 + 3  # ShmGuardInterval 200ms, and a margin for the edges
+    assert taken <= scheduled, "%d samples in %.2f s (scheduled: %.0f)" % (taken, elapsed, scheduled)
+    assert vhost(s)["translated"] == 0
+    assert s.get("/index.php").status == 200

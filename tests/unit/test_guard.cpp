@@ -4,12 +4,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "shm/claims.hpp"
+#include "shmguard/fcgid.hpp"
 #include "shmguard/guard.hpp"
 
 using namespace shmguard;
@@ -134,11 +137,11 @@ TEST(Decide, PhpFpmByReserveAlone) {
 }
 
 TEST(Freshness, OneRuleForClockJumps) {
-  EXPECT_FALSE(freshness(0, 1000, 1500));      // no sample yet
-  EXPECT_TRUE(freshness(10000, 11000, 1500));  // 1 s old
-  EXPECT_FALSE(freshness(10000, 12000, 1500)); // 2 s old
-  EXPECT_TRUE(freshness(10000, 9500, 1500));   // from the future by 0.5 s: clocks differ a little
-  EXPECT_FALSE(freshness(10000, 8000, 1500));  // by 2 s: the clock jumped
+  EXPECT_FALSE(freshness(0, 1000, 1500));       // no sample yet
+  EXPECT_TRUE(freshness(10000, 11000, 1500));   // 1 s old
+  EXPECT_FALSE(freshness(10000, 12000, 1500));  // 2 s old
+  EXPECT_TRUE(freshness(10000, 9500, 1500));    // from the future by 0.5 s: clocks differ a little
+  EXPECT_FALSE(freshness(10000, 8000, 1500));   // by 2 s: the clock jumped
   EXPECT_EQ(staleness_bound_ms(100), 1500);
   EXPECT_EQ(staleness_bound_ms(1000), 3000);
 }
@@ -290,9 +293,9 @@ TEST(Claims, AReleaseWakesTheOldestWaiterWithinAMillisecond) {
   std::thread waiter([&] {
     auto t0 = std::chrono::steady_clock::now();
     shm::wait_turn(seg.get(), first, 2000L * 1000 * 1000);  // 2 s at most
-    woke_after_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count();
+    woke_after_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto t_release = std::chrono::steady_clock::now();
@@ -384,7 +387,8 @@ TEST(Claims, ConcurrentColdStartWithUnmeasuredNeedStartsOne) {
   std::atomic<int> spawns{0};
   for (int t = 0; t < 32; ++t)
     threads.emplace_back([&, t] {
-      auto a = shm::try_admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 13), false);
+      auto a =
+          shm::try_admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 13), false);
       if (a.decision.claim == Claim::Spawn) spawns.fetch_add(1);
     });
   for (auto& t : threads) t.join();
@@ -410,4 +414,95 @@ TEST(Claims, RecordsTakenAtOnceKeepTheirOwnBytes) {
     EXPECT_EQ(shm::claim_pid(w), 1000 + t);
     EXPECT_EQ(seg->claims[idx[t]].bytes.load(), t % 2 ? 64 * MiB : 0u);
   }
+}
+
+// ---------------------------------------------------------------- the class key (issue 9 item 6)
+
+namespace {
+// Two suEXEC users whose vhosts share one FcgidWrapper: mod_fcgid keeps their workers apart
+// (uid and gid are part of its class), so must the claim slots.
+fcgid::ClassKey suexec_user(std::uint32_t uid) {
+  fcgid::ClassKey k;
+  k.inode = 1234567;
+  k.deviceid = 65025;
+  k.vhost_id = 1;
+  k.uid = uid;
+  k.gid = 1000;
+  k.cmdline = "/usr/local/bin/php-wrapper";
+  return k;
+}
+}  // namespace
+
+TEST(ClassKey, ClassesDifferingOnlyByUidGetSeparateSlots) {
+  auto seg = new_segment();
+  const std::uint64_t a = fcgid::class_hash(suexec_user(1001));
+  const std::uint64_t b = fcgid::class_hash(suexec_user(1002));
+  ASSERT_NE(a, b);
+  shm::ClassSlot* slot_a = shm::class_slot(seg.get(), a);
+  shm::ClassSlot* slot_b = shm::class_slot(seg.get(), b);
+  ASSERT_NE(slot_a, slot_b);
+  // Each user has one idle worker of its own: both requests take one. One slot for both (the
+  // key of vhost and inode only) counted user 1001's claim against user 1002's worker: refused.
+  GuardInput in = low();
+  in.workers = 1;
+  in.inflight = 0;
+  EXPECT_EQ(shm::try_admit(seg.get(), slot_a, in, 100, 0, false).decision.verdict, Verdict::Pass);
+  EXPECT_EQ(shm::try_admit(seg.get(), slot_b, in, 100, 1, false).decision.verdict, Verdict::Pass);
+  EXPECT_EQ(slot_a->inflight.load(), 1);
+  EXPECT_EQ(slot_b->inflight.load(), 1);
+}
+
+TEST(ClassKey, EveryFieldOfModFcgidsClassCounts) {
+  const fcgid::ClassKey base = suexec_user(1001);
+  const std::uint64_t h = fcgid::class_hash(base);
+  fcgid::ClassKey k = base;
+  k.gid = 1001;
+  EXPECT_NE(fcgid::class_hash(k), h) << "gid";
+  k = base;
+  k.cmdline = "/usr/local/bin/php-wrapper -c /etc/php/other.ini";
+  EXPECT_NE(fcgid::class_hash(k), h) << "command line";
+  k = base;
+  k.vhost_id = 2;
+  EXPECT_NE(fcgid::class_hash(k), h) << "vhost";
+  k = base;
+  k.inode = 7654321;
+  EXPECT_NE(fcgid::class_hash(k), h) << "inode";
+  k = base;
+  k.deviceid = 65026;
+  EXPECT_NE(fcgid::class_hash(k), h) << "device";
+  k = base;
+  std::string same(base.cmdline);  // equal text at another address: the same class
+  k.cmdline = same.c_str();
+  EXPECT_EQ(fcgid::class_hash(k), h);
+}
+
+TEST(ClassKey, NodeInTheTableHasTheRequestsKey) {
+  // The sampler keys a worker by its node (class_hash_at); the request by its own fields
+  // (class_hash): the same class must give the same slot, or the worker's measured need never
+  // reaches the requests of its class.
+  std::vector<unsigned char> table(fcgid::kSlots * fcgid::kNodeSize, 0);
+  auto put_node = [&](int i, const fcgid::ClassKey& k, const char* cmd, std::size_t cmd_len) {
+    unsigned char* n = table.data() + static_cast<std::size_t>(i) * fcgid::kNodeSize;
+    std::memcpy(n + fcgid::off::inode, &k.inode, 8);
+    std::memcpy(n + fcgid::off::deviceid, &k.deviceid, 8);
+    std::memcpy(n + fcgid::off::vhost_id, &k.vhost_id, 4);
+    std::memcpy(n + fcgid::off::uid, &k.uid, 4);
+    std::memcpy(n + fcgid::off::gid, &k.gid, 4);
+    std::memcpy(n + fcgid::off::cmdline, cmd, cmd_len);
+  };
+  const fcgid::ClassKey a = suexec_user(1001), b = suexec_user(1002);
+  put_node(4, a, a.cmdline, std::strlen(a.cmdline) + 1);
+  put_node(5, b, b.cmdline, std::strlen(b.cmdline) + 1);
+  EXPECT_EQ(fcgid::class_hash_at(table.data(), 4), fcgid::class_hash(a));
+  EXPECT_EQ(fcgid::class_hash_at(table.data(), 5), fcgid::class_hash(b));
+  EXPECT_NE(fcgid::class_hash_at(table.data(), 4), fcgid::class_hash_at(table.data(), 5));
+  // A command line that fills its field without a NUL (torn, or hostile) is read bounded.
+  const std::string full(fcgid::off::cmdline_max, 'x');
+  put_node(6, a, full.data(), full.size());
+  fcgid::ClassKey prefix = a;
+  const std::string kept(fcgid::off::cmdline_max - 1, 'x');
+  prefix.cmdline = kept.c_str();
+  EXPECT_EQ(fcgid::class_hash_at(table.data(), 6), fcgid::class_hash(prefix));
+  EXPECT_EQ(fcgid::class_hash_at(table.data(), 2), 0u) << "a list head is no worker";
+  EXPECT_EQ(fcgid::class_hash_at(nullptr, 4), 0u);
 }

@@ -191,3 +191,54 @@ TEST(Sampler, WarnsOnceBelowThresholdAndLogsFailcntRise) {
   EXPECT_EQ(warns, 1);
   EXPECT_EQ(rises, 1);
 }
+
+// Issue 9 item 5: a flood of error-log lines (every client-aborted request logs one) must not wake
+// the follower once per line. Its own reads come at most one per kLogGapMs (100 ms), on top of the
+// scheduled samples' (100 ms here); a line of PHP's in the middle of the flood is still seen, and
+// the first line after a quiet spell is read at once.
+TEST(Sampler, FloodOfLogLinesIsReadInBatches) {
+  TempDir d;
+  const std::string log = d.path() + "/error.log";
+  append(log, "");
+  Running r(config(fixtures() + "/beancounters/openvz6-container.txt", log));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  const std::uint64_t reads0 = r.seg->log_reads.load();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 300; ++i) {
+    if (i == 150)
+      append(log,
+             "Fri Nov 27 14:16:30 2026 (12958): Fatal Error Unable to allocate shared memory "
+             "segment of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
+    append(log,
+           "[Tue Dec 01 23:06:31.096703 2026] [fcgid:warn] [pid 4131:tid 4151] (70008)"
+           "Partial results are valid but processing is incomplete: [client 127.0.0.1:38916] "
+           "mod_fcgid: can't get data from http client\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }));
+  const std::uint64_t reads = r.seg->log_reads.load() - reads0;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  // Scheduled samples (every 100 ms) and the follower (at most every 100 ms), with the edges.
+  EXPECT_LE(reads, static_cast<std::uint64_t>(2 * ms / 100 + 4))
+      << reads << " reads of the error log for 301 lines in " << ms << " ms";
+  EXPECT_EQ(r.seg->php_error_pid.load(), 12958);
+}
+
+TEST(Sampler, FirstLogLineAfterAQuietSpellIsReadAtOnce) {
+  TempDir d;
+  const std::string log = d.path() + "/error.log";
+  append(log, "");
+  sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
+  cfg.interval_ms = 10000;  // no scheduled sample reads the log in this test
+  Running r(cfg);
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the follower's gap
+  append(log,
+         "Fri Nov 27 14:17:00 2026 (13000): Fatal Error Unable to allocate shared memory segment "
+         "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
+  ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }, 2000));
+  EXPECT_EQ(r.seg->php_error_pid.load(), 13000);
+  EXPECT_EQ(r.seg->samples.load(), 1u) << "read by a sample, not by the follower";
+}

@@ -127,7 +127,7 @@ TEST(LogTail, ShrunkLogIsFollowedFromItsNewEnd) {
   write_file(f, a + "line b\nline c\n");
   sampler::LogTail tail(f);
   std::vector<std::string> got;
-  auto collect = [&](const std::string& l) { got.push_back(l); };
+  auto collect = [&](std::string_view l) { got.emplace_back(l); };
   tail.poll(collect);
   EXPECT_TRUE(got.empty());  // from the end
   std::ofstream(f, std::ios::app) << "line d\n" << std::flush;
@@ -155,7 +155,7 @@ TEST(LogTail, AdoptedDescriptorIsReadAndThePathNeverReopened) {
   ASSERT_GE(fd, 0);
   sampler::LogTail tail(f, fd, -1);
   std::vector<std::string> got;
-  auto collect = [&](const std::string& l) { got.push_back(l); };
+  auto collect = [&](std::string_view l) { got.emplace_back(l); };
   std::ofstream(f, std::ios::app) << "after\n" << std::flush;
   // Another file at the path now: the tail keeps the file it was given.
   ASSERT_EQ(std::rename(f.c_str(), (f + ".1").c_str()), 0);
