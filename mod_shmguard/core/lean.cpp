@@ -49,11 +49,17 @@ std::optional<HeadroomState> parse_headroom_state(std::string_view text, std::st
     if (sp == std::string_view::npos) return fail("malformed line " + std::to_string(i + 1));
     std::string_view key = l.substr(0, sp), val = l.substr(sp + 1);
     if (key == "binding") {
+      // A limit's name ("beancounter:shmpages", "cgroup:/a/b"): no control bytes (it goes
+      // into log lines).
+      for (char ch : val)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+          return fail("bad binding in line " + std::to_string(i + 1));
       s.binding = val == "-" ? std::string() : std::string(val);
       continue;
     }
     auto v = parse_u64(val);
-    if (!v) return fail("bad number in line " + std::to_string(i + 1));
+    if (!v || (key == "sampled_ms" && *v > static_cast<std::uint64_t>(INT64_MAX)))
+      return fail("bad number in line " + std::to_string(i + 1));
     if (key == "sampled_ms")
       s.sampled_ms = static_cast<std::int64_t>(*v), seen |= 1;
     else if (key == "bounded")
@@ -84,8 +90,8 @@ LeanPlan plan_lean(const std::optional<HeadroomState>& state, const LeanOptions&
   // The room left after the spawns the module admitted before this sample (this one's own
   // reservation may be among them: then a full worker that would fit is started lean, never
   // the other way round).
-  const std::uint64_t room = state->headroom > state->reserved ? state->headroom - state->reserved
-                                                               : 0;
+  const std::uint64_t room =
+      state->headroom > state->reserved ? state->headroom - state->reserved : 0;
   if (room >= full) {
     p.why = "headroom holds a full worker";
     return p;
@@ -107,16 +113,17 @@ LeanPlan plan_lean(const std::optional<HeadroomState>& state, const LeanOptions&
     p.php_args = {"-d", "opcache.enable=1", "-d", mib_arg("opcache.memory_consumption", oc)};
   } else if (!o.file_cache.empty()) {
     p.opcache_file_only = true;
-    p.php_args = {"-d", "opcache.enable=1", "-d", "opcache.file_cache_only=1", "-d",
-                  "opcache.file_cache=" + o.file_cache};
+    p.php_args = {"-d", "opcache.enable=1",
+                  "-d", "opcache.file_cache_only=1",
+                  "-d", "opcache.file_cache=" + o.file_cache};
   } else {
     p.opcache_off = true;
     p.php_args = {"-d", "opcache.enable=0"};
   }
   if (o.apcu > 0) {
     if (p.apcu) {
-      p.php_args.insert(p.php_args.end(),
-                        {"-d", "apc.enabled=1", "-d", "apc.shm_size=" + std::to_string(p.apcu / kMiB) + "M"});
+      p.php_args.insert(p.php_args.end(), {"-d", "apc.enabled=1", "-d",
+                                           "apc.shm_size=" + std::to_string(p.apcu / kMiB) + "M"});
     } else {
       p.php_args.insert(p.php_args.end(), {"-d", "apc.enabled=0"});
     }
@@ -127,7 +134,8 @@ LeanPlan plan_lean(const std::optional<HeadroomState>& state, const LeanOptions&
 
 namespace {
 // The value of "-d KEY=VALUE" or "-dKEY=VALUE" in a NUL- or space-separated command line.
-std::optional<std::string> ini_value(const std::vector<std::string_view>& args, std::string_view key) {
+std::optional<std::string> ini_value(const std::vector<std::string_view>& args,
+                                     std::string_view key) {
   std::optional<std::string> out;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view a = args[i];

@@ -48,6 +48,29 @@ TEST(LeanState, PartialOrForeignFilesAreRefused) {
   EXPECT_FALSE(parse_headroom_state(std::string(5000, 'x'), &err));
 }
 
+// Found by fuzz_lean: a sampled_ms past INT64_MAX was read as a negative time (and written back
+// as a number the reader refuses); a binding with control bytes went on into log lines.
+TEST(LeanState, OutOfRangeTimeAndOddBindingAreRefused) {
+  std::string err;
+  EXPECT_FALSE(
+      parse_headroom_state("shmguard-state 1\nsampled_ms 17645999999999999999\nbounded 1\n"
+                           "headroom 1\nreserved 0\nbinding -\nend\n",
+                           &err));
+  EXPECT_NE(err.find("bad number in line 2"), std::string::npos) << err;
+  EXPECT_FALSE(
+      parse_headroom_state("shmguard-state 1\nsampled_ms 1\nbounded 1\nheadroom 1\n"
+                           "reserved 0\nbinding a\x06"
+                           "b\nend\n",
+                           &err));
+  EXPECT_NE(err.find("bad binding in line 6"), std::string::npos) << err;
+  auto ok = parse_headroom_state(
+      "shmguard-state 1\nsampled_ms 1\nbounded 1\nheadroom 1\n"
+      "reserved 0\nbinding beancounter:shmpages\nend\n",
+      &err);
+  ASSERT_TRUE(ok) << err;
+  EXPECT_EQ(ok->binding, "beancounter:shmpages");
+}
+
 TEST(LeanPlan, FullWhenItFitsOrWhenUnknown) {
   EXPECT_FALSE(plan_lean(state(300 * MiB), opts()).lean);
   EXPECT_FALSE(plan_lean(std::nullopt, opts()).lean) << "fails open";
@@ -84,7 +107,8 @@ TEST(LeanPlan, FileCacheOnlyOrOffBelowTheMinimum) {
   ASSERT_TRUE(p.lean);
   EXPECT_TRUE(p.opcache_file_only);
   EXPECT_EQ(p.apcu, 0u);
-  LeanSettings back = lean_settings("php-cgi -d opcache.file_cache_only=1 -d apc.enabled=0 -d shmguard.lean=1");
+  LeanSettings back =
+      lean_settings("php-cgi -d opcache.file_cache_only=1 -d apc.enabled=0 -d shmguard.lean=1");
   EXPECT_EQ(back.describe(), "OPcache file cache only, APCu off");
   o.file_cache.clear();
   p = plan_lean(state(5 * MiB), o);
@@ -94,5 +118,6 @@ TEST(LeanPlan, FileCacheOnlyOrOffBelowTheMinimum) {
 TEST(LeanSettings, OnlyTheMarkerMakesAWorkerLean) {
   EXPECT_FALSE(lean_settings("/usr/bin/php-cgi -d opcache.memory_consumption=64").lean);
   EXPECT_TRUE(lean_settings("php-cgi -dshmguard.lean=1").lean);
-  EXPECT_FALSE(lean_settings(std::string(20000, ' ') + "-d shmguard.lean=1").lean) << "bounded read";
+  EXPECT_FALSE(lean_settings(std::string(20000, ' ') + "-d shmguard.lean=1").lean)
+      << "bounded read";
 }
