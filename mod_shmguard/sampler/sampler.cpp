@@ -25,7 +25,7 @@
 #include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/lean.hpp"
-#include "shmguard/status.hpp"
+#include "shmguard/status_model.hpp"
 #include "shmguard/units.hpp"
 #include "shmguard/workers.hpp"
 
@@ -55,9 +55,15 @@ bool pid_alive(int pid) {
   return kill(pid, 0) == 0 || errno != ESRCH;
 }
 
-std::uint64_t failcnt_of(const Snapshot& s, const char* res) {
+// The failure counter of a beancounter limit ("beancounter:shmpages:failcnt") and its row's
+// failcnt.
+std::string failcnt_name(BindingLimit b) {
+  return std::string(binding_name(b)) + ":failcnt";
+}
+std::uint64_t failcnt_of(const Snapshot& s, BindingLimit b) {
   if (!s.beancounters) return 0;
-  const BeancounterRow* r = s.beancounters->block.find(res);
+  const std::string name = binding_name(b);
+  const BeancounterRow* r = s.beancounters->block.find(name.substr(name.find(':') + 1));
   return r ? r->failcnt : 0;
 }
 
@@ -70,8 +76,8 @@ class Sampler {
         tail_(cfg.error_log, cfg.error_log_fd, cfg.error_log_watch_fd) {}
 
   // Every interval: the limits, mod_fcgid's table (segments read once per new worker), the
-  // error log, the hot values. The full worker scan and the status rendering only when a status
-  // page asked for them (status_wanted), so an idle server pays nothing for them.
+  // error log, the hot values. The full worker scan and the status page's part of the model only
+  // when a status page asked for them (status_wanted), so an idle server pays nothing for them.
   void sample() {
     full_sample_ms_ = now_mono_ms();
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
@@ -95,7 +101,7 @@ class Sampler {
   }
 
   // A child woke the sampler: for evidence (a 500) a full fresh sample; for a status page only
-  // the rendering, from the last sample (at most one interval old).
+  // its part of the model, from the last sample (at most one interval old).
   // Evidence wakes are rate-limited: at most one full sample per 20 ms; the wakes that arrive
   // meanwhile are answered together by the next one (a flood of 500s costs at most 50 samples a
   // second, and none while the headroom is ample: the children do not ask then).
@@ -112,11 +118,12 @@ class Sampler {
       render_status(now);
   }
 
-  // Renders the formats status pages asked for, if any; true if it did.
+  // Publishes the status page's sampler part (make_sampler_part, encode_sampler_part) if a page
+  // asked for it; true if it did. The children write every format from it.
   bool render_status(std::int64_t now) {
     std::uint64_t ticket = seg_->status_requests.load(std::memory_order_acquire);
-    unsigned formats = seg_->status_wanted.exchange(0, std::memory_order_acq_rel);
-    if (!formats || !last_) return false;
+    const bool wanted = seg_->status_wanted.exchange(0, std::memory_order_acq_rel) != 0;
+    if (!wanted || !last_) return false;
     // The first view after a quiet minute reads every process now; later ones use the caches.
     bool watched = status_ms_ != 0 && now - status_ms_ < 60000;
     status_ms_ = now;
@@ -124,16 +131,15 @@ class Sampler {
     StatusOptions opts;
     opts.full_commands = cfg_.full_commands;
     opts.max_bytes = cfg_.status_max_bytes;
-    std::size_t rendered = 0;
+    std::size_t encoded = 0;
     {
-      const std::string blob =
-          encode_sections(render_sampler_sections(*last_, worker_rows(), formats, opts));
-      rendered = blob.size();
+      const std::string blob = encode_sampler_part(make_sampler_part(*last_, worker_rows(), opts));
+      encoded = blob.size();
       shm::publish_blob(seg_, blob);
     }
     seg_->status_gen.store(ticket, std::memory_order_release);
-    // A large rendering (many workers, long command lines) gives its memory back at once.
-    if (rendered > (1u << 20)) malloc_trim(0);
+    // A large part (many workers, long command lines) gives its memory back at once.
+    if (encoded > (1u << 20)) malloc_trim(0);
     return true;
   }
 
@@ -201,7 +207,8 @@ class Sampler {
       // A worker's whole need: every segment only it maps (OPcache + APCu + any other).
       std::uint64_t own = 0;
       for (const auto& sg : p.info.segments)
-        if (mapped_by[{(static_cast<std::uint64_t>(sg.dev_major) << 32) | sg.dev_minor, sg.inode}] == 1)
+        if (mapped_by[{(static_cast<std::uint64_t>(sg.dev_major) << 32) | sg.dev_minor,
+                       sg.inode}] == 1)
           own += sg.size;
       agg.need = std::max(agg.need, own);
       ++agg.workers;
@@ -434,19 +441,22 @@ class Sampler {
     const Limit* b = snap.binding_limit();
     seg_->headroom.store(snap.headroom_bytes ? static_cast<std::int64_t>(*snap.headroom_bytes) : -1,
                          std::memory_order_relaxed);
-    seg_->binding.store(shm::binding_id(snap.binding), std::memory_order_relaxed);
+    seg_->binding.store(static_cast<std::int32_t>(binding_limit(snap.binding)),
+                        std::memory_order_relaxed);
     seg_->binding_limit.store(b ? static_cast<std::int64_t>(b->limit_bytes) : 0,
                               std::memory_order_relaxed);
     seg_->binding_used.store(b ? static_cast<std::int64_t>(b->used_bytes) : 0,
                              std::memory_order_relaxed);
     std::uint64_t rise = 0;
     for (const auto& c : snap.counters)
-      if (c.name == "beancounter:shmpages:failcnt" || c.name == "beancounter:privvmpages:failcnt")
+      if (c.name == failcnt_name(BindingLimit::Shmpages) ||
+          c.name == failcnt_name(BindingLimit::Privvmpages))
         rise += c.last_minute;
     seg_->binding_failcnt_rise_minute.store(static_cast<std::int64_t>(rise),
                                             std::memory_order_relaxed);
-    seg_->failcnt_sum.store(failcnt_of(snap, "shmpages") + failcnt_of(snap, "privvmpages"),
-                            std::memory_order_relaxed);
+    seg_->failcnt_sum.store(
+        failcnt_of(snap, BindingLimit::Shmpages) + failcnt_of(snap, BindingLimit::Privvmpages),
+        std::memory_order_relaxed);
     std::uint64_t ooms = 0;
     if (snap.cgroup) {
       if (snap.cgroup->events_oom_kill) ooms += *snap.cgroup->events_oom_kill;
@@ -457,7 +467,7 @@ class Sampler {
     seg_->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
     shm::drain_retired(seg_, n);
     if (n % 4 == 0) shm::reap_dead(seg_, pid_alive);  // claims of children that died (~2 s)
-    shm::wake_all(seg_);  // waiters re-decide on the new numbers
+    shm::wake_all(seg_);                              // waiters re-decide on the new numbers
     if (!cfg_.state_file.empty()) write_state(snap);
   }
 
