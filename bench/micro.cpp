@@ -11,8 +11,8 @@
 //     stat/status/cmdline per worker + every process's stat only when a status page asks.
 //     The sampler loop itself (sampler.cpp's run(), CPU per sample at the default interval with
 //     N live workers) is measured by bench/sampler_bench.cpp.
-// P5  the status sections with N workers: the sampler's render, and what a child does to serve
-//     /shmguard-status (seqlock copy + decode + HTML/metrics assembly).
+// P5  the status model with N workers: the sampler's part and its encoding, and what a child does
+//     to serve /shmguard-status (seqlock copy + decode + the format's writer).
 //
 // Worker processes (bench/fixtures.hpp): main() forks --workers=N (default 1000) children before
 // running; each maps its own 64 MiB shared anonymous segment ("/dev/zero (deleted)" in maps, like
