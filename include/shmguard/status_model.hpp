@@ -67,8 +67,8 @@ struct StatusOptions {
 };
 
 // The sampler's part from its snapshot and every worker it sees: sharing, findings, totals, the
-// listed rows within `opts`.
-SamplerPart make_sampler_part(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+// listed rows within `opts` (moved out of `workers`: pass a temporary to spare the copies).
+SamplerPart make_sampler_part(const Snapshot& snap, std::vector<WorkerRow> workers,
                               const StatusOptions& opts = StatusOptions{});
 
 // The one encoding of SamplerPart (the shared segment's blob): compact, versioned by its magic.

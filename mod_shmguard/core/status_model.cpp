@@ -121,7 +121,7 @@ WorkerTotals totals_of(const std::vector<WorkerRow>& workers, const SegmentShari
 
 }  // namespace
 
-SamplerPart make_sampler_part(const Snapshot& snap, const std::vector<WorkerRow>& workers,
+SamplerPart make_sampler_part(const Snapshot& snap, std::vector<WorkerRow> workers,
                               const StatusOptions& opts) {
   SamplerPart p;
   p.snap = snap;
@@ -140,21 +140,20 @@ SamplerPart make_sampler_part(const Snapshot& snap, const std::vector<WorkerRow>
   t.rows.reserve(rows);
   std::size_t used = 0;
   for (std::size_t i = 0; i < rows; ++i) {
-    const WorkerRow& w = workers[i];
+    WorkerRow& w = workers[i];
     const std::size_t at = t.mapped_by.size();
     for (std::size_t k = 0; k < w.segments.size(); ++k)
       t.mapped_by.push_back(static_cast<std::uint32_t>(sharing.users(i, k)));
-    WorkerRow shown = w;
     const std::string_view cmd =
         clip_command(opts.full_commands ? std::string_view(w.command) : program_name(w.command));
-    if (cmd.size() != w.command.size()) shown.command = std::string(cmd);
-    const std::size_t size = opts.max_bytes ? encoded_row_size(shown, t.mapped_by.data() + at) : 0;
+    if (cmd.size() != w.command.size()) w.command = std::string(cmd);
+    const std::size_t size = opts.max_bytes ? encoded_row_size(w, t.mapped_by.data() + at) : 0;
     if (size > budget - used) {
       t.mapped_by.resize(at);
       break;
     }
     used += size;
-    t.rows.push_back(std::move(shown));
+    t.rows.push_back(std::move(w));
   }
   t.not_listed = workers.size() - t.rows.size();
   // The rows' count and the not-listed count grew with the rows (a few bytes of varint).

@@ -124,10 +124,11 @@ class Sampler {
     std::uint64_t ticket = seg_->status_requests.load(std::memory_order_acquire);
     const bool wanted = seg_->status_wanted.exchange(0, std::memory_order_acq_rel) != 0;
     if (!wanted || !last_) return false;
-    // The first view after a quiet minute reads every process now; later ones use the caches.
-    bool watched = status_ms_ != 0 && now - status_ms_ < 60000;
+    // Every view is answered from the caches at once: the handler waits for the encoding only.
+    // The first view after a quiet minute then freshens them (the scan for the processes
+    // mod_fcgid does not list if none was made yet, 100 workers' RssShmem), for the views after it.
+    const bool watched = status_ms_ != 0 && now - status_ms_ < 60000;
     status_ms_ = now;
-    if (!watched) refresh_for_status(now, true);
     StatusOptions opts;
     opts.full_commands = cfg_.full_commands;
     opts.max_bytes = cfg_.status_max_bytes;
@@ -138,6 +139,7 @@ class Sampler {
       shm::publish_blob(seg_, blob);
     }
     seg_->status_gen.store(ticket, std::memory_order_release);
+    if (!watched) refresh_for_status(now, true);
     // A large part (many workers, long command lines) gives its memory back at once.
     if (encoded > (1u << 20)) malloc_trim(0);
     return true;
@@ -226,10 +228,11 @@ class Sampler {
   }
 
   // For the status page. Processes mod_fcgid's table does not list (PHP-FPM, children of a
-  // php-cgi that forks them) are found by a scan of every process: at the first view, then every
-  // 30 s while the page is watched (a view in the last minute), once a minute otherwise.
-  // Resident shared memory (RssShmem, /proc/PID/status) is re-read for the least recently read
-  // processes: 100 at a view after a quiet minute, 50 per interval while watched.
+  // php-cgi that forks them) are found by a scan of every process: right after the first view,
+  // then every 30 s while the page is watched (a view in the last minute), once a minute
+  // otherwise. Resident shared memory (RssShmem, /proc/PID/status) is re-read for the least
+  // recently read processes: 100 right after a view that follows a quiet minute, 50 per interval
+  // while watched.
   void refresh_for_status(std::int64_t now, bool first_view) {
     // The first view ever scans at once; a later first view uses the scan kept at most a minute
     // old in the background (sample()), so it costs no more than a watched one.
@@ -322,6 +325,8 @@ class Sampler {
       p.info.pid = pid;
       p.info.error = w.error;
     }
+    LeanSettings ls = lean_settings(p.info.cmdline);
+    p.lean = ls.lean ? ls.describe() : std::string();
     const std::int64_t now = boot_ms_now();
     p.maps_vsize = p.info.error.empty() ? p.info.vsize : kMapsUnread;
     p.full_read_ms = now;
@@ -373,16 +378,18 @@ class Sampler {
   // FastCGI workers for the status page, from the caches above (no /proc read here).
   std::vector<WorkerRow> worker_rows() {
     std::vector<WorkerRow> rows;
+    rows.reserve(procs_.size() + nodes_.size());
     std::int64_t ticks_now = boot_ticks_now("/proc");
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0) hz = 100;
-    auto base = [&](WorkerRow& row, const Worker& w) {
+    auto base = [&](WorkerRow& row, const Proc& p) {
+      const Worker& w = p.info;
       row.pid = w.pid;
       row.rss_shmem = w.rss_shmem;
       row.segments = w.segments;
       row.error = w.error;
       row.command = w.cmdline;
-      if (LeanSettings ls = lean_settings(w.cmdline); ls.lean) row.lean = ls.describe();
+      row.lean = p.lean;
       if (ticks_now >= 0 && static_cast<std::int64_t>(w.start_ticks) <= ticks_now)
         row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.start_ticks)) / hz;
     };
@@ -392,7 +399,7 @@ class Sampler {
     for (const auto& node : nodes_) {  // the table as of the last sample
       WorkerRow row;
       auto it = procs_.find(node.pid);
-      if (it != procs_.end()) base(row, it->second.info);
+      if (it != procs_.end()) base(row, it->second);
       row.pid = node.pid;
       row.backend = "mod_fcgid";
       row.kind = "php-cgi";
@@ -402,24 +409,24 @@ class Sampler {
       if (exe.empty()) exe = fcgid::node_executable(cfg_.fcgid_table, node.index);
       row.klass = exe;
       if (row.command.empty()) row.command = exe;
-      rows.push_back(row);
+      rows.push_back(std::move(row));
       // php-cgi with PHP_FCGI_CHILDREN: its children serve the requests and share its segment.
       auto kid = kids.find(node.pid);
       if (kid == kids.end()) continue;
       for (const Proc* p : kid->second) {
         WorkerRow k;
-        base(k, p->info);
+        base(k, *p);
         k.backend = "mod_fcgid";
         k.kind = "php-cgi child of " + std::to_string(node.pid);
-        k.vhost_id = row.vhost_id;
-        k.klass = row.klass;
+        k.vhost_id = node.vhost_id;
+        k.klass = exe;
         rows.push_back(std::move(k));
       }
     }
     for (const auto& [pid, p] : procs_) {
       if (!p.fpm) continue;
       WorkerRow row;
-      base(row, p.info);
+      base(row, p);
       row.backend = "php-fpm";
       const std::string& cmd = p.info.cmdline;
       if (cmd.rfind("php-fpm: pool ", 0) == 0) {
@@ -537,6 +544,7 @@ class Sampler {
   struct Proc {
     std::int64_t ident = -1;   // mod_fcgid's start time, or the kernel's start ticks
     Worker info;               // stat, status, cmdline, segments
+    std::string lean;          // lean_settings(cmdline).describe() when started lean, or ""
     std::int64_t read_ms = 0;  // when status (RssShmem) was last read
     bool fcgid = false;        // listed in mod_fcgid's table
     bool fpm = false;          // a php-fpm process
