@@ -1,13 +1,13 @@
 // mod_shmguard glue: /shmguard-status (SetHandler shmguard-status) and the mod_status section.
-// Reads only what the sampler published plus the module's own counters and configuration: no
-// privileged read happens here (children run as User).
+// Gathers the status model (status_model.hpp): the sampler's published part, plus what only a
+// child knows (the sampler's health, the hot values, every vhost's name, configuration and
+// counters), and writes the response with core's writer of the format. No privileged read happens
+// here (children run as User).
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <ctime>
-#include <map>
 #include <set>
 #include <string>
 #include <vector>
