@@ -52,6 +52,7 @@ class Dec {
       auto c = static_cast<unsigned char>(in_.front());
       in_.remove_prefix(1);
       if (shift == 63 && c > 1) return fail();  // more than 64 bits
+      if (shift > 0 && c == 0) return fail();   // overlong: one value, one encoding
       v |= static_cast<std::uint64_t>(c & 0x7F) << shift;
       if (!(c & 0x80)) return v;
     }

@@ -225,6 +225,12 @@ TEST(Status, DecodeRefusesAnythingButOneEncoding) {
   // lengths and counts larger than the input, a varint past 64 bits, a bool that is not 0/1
   EXPECT_FALSE(decode_sampler_part(std::string("SGP1") + "\xff\xff\xff\xff\xff\xff\xff\xff\x7f"));
   EXPECT_FALSE(decode_sampler_part(std::string("SGP1") + std::string(11, '\xff')));
+  // an overlong varint (0 as two bytes) would decode to a value that encodes differently
+  SamplerPart empty_part;
+  std::string canonical = encode_sampler_part(empty_part);
+  ASSERT_EQ(canonical[4], '\0');  // taken_at_ms 0
+  ASSERT_TRUE(decode_sampler_part(canonical));
+  EXPECT_FALSE(decode_sampler_part(canonical.substr(0, 4) + "\x80" + canonical.substr(4)));
   EXPECT_FALSE(decode_sampler_part(std::string("SGP1\x02\x80\x20\x02", 8)));
   // a row count claiming a million rows in a few bytes
   SamplerPart empty;
