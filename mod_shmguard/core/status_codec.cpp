@@ -95,6 +95,7 @@ class Dec {
     return u();
   }
   // A list's length: every element takes at least one byte, so more than what is left is a lie.
+  // (Lists are not reserved from it: they grow with the elements actually decoded.)
   std::size_t count() {
     std::uint64_t n = u();
     if (!ok_ || n > in_.size()) return fail(), 0;
@@ -363,7 +364,6 @@ void get_row(Dec& d, WorkerRow& w, std::vector<std::uint32_t>& mapped_by) {
   w.uptime_s = d.i();
   w.rss_shmem = d.u();
   std::size_t n = d.count();
-  w.segments.reserve(n);
   for (std::size_t k = 0; k < n && d.ok(); ++k) {
     Segment s;
     s.dev_major = d.u_as<std::uint32_t>();
@@ -432,7 +432,6 @@ std::optional<SamplerPart> decode_sampler_part(std::string_view in) {
   get(d, p.snap);
   WorkerTable& w = p.workers;
   std::size_t n = d.count();
-  w.rows.reserve(n);
   for (std::size_t i = 0; i < n && d.ok(); ++i) {
     w.rows.emplace_back();
     get_row(d, w.rows.back(), w.mapped_by);
