@@ -22,7 +22,7 @@ Method (see BENCHMARKS.md):
       the status page not watched and watched (RSS refresh slices), the first sample; the same with
       a hardware node's 500-container file; micro (probe, beancounter parse, /proc reads per
       worker); and the module's sampler process in Apache (utime+stime over a period).
-  P5  micro (render / serve the status sections with N workers); the on-demand page in the real
+  P5  micro (the sampler's part of the status model, a child writing each format, N workers); the on-demand page in the real
       sampler (above): how long the handler waits and the sampler's CPU for it, for the first view
       after a quiet minute (refreshes every process) and for watched views (from the caches);
       /shmguard-status over HTTP.
@@ -453,7 +453,9 @@ def micro(a, res):
     out = {"context": data.get("context", {})}
     for b in data["benchmarks"]:
         name = b.get("run_name") or b["name"]
-        name = name.split("/")[0]
+        # "BM_X/min_time:0.500" -> "BM_X"; BM_ServeStatus keeps its format argument ("BM_ServeStatus/0")
+        parts = name.split("/")
+        name = "/".join(parts[:2]) if parts[0] == "BM_ServeStatus" else parts[0]
         agg = b.get("aggregate_name", "")
         if agg not in ("", "median"):
             continue
@@ -564,14 +566,15 @@ def table(res, smoke):
                 d["core_pct"], "%.2f" % d["cpu_ms_per_sample"] if d["cpu_ms_per_sample"] else "?",
                 d["cpu_s"] * 1000 / d["tick_ms"], d["tick_ms"], d["period_s"]),
             "<= 0.2 %", (d["core_pct"] <= 0.2) if d["cpu_s"] > 0 else None)  # no tick yet: unknown
-    if "BM_RenderSections" in m:
-        nw = int(m["BM_RenderSections"]["counters"].get("workers", 0))
-        add("P5 sampler renders all sections, %d workers" % nw, "%.3f ms" % m["BM_RenderSections"]["cpu_ms"], "<= 2 ms",
-            m["BM_RenderSections"]["cpu_ms"] <= 2)
-        add("P5 child serves HTML, %d workers" % nw, "%.3f ms" % m["BM_ServeStatusHtml"]["cpu_ms"], "<= 2 ms",
-            m["BM_ServeStatusHtml"]["cpu_ms"] <= 2)
-        add("P5 child serves ?metrics, %d workers" % nw, "%.3f ms" % m["BM_ServeStatusMetrics"]["cpu_ms"], "<= 2 ms",
-            m["BM_ServeStatusMetrics"]["cpu_ms"] <= 2)
+    if "BM_MakeSamplerPart" in m:
+        nw = int(m["BM_MakeSamplerPart"]["counters"].get("workers", 0))
+        add("P5 sampler builds and encodes its part, %d workers" % nw, "%.3f ms" % m["BM_MakeSamplerPart"]["cpu_ms"],
+            "<= 2 ms", m["BM_MakeSamplerPart"]["cpu_ms"] <= 2)
+        for arg, fmt in (("0", "HTML"), ("1", "?auto"), ("2", "?json"), ("3", "?metrics")):
+            r = m.get("BM_ServeStatus/" + arg)
+            if r:
+                add("P5 child decodes and writes %s, %d workers" % (fmt, nw), "%.3f ms" % r["cpu_ms"], "<= 2 ms",
+                    r["cpu_ms"] <= 2)
     if "P4_sampler" in res:
         d = res["P4_sampler"]["main"]
         # The headline is what the status handler waits (request -> status_gen >= ticket, polled in

@@ -11,8 +11,8 @@
 //     stat/status/cmdline per worker + every process's stat only when a status page asks.
 //     The sampler loop itself (sampler.cpp's run(), CPU per sample at the default interval with
 //     N live workers) is measured by bench/sampler_bench.cpp.
-// P5  the status sections with N workers: the sampler's render, and what a child does to serve
-//     /shmguard-status (seqlock copy + decode + HTML/metrics assembly).
+// P5  the status model with N workers: the sampler's part and its encoding, and what a child does
+//     to serve /shmguard-status (seqlock copy + decode + the format's writer).
 //
 // Worker processes (bench/fixtures.hpp): main() forks --workers=N (default 1000) children before
 // running; each maps its own 64 MiB shared anonymous segment ("/dev/zero (deleted)" in maps, like
@@ -72,17 +72,6 @@ ProbeConfig probe_config() {
   return cfg;
 }
 
-// The status-sections API is being reworked (one `html` string -> several fragments and templates
-// with vhost-name holes). These helpers compile against either form.
-template <class S>
-auto sections_html(const S& s, int) -> decltype(s.html, std::string()) {
-  return s.html;
-}
-template <class S>
-auto sections_html(const S& s, long) -> decltype(s.html_workers.fill(nullptr), std::string()) {
-  auto name = [](std::int32_t id) { return "vhost-" + std::to_string(id); };
-  return s.html_findings + s.html_limits + s.html_workers.fill(name) + s.html_sources;
-}
 template <class R>
 auto set_backend(R& r, int) -> decltype(r.backend = "mod_fcgid", void()) {
   r.backend = "mod_fcgid";
@@ -320,7 +309,7 @@ struct StatusFixture {
   StatusFixture() {
     snap = probe(probe_config());
     rows = scan_workers(seg.get(), g_fcgid_table.data());
-    shm::publish_blob(seg.get(), encode_sections(render_sampler_sections(snap, rows)));
+    shm::publish_blob(seg.get(), encode_sampler_part(make_sampler_part(snap, rows)));
   }
 };
 StatusFixture& status_fixture() {
@@ -328,82 +317,64 @@ StatusFixture& status_fixture() {
   return f;
 }
 
-// The sampler's render of every section (what it did on every sample before formats could be
-// asked for separately). Only the render is timed: filling the vhost holes is the child's work,
-// measured in BM_ServeStatusHtml.
-void BM_RenderSections(benchmark::State& state) {
+// The sampler's work for a status view (sampler.cpp render_status, after the /proc reads): the
+// sharing, the findings, the totals, the listed rows, and their encoding into the blob.
+void BM_MakeSamplerPart(benchmark::State& state) {
   auto& f = status_fixture();
   std::size_t bytes = 0;
   for (auto _ : state) {
-    StatusSections s = render_sampler_sections(f.snap, f.rows);
-    bytes = s.html_workers.text.size() + s.json_members.text.size() + s.metrics.size();
-    benchmark::DoNotOptimize(s);
+    std::string blob = encode_sampler_part(make_sampler_part(f.snap, f.rows));
+    bytes = blob.size();
+    benchmark::DoNotOptimize(blob);
   }
-  StatusSections s = render_sampler_sections(f.snap, f.rows);
   state.counters["workers"] = static_cast<double>(f.rows.size());
-  state.counters["html_bytes"] = static_cast<double>(sections_html(s, 0).size());
-  state.counters["metrics_bytes"] = static_cast<double>(s.metrics.size());
-  benchmark::DoNotOptimize(bytes);
+  state.counters["blob_bytes"] = static_cast<double>(bytes);
 }
-BENCHMARK(BM_RenderSections)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MakeSamplerPart)->Unit(benchmark::kMicrosecond);
 
-// One format only (render_sampler_sections(..., formats)): what the sampler renders when a page of
-// that format was asked for. Arg: 1 HTML, 2 ?auto, 4 ?json, 8 ?metrics, 15 all.
-void BM_RenderFormat(benchmark::State& state) {
+// What status_handler() in a child does per request (glue/status.cpp) once the sampler has
+// published: copy the blob under the seqlock, decode it, add the vhosts (here 20, counters
+// zero), write the format. Arg: 0 HTML, 1 ?auto, 2 ?json, 3 ?metrics.
+void BM_ServeStatus(benchmark::State& state) {
   auto& f = status_fixture();
-  const auto formats = static_cast<unsigned>(state.range(0));
+  std::vector<VhostStatus> vhosts(20);
+  for (std::size_t i = 0; i < vhosts.size(); ++i) {
+    vhosts[i].label = "site" + std::to_string(i) + ".example:80";
+    vhosts[i].fcgid_vhost_id = static_cast<int>(i + 1);
+    vhosts[i].guard = true;
+    vhosts[i].action = "refuse";
+    vhosts[i].reserve.bytes = 64u << 20;
+  }
   std::size_t bytes = 0;
   for (auto _ : state) {
-    StatusSections s = render_sampler_sections(f.snap, f.rows, formats);
-    bytes = s.html_findings.size() + s.html_limits.size() + s.html_workers.text.size() +
-            s.html_sources.size() + s.auto_text.size() + s.json_members.text.size() +
-            s.metrics.size();
-    benchmark::DoNotOptimize(s);
+    StatusModel m;
+    std::string blob;
+    if (shm::read_blob(f.seg.get(), blob)) m.part = decode_sampler_part(blob);
+    m.vhosts = vhosts;
+    HotValues hot;
+    m.sampler.fresh = true;
+    m.headline = decide_headline(m.sampler, hot, m.vhosts, m.part ? &*m.part : nullptr);
+    std::string out;
+    switch (state.range(0)) {
+      case 0:
+        out = write_status_html(m);
+        break;
+      case 1:
+        out = write_status_auto(m);
+        break;
+      case 2:
+        out = write_status_json(m);
+        break;
+      default:
+        out = write_status_prometheus(m);
+    }
+    bytes = out.size();
+    benchmark::DoNotOptimize(out);
   }
   state.counters["workers"] = static_cast<double>(f.rows.size());
   state.counters["bytes"] = static_cast<double>(bytes);
 }
-BENCHMARK(BM_RenderFormat)
-    ->Arg(kHtml)
-    ->Arg(kAuto)
-    ->Arg(kJson)
-    ->Arg(kMetrics)
-    ->Arg(kAllFormats)
-    ->Unit(benchmark::kMicrosecond);
-
-// What status_handler() in a child does per request (glue/status.cpp): copy the blob under the
-// seqlock, decode the sections, assemble the page (vhost counters omitted: a few lines).
-// Sensitive to this process's allocator state: with 1000 workers (0.5 MB of HTML) it measures
-// ~0.11 ms alone (--benchmark_filter=Serve) and ~2 ms after the other benchmarks in one process.
-void BM_ServeStatusHtml(benchmark::State& state) {
-  auto& f = status_fixture();
-  for (auto _ : state) {
-    std::string blob;
-    std::optional<StatusSections> sec;
-    if (shm::read_blob(f.seg.get(), blob)) sec = decode_sections(blob);
-    std::string out =
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mod_shmguard "
-        "status</title></head><body>\n<h1>mod_shmguard</h1>\n<p>" +
-        html_escape("OK") + "; headroom " + html_escape("900 MiB") + "</p>\n";
-    if (sec) out += sections_html(*sec, 0);
-    out += "</body></html>\n";
-    benchmark::DoNotOptimize(out);
-  }
-}
-BENCHMARK(BM_ServeStatusHtml)->Unit(benchmark::kMicrosecond);
-
-void BM_ServeStatusMetrics(benchmark::State& state) {
-  auto& f = status_fixture();
-  for (auto _ : state) {
-    std::string blob;
-    std::optional<StatusSections> sec;
-    if (shm::read_blob(f.seg.get(), blob)) sec = decode_sections(blob);
-    std::string out;
-    if (sec) out = sec->metrics;
-    benchmark::DoNotOptimize(out);
-  }
-}
-BENCHMARK(BM_ServeStatusMetrics)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ServeStatus)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

@@ -14,9 +14,9 @@
 // beancounter file (container 101; cgroup, overcommit, SysV and /dev/shm of this machine),
 // cfg.fcgid_table, an (empty, watched) error log, the wake pipe and parent_pid. The segment is a
 // MAP_SHARED anonymous mapping like the module's, so this process reads the sampler's counters and
-// asks for status pages exactly as a child's status handler does (status.cpp fresh_sections():
-// status_wanted |= format, a ticket from status_requests, a byte into the wake pipe, then
-// status_gen polled in 0.2 ms nanosleep steps).
+// asks for status pages exactly as a child's status handler does (status.cpp fresh_part():
+// status_wanted set, a ticket from status_requests, a byte into the wake pipe, then status_gen
+// polled in 0.2 ms nanosleep steps).
 //
 // CPU: the stop callback, which run() calls at the top of every loop iteration (after each sample,
 // each poll time-out and each wake-up), appends {samples, status_gen, CLOCK_PROCESS_CPUTIME_ID,
@@ -217,9 +217,8 @@ struct Bench {
     if (w == g_sampler) g_sampler = 0;
     close(g_wake);
     g_wake = -1;
-    const double cpu_ms =
-        static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-        static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+    const double cpu_ms = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
     return {cpu_ms, WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status)};
   }
 
@@ -272,7 +271,7 @@ struct Bench {
       sleep_ms(static_cast<double>(std::min<std::int64_t>(interval_ms / 5, 100)));
       const std::uint64_t n_before = nrec();
       const std::int64_t asked = mono_ns();
-      seg->status_wanted.fetch_or(format);
+      seg->status_wanted.store(1);  // one part for every format: `format` names the run only
       const std::uint64_t ticket = seg->status_requests.fetch_add(1) + 1;
       if (write(g_wake, "s", 1) != 1) std::perror("write");
       // status.cpp gives up after 2500 steps (~0.5 s) and shows the previous rendering; here the
@@ -301,8 +300,10 @@ struct Bench {
       const Record& prev = sh->rec[i - 1];
       const Record& done = sh->rec[i];
       if (done.samples != prev.samples) {
-        std::fprintf(stderr, "sampler_bench: view (format %u) rendered inside scheduled sample %llu; "
-                             "retrying\n", format, static_cast<unsigned long long>(done.samples));
+        std::fprintf(stderr,
+                     "sampler_bench: view (format %u) rendered inside scheduled sample %llu; "
+                     "retrying\n",
+                     format, static_cast<unsigned long long>(done.samples));
         continue;
       }
       v.ok = true;
@@ -471,7 +472,7 @@ int main(int argc, char** argv) {
   b.cfg.fcgid_table = table.data();
   b.cfg.parent_pid = getpid();
 
-  std::vector<Views> views = {{"html", kHtml, {}, {}}, {"metrics", kMetrics, {}, {}}};
+  std::vector<Views> views = {{"html", 1, {}, {}}, {"metrics", 8, {}, {}}};
 
   // 1. The first sample, then the steady state nobody watches.
   b.start();
@@ -482,7 +483,7 @@ int main(int argc, char** argv) {
   const Bench::Steady unwatched = b.steady(seconds);
 
   // 2. The first status view (never rendered before: every process is refreshed).
-  views[0].first.push_back(b.view(kHtml));
+  views[0].first.push_back(b.view(1));
   // 3. Watched views, alternating the formats.
   std::int64_t last_view = views[0].first.back().asked_ns;
   for (int r = 0; r < renders; ++r)
@@ -498,7 +499,7 @@ int main(int argc, char** argv) {
   if (quiet_minute) {
     sleep_ms(static_cast<double>(last_view + 61'000'000'000 - mono_ns()) / 1e6);
     after = b.steady(std::min(seconds, 5.0));
-    quiet = b.view(kHtml);
+    quiet = b.view(1);
   }
   const std::uint64_t total_samples = b.seg->samples.load();
   const Record last = b.last();

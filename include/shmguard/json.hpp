@@ -42,6 +42,12 @@ class JsonWriter {
     key(k);
     return value(v);
   }
+  // For a writer that appends one value's JSON text itself (the status page's worker objects):
+  // places the comma, then the caller appends exactly one value to the returned string.
+  std::string& raw_value() {
+    comma();
+    return out_;
+  }
   const std::string& str() const { return out_; }
   std::string take() { return std::move(out_); }
 

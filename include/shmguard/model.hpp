@@ -5,6 +5,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shmguard/sources.hpp"
@@ -35,10 +36,16 @@ struct Unavail {
   std::string reason;
 };
 
-// One limit that refuses a new shared anonymous mapping (what OPcache allocates).
+// The limits that refuse a new shared anonymous mapping (what OPcache allocates), as the shared
+// segment stores the binding one (an int32).
+enum class BindingLimit : std::int32_t { None = 0, Shmpages, Privvmpages, Cgroup, Overcommit };
+// "beancounter:shmpages", "beancounter:privvmpages", "cgroup:memory", "overcommit"; "" for None.
+const char* binding_name(BindingLimit b);
+BindingLimit binding_limit(std::string_view name);  // None for any other name
+
+// One limit that refuses a new shared anonymous mapping.
 struct Limit {
-  std::string name;           // "beancounter:shmpages", "beancounter:privvmpages", "cgroup:memory",
-                              // "overcommit"
+  std::string name;           // binding_name() of its BindingLimit
   std::uint64_t limit_bytes;  // the value the kernel compares against (barrier for beancounters)
   std::uint64_t used_bytes;
   std::uint64_t headroom_bytes() const {

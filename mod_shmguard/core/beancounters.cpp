@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "shmguard/sources.hpp"
+#include "text.hpp"
 
 namespace shmguard {
 
@@ -63,10 +64,6 @@ std::string shown(std::string_view s) {
   if (s.size() > kMaxShown) out += "...";
   out += "'";
   return out;
-}
-
-std::string at_line(std::size_t n, const std::string& what) {
-  return "malformed at line " + std::to_string(n) + ": " + what;
 }
 
 // A resource name as the kernel prints them: a letter, then letters, digits or '_'.
@@ -265,10 +262,10 @@ std::string parse_preamble(Lines& lines, std::string& version_out, bool& version
   std::string_view line;
   lines.next(line);
   std::string err = parse_version_line(line, version_out, version_known);
-  if (!err.empty()) return at_line(1, err);
-  if (!lines.next(line)) return at_line(2, "missing column header");
+  if (!err.empty()) return text::malformed(1, err);
+  if (!lines.next(line)) return text::malformed(2, "missing column header");
   err = check_header_line(line);
-  if (!err.empty()) return at_line(2, err);
+  if (!err.empty()) return text::malformed(2, err);
   return {};
 }
 
@@ -294,15 +291,15 @@ std::string parse_rows(Lines& lines, BeancounterFile& file, Hook& hook) {
     }
     if (h.starts_block()) {
       std::string err = check_block_id(h, ids);
-      if (!err.empty()) return at_line(n, err);
+      if (!err.empty()) return text::malformed(n, err);
       file.blocks.push_back(BeancounterBlock{std::string(h.id()), {}});
       block = &file.blocks.back();
     } else if (block == nullptr) {
-      return at_line(n, row_before_any_id(h));
+      return text::malformed(n, row_before_any_id(h));
     }
     BeancounterRow row;
     std::string err = parse_row(line, h, row);
-    if (!err.empty()) return at_line(n, err);
+    if (!err.empty()) return text::malformed(n, err);
     hook.row(line, n, h, row);
     block->rows.push_back(std::move(row));
   }
@@ -375,7 +372,7 @@ const BeancounterRow* BeancounterBlock::find(std::string_view resource) const {
 
 Result<BeancounterFile> parse_user_beancounters(std::string_view text) {
   using R = Result<BeancounterFile>;
-  if (blank(text)) return R::fail(at_line(1, "empty file"));
+  if (blank(text)) return R::fail(text::malformed(1, "empty file"));
 
   Lines lines(text);
   BeancounterFile file;
@@ -385,7 +382,7 @@ Result<BeancounterFile> parse_user_beancounters(std::string_view text) {
   err = parse_rows(lines, file, hook);
   if (!err.empty()) return R::fail(std::move(err));
   if (file.blocks.empty())
-    return R::fail(at_line(lines.number() + 1, "no beancounter rows after the header"));
+    return R::fail(text::malformed(lines.number() + 1, "no beancounter rows after the header"));
   return R::ok(std::move(file));
 }
 
@@ -491,7 +488,7 @@ Result<LenientBeancounters> parse_user_beancounters_lenient(std::string_view tex
                     " read as ' '");
   const std::size_t crlf = static_cast<std::size_t>(std::count(norm.begin(), norm.end(), '\r'));
   if (crlf > 0) notes.push_back("Windows line ends (CR LF)");
-  if (blank(norm)) return R::fail(at_line(1, "empty file"));
+  if (blank(norm)) return R::fail(text::malformed(1, "empty file"));
 
   Lines lines(norm);
   LenientHook hook;
@@ -527,7 +524,7 @@ Result<LenientBeancounters> parse_user_beancounters_lenient(std::string_view tex
     lines.next(line);
     if (tokens_of(line)[0].substr(0, 8) == "Version:") {
       std::string err = parse_version_line(line, file.version, file.version_known);
-      if (!err.empty()) return R::fail(at_line(lines.number(), err));
+      if (!err.empty()) return R::fail(text::malformed(lines.number(), err));
       have_version = true;
       std::string_view exact = line;
       if (!exact.empty() && exact.back() == '\r') exact.remove_suffix(1);
@@ -546,7 +543,7 @@ Result<LenientBeancounters> parse_user_beancounters_lenient(std::string_view tex
     lines.next(line);
     if (tokens_of(line)[0] == "uid") {
       std::string err = check_header_line(line);
-      if (!err.empty()) return R::fail(at_line(lines.number(), err));
+      if (!err.empty()) return R::fail(text::malformed(lines.number(), err));
       have_header = true;
       std::string_view exact = line;
       if (!exact.empty() && exact.back() == '\r') exact.remove_suffix(1);
@@ -562,9 +559,9 @@ Result<LenientBeancounters> parse_user_beancounters_lenient(std::string_view tex
   std::string err = parse_rows(lines, file, hook);
   if (!err.empty()) return R::fail(std::move(err));
   if (file.blocks.empty())
-    return R::fail(at_line(lines.number() + 1, have_version || have_header
-                                                   ? "no beancounter rows after the header"
-                                                   : "no beancounter rows"));
+    return R::fail(text::malformed(lines.number() + 1, have_version || have_header
+                                                           ? "no beancounter rows after the header"
+                                                           : "no beancounter rows"));
   if (hook.inexact > 0)
     notes.push_back(std::to_string(hook.inexact) + " of " + plural(hook.rows, "row", "rows") +
                     " not laid out as the kernel prints them (spaces collapsed or changed), the "
@@ -578,7 +575,7 @@ Result<LenientBeancounters> parse_user_beancounters_lenient(std::string_view tex
 
 Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string id) {
   using R = Result<BeancounterBlock>;
-  if (blank(text)) return R::fail(at_line(1, "empty file"));
+  if (blank(text)) return R::fail(text::malformed(1, "empty file"));
   BeancounterBlock block;
   block.id = std::move(id);
   Lines lines(text);
@@ -588,7 +585,7 @@ Result<BeancounterBlock> parse_bc_resources(std::string_view text, std::string i
     const RowTokens t = row_tokens(line, 0);
     BeancounterRow row;
     std::string err = fill_row(t.t[0], t.t + 1, t.n - 1, row);
-    if (!err.empty()) return R::fail(at_line(lines.number(), err));
+    if (!err.empty()) return R::fail(text::malformed(lines.number(), err));
     block.rows.push_back(std::move(row));
   }
   return R::ok(std::move(block));
@@ -615,7 +612,7 @@ Result<BeancounterBlock> select_beancounter_block(const BeancounterFile& f,
 Result<BeancounterSelection> read_beancounter_block(std::string_view text,
                                                     const std::optional<std::string>& container) {
   using R = Result<BeancounterSelection>;
-  if (blank(text)) return R::fail(at_line(1, "empty file"));
+  if (blank(text)) return R::fail(text::malformed(1, "empty file"));
 
   Lines lines(text);
   BeancounterSelection out;
@@ -660,7 +657,7 @@ Result<BeancounterSelection> read_beancounter_block(std::string_view text,
     if (h.blank()) continue;
     if (h.starts_block()) {
       err = check_block_id(h, ids);
-      if (!err.empty()) return R::fail(at_line(line_at(line_pos), err));
+      if (!err.empty()) return R::fail(text::malformed(line_at(line_pos), err));
       const std::string_view id = h.id();
       if (listed.size() < 20) listed.push_back(id);
       ++count;
@@ -677,18 +674,18 @@ Result<BeancounterSelection> read_beancounter_block(std::string_view text,
       }
       if (cur != nullptr) cur->id = std::string(id);
     } else if (count == 0) {
-      return R::fail(at_line(line_at(line_pos), row_before_any_id(h)));
+      return R::fail(text::malformed(line_at(line_pos), row_before_any_id(h)));
     }
     if (cur == nullptr) continue;  // a row of a skipped block, reached by the ':' jump
     BeancounterRow row;
     err = parse_row(line, h, row);
-    if (!err.empty()) return R::fail(at_line(line_at(line_pos), err));
+    if (!err.empty()) return R::fail(text::malformed(line_at(line_pos), err));
     cur->rows.push_back(std::move(row));
   }
 
   if (count == 0) {
     const std::size_t last = line_at(size) - (text.back() == '\n' ? 1 : 0);
-    return R::fail(at_line(last + 1, "no beancounter rows after the header"));
+    return R::fail(text::malformed(last + 1, "no beancounter rows after the header"));
   }
   out.blocks_in_file = count;
   auto have = [&]() { return have_ids(count, [&](std::size_t i) { return listed[i]; }); };

@@ -13,6 +13,8 @@
 
 namespace shmguard {
 using text::is_space;
+using text::malformed;
+using text::quote;
 using text::split_ws;
 using text::trim;
 
@@ -21,29 +23,6 @@ namespace {
 // v1 reports "no limit" as PAGE_COUNTER_MAX rounded to pages (9223372036854771712 on x86-64);
 // anything this large cannot be a real limit.
 constexpr std::uint64_t kHugeLimit = std::uint64_t{1} << 62;
-
-// Printable, bounded rendering of untrusted text for error messages.
-std::string quote(std::string_view s) {
-  constexpr std::size_t kMax = 40;
-  std::string out = "\"";
-  for (std::size_t i = 0; i < s.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > kMax) out += "...";
-  out += '"';
-  return out;
-}
-
-std::string malformed(std::size_t line, const std::string& what) {
-  return "malformed at line " + std::to_string(line) + ": " + what;
-}
 
 bool blank(std::string_view s) {
   return trim(s).empty();

@@ -127,6 +127,29 @@ Snapshot probe(const ProbeConfig& cfg) {
   return s;
 }
 
+const char* binding_name(BindingLimit b) {
+  switch (b) {
+    case BindingLimit::Shmpages:
+      return "beancounter:shmpages";
+    case BindingLimit::Privvmpages:
+      return "beancounter:privvmpages";
+    case BindingLimit::Cgroup:
+      return "cgroup:memory";
+    case BindingLimit::Overcommit:
+      return "overcommit";
+    case BindingLimit::None:
+      break;
+  }
+  return "";
+}
+
+BindingLimit binding_limit(std::string_view name) {
+  for (BindingLimit b : {BindingLimit::Shmpages, BindingLimit::Privvmpages, BindingLimit::Cgroup,
+                         BindingLimit::Overcommit})
+    if (name == binding_name(b)) return b;
+  return BindingLimit::None;
+}
+
 void compute_headroom(Snapshot& s) {
   s.limits.clear();
   s.headroom_bytes.reset();
@@ -135,12 +158,12 @@ void compute_headroom(Snapshot& s) {
   // OpenVZ charges a shared anonymous mapping to shmpages (UB_HARD, against the barrier) and to
   // privvmpages: both refuse it.
   if (s.beancounters) {
-    for (const char* res : {"shmpages", "privvmpages"}) {
-      const BeancounterRow* row = s.beancounters->block.find(res);
+    for (BindingLimit b : {BindingLimit::Shmpages, BindingLimit::Privvmpages}) {
+      const std::string name = binding_name(b);
+      const BeancounterRow* row = s.beancounters->block.find(name.substr(name.find(':') + 1));
       if (!row || row->barrier_unlimited()) continue;
-      s.limits.push_back(Limit{std::string("beancounter:") + res,
-                               sat_mul(row->barrier, s.page_size),
-                               sat_mul(row->held, s.page_size)});
+      s.limits.push_back(
+          Limit{name, sat_mul(row->barrier, s.page_size), sat_mul(row->held, s.page_size)});
     }
   }
   // A memory cgroup (own level or any ancestor) limits the pages once they are touched.
@@ -148,7 +171,7 @@ void compute_headroom(Snapshot& s) {
     std::optional<Limit> tightest;
     for (const auto& lvl : s.cgroup->levels) {
       if (!lvl.limit || !lvl.usage) continue;
-      Limit l{"cgroup:memory", *lvl.limit, *lvl.usage};
+      Limit l{binding_name(BindingLimit::Cgroup), *lvl.limit, *lvl.usage};
       if (!tightest || l.headroom_bytes() < tightest->headroom_bytes()) tightest = l;
     }
     if (tightest) s.limits.push_back(*tightest);
@@ -156,8 +179,8 @@ void compute_headroom(Snapshot& s) {
   // Strict overcommit charges the whole mapping at mmap time.
   if (s.overcommit && s.overcommit->mode == 2 && s.overcommit->commit_limit &&
       s.overcommit->committed_as) {
-    s.limits.push_back(
-        Limit{"overcommit", *s.overcommit->commit_limit, *s.overcommit->committed_as});
+    s.limits.push_back(Limit{binding_name(BindingLimit::Overcommit), *s.overcommit->commit_limit,
+                             *s.overcommit->committed_as});
   }
 
   const Limit* best = nullptr;

@@ -1,6 +1,7 @@
 // mod_shmguard core: the refusal page (503, HTML or JSON).
-#include "text.hpp"
+#include "fastwrite.hpp"
 #include "shmguard/refusal.hpp"
+#include "text.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -13,28 +14,10 @@ using text::trim;
 
 std::string html_escape(std::string_view s) {
   std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
+  fast::Writer w(out);
+  w.room(6 * s.size());
+  w.esc(s);
+  w.finish();
   return out;
 }
 

@@ -7,32 +7,12 @@
 
 namespace shmguard {
 using text::is_space;
+using text::malformed;
+using text::quote;
 using text::split_ws;
 using text::trim;
 
 namespace {
-
-std::string quote(std::string_view s) {
-  constexpr std::size_t kMax = 40;
-  std::string out = "\"";
-  for (std::size_t i = 0; i < s.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > kMax) out += "...";
-  out += '"';
-  return out;
-}
-
-std::string malformed(std::size_t line, const std::string& what) {
-  return "malformed at line " + std::to_string(line) + ": " + what;
-}
 
 // The key is printed with %10d: negative for keys with the top bit set.
 std::optional<std::int64_t> parse_i64(std::string_view s) {

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -29,6 +31,31 @@ inline std::vector<std::string_view> split_ws(std::string_view s) {
     i = j;
   }
   return out;
+}
+
+// Printable, bounded rendering of untrusted text for error messages: "..." with non-printable
+// bytes, quotes and backslashes as \xNN, cut after 40 bytes ("..." after the closing quote).
+inline std::string quote(std::string_view s) {
+  constexpr std::size_t kMax = 40;
+  std::string out = "\"";
+  for (std::size_t i = 0; i < s.size() && i < kMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (s.size() > kMax) out += "...";
+  out += '"';
+  return out;
+}
+
+// The parsers' error text: "malformed at line N: what".
+inline std::string malformed(std::size_t line, const std::string& what) {
+  return "malformed at line " + std::to_string(line) + ": " + what;
 }
 
 // a * b, UINT64_MAX instead of wrapping.

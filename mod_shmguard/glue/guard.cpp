@@ -175,10 +175,10 @@ const char* host_of(const request_rec* r) {
 }
 
 std::string binding_detail() {
-  std::int32_t b = gen.seg->binding.load(std::memory_order_relaxed);
-  std::string out = shm::binding_name(b);
+  const auto b = static_cast<BindingLimit>(gen.seg->binding.load(std::memory_order_relaxed));
+  std::string out = binding_name(b);
   std::int64_t lim = gen.seg->binding_limit.load(), used = gen.seg->binding_used.load();
-  if (b == shm::kShmpages || b == shm::kPrivvmpages) {
+  if (b == BindingLimit::Shmpages || b == BindingLimit::Privvmpages) {
     out += " " + std::to_string(used / 4096) + "/" + std::to_string(lim / 4096) + " pages";
   } else if (lim > 0) {
     out += " " + human_bytes(static_cast<std::uint64_t>(used)) + "/" +
@@ -445,7 +445,8 @@ std::string refusal_body(request_rec* r, const ServerConf* c, bool translated) {
     info.headroom = note->headroom < 0 ? 0 : static_cast<std::uint64_t>(note->headroom);
     info.reserve = note->reserve;
   }
-  info.binding = shm::binding_name(gen.seg ? gen.seg->binding.load() : 0);
+  info.binding =
+      binding_name(static_cast<BindingLimit>(gen.seg ? gen.seg->binding.load() : 0));
   info.host = host_of(r);
   info.translated = translated;
   const char* accept = apr_table_get(r->headers_in, "Accept");

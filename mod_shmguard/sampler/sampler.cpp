@@ -25,7 +25,7 @@
 #include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/lean.hpp"
-#include "shmguard/status.hpp"
+#include "shmguard/status_model.hpp"
 #include "shmguard/units.hpp"
 #include "shmguard/workers.hpp"
 
@@ -55,9 +55,15 @@ bool pid_alive(int pid) {
   return kill(pid, 0) == 0 || errno != ESRCH;
 }
 
-std::uint64_t failcnt_of(const Snapshot& s, const char* res) {
+// The failure counter of a beancounter limit ("beancounter:shmpages:failcnt") and its row's
+// failcnt.
+std::string failcnt_name(BindingLimit b) {
+  return std::string(binding_name(b)) + ":failcnt";
+}
+std::uint64_t failcnt_of(const Snapshot& s, BindingLimit b) {
   if (!s.beancounters) return 0;
-  const BeancounterRow* r = s.beancounters->block.find(res);
+  const std::string name = binding_name(b);
+  const BeancounterRow* r = s.beancounters->block.find(name.substr(name.find(':') + 1));
   return r ? r->failcnt : 0;
 }
 
@@ -70,8 +76,8 @@ class Sampler {
         tail_(cfg.error_log, cfg.error_log_fd, cfg.error_log_watch_fd) {}
 
   // Every interval: the limits, mod_fcgid's table (segments read once per new worker), the
-  // error log, the hot values. The full worker scan and the status rendering only when a status
-  // page asked for them (status_wanted), so an idle server pays nothing for them.
+  // error log, the hot values. The full worker scan and the status page's part of the model only
+  // when a status page asked for them (status_wanted), so an idle server pays nothing for them.
   void sample() {
     full_sample_ms_ = now_mono_ms();
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
@@ -95,7 +101,7 @@ class Sampler {
   }
 
   // A child woke the sampler: for evidence (a 500) a full fresh sample; for a status page only
-  // the rendering, from the last sample (at most one interval old).
+  // its part of the model, from the last sample (at most one interval old).
   // Evidence wakes are rate-limited: at most one full sample per 20 ms; the wakes that arrive
   // meanwhile are answered together by the next one (a flood of 500s costs at most 50 samples a
   // second, and none while the headroom is ample: the children do not ask then).
@@ -112,28 +118,30 @@ class Sampler {
       render_status(now);
   }
 
-  // Renders the formats status pages asked for, if any; true if it did.
+  // Publishes the status page's sampler part (make_sampler_part, encode_sampler_part) if a page
+  // asked for it; true if it did. The children write every format from it.
   bool render_status(std::int64_t now) {
     std::uint64_t ticket = seg_->status_requests.load(std::memory_order_acquire);
-    unsigned formats = seg_->status_wanted.exchange(0, std::memory_order_acq_rel);
-    if (!formats || !last_) return false;
-    // The first view after a quiet minute reads every process now; later ones use the caches.
-    bool watched = status_ms_ != 0 && now - status_ms_ < 60000;
+    const bool wanted = seg_->status_wanted.exchange(0, std::memory_order_acq_rel) != 0;
+    if (!wanted || !last_) return false;
+    // Every view is answered from the caches at once: the handler waits for the encoding only.
+    // The first view after a quiet minute then freshens them (the scan for the processes
+    // mod_fcgid does not list if none was made yet, 100 workers' RssShmem), for the views after it.
+    const bool watched = status_ms_ != 0 && now - status_ms_ < 60000;
     status_ms_ = now;
-    if (!watched) refresh_for_status(now, true);
     StatusOptions opts;
     opts.full_commands = cfg_.full_commands;
     opts.max_bytes = cfg_.status_max_bytes;
-    std::size_t rendered = 0;
+    std::size_t encoded = 0;
     {
-      const std::string blob =
-          encode_sections(render_sampler_sections(*last_, worker_rows(), formats, opts));
-      rendered = blob.size();
+      const std::string blob = encode_sampler_part(make_sampler_part(*last_, worker_rows(), opts));
+      encoded = blob.size();
       shm::publish_blob(seg_, blob);
     }
     seg_->status_gen.store(ticket, std::memory_order_release);
-    // A large rendering (many workers, long command lines) gives its memory back at once.
-    if (rendered > (1u << 20)) malloc_trim(0);
+    if (!watched) refresh_for_status(now, true);
+    // A large part (many workers, long command lines) gives its memory back at once.
+    if (encoded > (1u << 20)) malloc_trim(0);
     return true;
   }
 
@@ -231,10 +239,11 @@ class Sampler {
   }
 
   // For the status page. Processes mod_fcgid's table does not list (PHP-FPM, children of a
-  // php-cgi that forks them) are found by a scan of every process: at the first view, then every
-  // 30 s while the page is watched (a view in the last minute), once a minute otherwise.
-  // Resident shared memory (RssShmem, /proc/PID/status) is re-read for the least recently read
-  // processes: 100 at a view after a quiet minute, 50 per interval while watched.
+  // php-cgi that forks them) are found by a scan of every process: right after the first view,
+  // then every 30 s while the page is watched (a view in the last minute), once a minute
+  // otherwise. Resident shared memory (RssShmem, /proc/PID/status) is re-read for the least
+  // recently read processes: 100 right after a view that follows a quiet minute, 50 per interval
+  // while watched.
   void refresh_for_status(std::int64_t now, bool first_view) {
     // The first view ever scans at once; a later first view uses the scan kept at most a minute
     // old in the background (sample()), so it costs no more than a watched one.
@@ -327,6 +336,8 @@ class Sampler {
       p.info.pid = pid;
       p.info.error = w.error;
     }
+    LeanSettings ls = lean_settings(p.info.cmdline);
+    p.lean = ls.lean ? ls.describe() : std::string();
     const std::int64_t now = boot_ms_now();
     p.maps_vsize = p.info.error.empty() ? p.info.vsize : kMapsUnread;
     p.full_read_ms = now;
@@ -378,16 +389,18 @@ class Sampler {
   // FastCGI workers for the status page, from the caches above (no /proc read here).
   std::vector<WorkerRow> worker_rows() {
     std::vector<WorkerRow> rows;
+    rows.reserve(procs_.size() + nodes_.size());
     std::int64_t ticks_now = boot_ticks_now("/proc");
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0) hz = 100;
-    auto base = [&](WorkerRow& row, const Worker& w) {
+    auto base = [&](WorkerRow& row, const Proc& p) {
+      const Worker& w = p.info;
       row.pid = w.pid;
       row.rss_shmem = w.rss_shmem;
       row.segments = w.segments;
       row.error = w.error;
       row.command = w.cmdline;
-      if (LeanSettings ls = lean_settings(w.cmdline); ls.lean) row.lean = ls.describe();
+      row.lean = p.lean;
       if (ticks_now >= 0 && static_cast<std::int64_t>(w.start_ticks) <= ticks_now)
         row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.start_ticks)) / hz;
     };
@@ -397,7 +410,7 @@ class Sampler {
     for (const auto& node : nodes_) {  // the table as of the last sample
       WorkerRow row;
       auto it = procs_.find(node.pid);
-      if (it != procs_.end()) base(row, it->second.info);
+      if (it != procs_.end()) base(row, it->second);
       row.pid = node.pid;
       row.backend = "mod_fcgid";
       row.kind = "php-cgi";
@@ -407,24 +420,24 @@ class Sampler {
       if (exe.empty()) exe = fcgid::node_executable(cfg_.fcgid_table, node.index);
       row.klass = exe;
       if (row.command.empty()) row.command = exe;
-      rows.push_back(row);
+      rows.push_back(std::move(row));
       // php-cgi with PHP_FCGI_CHILDREN: its children serve the requests and share its segment.
       auto kid = kids.find(node.pid);
       if (kid == kids.end()) continue;
       for (const Proc* p : kid->second) {
         WorkerRow k;
-        base(k, p->info);
+        base(k, *p);
         k.backend = "mod_fcgid";
         k.kind = "php-cgi child of " + std::to_string(node.pid);
-        k.vhost_id = row.vhost_id;
-        k.klass = row.klass;
+        k.vhost_id = node.vhost_id;
+        k.klass = exe;
         rows.push_back(std::move(k));
       }
     }
     for (const auto& [pid, p] : procs_) {
       if (!p.fpm) continue;
       WorkerRow row;
-      base(row, p.info);
+      base(row, p);
       row.backend = "php-fpm";
       const std::string& cmd = p.info.cmdline;
       if (cmd.rfind("php-fpm: pool ", 0) == 0) {
@@ -446,19 +459,22 @@ class Sampler {
     const Limit* b = snap.binding_limit();
     seg_->headroom.store(snap.headroom_bytes ? static_cast<std::int64_t>(*snap.headroom_bytes) : -1,
                          std::memory_order_relaxed);
-    seg_->binding.store(shm::binding_id(snap.binding), std::memory_order_relaxed);
+    seg_->binding.store(static_cast<std::int32_t>(binding_limit(snap.binding)),
+                        std::memory_order_relaxed);
     seg_->binding_limit.store(b ? static_cast<std::int64_t>(b->limit_bytes) : 0,
                               std::memory_order_relaxed);
     seg_->binding_used.store(b ? static_cast<std::int64_t>(b->used_bytes) : 0,
                              std::memory_order_relaxed);
     std::uint64_t rise = 0;
     for (const auto& c : snap.counters)
-      if (c.name == "beancounter:shmpages:failcnt" || c.name == "beancounter:privvmpages:failcnt")
+      if (c.name == failcnt_name(BindingLimit::Shmpages) ||
+          c.name == failcnt_name(BindingLimit::Privvmpages))
         rise += c.last_minute;
     seg_->binding_failcnt_rise_minute.store(static_cast<std::int64_t>(rise),
                                             std::memory_order_relaxed);
-    seg_->failcnt_sum.store(failcnt_of(snap, "shmpages") + failcnt_of(snap, "privvmpages"),
-                            std::memory_order_relaxed);
+    seg_->failcnt_sum.store(
+        failcnt_of(snap, BindingLimit::Shmpages) + failcnt_of(snap, BindingLimit::Privvmpages),
+        std::memory_order_relaxed);
     std::uint64_t ooms = 0;
     if (snap.cgroup) {
       if (snap.cgroup->events_oom_kill) ooms += *snap.cgroup->events_oom_kill;
@@ -539,6 +555,7 @@ class Sampler {
   struct Proc {
     std::int64_t ident = -1;      // mod_fcgid's start time, or the kernel's start ticks
     Worker info;                  // stat, status, cmdline, segments
+    std::string lean;             // lean_settings(cmdline).describe() when started lean, or ""
     std::int64_t read_ms = 0;     // when status (RssShmem) was last read
     bool fcgid = false;           // listed in mod_fcgid's table
     bool fpm = false;             // a php-fpm process

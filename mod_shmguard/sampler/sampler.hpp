@@ -31,7 +31,7 @@ struct Config {
   int error_log_fd = -1;
   int error_log_watch_fd = -1;
   bool full_commands = false;        // ShmGuardStatusCommands full: whole command lines on the page
-  std::size_t status_max_bytes = 0;  // bound of the encoded status sections (the blob's size)
+  std::size_t status_max_bytes = 0;  // bound of the encoded status part (the blob's size)
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };

@@ -16,38 +16,16 @@
 #include <string>
 
 #include "shmguard/guard.hpp"
+#include "shmguard/model.hpp"
 
 namespace shmguard::shm {
 
 constexpr std::uint32_t kMagic = 0x53474d31;  // "SGM1"
 constexpr std::size_t kMaxVhosts = 512;
 constexpr std::size_t kClassSlots = 256;
-constexpr std::size_t kBlobMax = 2u << 20;  // status snapshot (the sampler's sections), 2 MiB
+constexpr std::size_t kBlobMax = 2u << 20;  // the sampler's part of the status model, 2 MiB
 constexpr std::size_t kClaims = 4096;       // requests in flight that hold a claim, at most
 constexpr std::size_t kWaiters = 1024;      // requests waiting for a worker, at most
-
-// Binding limit names as small integers (the strings live in core::model).
-enum Binding : std::int32_t { kNone = 0, kShmpages, kPrivvmpages, kCgroup, kOvercommit };
-inline const char* binding_name(std::int32_t b) {
-  switch (b) {
-    case kShmpages:
-      return "beancounter:shmpages";
-    case kPrivvmpages:
-      return "beancounter:privvmpages";
-    case kCgroup:
-      return "cgroup:memory";
-    case kOvercommit:
-      return "overcommit";
-  }
-  return "";
-}
-inline std::int32_t binding_id(const std::string& name) {
-  if (name == "beancounter:shmpages") return kShmpages;
-  if (name == "beancounter:privvmpages") return kPrivvmpages;
-  if (name == "cgroup:memory") return kCgroup;
-  if (name == "overcommit") return kOvercommit;
-  return kNone;
-}
 
 // Counters per virtual host, written by children with relaxed atomic adds.
 struct VhostCounters {
@@ -99,7 +77,7 @@ struct Segment {
 
   // The model, as the request path needs it.
   std::atomic<std::int64_t> headroom;                     // bytes; -1: no finite limit
-  std::atomic<std::int32_t> binding;                      // Binding
+  std::atomic<std::int32_t> binding;                      // BindingLimit
   std::atomic<std::int64_t> binding_limit, binding_used;  // bytes
   std::atomic<std::int64_t> binding_failcnt_rise_minute;
   std::atomic<std::int32_t> warn_state;       // 1 while headroom is below ShmGuardWarnBelow
@@ -135,14 +113,14 @@ struct Segment {
   ClaimRec claims[kClaims];
   WaiterRec waiters[kWaiters];
 
-  // Status page on demand: a handler ORs its format into status_wanted, takes a ticket from
-  // status_requests and wakes the sampler; the sampler renders and sets status_gen to the ticket
-  // it served.
+  // Status page on demand: a handler sets status_wanted, takes a ticket from status_requests and
+  // wakes the sampler; the sampler publishes its part of the status model in the blob and sets
+  // status_gen to the ticket it served.
   std::atomic<std::uint32_t> status_wanted;
   std::atomic<std::uint64_t> status_requests;
   std::atomic<std::uint64_t> status_gen;
 
-  // Status snapshot (seqlock).
+  // The sampler's part of the status model, encode_sampler_part()'s bytes (seqlock).
   std::atomic<std::uint64_t> blob_seq;
   std::atomic<std::uint32_t> blob_len;
   char blob[kBlobMax];

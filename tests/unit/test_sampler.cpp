@@ -71,7 +71,7 @@ TEST(Sampler, PublishesHeadroomBindingAndFailcnt) {
   Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 2; }));
   EXPECT_EQ(r.seg->headroom.load(), (262144 - 247122) * 4096LL);
-  EXPECT_EQ(r.seg->binding.load(), shm::kShmpages);
+  EXPECT_EQ(r.seg->binding.load(), static_cast<std::int32_t>(BindingLimit::Shmpages));
   EXPECT_EQ(r.seg->binding_limit.load(), 262144LL * 4096);
   EXPECT_EQ(r.seg->failcnt_sum.load(), 10067u);  // shmpages 10067 + privvmpages 0
   EXPECT_GT(r.seg->sample_wall_ms.load(), 0);
@@ -83,24 +83,27 @@ TEST(Sampler, UnreadableSourceMeansUnboundedNotZero) {
   Running r(config("/nonexistent/user_beancounters"));
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   // Whatever this machine's other limits are, a missing beancounter file never reads as 0 headroom.
-  EXPECT_NE(r.seg->binding.load(), shm::kShmpages);
-  EXPECT_TRUE(r.seg->headroom.load() == -1 || r.seg->binding.load() == shm::kOvercommit)
+  EXPECT_NE(r.seg->binding.load(), static_cast<std::int32_t>(BindingLimit::Shmpages));
+  EXPECT_TRUE(r.seg->headroom.load() == -1 ||
+              r.seg->binding.load() == static_cast<std::int32_t>(BindingLimit::Overcommit))
       << "with the cgroup off, only strict overcommit could bind here";
 }
 
-TEST(Sampler, RendersStatusOnlyWhenAskedAndServesTheTicket) {
+TEST(Sampler, PublishesStatusOnlyWhenAskedAndServesTheTicket) {
   Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
-  r.seg->status_wanted.fetch_or(kJson);
+  r.seg->status_wanted.store(1);
   std::uint64_t ticket = r.seg->status_requests.fetch_add(1) + 1;
   r.wake();
   ASSERT_TRUE(eventually([&] { return r.seg->status_gen.load() >= ticket; }));
   std::string blob;
   ASSERT_TRUE(shm::read_blob(r.seg.get(), blob));
-  auto sec = decode_sections(blob);
-  ASSERT_TRUE(sec);
-  EXPECT_TRUE(sec->metrics.empty());  // only the asked format
-  EXPECT_TRUE(sec->auto_text.empty());
+  auto part = decode_sampler_part(blob);
+  ASSERT_TRUE(part);
+  // the sample the hot values came from
+  EXPECT_EQ(part->snap.binding, "beancounter:shmpages");
+  ASSERT_TRUE(part->snap.headroom_bytes);
+  EXPECT_EQ(static_cast<std::int64_t>(*part->snap.headroom_bytes), r.seg->headroom.load());
 }
 
 TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {

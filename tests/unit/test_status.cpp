@@ -1,12 +1,16 @@
-// Status sections: encoding, holes for vhost names, escaping, formats.
+// The status model and its writers: the sampler part's encoding, vhost names, escaping, formats.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <set>
 #include <sstream>
 
-#include "shmguard/refusal.hpp"
+#include <random>
+
+#include "core/fastwrite.hpp"
 #include "shmguard/json.hpp"
+#include "shmguard/refusal.hpp"
+#include "shmguard/render.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/units.hpp"
 
@@ -67,157 +71,99 @@ WorkerRow worker(int pid, std::uint64_t inode, std::string command, int vhost_id
   return w;
 }
 
-std::string names(std::int32_t id) {
-  return id == 1 ? "a.example:80" : "<b>:81";
+VhostStatus vhost(std::string label, int fcgid_id) {
+  VhostStatus v;
+  v.label = std::move(label);
+  v.server_name = v.label;
+  v.fcgid_vhost_id = fcgid_id;
+  v.guard = true;
+  v.action = "refuse";
+  v.reserve.bytes = 32 * MiB;
+  v.reserve.source = "ShmGuardReserve 32.0 MiB";
+  return v;
+}
+
+// A view of `part` with two vhosts: mod_fcgid ids 1 ("a.example:80") and 2 ("<b>:81").
+StatusModel view(std::optional<SamplerPart> part) {
+  StatusModel m;
+  m.now_ms = 1795000001000;
+  m.sampler.pid = 42;
+  m.sampler.interval_ms = 500;
+  m.sampler.sampled_ms = 1795000000123;
+  m.sampler.age_ms = 877;
+  m.sampler.bound_ms = 2000;
+  m.sampler.samples = 7;
+  m.sampler.starts = 1;
+  m.sampler.fresh = true;
+  m.vhosts = {vhost("a.example:80", 1), vhost("<b>:81", 2)};
+  HotValues hot;
+  if (part && part->snap.headroom_bytes) {
+    hot.headroom = static_cast<std::int64_t>(*part->snap.headroom_bytes);
+    hot.binding = part->snap.binding;
+  }
+  m.part = std::move(part);
+  m.headline = decide_headline(m.sampler, hot, m.vhosts, m.part ? &*m.part : nullptr);
+  return m;
+}
+
+StatusModel view(const Snapshot& snap, const std::vector<WorkerRow>& ws,
+                 const StatusOptions& opts = StatusOptions{}) {
+  return view(make_sampler_part(snap, ws, opts));
+}
+
+std::size_t count(const std::string& hay, const std::string& needle) {
+  std::size_t n = 0;
+  for (std::size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1))
+    ++n;
+  return n;
+}
+
+// Every writer's output for a model, for comparing two models that must write the same.
+std::string all_formats(const StatusModel& m) {
+  return write_status_html(m, 5) + write_status_auto(m) + write_status_json(m) +
+         write_status_prometheus(m) + write_mod_status_auto(m) + write_mod_status_html(m);
+}
+
+// A snapshot with every source present (for the encoding: every field must come back).
+Snapshot full_snapshot() {
+  Snapshot s = snapshot();
+  s.beancounters->lenient = true;
+  s.beancounters->format_notes = {"no 'Version:' line", "two <spaces>"};
+  s.beancounters->blocks_in_file = 3;
+  s.beancounters->version_known = false;
+  CgroupMemory c;
+  c.version = 2;
+  c.dir = "/sys/fs/cgroup/web";
+  c.limit = 512 * MiB;
+  c.usage = 100 * MiB;
+  c.shmem = 10 * MiB;
+  c.anon = 3;
+  c.events_oom_kill = 2;
+  c.levels = {{"/sys/fs/cgroup/web", 512 * MiB, 100 * MiB}, {"/sys/fs/cgroup", std::nullopt, 7}};
+  s.cgroup = c;
+  Overcommit o;
+  o.mode = 2;
+  o.commit_limit = 2048 * MiB;
+  o.committed_as = 1024 * MiB;
+  o.mem_total = 4096 * MiB;
+  s.overcommit = o;
+  Sysv v;
+  v.shmmax = 1ull << 40;
+  v.shmall = 1ull << 30;
+  v.segments = std::vector<SysvSegment>{{-1, 3, 4096, 10, 1, 33, 4096, std::nullopt},
+                                        {0x1234, 4, 1 << 20, 11, 0, 0, std::nullopt, 0}};
+  s.sysv = v;
+  s.devshm = DevShm{"/dev/shm", 64 * MiB, 60 * MiB, 59 * MiB};
+  s.unavailable.clear();
+  compute_headroom(s);
+  s.counters = raw_counters(s);
+  for (auto& c2 : s.counters) c2.last_minute = c2.since_start = 3;
+  return s;
 }
 
 }  // namespace
 
-TEST(Status, TemplateFill) {
-  Template t;
-  t += "x=";
-  t.hole(1);
-  t += ", y=";
-  t.hole(2);
-  t += ".";
-  EXPECT_EQ(t.fill(names), "x=a.example:80, y=<b>:81.");
-  Template empty;
-  EXPECT_EQ(empty.fill(names), "");
-}
-
-TEST(Status, EncodeDecodeRoundTrip) {
-  StatusSections s = render_sampler_sections(snapshot(), {worker(10, 1, "php-cgi")});
-  std::string blob = encode_sections(s);
-  auto d = decode_sections(blob);
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->html_findings, s.html_findings);
-  EXPECT_EQ(d->html_limits, s.html_limits);
-  EXPECT_EQ(d->html_workers.text, s.html_workers.text);
-  EXPECT_EQ(d->html_workers.holes, s.html_workers.holes);
-  EXPECT_EQ(d->html_sources, s.html_sources);
-  EXPECT_EQ(d->auto_text, s.auto_text);
-  EXPECT_EQ(d->json_members.text, s.json_members.text);
-  EXPECT_EQ(d->json_members.holes, s.json_members.holes);
-  EXPECT_EQ(d->metrics, s.metrics);
-  EXPECT_EQ(d->failures_last_minute, 10u);
-  EXPECT_EQ(d->findings_critical, s.findings_critical);
-  // anything truncated, extended or foreign is refused, never misread
-  for (std::size_t n = 0; n < blob.size(); n += 7)
-    EXPECT_FALSE(decode_sections(std::string_view(blob).substr(0, n))) << n;
-  EXPECT_FALSE(decode_sections(blob + "x"));
-  EXPECT_FALSE(decode_sections("SGB1" + blob.substr(4)));
-}
-
-TEST(Status, WorkersTableEscapedWithVhostNames) {
-  StatusSections s = render_sampler_sections(
-      snapshot(),
-      {worker(10, 1, "php-cgi <script>alert(1)</script>"), worker(11, 2, "php-cgi", 2)});
-  std::string html = s.html_workers.fill([](std::int32_t id) { return html_escape(names(id)); });
-  EXPECT_EQ(html.find("<script"), std::string::npos);
-  EXPECT_NE(html.find("php-cgi &lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
-  EXPECT_NE(html.find("a.example:80"), std::string::npos);
-  EXPECT_NE(html.find("&lt;b&gt;:81"), std::string::npos);
-  EXPECT_NE(html.find("0:1 inode 1, 64.0 MiB"), std::string::npos);
-  EXPECT_NE(html.find("1h 2m"), std::string::npos);  // uptime 3725 s
-  EXPECT_NE(html.find("2 workers; 2 distinct segments holding 128.0 MiB (2 private"),
-            std::string::npos);
-  // the unavailable reason and findings are escaped too
-  EXPECT_NE(s.html_sources.find("no memory controller &lt;here&gt;"), std::string::npos);
-  EXPECT_NE(s.html_findings.find("beancounter shmpages failcnt rose by 10 in the last minute"),
-            std::string::npos);
-  EXPECT_NE(s.html_findings.find("2 php-cgi workers hold 2 separate OPcache segments"),
-            std::string::npos);
-}
-
-TEST(Status, JsonMembersWithVhostHoles) {
-  StatusSections s =
-      render_sampler_sections(snapshot(), {worker(10, 1, "a"), worker(11, 2, "b", 7)});
-  ASSERT_EQ(s.json_members.holes.size(), 2u);
-  std::string j = "{" + s.json_members.fill([](std::int32_t id) {
-    return id == 1 ? json_string("a.example:80") : std::string("null");
-  }) + "}";
-  EXPECT_NE(j.find("\"vhost\":\"a.example:80\""), std::string::npos) << j;
-  EXPECT_NE(j.find("\"vhost\":null"), std::string::npos);
-  EXPECT_NE(j.find("\"headroom_bytes\":61530112"), std::string::npos);  // (262144-247122)*4096
-  EXPECT_NE(j.find("\"binding\":\"beancounter:shmpages\""), std::string::npos);
-  EXPECT_NE(j.find("\"findings\":[{\"id\":"), std::string::npos);
-  EXPECT_NE(j.find("\"mapped_by\":1,\"shared\":false"), std::string::npos);
-  // balanced: the members form one object
-  int depth = 0;
-  bool in_str = false;
-  for (std::size_t i = 0; i < j.size(); ++i) {
-    char c = j[i];
-    if (in_str) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_str = false;
-      continue;
-    }
-    if (c == '"') in_str = true;
-    if (c == '{' || c == '[') ++depth;
-    if (c == '}' || c == ']') --depth;
-    ASSERT_GE(depth, 0);
-    if (depth == 0) {
-      EXPECT_EQ(i, j.size() - 1);
-    }
-  }
-  EXPECT_EQ(depth, 0);
-}
-
-TEST(Status, AutoLinesAreKeyValue) {
-  StatusSections s = render_sampler_sections(snapshot(), {worker(10, 1, "a")});
-  std::istringstream in(s.auto_text);
-  std::string line;
-  std::map<std::string, std::string> kv;
-  while (std::getline(in, line)) {
-    auto sep = line.find(": ");
-    ASSERT_NE(sep, std::string::npos) << line;
-    ASSERT_EQ(line.rfind("ShmGuard", 0), 0u) << line;
-    kv[line.substr(0, sep)] = line.substr(sep + 2);
-  }
-  EXPECT_EQ(kv["ShmGuardHeadroomBytes"], "61530112");
-  EXPECT_EQ(kv["ShmGuardBinding"], "beancounter:shmpages");
-  EXPECT_EQ(kv["ShmGuardFailuresLastMinute[beancounter:shmpages:failcnt]"], "10");
-  EXPECT_EQ(kv["ShmGuardWorkers"], "1");
-  EXPECT_EQ(kv["ShmGuardUnavailable[cgroup]"], "no memory controller <here>");
-  EXPECT_EQ(kv.count("ShmGuardFailures[beancounter:dummy:failcnt]"), 0u);  // never rose
-}
-
-TEST(Status, MetricsFamiliesOnceEach) {
-  StatusSections s = render_sampler_sections(snapshot(), {worker(10, 1, "a"), worker(11, 1, "b")});
-  std::istringstream in(s.metrics);
-  std::string line;
-  std::set<std::string> types;
-  std::string current;
-  while (std::getline(in, line)) {
-    if (line.rfind("# TYPE ", 0) == 0) {
-      std::istringstream l(line.substr(7));
-      std::string name, type;
-      l >> name >> type;
-      EXPECT_TRUE(types.insert(name).second) << "repeated family " << name;
-      EXPECT_EQ(type == "counter", name.size() > 6 && name.substr(name.size() - 6) == "_total")
-          << name;
-      current = name;
-    } else if (!line.empty() && line[0] != '#') {
-      EXPECT_EQ(line.rfind(current, 0), 0u) << line;
-    }
-  }
-  EXPECT_NE(s.metrics.find("shmguard_fastcgi_segments{sharing=\"shared\"} 1\n"), std::string::npos);
-  EXPECT_NE(s.metrics.find("shmguard_sample_timestamp_seconds 1795000000.123\n"),
-            std::string::npos);
-}
-
-TEST(Status, HumanDuration) {
-  EXPECT_EQ(human_duration(-1), "unknown");
-  EXPECT_EQ(human_duration(40), "40s");
-  EXPECT_EQ(human_duration(312), "5m 12s");
-  EXPECT_EQ(human_duration(3600), "1h");
-  EXPECT_EQ(human_duration(3 * 86400 + 4 * 3600 + 5), "3d 4h");
-}
-
 namespace {
-
 // Workers that exercise every part of a row: sharing, php-fpm, errors, no segments, escapes, an
 // unknown vhost and uptime.
 std::vector<WorkerRow> many_workers(int n) {
@@ -245,95 +191,284 @@ std::vector<WorkerRow> many_workers(int n) {
   return ws;
 }
 
-void expect_same(const StatusSections& a, const StatusSections& b) {
-  EXPECT_EQ(a.html_findings, b.html_findings);
-  EXPECT_EQ(a.html_limits, b.html_limits);
-  EXPECT_EQ(a.html_workers.text, b.html_workers.text);
-  EXPECT_EQ(a.html_workers.holes, b.html_workers.holes);
-  EXPECT_EQ(a.html_sources, b.html_sources);
-  EXPECT_EQ(a.auto_text, b.auto_text);
-  EXPECT_EQ(a.json_members.text, b.json_members.text);
-  EXPECT_EQ(a.json_members.holes, b.json_members.holes);
-  EXPECT_EQ(a.metrics, b.metrics);
-  EXPECT_EQ(a.findings_critical, b.findings_critical);
-  EXPECT_EQ(a.findings_warning, b.findings_warning);
-  EXPECT_EQ(a.failures_last_minute, b.failures_last_minute);
-}
-
 }  // namespace
 
-TEST(Status, EachFormatRendersOnlyItsSections) {
-  const Snapshot snap = snapshot();
-  const auto ws = many_workers(40);
-  const StatusSections all = render_sampler_sections(snap, ws);
-  for (unsigned mask = 0; mask <= kAllFormats; ++mask) {
-    SCOPED_TRACE(mask);
-    StatusSections s = render_sampler_sections(snap, ws, mask);
-    bool html = mask & kHtml, aut = mask & kAuto, json = mask & kJson, metrics = mask & kMetrics;
-    EXPECT_EQ(s.html_findings.empty(), !html);
-    EXPECT_EQ(s.html_limits.empty(), !html);
-    EXPECT_EQ(s.html_workers.text.empty(), !html);
-    EXPECT_EQ(s.html_workers.holes.empty(), !html);
-    EXPECT_EQ(s.html_sources.empty(), !html);
-    EXPECT_EQ(s.auto_text.empty(), !aut);
-    EXPECT_EQ(s.json_members.text.empty(), !json);
-    EXPECT_EQ(s.json_members.holes.empty(), !json);
-    EXPECT_EQ(s.metrics.empty(), !metrics);
-    // what is rendered is the same whatever else is asked for; the small facts always
-    if (html) {
-      EXPECT_EQ(s.html_findings, all.html_findings);
-      EXPECT_EQ(s.html_limits, all.html_limits);
-      EXPECT_EQ(s.html_workers.text, all.html_workers.text);
-      EXPECT_EQ(s.html_workers.holes, all.html_workers.holes);
-      EXPECT_EQ(s.html_sources, all.html_sources);
-    }
-    if (aut) {
-      EXPECT_EQ(s.auto_text, all.auto_text);
-    }
-    if (json) {
-      EXPECT_EQ(s.json_members.text, all.json_members.text);
-      EXPECT_EQ(s.json_members.holes, all.json_members.holes);
-    }
-    if (metrics) {
-      EXPECT_EQ(s.metrics, all.metrics);
-    }
-    EXPECT_EQ(s.findings_critical, all.findings_critical);
-    EXPECT_EQ(s.findings_warning, all.findings_warning);
-    EXPECT_EQ(s.failures_last_minute, all.failures_last_minute);
+TEST(Status, EncodeDecodeRoundTrip) {
+  for (int n : {0, 1, 2, 40, 1000}) {
+    SCOPED_TRACE(n);
+    const SamplerPart p = make_sampler_part(full_snapshot(), many_workers(n));
+    const std::string blob = encode_sampler_part(p);
+    auto d = decode_sampler_part(blob);
+    ASSERT_TRUE(d);
+    // every field came back: the same bytes again, and every writer writes the same
+    EXPECT_EQ(encode_sampler_part(*d), blob);
+    EXPECT_EQ(d->workers.rows.size(), static_cast<std::size_t>(n));
+    EXPECT_EQ(d->workers.totals.workers, static_cast<std::uint64_t>(n));
+    EXPECT_EQ(all_formats(view(*d)), all_formats(view(p)));
+    EXPECT_EQ(render_text(d->snap), render_text(p.snap));
+    EXPECT_EQ(render_json(d->snap), render_json(p.snap));
+    EXPECT_EQ(render_prometheus(d->snap), render_prometheus(p.snap));
+    EXPECT_EQ(d->failures_last_minute(), p.failures_last_minute());
+    EXPECT_GT(d->failures_last_minute(), 0u);
   }
-  EXPECT_GT(all.findings_critical, 0u);
-  EXPECT_EQ(all.failures_last_minute, 10u);
 }
 
-TEST(Status, AllFormatsIsTheConcatenationOfSingleFormats) {
+TEST(Status, DecodeRefusesAnythingButOneEncoding) {
+  const std::string blob =
+      encode_sampler_part(make_sampler_part(full_snapshot(), many_workers(12)));
+  // truncated, extended or foreign: refused, never misread
+  for (std::size_t n = 0; n < blob.size(); ++n)
+    ASSERT_FALSE(decode_sampler_part(std::string_view(blob).substr(0, n))) << n;
+  EXPECT_FALSE(decode_sampler_part(blob + "x"));
+  EXPECT_FALSE(decode_sampler_part("SGB2" + blob.substr(4)));
+  EXPECT_FALSE(decode_sampler_part(""));
+  // lengths and counts larger than the input, a varint past 64 bits, a bool that is not 0/1
+  EXPECT_FALSE(decode_sampler_part(std::string("SGP1") + "\xff\xff\xff\xff\xff\xff\xff\xff\x7f"));
+  EXPECT_FALSE(decode_sampler_part(std::string("SGP1") + std::string(11, '\xff')));
+  // an overlong varint (0 as two bytes) would decode to a value that encodes differently
+  SamplerPart empty_part;
+  std::string canonical = encode_sampler_part(empty_part);
+  ASSERT_EQ(canonical[4], '\0');  // taken_at_ms 0
+  ASSERT_TRUE(decode_sampler_part(canonical));
+  EXPECT_FALSE(decode_sampler_part(canonical.substr(0, 4) + "\x80" + canonical.substr(4)));
+  EXPECT_FALSE(decode_sampler_part(std::string("SGP1\x02\x80\x20\x02", 8)));
+  // a row count claiming a million rows in a few bytes
+  SamplerPart empty;
+  std::string e = encode_sampler_part(empty);
+  ASSERT_TRUE(decode_sampler_part(e));
+  // any single byte changed: refused or decoded into something that encodes back to itself
+  std::mt19937 rng(11);
+  for (std::size_t i = 0; i < blob.size(); ++i) {
+    std::string b = blob;
+    b[i] = static_cast<char>(b[i] ^ static_cast<char>(1 + rng() % 255));
+    auto d = decode_sampler_part(b);
+    if (d) {
+      EXPECT_EQ(encode_sampler_part(*d), b) << i;
+      EXPECT_EQ(d->workers.first.size(), d->workers.rows.size() + 1);
+    }
+  }
+}
+
+TEST(Status, SamplerPartFitsItsBoundAndSaysWhatIsLeftOut) {
+  const auto ws = many_workers(400);
+  const std::size_t whole = encode_sampler_part(make_sampler_part(snapshot(), ws)).size();
+  for (std::size_t bound : {whole, whole - 1, whole / 2, std::size_t{4096}, std::size_t{10}}) {
+    SCOPED_TRACE(bound);
+    StatusOptions o;
+    o.max_bytes = bound;
+    const SamplerPart p = make_sampler_part(snapshot(), ws, o);
+    if (bound >= 4096) {
+      EXPECT_LE(encode_sampler_part(p).size(), bound);
+    }
+    EXPECT_EQ(p.workers.rows.size() + p.workers.not_listed, ws.size());
+    EXPECT_EQ(p.workers.totals.workers, ws.size());  // the totals count every one
+    if (bound == whole) {
+      EXPECT_EQ(p.workers.not_listed, 0u);
+    } else {
+      EXPECT_GT(p.workers.not_listed, 0u);
+    }
+  }
+}
+
+TEST(Status, WorkersTableEscapedWithVhostNames) {
+  const StatusModel m = view(snapshot(), {worker(10, 1, "php-cgi <script>alert(1)</script>"),
+                                          worker(11, 2, "php-cgi", 2)});
+  const std::string html = write_status_html(m);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_NE(html.find("php-cgi &lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+  EXPECT_NE(html.find("<td>a.example:80<br><small>mod_fcgid vhost id 1</small>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<td>&lt;b&gt;:81<br><small>mod_fcgid vhost id 2</small>"),
+            std::string::npos);
+  EXPECT_NE(html.find("0:1 inode 1, 64.0 MiB"), std::string::npos);
+  EXPECT_NE(html.find("1h 2m"), std::string::npos);  // uptime 3725 s
+  EXPECT_NE(html.find("2 workers; 2 distinct segments holding 128.0 MiB (2 private"),
+            std::string::npos);
+  // the unavailable reason and findings are escaped too
+  EXPECT_NE(html.find("no memory controller &lt;here&gt;"), std::string::npos);
+  EXPECT_NE(html.find("beancounter shmpages failcnt rose by 10 in the last minute"),
+            std::string::npos);
+  EXPECT_NE(html.find("2 php-cgi workers hold 2 separate OPcache segments"), std::string::npos);
+  EXPECT_EQ(html.find("<b>"), std::string::npos);
+  // a vhost id no vhost has
+  const StatusModel u = view(snapshot(), {worker(10, 1, "php-cgi", 9)});
+  EXPECT_NE(write_status_html(u).find("<small>unknown</small><br><small>mod_fcgid vhost id 9"),
+            std::string::npos);
+  // the page's sections in order
+  std::size_t at = 0;
+  for (const char* id : {"findings", "limits", "vhosts", "workers", "sources", "sampler"}) {
+    std::size_t next = html.find(std::string("<h2 id=\"") + id + "\">");
+    ASSERT_NE(next, std::string::npos) << id;
+    EXPECT_GT(next, at) << id;
+    at = next;
+  }
+  EXPECT_NE(write_status_html(view(std::nullopt)).find("No sample from the sampler"),
+            std::string::npos);
+}
+
+// Balanced braces and brackets outside strings, closed exactly at the end: one JSON value.
+void expect_one_object(const std::string& j) {
+  int depth = 0;
+  bool in_str = false;
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    char c = j[i];
+    if (in_str) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_str = false;
+      continue;
+    }
+    if (c == '"') in_str = true;
+    if (c == '{' || c == '[') ++depth;
+    if (c == '}' || c == ']') --depth;
+    ASSERT_GE(depth, 0);
+    if (depth == 0) {
+      EXPECT_EQ(i, j.size() - 1);
+    }
+  }
+  EXPECT_EQ(depth, 0);
+}
+
+TEST(Status, JsonWithVhostNames) {
+  const StatusModel m = view(snapshot(), {worker(10, 1, "a"), worker(11, 2, "b", 7)});
+  std::string j = write_status_json(m);
+  ASSERT_FALSE(j.empty());
+  EXPECT_EQ(j.back(), '\n');
+  j.pop_back();
+  EXPECT_NE(j.find("\"vhost\":\"a.example:80\""), std::string::npos) << j;
+  EXPECT_NE(j.find("\"vhost\":null"), std::string::npos);
+  EXPECT_NE(j.find("\"headroom_bytes\":61530112"), std::string::npos);  // (262144-247122)*4096
+  EXPECT_NE(j.find("\"binding\":\"beancounter:shmpages\""), std::string::npos);
+  EXPECT_NE(j.find("\"findings\":[{\"id\":"), std::string::npos);
+  EXPECT_NE(j.find("\"mapped_by\":1,\"shared\":false"), std::string::npos);
+  EXPECT_NE(j.find("{\"name\":\"\\u003cb\\u003e:81\",\"server_name\":"), std::string::npos);
+  expect_one_object(j);
+  // the probe's JSON is the same writer: its members are the page's, byte for byte
+  std::string probe = render_json(m.part->snap);
+  probe = probe.substr(1, probe.size() - 3);  // without "{" and "}\n"
+  EXPECT_NE(j.find("," + probe + ",\"workers\":["), std::string::npos);
+  // nothing published yet: the probe's keys from the hot values, still one object
+  std::string none = write_status_json(view(std::nullopt));
+  none.pop_back();
+  expect_one_object(none);
+  EXPECT_NE(none.find("\"headroom_bytes\":null,\"binding\":null,\"sources\":[]"),
+            std::string::npos);
+}
+
+std::map<std::string, std::string> auto_lines(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  std::map<std::string, std::string> kv;
+  while (std::getline(in, line)) {
+    auto sep = line.find(": ");
+    EXPECT_NE(sep, std::string::npos) << line;
+    EXPECT_EQ(line.rfind("ShmGuard", 0), 0u) << line;
+    if (sep == std::string::npos) continue;
+    EXPECT_TRUE(kv.emplace(line.substr(0, sep), line.substr(sep + 2)).second) << line;
+  }
+  return kv;
+}
+
+TEST(Status, AutoLinesAreKeyValue) {
+  std::vector<WorkerRow> ws{worker(10, 1, "a")};
+  StatusModel m = view(snapshot(), ws);
+  m.vhosts[0].counts.refused = 3;
+  m.vhosts[0].counts.last_refusal_ms = 1795000000000;
+  auto kv = auto_lines(write_status_auto(m));
+  EXPECT_EQ(kv["ShmGuardHeadroomBytes"], "61530112");
+  EXPECT_EQ(kv["ShmGuardBinding"], "beancounter:shmpages");
+  EXPECT_EQ(kv["ShmGuardFailuresLastMinute[beancounter:shmpages:failcnt]"], "10");
+  EXPECT_EQ(kv["ShmGuardWorkers"], "1");
+  EXPECT_EQ(kv["ShmGuardUnavailable[cgroup]"], "no memory controller <here>");
+  EXPECT_EQ(kv.count("ShmGuardFailures[beancounter:dummy:failcnt]"), 0u);  // never rose
+  EXPECT_EQ(kv["ShmGuardState"], "warning");
+  EXPECT_EQ(kv["ShmGuardSamplerPid"], "42");
+  EXPECT_EQ(kv["ShmGuardSampleAgeMs"], "877");
+  EXPECT_EQ(kv["ShmGuardVhostRefused[a.example:80]"], "3");
+  EXPECT_EQ(kv["ShmGuardVhostLastRefusal[a.example:80]"], "2026-11-18T11:06:40Z");
+  EXPECT_EQ(kv["ShmGuardVhostLastRefusal[<b>:81]"], "never");
+  // nothing published: the hot values
+  auto none = auto_lines(write_status_auto(view(std::nullopt)));
+  EXPECT_EQ(none["ShmGuardHeadroomBytes"], "unbounded");
+  EXPECT_EQ(none["ShmGuardBinding"], "none");
+  EXPECT_EQ(none.count("ShmGuardWorkers"), 0u);
+  // the mod_status section: the same line writer, its own keys in its order
+  const std::string ms = write_mod_status_auto(m);
+  EXPECT_EQ(ms.rfind("ShmGuardState: warning\nShmGuardHeadroomBytes: 61530112\n"
+                     "ShmGuardBinding: beancounter:shmpages\nShmGuardFailingOpen: 0\n"
+                     "ShmGuardSampleAgeMs: 877\nShmGuardGuarded: 0\nShmGuardRefused: 3\n",
+                     0),
+            0u)
+      << ms;
+  auto mkv = auto_lines(ms);
+  EXPECT_EQ(mkv.size(), 10u);
+  EXPECT_EQ(mkv["ShmGuardFindingsCritical"], std::to_string(m.part->findings_with("critical")));
+}
+
+TEST(Status, MetricsFamiliesOnceEach) {
+  const StatusModel m = view(snapshot(), {worker(10, 1, "a"), worker(11, 1, "b")});
+  const std::string metrics = write_status_prometheus(m);
+  std::istringstream in(metrics);
+  std::string line;
+  std::set<std::string> types;
+  std::string current;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      std::istringstream l(line.substr(7));
+      std::string name, type;
+      l >> name >> type;
+      EXPECT_TRUE(types.insert(name).second) << "repeated family " << name;
+      EXPECT_EQ(type == "counter", name.size() > 6 && name.substr(name.size() - 6) == "_total")
+          << name;
+      current = name;
+    } else if (!line.empty() && line[0] != '#') {
+      EXPECT_EQ(line.rfind(current, 0), 0u) << line;
+    }
+  }
+  EXPECT_NE(metrics.find("shmguard_fastcgi_segments{sharing=\"shared\"} 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("shmguard_sample_timestamp_seconds 1795000000.123\n"), std::string::npos);
+  EXPECT_NE(metrics.find("shmguard_sample_age_seconds 0.8\n"), std::string::npos);
+  EXPECT_NE(metrics.find("shmguard_sampler_interval_seconds 0.500\n"), std::string::npos);
+  EXPECT_NE(metrics.find("shmguard_vhost_requests_total{vhost=\"<b>:81\",verdict=\"passed\"} 0\n"),
+            std::string::npos);
+  EXPECT_EQ(count(metrics, "\nshmguard_headroom_bytes "), 1u);
+  // the probe's metrics are the same writer: they open the page's
+  EXPECT_EQ(metrics.rfind(render_prometheus(m.part->snap), 0), 0u);
+  // nothing published: the handler's families only
+  const std::string none = write_status_prometheus(view(std::nullopt));
+  EXPECT_EQ(none.find("shmguard_headroom_bytes"), std::string::npos);
+  EXPECT_NE(none.find("shmguard_state{state=\"ok\"} 1\n"), std::string::npos);
+}
+
+TEST(Status, HumanDuration) {
+  EXPECT_EQ(human_duration(-1), "unknown");
+  EXPECT_EQ(human_duration(40), "40s");
+  EXPECT_EQ(human_duration(312), "5m 12s");
+  EXPECT_EQ(human_duration(3600), "1h");
+  EXPECT_EQ(human_duration(3 * 86400 + 4 * 3600 + 5), "3d 4h");
+}
+
+TEST(Status, EveryWorkerListedWithItsVhost) {
   const Snapshot snap = snapshot();
   for (int n : {0, 1, 2, 40, 1000}) {
     SCOPED_TRACE(n);
     const auto ws = many_workers(n);
-    StatusSections all = render_sampler_sections(snap, ws, kAllFormats);
-    StatusSections html = render_sampler_sections(snap, ws, kHtml);
-    StatusSections aut = render_sampler_sections(snap, ws, kAuto);
-    StatusSections json = render_sampler_sections(snap, ws, kJson);
-    StatusSections metrics = render_sampler_sections(snap, ws, kMetrics);
-    // the same bytes, section by section and as one string
-    auto concat = [](const StatusSections& s) {
-      return s.html_findings + s.html_limits + s.html_workers.text + s.html_sources + s.auto_text +
-             s.json_members.text + s.metrics;
-    };
-    EXPECT_EQ(concat(all), concat(html) + concat(aut) + concat(json) + concat(metrics));
-    StatusSections merged = html;
-    merged.auto_text = aut.auto_text;
-    merged.json_members = json.json_members;
-    merged.metrics = metrics.metrics;
-    expect_same(all, merged);
-    EXPECT_EQ(encode_sections(all), encode_sections(merged));
-    // the default is every format
-    expect_same(render_sampler_sections(snap, ws), all);
-    // every worker has its vhost hole in HTML (when known) and JSON (always)
-    std::size_t known = 0;
-    for (const auto& w : ws) known += w.vhost_id != 0;
-    EXPECT_EQ(all.html_workers.holes.size(), known);
-    EXPECT_EQ(all.json_members.holes.size(), ws.size());
+    const StatusModel m = view(snap, ws);
+    std::size_t known = 0, named = 0;
+    for (const auto& w : ws) {
+      known += w.vhost_id != 0;
+      named += w.vhost_id == 1 || w.vhost_id == 2;
+    }
+    const std::string page = write_status_html(m);
+    const std::string html = page.substr(page.find("<h2 id=\"workers\">"));
+    EXPECT_EQ(count(html, "<br><small>mod_fcgid vhost id "), known);
+    EXPECT_EQ(count(html, "<small>not known</small>"), ws.size() - known);
+    const std::string json = write_status_json(m);
+    EXPECT_EQ(count(json, ",\"vhost\":"), ws.size());
+    EXPECT_EQ(count(json, ",\"vhost\":null"), ws.size() - named);
+    EXPECT_EQ(count(json, "\"uptime_s\":"), ws.size());
+    EXPECT_EQ(m.part->workers.first.size(), ws.size() + 1);
   }
 }
 
@@ -343,23 +478,81 @@ TEST(Status, WorkerRowsEscapedAndSized) {
                                  1331,       1332,  1048575,        5 * MiB + 51,
                                  1ull << 53, ~0ull, 3 * 1024 * MiB, 1500 * 1024 * MiB};
   for (std::size_t i = 0; i < ws.size(); ++i) ws[i].rss_shmem = sizes[i];
-  StatusSections s = render_sampler_sections(snapshot(), ws);
+  const StatusModel m = view(snapshot(), ws);
+  const std::string html = write_status_html(m);
   for (std::uint64_t v : sizes)
-    EXPECT_NE(s.html_workers.text.find("<td>" + html_escape(human_bytes(v)) + "<br><small>" +
-                                       std::to_string(v) + " B</small></td>"),
+    EXPECT_NE(html.find("<td>" + html_escape(human_bytes(v)) + "<br><small>" + std::to_string(v) +
+                        " B</small></td>"),
               std::string::npos)
         << v << " " << human_bytes(v);
-  EXPECT_NE(s.html_workers.text.find("1.2 KiB<br><small>1280 B"), std::string::npos);
-  EXPECT_EQ(s.html_workers.text.find("\"<x>\""), std::string::npos);
-  EXPECT_NE(s.html_workers.text.find(html_escape("php-cgi \"<x>\" & 'y' \x01\xff")),
+  EXPECT_NE(html.find("1.2 KiB<br><small>1280 B"), std::string::npos);
+  EXPECT_EQ(html.find("\"<x>\""), std::string::npos);
+  EXPECT_NE(html.find(html_escape("php-cgi \"<x>\" & 'y' \x01\xff")), std::string::npos);
+  EXPECT_NE(html.find("<span class=\"err\">cannot read &lt;maps&gt;</span><br>"),
             std::string::npos);
-  EXPECT_NE(s.html_workers.text.find("<span class=\"err\">cannot read &lt;maps&gt;</span><br>"),
+  EXPECT_NE(html.find("<td>unknown</td>"), std::string::npos);
+  EXPECT_NE(html.find("shared by 3 processes"), std::string::npos);  // php-fpm
+  const std::string json = write_status_json(m);
+  EXPECT_NE(json.find("\"command\":" + json_string("php-cgi \"<x>\" & 'y' \x01\xff") + ","),
             std::string::npos);
-  EXPECT_NE(s.html_workers.text.find("<td>unknown</td>"), std::string::npos);
-  EXPECT_NE(s.html_workers.text.find("shared by 3 processes"), std::string::npos);  // php-fpm
-  EXPECT_NE(s.json_members.text.find(
-                "\"command\":" + json_string("php-cgi \"<x>\" & 'y' \x01\xff") + ","),
+  EXPECT_NE(json.find("\"error\":\"cannot read \\u003cmaps\\u003e\""), std::string::npos);
+}
+
+// The status writers' fast size formatter (core/fastwrite.hpp) and human_bytes() must agree: both
+// are on the page.
+TEST(Status, FastBytesAgreeWithHumanBytes) {
+  std::vector<std::uint64_t> vs;
+  for (unsigned shift = 0; shift < 64; ++shift)
+    for (std::uint64_t d : {0ull, 1ull, 2ull}) {
+      vs.push_back((1ull << shift) + d);
+      vs.push_back((1ull << shift) - d);
+    }
+  // ties of the one decimal (x.x5 exactly) and their neighbours, at every unit
+  for (unsigned u = 1; u <= 5; ++u)
+    for (std::uint64_t k = 1; k < 20000; k += 7) {
+      const std::uint64_t tie = ((2 * k + 1) << (10 * u)) / 20;
+      for (std::uint64_t v : {tie - 1, tie, tie + 1}) vs.push_back(v);
+    }
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200000; ++i) vs.push_back(rng() >> (rng() % 64));
+  for (std::uint64_t v : vs) {
+    char b[32];
+    const std::string fast(b, static_cast<std::size_t>(fast::write_human_bytes(b, v) - b));
+    ASSERT_EQ(fast, human_bytes(v)) << v;
+  }
+}
+
+TEST(Status, Headline) {
+  SamplerHealth h;
+  h.fresh = true;
+  h.sampled_ms = 1;
+  HotValues hot;
+  hot.headroom = 16 * static_cast<std::int64_t>(MiB);
+  hot.binding = "beancounter:shmpages";
+  std::vector<VhostStatus> vs{vhost("a:80", 1)};
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Refusing);
+  EXPECT_NE(decide_headline(h, hot, vs, nullptr).detail.find("of a:80: requests"),
             std::string::npos);
-  EXPECT_NE(s.json_members.text.find("\"error\":\"cannot read \\u003cmaps\\u003e\""),
-            std::string::npos);
+  vs[0].dry_run = true;
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Warning);
+  vs[0].guard = false;
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Ok);
+  hot.warn = true;
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).detail, "Headroom is below ShmGuardWarnBelow.");
+  hot.warn = false;
+  SamplerPart p = make_sampler_part(snapshot(), {});
+  Headline rose = decide_headline(h, hot, vs, &p);
+  EXPECT_EQ(rose.state, GuardState::Warning);
+  EXPECT_NE(rose.detail.find("Failure counters rose by 10 in the last minute"), std::string::npos);
+  h.fresh = false;
+  h.age_ms = 9000;
+  h.bound_ms = 2000;
+  EXPECT_EQ(decide_headline(h, hot, vs, &p).state, GuardState::FailingOpen);
+  EXPECT_EQ(decide_headline(h, hot, vs, &p).detail,
+            "The last sample is 9000 ms old (limit 2000 ms): the guard serves every request "
+            "unguarded.");
+  hot.headroom = -1;
+  h.fresh = true;
+  EXPECT_EQ(decide_headline(h, hot, {}, nullptr).detail,
+            "No finite shared-memory limit is known: nothing to guard.");
 }

@@ -218,23 +218,35 @@ WorkerRow row(int pid, const std::string& command) {
 }
 }  // namespace
 
+// The page a child writes from what the sampler published (its blob, decoded).
+StatusModel published(const std::vector<WorkerRow>& ws, const StatusOptions& opts) {
+  StatusModel m;
+  m.part = decode_sampler_part(encode_sampler_part(make_sampler_part(small_snapshot(), ws, opts)));
+  return m;
+}
+
 TEST(StatusPage, CommandsAreProgramNamesUnlessFull) {
   std::vector<WorkerRow> ws{row(10, "/usr/bin/php-cgi -d mysql.default_password=hunter2")};
   StatusOptions name;
   name.full_commands = false;
-  StatusSections s = render_sampler_sections(small_snapshot(), ws, kHtml | kJson, name);
-  EXPECT_EQ(s.html_workers.text.find("hunter2"), std::string::npos);
-  EXPECT_EQ(s.json_members.text.find("hunter2"), std::string::npos);
-  EXPECT_NE(s.json_members.text.find("\"command\":\"php-cgi\""), std::string::npos);
+  // not in what the sampler publishes at all, so in no format
+  EXPECT_EQ(encode_sampler_part(make_sampler_part(small_snapshot(), ws, name)).find("hunter2"),
+            std::string::npos);
+  StatusModel m = published(ws, name);
+  ASSERT_TRUE(m.part);
+  EXPECT_EQ(write_status_html(m).find("hunter2"), std::string::npos);
+  EXPECT_EQ(write_status_json(m).find("hunter2"), std::string::npos);
+  EXPECT_NE(write_status_json(m).find("\"command\":\"php-cgi\""), std::string::npos);
   StatusOptions full;
   full.full_commands = true;
-  s = render_sampler_sections(small_snapshot(), ws, kHtml | kJson, full);
-  EXPECT_NE(s.html_workers.text.find("hunter2"), std::string::npos);
+  m = published(ws, full);
+  EXPECT_NE(write_status_html(m).find("hunter2"), std::string::npos);
   // A command longer than kCmdlineMax is cut there, even when it did not come from /proc.
   ws[0].command = "php-cgi " + std::string(5000, 'y');
-  s = render_sampler_sections(small_snapshot(), ws, kJson, full);
-  EXPECT_NE(s.json_members.text.find(std::string(kCmdlineMax - 8, 'y')), std::string::npos);
-  EXPECT_EQ(s.json_members.text.find(std::string(kCmdlineMax - 7, 'y')), std::string::npos);
+  m = published(ws, full);
+  const std::string j = write_status_json(m);
+  EXPECT_NE(j.find(std::string(kCmdlineMax - 8, 'y')), std::string::npos);
+  EXPECT_EQ(j.find(std::string(kCmdlineMax - 7, 'y')), std::string::npos);
 }
 
 TEST(StatusPage, HostileWorkerTableStillFitsTheBlob) {
@@ -243,35 +255,37 @@ TEST(StatusPage, HostileWorkerTableStillFitsTheBlob) {
   std::vector<WorkerRow> ws;
   for (int i = 0; i < 5000; ++i)
     ws.push_back(row(1000 + i, "php-fpm: " + std::string(kCmdlineMax - 9, '\x01')));
-  // Unbounded (what the sampler rendered before): far larger than the shared segment's blob,
-  // which then holds a cut copy that does not decode: a blank page.
-  EXPECT_GT(encode_sections(render_sampler_sections(small_snapshot(), ws, kAllFormats)).size(),
-            blob);
+  // Unbounded: larger than the shared segment's blob, which would then hold a cut copy that
+  // does not decode: a blank page.
+  StatusOptions unbounded;
+  unbounded.max_rows = SIZE_MAX;
+  EXPECT_GT(encode_sampler_part(make_sampler_part(small_snapshot(), ws, unbounded)).size(), blob);
   StatusOptions opts;
   opts.full_commands = true;
   opts.max_bytes = blob;
-  StatusSections s = render_sampler_sections(small_snapshot(), ws, kAllFormats, opts);
-  const std::string enc = encode_sections(s);
+  const std::string enc = encode_sampler_part(make_sampler_part(small_snapshot(), ws, opts));
   EXPECT_LE(enc.size(), blob);
-  auto back = decode_sections(enc);
-  ASSERT_TRUE(back);
-  EXPECT_NE(back->html_workers.text.find("more workers not listed"), std::string::npos);
-  EXPECT_NE(back->json_members.text.find("\"workers_not_listed\":"), std::string::npos);
-  EXPECT_NE(back->html_workers.text.find("5000 workers;"), std::string::npos);  // totals: all
+  StatusModel m;
+  m.part = decode_sampler_part(enc);
+  ASSERT_TRUE(m.part);
+  const std::string html = write_status_html(m);
+  EXPECT_NE(html.find("more workers not listed"), std::string::npos);
+  EXPECT_NE(write_status_json(m).find("\"workers_not_listed\":"), std::string::npos);
+  EXPECT_NE(html.find("5000 workers;"), std::string::npos);  // totals: all
   // Row cap alone: 5000 small rows, at most kMaxWorkerRows listed.
   std::vector<WorkerRow> many;
   for (int i = 0; i < 5000; ++i) many.push_back(row(1000 + i, "php-fpm: pool www"));
   StatusOptions capped;
   capped.max_bytes = blob;
-  s = render_sampler_sections(small_snapshot(), many, kJson, capped);
+  m = published(many, capped);
   EXPECT_NE(
-      s.json_members.text.find("\"workers_not_listed\":" + std::to_string(5000 - kMaxWorkerRows)),
+      write_status_json(m).find("\"workers_not_listed\":" + std::to_string(5000 - kMaxWorkerRows)),
       std::string::npos);
   // An ordinary table is listed whole.
   std::vector<WorkerRow> few(many.begin(), many.begin() + 1000);
-  s = render_sampler_sections(small_snapshot(), few, kAllFormats, capped);
-  EXPECT_EQ(s.json_members.text.find("workers_not_listed"), std::string::npos);
-  EXPECT_EQ(s.html_workers.text.find("not listed"), std::string::npos);
+  m = published(few, capped);
+  EXPECT_EQ(write_status_json(m).find("workers_not_listed"), std::string::npos);
+  EXPECT_EQ(write_status_html(m).find("not listed"), std::string::npos);
 }
 
 // ------------------------------------------------------------------------------ mod_fcgid layout
