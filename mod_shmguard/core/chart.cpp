@@ -159,23 +159,24 @@ class Chart {
     o_ += "<text x=\"2\" y=\"13\"><tspan font-weight=\"bold\">" + esc(bold) + "</tspan>" +
           esc(rest) + "</text>\n";
   }
-  // A key at the top right: coloured squares (or a line) with words.
+  // A key at the top right: a coloured square (or, with line_last, a line for the last item)
+  // before each item's words. Laid out from the right edge leftwards with the width of the words
+  // guessed (6.2 units a character at font size 11, a little more than most sans fonts need).
   void key(const std::vector<std::pair<std::string, std::string>>& items, bool line_last = false) {
-    // Laid out from the right edge leftwards, about 6 units a character.
     double x = kWidth - kRight;
     std::string out;
     for (std::size_t i = items.size(); i-- > 0;) {
       const auto& [colour, words] = items[i];
       out = "<text x=\"" + num(x) + "\" y=\"13\" text-anchor=\"end\">" + esc(words) + "</text>\n" +
             out;
-      x -= 6.0 * static_cast<double>(words.size()) + 4;
+      x -= 6.2 * static_cast<double>(words.size()) + 4;
       if (line_last && i + 1 == items.size())
-        out = "<line x1=\"" + num(x - 10) + "\" y1=\"9\" x2=\"" + num(x) + "\" y2=\"9\" stroke=\"" +
+        out = "<line x1=\"" + num(x - 12) + "\" y1=\"9\" x2=\"" + num(x) + "\" y2=\"9\" stroke=\"" +
               colour + "\" stroke-width=\"2\"/>\n" + out;
       else
         out = "<rect x=\"" + num(x - 9) + "\" y=\"4\" width=\"9\" height=\"9\" fill=\"" + colour +
               "\"/>\n" + out;
-      x -= 18;
+      x -= 12 + 10;
     }
     o_ += out;
   }
@@ -275,7 +276,7 @@ void limit_chart(std::string& o, const History::Window& w, std::int64_t bucket_m
   if (changed) desc += "; the binding limit changed within the window";
   Chart c(o, "shmguard-history-limit", label + ": used and limit, last " + window_words(bucket_ms),
           desc);
-  c.heading(label, changed ? " (binding now), used / limit" : ", used / limit");
+  c.heading(label, ", used / limit");
   c.key({{kUsedColour, "used"}, {kLimitColour, "limit"}}, true);
   const std::uint64_t top = nice_bytes(f.max_limit);
   c.y_axis(bytes_label(top), bytes_label(top / 2), f.bounded);

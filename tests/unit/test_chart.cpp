@@ -242,8 +242,8 @@ TEST(Chart, CountAxisAndBindingChange) {
   EXPECT_EQ(xml_problem(o), "");
   EXPECT_NE(o.find(">10</text>"), std::string::npos);
   EXPECT_NE(o.find(">5</text>"), std::string::npos);
-  EXPECT_NE(o.find("beancounter:shmpages</tspan> (binding now), used / limit"), std::string::npos)
-      << o;
+  EXPECT_NE(o.find("beancounter:shmpages</tspan>, used / limit"), std::string::npos) << o;
+  EXPECT_NE(o.find("the binding limit changed within the window</desc>"), std::string::npos) << o;
 }
 
 TEST(Chart, ThirtySecondBuckets) {
