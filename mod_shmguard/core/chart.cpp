@@ -89,8 +89,13 @@ std::string age_words(std::size_t k, std::int64_t bucket_ms) {
   return human_duration(std::max<std::int64_t>(ago_ms / 1000, 1)) + " ago";
 }
 
+std::int64_t window_s(std::int64_t bucket_ms) {
+  return static_cast<std::int64_t>(kN) * bucket_ms / 1000;
+}
+
+// "hour" for the usual window, else its length ("30m"): "Last hour", "in the last 30m".
 std::string window_words(std::int64_t bucket_ms) {
-  return human_duration(static_cast<std::int64_t>(kN) * bucket_ms / 1000);
+  return window_s(bucket_ms) == 3600 ? std::string("hour") : human_duration(window_s(bucket_ms));
 }
 
 std::string plural(std::uint64_t n, const char* one, const char* many) {
@@ -160,25 +165,24 @@ class Chart {
           esc(rest) + "</text>\n";
   }
   // A key at the top right: a coloured square (or, with line_last, a line for the last item)
-  // before each item's words. Laid out from the right edge leftwards with the width of the words
-  // guessed (6.2 units a character at font size 11, a little more than most sans fonts need).
+  // and each item's words after it. The words' widths are guessed (6.2 units a character at font
+  // size 11, a little more than most sans fonts need): only the gaps between items depend on it.
   void key(const std::vector<std::pair<std::string, std::string>>& items, bool line_last = false) {
+    auto width = [](const std::string& words) { return 6.2 * static_cast<double>(words.size()); };
     double x = kWidth - kRight;
-    std::string out;
-    for (std::size_t i = items.size(); i-- > 0;) {
+    for (const auto& item : items) x -= 12 + width(item.second);
+    x -= 10 * static_cast<double>(items.size() - 1);
+    for (std::size_t i = 0; i < items.size(); ++i) {
       const auto& [colour, words] = items[i];
-      out = "<text x=\"" + num(x) + "\" y=\"13\" text-anchor=\"end\">" + esc(words) + "</text>\n" +
-            out;
-      x -= 6.2 * static_cast<double>(words.size()) + 4;
       if (line_last && i + 1 == items.size())
-        out = "<line x1=\"" + num(x - 12) + "\" y1=\"9\" x2=\"" + num(x) + "\" y2=\"9\" stroke=\"" +
-              colour + "\" stroke-width=\"2\"/>\n" + out;
+        o_ += "<line x1=\"" + num(x) + "\" y1=\"9\" x2=\"" + num(x + 9) + "\" y2=\"9\" stroke=\"" +
+              colour + "\" stroke-width=\"2\"/>\n";
       else
-        out = "<rect x=\"" + num(x - 9) + "\" y=\"4\" width=\"9\" height=\"9\" fill=\"" + colour +
-              "\"/>\n" + out;
-      x -= 12 + 10;
+        o_ += "<rect x=\"" + num(x) + "\" y=\"4\" width=\"9\" height=\"9\" fill=\"" + colour +
+              "\"/>\n";
+      o_ += "<text x=\"" + num(x + 12) + "\" y=\"13\">" + esc(words) + "</text>\n";
+      x += 12 + width(words) + 10;
     }
-    o_ += out;
   }
   // Horizontal grid lines with labels at 0, top / 2 and top (top / 2 only if `mid`).
   void y_axis(const std::string& top_label, const std::string& mid_label, bool mid) {
@@ -189,8 +193,8 @@ class Chart {
   void x_axis(std::int64_t bucket_ms) {
     const double y = kHeight - 6;
     o_ += "<text x=\"" + num(kLeft) + "\" y=\"" + num(y) + "\">" +
-          esc(window_words(bucket_ms) + " ago") + "</text>\n<text x=\"" + num(bucket_x(kN / 2)) +
-          "\" y=\"" + num(y) + "\" text-anchor=\"middle\">" +
+          esc(human_duration(window_s(bucket_ms)) + " ago") + "</text>\n<text x=\"" +
+          num(bucket_x(kN / 2)) + "\" y=\"" + num(y) + "\" text-anchor=\"middle\">" +
           esc(human_duration(static_cast<std::int64_t>(kN / 2) * bucket_ms / 1000) + " ago") +
           "</text>\n<text x=\"" + num(kWidth - kRight) + "\" y=\"" + num(y) +
           "\" text-anchor=\"end\">now</text>\n";

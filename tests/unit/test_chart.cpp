@@ -121,15 +121,15 @@ TEST(Chart, EmptyHistorySaysNoDataYet) {
   History h;
   const std::string o = render_history_html(h, 5 * kMin);
   EXPECT_EQ(xml_problem(o), "") << o;
-  EXPECT_NE(o.find("<h2 id=\"history\">Last 1h</h2>"), std::string::npos) << o;
-  EXPECT_NE(o.find("<p>No data yet: the sampler has recorded no sample in the last 1h.</p>"),
+  EXPECT_NE(o.find("<h2 id=\"history\">Last hour</h2>"), std::string::npos) << o;
+  EXPECT_NE(o.find("<p>No data yet: the sampler has recorded no sample in the last hour.</p>"),
             std::string::npos)
       << o;
   EXPECT_EQ(count(o, "<svg "), 3u);
   EXPECT_EQ(count(o, ">no data yet</text>"), 3u);
   EXPECT_EQ(count(o, "<title>"), 0u);  // no bucket to point at (the charts' titles have ids)
   EXPECT_EQ(history_summary(h.window(0), h.bucket_ms()),
-            "No data yet: the sampler has recorded no sample in the last 1h.");
+            "No data yet: the sampler has recorded no sample in the last hour.");
 }
 
 TEST(Chart, WellFormedSvgWithHumanByteAxesAndValues) {
@@ -177,7 +177,7 @@ TEST(Chart, WellFormedSvgWithHumanByteAxesAndValues) {
   EXPECT_EQ(count(o, "<path d=\"M"), 1u);
   EXPECT_EQ(count(o, "stroke=\"#b22222\" stroke-width=\"2\"/>"), 2u);  // the path and the key
   // The sentence.
-  EXPECT_NE(o.find("<p>Last 1h (data for 20m): headroom now 832.0 MiB, lowest 64.0 MiB (4m ago); "
+  EXPECT_NE(o.find("<p>Last hour (data for 20m): headroom now 832.0 MiB, lowest 64.0 MiB (4m ago); "
                    "beancounter:shmpages 192.0 MiB of 1.0 GiB used; 3 requests refused, 1 backend "
                    "500 translated to 503.</p>"),
             std::string::npos)
