@@ -2,7 +2,9 @@
 #include "shmguard/chart.hpp"
 
 #include <algorithm>
-#include <cstdio>
+#include <array>
+#include <charconv>
+#include <cmath>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -33,10 +35,36 @@ std::string esc(std::string_view s) {
   return html_escape(s);
 }
 
+// A coordinate with one decimal ("12.5"), without a temporary string.
+class Num {
+ public:
+  explicit Num(double v) {
+    long long tenths = std::llround(v * 10);
+    char* p = b_;
+    if (tenths < 0) {
+      *p++ = '-';
+      tenths = -tenths;
+    }
+    p = std::to_chars(p, b_ + sizeof b_ - 2, tenths / 10).ptr;
+    *p++ = '.';
+    *p++ = static_cast<char>('0' + tenths % 10);
+    n_ = static_cast<std::size_t>(p - b_);
+  }
+  operator std::string_view() const { return {b_, n_}; }
+
+ private:
+  char b_[32];
+  std::size_t n_ = 0;
+};
+
 std::string num(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.1f", v);
-  return b;
+  return std::string(std::string_view(Num(v)));
+}
+
+// Appends the parts (strings, string literals, Num) to o.
+template <class... Parts>
+void cat(std::string& o, const Parts&... parts) {
+  (o.append(std::string_view(parts)), ...);
 }
 
 double bucket_x(std::size_t k) {
@@ -201,21 +229,21 @@ class Chart {
   }
   void bar(double x, double w, double y, const char* colour) {
     const double h = kTop + kPlotH - y;
-    o_ += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + num(w) + "\" height=\"" +
-          num(h) + "\" fill=\"" + colour + "\"/>\n";
+    cat(o_, "<rect x=\"", Num(x), "\" y=\"", Num(y), "\" width=\"", Num(w), "\" height=\"", Num(h),
+        "\" fill=\"", colour, "\"/>\n");
   }
   void note(std::string_view words) {
     o_ += "<text x=\"" + num(kLeft + kPlotW / 2) + "\" y=\"" + num(kTop + kPlotH / 2 + 4) +
           "\" text-anchor=\"middle\" fill=\"#666\">" + esc(words) + "</text>\n";
   }
-  // Transparent columns over the buckets with data: a pointer shows the bucket's numbers.
-  void hover(const History::Window& w, std::int64_t bucket_ms) {
+  // Transparent columns over the buckets with data: a pointer shows the bucket's numbers
+  // (titles: bucket_title, escaped; empty for a bucket without data).
+  void hover(const std::array<std::string, kN>& titles) {
+    const Num top(kTop), w(kBucketW), h(kPlotH);
     for (std::size_t k = 0; k < kN; ++k) {
-      if (w[k].samples == 0) continue;
-      o_ += "<rect x=\"" + num(bucket_x(k)) + "\" y=\"" + num(kTop) + "\" width=\"" +
-            num(kBucketW) + "\" height=\"" + num(kPlotH) +
-            "\" fill=\"#fff\" fill-opacity=\"0\"><title>" + esc(bucket_title(w[k], k, bucket_ms)) +
-            "</title></rect>\n";
+      if (titles[k].empty()) continue;
+      cat(o_, "<rect x=\"", Num(bucket_x(k)), "\" y=\"", top, "\" width=\"", w, "\" height=\"", h,
+          "\" fill=\"#fff\" fill-opacity=\"0\"><title>", titles[k], "</title></rect>\n");
     }
   }
   std::string& out() { return o_; }
@@ -230,8 +258,10 @@ class Chart {
   std::string& o_;
 };
 
+using Titles = std::array<std::string, kN>;
+
 void headroom_chart(std::string& o, const History::Window& w, std::int64_t bucket_ms,
-                    const Facts& f, const std::string& summary) {
+                    const Facts& f, const Titles& titles, const std::string& summary) {
   Chart c(o, "shmguard-history-headroom",
           "Shared-memory headroom, lowest per " + bucket_words(bucket_ms) + ", last " +
               window_words(bucket_ms),
@@ -261,10 +291,11 @@ void headroom_chart(std::string& o, const History::Window& w, std::int64_t bucke
     c.note("no data yet");
   else if (!f.bounded)
     c.note("unbounded: no finite limit known");
-  c.hover(w, bucket_ms);
+  c.hover(titles);
 }
 
-void limit_chart(std::string& o, const History::Window& w, std::int64_t bucket_ms, const Facts& f) {
+void limit_chart(std::string& o, const History::Window& w, std::int64_t bucket_ms, const Facts& f,
+                 const Titles& titles) {
   const HistoryBucket& last = w[f.latest];
   std::string name = f.bounded ? std::string(w[f.lowest].binding_min_name()) : "";
   if (last.bounded) name = std::string(last.binding_last_name());
@@ -301,10 +332,10 @@ void limit_chart(std::string& o, const History::Window& w, std::int64_t bucket_m
             kUsedColour);
     const double y = y_of(static_cast<double>(b.limit_at_min), top_d);
     if (joined && y != prev_y)
-      path += "V" + num(y);
+      cat(path, "V", Num(y));
     else if (!joined)
-      path += "M" + num(bucket_x(k)) + " " + num(y);
-    path += "H" + num(bucket_x(k + 1));
+      cat(path, "M", Num(bucket_x(k)), " ", Num(y));
+    cat(path, "H", Num(bucket_x(k + 1)));
     joined = true;
     prev_y = y;
   }
@@ -315,11 +346,11 @@ void limit_chart(std::string& o, const History::Window& w, std::int64_t bucket_m
     c.note("no data yet");
   else if (!f.bounded)
     c.note("unbounded: no finite limit known");
-  c.hover(w, bucket_ms);
+  c.hover(titles);
 }
 
 void refusals_chart(std::string& o, const History::Window& w, std::int64_t bucket_ms,
-                    const Facts& f) {
+                    const Facts& f, const Titles& titles) {
   const std::string per = bucket_words(bucket_ms);
   Chart c(o, "shmguard-history-refusals",
           "Requests refused and 500s translated to 503, per " + per + ", last " +
@@ -345,7 +376,7 @@ void refusals_chart(std::string& o, const History::Window& w, std::int64_t bucke
             kTranslatedColour);
   }
   if (!f.any) c.note("no data yet");
-  c.hover(w, bucket_ms);
+  c.hover(titles);
 }
 
 }  // namespace
@@ -381,9 +412,12 @@ std::string render_history_html(const History::Window& w, std::int64_t bucket_ms
   std::string o = "<h2 id=\"history\">Last " + esc(window_words(bucket_ms)) + "</h2>\n<p>" +
                   esc(summary) + "</p>\n<div>\n";
   o.reserve(48 * 1024);
-  headroom_chart(o, w, bucket_ms, f, summary);
-  limit_chart(o, w, bucket_ms, f);
-  refusals_chart(o, w, bucket_ms, f);
+  Titles titles;
+  for (std::size_t k = 0; k < kN; ++k)
+    if (w[k].samples) titles[k] = esc(bucket_title(w[k], k, bucket_ms));
+  headroom_chart(o, w, bucket_ms, f, titles, summary);
+  limit_chart(o, w, bucket_ms, f, titles);
+  refusals_chart(o, w, bucket_ms, f, titles);
   o += "</div>\n";
   return o;
 }
