@@ -411,7 +411,7 @@ std::string render_history_html(const History::Window& w, std::int64_t bucket_ms
   const std::string summary = history_summary(w, bucket_ms);
   std::string o = "<h2 id=\"history\">Last " + esc(window_words(bucket_ms)) + "</h2>\n<p>" +
                   esc(summary) + "</p>\n<div>\n";
-  o.reserve(48 * 1024);
+  o.reserve(64 * 1024);  // a full hour is about 55 KB
   Titles titles;
   for (std::size_t k = 0; k < kN; ++k)
     if (w[k].samples) titles[k] = esc(bucket_title(w[k], k, bucket_ms));
