@@ -21,7 +21,7 @@ constexpr std::size_t kN = History::kBuckets;
 
 // One chart's geometry (SVG user units; the SVG scales down to the page's width).
 constexpr int kWidth = 380, kHeight = 150;
-constexpr double kLeft = 62, kRight = 8, kTop = 24, kBottom = 20;
+constexpr double kLeft = 66, kRight = 8, kTop = 24, kBottom = 20;
 constexpr double kPlotW = kWidth - kLeft - kRight;
 constexpr double kPlotH = kHeight - kTop - kBottom;
 
@@ -178,7 +178,7 @@ class Chart {
     o_ += "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"" +
           std::to_string(kWidth) + "\" height=\"" + std::to_string(kHeight) + "\" viewBox=\"0 0 " +
           std::to_string(kWidth) + " " + std::to_string(kHeight) +
-          "\" style=\"max-width:100%;height:auto\" font-family=\"sans-serif\" font-size=\"11\" "
+          "\" style=\"max-width:100%;height:auto\" font-family=\"sans-serif\" font-size=\"12\" "
           "fill=\"#222\" aria-labelledby=\"" +
           id + "-t " + id + "-d\">\n<title id=\"" + id + "-t\">" + esc(title) +
           "</title>\n<desc id=\"" + id + "-d\">" + esc(desc) + "</desc>\n";
@@ -193,10 +193,10 @@ class Chart {
           esc(rest) + "</text>\n";
   }
   // A key at the top right: a coloured square (or, with line_last, a line for the last item)
-  // and each item's words after it. The words' widths are guessed (6.2 units a character at font
-  // size 11, a little more than most sans fonts need): only the gaps between items depend on it.
+  // and each item's words after it. The words' widths are guessed (6.8 units a character at font
+  // size 12, a little more than most sans fonts need): only the gaps between items depend on it.
   void key(const std::vector<std::pair<std::string, std::string>>& items, bool line_last = false) {
-    auto width = [](const std::string& words) { return 6.2 * static_cast<double>(words.size()); };
+    auto width = [](const std::string& words) { return 6.8 * static_cast<double>(words.size()); };
     double x = kWidth - kRight;
     for (const auto& item : items) x -= 12 + width(item.second);
     x -= 10 * static_cast<double>(items.size() - 1);
@@ -278,14 +278,13 @@ void headroom_chart(std::string& o, const History::Window& w, std::int64_t bucke
   for (std::size_t k = 0; k < kN; ++k) {
     const HistoryBucket& b = w[k];
     if (b.bounded == 0) continue;
-    // No headroom at all still shows: a red line on the axis.
-    if (b.headroom_min == 0)
+    // No headroom, or too little to see at this scale (a bar under 2 units, 2 % of the axis),
+    // shows as a red mark on the axis: exhaustion must not look like a minute without data.
+    const double y = y_of(static_cast<double>(b.headroom_min), static_cast<double>(top));
+    if (y > kTop + kPlotH - 2)
       c.bar(bucket_x(k), kBucketW - 0.6, kTop + kPlotH - 2, kLimitColour);
     else
-      c.bar(bucket_x(k), kBucketW - 0.6,
-            std::min(y_of(static_cast<double>(b.headroom_min), static_cast<double>(top)),
-                     kTop + kPlotH - 1),
-            kHeadroomColour);
+      c.bar(bucket_x(k), kBucketW - 0.6, y, kHeadroomColour);
   }
   if (!f.any)
     c.note("no data yet");
@@ -311,7 +310,7 @@ void limit_chart(std::string& o, const History::Window& w, std::int64_t bucket_m
   if (changed) desc += "; the binding limit changed within the window";
   Chart c(o, "shmguard-history-limit", label + ": used and limit, last " + window_words(bucket_ms),
           desc);
-  c.heading(label, ", used / limit");
+  c.heading(label, "");  // the key says which is used and which the limit
   c.key({{kUsedColour, "used"}, {kLimitColour, "limit"}}, true);
   const std::uint64_t top = nice_bytes(f.max_limit);
   c.y_axis(bytes_label(top), bytes_label(top / 2), f.bounded);
