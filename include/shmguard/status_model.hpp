@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "shmguard/advisor.hpp"
+#include "shmguard/history.hpp"
 #include "shmguard/model.hpp"
 
 namespace shmguard {
@@ -45,10 +46,17 @@ struct WorkerTable {
   std::uint32_t users(std::size_t row, std::size_t k) const { return mapped_by[first[row] + k]; }
 };
 
+// The last hour as the sampler keeps it (history.hpp), for the HTML page's chart.
+struct StatusHistory {
+  std::int64_t bucket_ms = 60000;
+  History::Window window{};
+};
+
 struct SamplerPart {
   Snapshot snap;
   WorkerTable workers;
   std::vector<Finding> findings;
+  std::optional<StatusHistory> history;  // set by the sampler (the probe has none)
   std::uint64_t findings_with(std::string_view severity) const;
   std::uint64_t failures_last_minute() const;  // sum of the failure counters' last-minute rises
 };
@@ -69,7 +77,8 @@ struct StatusOptions {
 // The sampler's part from its snapshot and every worker it sees: sharing, findings, totals, the
 // listed rows within `opts` (moved out of `workers`: pass a temporary to spare the copies).
 SamplerPart make_sampler_part(const Snapshot& snap, std::vector<WorkerRow> workers,
-                              const StatusOptions& opts = StatusOptions{});
+                              const StatusOptions& opts = StatusOptions{},
+                              std::optional<StatusHistory> history = std::nullopt);
 
 // The one encoding of SamplerPart (the shared segment's blob): compact, versioned by its magic.
 // decode returns nullopt for anything that is not exactly one encoding (truncated, extended,
@@ -143,17 +152,12 @@ struct Headline {
 Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
                          const std::vector<VhostStatus>& vhosts, const SamplerPart* part);
 
-// Reserved for the last hour of headroom (a chart on the HTML page): filled by whoever keeps the
-// history; the HTML writer shows it where write_status_html() calls its section.
-struct StatusHistory;
-
 struct StatusModel {
   SamplerHealth sampler;
   Headline headline;
   std::vector<VhostStatus> vhosts;
-  std::optional<SamplerPart> part;         // nullopt: the sampler has published nothing yet
-  const StatusHistory* history = nullptr;  // optional
-  std::int64_t now_ms = 0;                 // wall clock of the view ("3m ago")
+  std::optional<SamplerPart> part;  // nullopt: the sampler has published nothing yet
+  std::int64_t now_ms = 0;          // wall clock of the view ("3m ago")
   // The name the page shows for a mod_fcgid vhost id ("" when no vhost has it).
   const std::string& fcgid_vhost_label(std::int32_t id) const;
 };

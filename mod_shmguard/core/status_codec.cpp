@@ -397,6 +397,46 @@ void WorkerTable::index() {
   first[rows.size()] = at;
 }
 
+// The history: its bucket length, then kBuckets buckets (binding names at most 31 bytes).
+void put(Enc& e, const StatusHistory& h) {
+  e.i(h.bucket_ms);
+  for (const HistoryBucket& b : h.window) {
+    e.i(b.index);
+    e.u(b.samples);
+    e.u(b.bounded);
+    for (std::uint64_t v : {b.headroom_min, b.used_at_min, b.limit_at_min, b.headroom_last,
+                            b.used_last, b.limit_last, b.refused, b.translated})
+      e.u(v);
+    e.s(b.binding_min_name());
+    e.s(b.binding_last_name());
+  }
+}
+
+void get_name(Dec& d, std::array<char, 32>& to) {
+  std::string s = d.s();
+  if (s.size() >= to.size() || s.find('\0') != std::string::npos) {
+    d.fail();
+    return;
+  }
+  std::memcpy(to.data(), s.data(), s.size());
+}
+
+void get(Dec& d, StatusHistory& h) {
+  h.bucket_ms = d.i();
+  if (h.bucket_ms < 1) d.fail();
+  for (HistoryBucket& b : h.window) {
+    b.index = d.i();
+    b.samples = d.u_as<std::uint32_t>();
+    b.bounded = d.u_as<std::uint32_t>();
+    for (std::uint64_t* v : {&b.headroom_min, &b.used_at_min, &b.limit_at_min, &b.headroom_last,
+                             &b.used_last, &b.limit_last, &b.refused, &b.translated})
+      *v = d.u();
+    get_name(d, b.binding_at_min);
+    get_name(d, b.binding_last);
+    if (!d.ok()) return;
+  }
+}
+
 std::string encode_sampler_part(const SamplerPart& p) {
   std::string out(kMagic);
   Enc e(out);
@@ -422,6 +462,8 @@ std::string encode_sampler_part(const SamplerPart& p) {
       e.u(v);
     }
   }
+  e.b(p.history.has_value());
+  if (p.history) put(e, *p.history);
   return out;
 }
 
@@ -450,6 +492,10 @@ std::optional<SamplerPart> decode_sampler_part(std::string_view in) {
       f.numbers.emplace_back(std::move(key), d.u());
     }
     p.findings.push_back(std::move(f));
+  }
+  if (d.b()) {
+    p.history.emplace();
+    get(d, *p.history);
   }
   if (!d.done()) return std::nullopt;
   w.index();

@@ -122,9 +122,10 @@ WorkerTotals totals_of(const std::vector<WorkerRow>& workers, const SegmentShari
 }  // namespace
 
 SamplerPart make_sampler_part(const Snapshot& snap, std::vector<WorkerRow> workers,
-                              const StatusOptions& opts) {
+                              const StatusOptions& opts, std::optional<StatusHistory> history) {
   SamplerPart p;
   p.snap = snap;
+  p.history = std::move(history);  // before the budget: the rows get what is left
   // The sharing analysis feeds the findings, the totals and every row's "shared by N".
   const SegmentSharing sharing = segment_sharing(workers);
   p.findings = advise(snap, workers, sharing);

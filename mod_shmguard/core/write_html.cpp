@@ -2,6 +2,7 @@
 // does not come from this file is escaped. One function per section, in page order.
 #include <ctime>
 
+#include "shmguard/chart.hpp"
 #include "shmguard/refusal.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/units.hpp"
@@ -39,7 +40,7 @@ std::string bytes_cell(std::uint64_t v) {
 const char* kCss =
     "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:110em}"
     "h1{margin:0 0 .3em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}"
-    "table{border-collapse:collapse;margin:.5em 0}"
+    "table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto;max-width:100%}"
     "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}"
     "thead th{background:#f0f0f0}tfoot{background:#fafafa}small{color:#666}"
     "td.cmd{font-family:monospace;font-size:90%;word-break:break-all;max-width:28em}"
@@ -414,11 +415,12 @@ std::string write_status_html(const StatusModel& m, int refresh) {
   headline_section(o, m.headline);
   if (m.part) {
     o += findings_html(m.part->findings);
+    if (m.part->history)  // the last hour, before the limits it charts
+      o += render_history_html(m.part->history->window, m.part->history->bucket_ms);
     o += limits_html(m.part->snap);
   } else {
     o += "<p class=\"bad\">No sample from the sampler is available yet.</p>\n";
   }
-  // m.history (the last hour of headroom) has its section here, when it is set.
   vhosts_section(o, m);
   if (m.part) {
     workers_section(o, m, m.part->workers);

@@ -24,6 +24,7 @@
 #include "shm/claims.hpp"
 #include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
+#include "shmguard/history.hpp"
 #include "shmguard/lean.hpp"
 #include "shmguard/status_model.hpp"
 #include "shmguard/units.hpp"
@@ -88,6 +89,7 @@ class Sampler {
     read_log();
     warn(snap);  // before publishing: the warning precedes the refusals it explains
     publish(snap);
+    record_history(snap);
     last_ = std::move(snap);
     std::int64_t now = now_mono_ms();
     if (!render_status(now) && status_ms_ != 0) {
@@ -134,7 +136,8 @@ class Sampler {
     opts.max_bytes = cfg_.status_max_bytes;
     std::size_t encoded = 0;
     {
-      const std::string blob = encode_sampler_part(make_sampler_part(*last_, worker_rows(), opts));
+      const std::string blob = encode_sampler_part(make_sampler_part(
+          *last_, worker_rows(), opts, StatusHistory{history_.bucket_ms(), history_.window(now)}));
       encoded = blob.size();
       shm::publish_blob(seg_, blob);
     }
@@ -196,6 +199,18 @@ class Sampler {
   std::int64_t log_due_ms() const { return log_read_ms_ + kLogGapMs; }
 
  private:
+  // The status page's last hour (history.hpp): this sample's headroom and the refusal and
+  // translation counters summed over the virtual hosts, on the monotonic clock.
+  void record_history(const Snapshot& snap) {
+    std::uint64_t refused = 0, translated = 0;
+    const std::size_t n = std::min<std::size_t>(seg_->nvhosts, shm::kMaxVhosts);
+    for (std::size_t i = 0; i < n; ++i) {
+      refused += seg_->vhosts[i].refused.load(std::memory_order_relaxed);
+      translated += seg_->vhosts[i].translated.load(std::memory_order_relaxed);
+    }
+    history_.record(now_mono_ms(), history_sample(snap, refused, translated));
+  }
+
   // mod_fcgid's workers per class (live count, largest segment) for the guard's auto reserve.
   // A process is read when it first appears (maps, stat, status, cmdline), keyed by pid and
   // start time, and again when a check finds it exec'd or its maps changed (recheck_processes).
@@ -594,6 +609,7 @@ class Sampler {
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> executables_;  // (dev, inode)
   const Logger& log_;
   FailcntTracker tracker_;
+  History history_;  // the last hour, for the status page's chart
   LogTail tail_;
   std::map<std::string, std::uint64_t> last_value_, pending_rise_;
   std::map<std::string, bool> seen_;

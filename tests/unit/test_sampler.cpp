@@ -106,6 +106,41 @@ TEST(Sampler, PublishesStatusOnlyWhenAskedAndServesTheTicket) {
   EXPECT_EQ(static_cast<std::int64_t>(*part->snap.headroom_bytes), r.seg->headroom.load());
 }
 
+// The status page's last hour: every sample is recorded, with the refusals the children counted;
+// it travels in the sampler's part and the HTML page draws it before the limits table.
+TEST(Sampler, StatusPartCarriesTheHistoryWithRefusals) {
+  Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  r.seg->vhosts[0].refused.fetch_add(2);  // two refusals after the first sample
+  const std::uint64_t seen = r.seg->samples.load();
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= seen + 2; }));
+  r.seg->status_wanted.store(1);
+  std::uint64_t ticket = r.seg->status_requests.fetch_add(1) + 1;
+  r.wake();
+  ASSERT_TRUE(eventually([&] { return r.seg->status_gen.load() >= ticket; }));
+  std::string blob;
+  ASSERT_TRUE(shm::read_blob(r.seg.get(), blob));
+  auto part = decode_sampler_part(blob);
+  ASSERT_TRUE(part);
+  ASSERT_TRUE(part->history);
+  std::uint64_t refused = 0, samples = 0;
+  for (const auto& b : part->history->window) {
+    refused += b.refused;
+    samples += b.samples;
+  }
+  EXPECT_EQ(refused, 2u);
+  EXPECT_GE(samples, seen + 2);
+  StatusModel m;
+  m.part = std::move(part);
+  const std::string html = write_status_html(m, 0);
+  const std::size_t history = html.find("<h2 id=\"history\">Last hour</h2>");
+  ASSERT_NE(history, std::string::npos) << html;
+  EXPECT_LT(history, html.find("<h2 id=\"limits\">"));
+  EXPECT_NE(html.find("headroom now 58.7 MiB"), std::string::npos);
+  EXPECT_NE(html.find("2 requests refused"), std::string::npos);
+  EXPECT_EQ(write_status_json(m).find("history"), std::string::npos) << "HTML only";
+}
+
 TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   TempDir d;
   const std::string log = d.path() + "/error.log";

@@ -1,6 +1,8 @@
 // The status model and its writers: the sampler part's encoding, vhost names, escaping, formats.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <map>
 #include <set>
 #include <sstream>
@@ -11,6 +13,7 @@
 #include "shmguard/json.hpp"
 #include "shmguard/refusal.hpp"
 #include "shmguard/render.hpp"
+#include "shmguard/chart.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/units.hpp"
 
@@ -247,6 +250,50 @@ TEST(Status, DecodeRefusesAnythingButOneEncoding) {
       EXPECT_EQ(d->workers.first.size(), d->workers.rows.size() + 1);
     }
   }
+}
+
+TEST(Status, HistoryTravelsInThePartAndIsChecked) {
+  History h;
+  for (int i = 0; i < 90; ++i) {
+    HistorySample smp;
+    smp.headroom = (100ull + i) << 20;
+    smp.binding = "beancounter:shmpages";
+    smp.used = 1ull << 30;
+    smp.limit = 2ull << 30;
+    smp.refused_total = static_cast<std::uint64_t>(i / 10);
+    h.record(i * 30000, smp);
+  }
+  StatusHistory sh{h.bucket_ms(), h.window(89 * 30000)};
+  const SamplerPart p = make_sampler_part(full_snapshot(), many_workers(3), StatusOptions{}, sh);
+  const std::string blob = encode_sampler_part(p);
+  auto d = decode_sampler_part(blob);
+  ASSERT_TRUE(d);
+  ASSERT_TRUE(d->history);
+  EXPECT_EQ(encode_sampler_part(*d), blob);
+  EXPECT_EQ(render_history_html(d->history->window, d->history->bucket_ms),
+            render_history_html(h, 89 * 30000));
+  for (std::size_t n = 0; n < blob.size(); ++n)
+    ASSERT_FALSE(decode_sampler_part(std::string_view(blob).substr(0, n))) << n;
+  // A binding name as long as the bucket's field (31 bytes fit, 32 do not) or with a NUL in it.
+  SamplerPart q = p;
+  std::string name31(31, 'b');
+  std::memcpy(q.history->window[0].binding_last.data(), name31.data(), 31);
+  std::string ok = encode_sampler_part(q);
+  ASSERT_TRUE(decode_sampler_part(ok));
+  const std::string len31 = std::string(1, '\x1f') + name31;
+  const std::size_t at = ok.find(len31);
+  ASSERT_NE(at, std::string::npos);
+  std::string too_long = ok;
+  too_long.replace(at, len31.size(), std::string(1, '\x20') + name31 + "b");
+  EXPECT_FALSE(decode_sampler_part(too_long));
+  std::string with_nul = ok;
+  with_nul[at + 5] = '\0';
+  EXPECT_FALSE(decode_sampler_part(with_nul));
+  // The probe's part has none, and the page then has no chart.
+  SamplerPart none = make_sampler_part(full_snapshot(), many_workers(1));
+  auto dn = decode_sampler_part(encode_sampler_part(none));
+  ASSERT_TRUE(dn);
+  EXPECT_FALSE(dn->history);
 }
 
 TEST(Status, SamplerPartFitsItsBoundAndSaysWhatIsLeftOut) {
