@@ -8,27 +8,17 @@
 
 #include "shmguard/chart.hpp"
 #include "shmguard/history.hpp"
+#include "history_samples.hpp"
 
 using namespace shmguard;
+
+using shmguard_test::bounded;
 
 namespace {
 
 constexpr std::int64_t kMin = 60000;
 constexpr std::uint64_t MiB = 1ull << 20;
 constexpr std::uint64_t GiB = 1ull << 30;
-
-HistorySample bounded(std::uint64_t headroom, std::uint64_t limit = GiB, std::uint64_t refused = 0,
-                      std::uint64_t translated = 0,
-                      std::string_view binding = "beancounter:shmpages") {
-  HistorySample s;
-  s.headroom = headroom;
-  s.binding = binding;
-  s.limit = limit;
-  s.used = limit - headroom;
-  s.refused_total = refused;
-  s.translated_total = translated;
-  return s;
-}
 
 // A small XML well-formedness check: elements nest and close, attribute values are quoted,
 // '<' never appears in text or values, '&' only starts one of the entities html_escape writes.

@@ -5,26 +5,16 @@
 #include <type_traits>
 
 #include "shmguard/history.hpp"
+#include "history_samples.hpp"
 
 using namespace shmguard;
+
+using shmguard_test::bounded;
 
 namespace {
 
 constexpr std::int64_t kMin = 60000;
 constexpr std::uint64_t MiB = 1ull << 20;
-
-HistorySample bounded(std::uint64_t headroom, std::uint64_t limit = 1024 * MiB,
-                      std::uint64_t refused = 0, std::uint64_t translated = 0,
-                      std::string_view binding = "beancounter:shmpages") {
-  HistorySample s;
-  s.headroom = headroom;
-  s.binding = binding;
-  s.limit = limit;
-  s.used = limit - headroom;
-  s.refused_total = refused;
-  s.translated_total = translated;
-  return s;
-}
 
 HistorySample unbounded(std::uint64_t refused = 0) {
   HistorySample s;

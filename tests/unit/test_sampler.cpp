@@ -89,16 +89,21 @@ TEST(Sampler, UnreadableSourceMeansUnboundedNotZero) {
       << "with the cgroup off, only strict overcommit could bind here";
 }
 
-TEST(Sampler, PublishesStatusOnlyWhenAskedAndServesTheTicket) {
-  Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
-  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+// What a status view does: asks for the sampler's part, waits for its ticket, decodes the blob.
+static std::optional<SamplerPart> ask_for_status(Running& r) {
   r.seg->status_wanted.store(1);
   std::uint64_t ticket = r.seg->status_requests.fetch_add(1) + 1;
   r.wake();
-  ASSERT_TRUE(eventually([&] { return r.seg->status_gen.load() >= ticket; }));
+  if (!eventually([&] { return r.seg->status_gen.load() >= ticket; })) return std::nullopt;
   std::string blob;
-  ASSERT_TRUE(shm::read_blob(r.seg.get(), blob));
-  auto part = decode_sampler_part(blob);
+  if (!shm::read_blob(r.seg.get(), blob)) return std::nullopt;
+  return decode_sampler_part(blob);
+}
+
+TEST(Sampler, PublishesStatusOnlyWhenAskedAndServesTheTicket) {
+  Running r(config(fixtures() + "/beancounters/openvz6-container.txt"));
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  auto part = ask_for_status(r);
   ASSERT_TRUE(part);
   // the sample the hot values came from
   EXPECT_EQ(part->snap.binding, "beancounter:shmpages");
@@ -114,13 +119,7 @@ TEST(Sampler, StatusPartCarriesTheHistoryWithRefusals) {
   r.seg->vhosts[0].refused.fetch_add(2);  // two refusals after the first sample
   const std::uint64_t seen = r.seg->samples.load();
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= seen + 2; }));
-  r.seg->status_wanted.store(1);
-  std::uint64_t ticket = r.seg->status_requests.fetch_add(1) + 1;
-  r.wake();
-  ASSERT_TRUE(eventually([&] { return r.seg->status_gen.load() >= ticket; }));
-  std::string blob;
-  ASSERT_TRUE(shm::read_blob(r.seg.get(), blob));
-  auto part = decode_sampler_part(blob);
+  auto part = ask_for_status(r);
   ASSERT_TRUE(part);
   ASSERT_TRUE(part->history);
   std::uint64_t refused = 0, samples = 0;
