@@ -56,8 +56,10 @@ std::uint64_t class_hash(const ClassKey& key);
 // The class of a node read with read_table (its cmdline points into `n`).
 ClassKey class_of(const Node& n);
 // The same for the node at `index` of the table (its own fields, the command line read in place,
-// bounded); 0 if the index is out of range.
-std::uint64_t class_hash_at(const unsigned char* table, int index);
+// bounded); 0 if the index is out of range, or if the node no longer holds process `pid` started
+// at `start_time_us` (freed and reused since the table was read: nothing to cache).
+std::uint64_t class_hash_at(const unsigned char* table, int index, int pid,
+                            std::int64_t start_time_us);
 
 // All nodes on the idle, busy and error lists of the table that starts at `table` (the value of
 // mod_fcgid's proctable_get_table_array()).

@@ -106,6 +106,9 @@ std::string node_executable(const unsigned char* table, int index) {
 
 int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int)) {
   if (!table) return -1;
+  // A command line longer than mod_fcgid's field can never be compared whole: the class is
+  // unknown (the guard fails open) rather than "no worker".
+  if (key.cmdline && std::strlen(key.cmdline) >= off::cmdline_max) return -1;
   int count = 0;
   auto visit = [&](int i) {
     const unsigned char* n = node_at(table, i);
@@ -160,7 +163,8 @@ ClassKey class_of(const Node& n) {
   return k;
 }
 
-std::uint64_t class_hash_at(const unsigned char* table, int index) {
+std::uint64_t class_hash_at(const unsigned char* table, int index, int pid,
+                            std::int64_t start_time_us) {
   if (!table || index < 4 || index >= kSlots) return 0;
   const unsigned char* n = node_at(table, index);
   char cmdline[off::cmdline_max];  // a copy: the field may be torn, the copy ends with a NUL
@@ -173,6 +177,10 @@ std::uint64_t class_hash_at(const unsigned char* table, int index) {
   k.uid = load<std::uint32_t>(n, off::uid);
   k.gid = load<std::uint32_t>(n, off::gid);
   k.cmdline = cmdline;
+  // Read the node's process again after the copy: a node freed and given to another process
+  // meanwhile may have mixed fields.
+  if (load<int>(n, off::pid) != pid || load<std::int64_t>(n, off::start_time) != start_time_us)
+    return 0;
   return class_hash(k);
 }
 

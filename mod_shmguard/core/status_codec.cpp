@@ -422,8 +422,11 @@ void get_name(Dec& d, std::array<char, 32>& to) {
 }
 
 void get(Dec& d, StatusHistory& h) {
+  // A bucket of at most a day: the chart multiplies it by the window's length.
   h.bucket_ms = d.i();
-  if (h.bucket_ms < 1) d.fail();
+  if (h.bucket_ms < 1 || h.bucket_ms > 86400000) d.fail();
+  std::int64_t prev = 0;
+  bool first = true;
   for (HistoryBucket& b : h.window) {
     b.index = d.i();
     b.samples = d.u_as<std::uint32_t>();
@@ -433,7 +436,13 @@ void get(Dec& d, StatusHistory& h) {
       *v = d.u();
     get_name(d, b.binding_at_min);
     get_name(d, b.binding_last);
+    // What History::window() makes: consecutive buckets, bounded samples among all.
+    if (b.bounded > b.samples ||
+        (!first && (prev == std::numeric_limits<std::int64_t>::max() || b.index != prev + 1)))
+      d.fail();
     if (!d.ok()) return;
+    prev = b.index;
+    first = false;
   }
 }
 
@@ -498,6 +507,11 @@ std::optional<SamplerPart> decode_sampler_part(std::string_view in) {
     get(d, *p.history);
   }
   if (!d.done()) return std::nullopt;
+  // What make_sampler_part() makes, no more: the rows' bound, private within all.
+  const WorkerTotals& t = w.totals;
+  if (w.rows.size() > kMaxWorkerRows || t.private_segments > t.segments ||
+      t.private_bytes > t.segment_bytes)
+    return std::nullopt;
   w.index();
   return p;
 }

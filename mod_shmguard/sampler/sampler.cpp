@@ -230,7 +230,10 @@ class Sampler {
       if (node.list == fcgid::List::Error) continue;
       Proc& p = procs_.at(node.pid);
       // The class's key is the node's for the process's life: read (command line) once.
-      if (!p.class_key) p.class_key = fcgid::class_hash_at(cfg_.fcgid_table, node.index);
+      if (!p.class_key)
+        p.class_key =
+            fcgid::class_hash_at(cfg_.fcgid_table, node.index, node.pid, node.start_time_us);
+      if (!p.class_key) continue;  // its node changed since the table was read: next sample
       ClassAgg& agg = classes_[p.class_key];
       // A worker's whole need: every segment only it maps (OPcache + APCu + any other).
       std::uint64_t own = 0;

@@ -256,15 +256,21 @@ def test_flood_of_aborted_posts_wakes_no_sample(server):
     warm_one_worker(s)
     exhaust(s)
     mark = s.log_mark()
-    before, t0 = status(s)["sampler"]["samples"], time.monotonic()
+    first = status(s)["sampler"]
+    before, reads_before, t0 = first["samples"], first["error_log_reads"], time.monotonic()
     for _ in range(100):
         _aborted_post(s.port)
         time.sleep(0.01)
     assert s.wait_log(r"can't get data from http client", since=mark)
     time.sleep(0.5)  # the last ones are answered
-    taken, elapsed = status(s)["sampler"]["samples"] - before, time.monotonic() - t0
+    last = status(s)["sampler"]
+    taken, elapsed = last["samples"] - before, time.monotonic() - t0
     scheduled = elapsed / 0.2 + 3  # ShmGuardInterval 200ms, and a margin for the edges
     assert taken <= scheduled, "%d samples in %.2f s (scheduled: %.0f)" % (taken, elapsed, scheduled)
+    # Every aborted POST logs a line; the follower reads in batches (at most every 100 ms on its
+    # own, and once per sample), not once per line.
+    reads = last["error_log_reads"] - reads_before
+    assert 0 < reads <= elapsed / 0.1 + taken + 3, "%d reads of the log for 100+ lines" % reads
     assert vhost(s)["translated"] == 0
     assert s.get("/index.php").status == 200  # the warm worker still serves
 

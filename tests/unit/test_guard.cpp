@@ -489,20 +489,34 @@ TEST(ClassKey, NodeInTheTableHasTheRequestsKey) {
     std::memcpy(n + fcgid::off::uid, &k.uid, 4);
     std::memcpy(n + fcgid::off::gid, &k.gid, 4);
     std::memcpy(n + fcgid::off::cmdline, cmd, cmd_len);
+    const int pid = 100 + i;
+    const std::int64_t start = 1000 + i;
+    std::memcpy(n + fcgid::off::pid, &pid, 4);
+    std::memcpy(n + fcgid::off::start_time, &start, 8);
   };
+  auto at = [&](int i) { return fcgid::class_hash_at(table.data(), i, 100 + i, 1000 + i); };
   const fcgid::ClassKey a = suexec_user(1001), b = suexec_user(1002);
   put_node(4, a, a.cmdline, std::strlen(a.cmdline) + 1);
   put_node(5, b, b.cmdline, std::strlen(b.cmdline) + 1);
-  EXPECT_EQ(fcgid::class_hash_at(table.data(), 4), fcgid::class_hash(a));
-  EXPECT_EQ(fcgid::class_hash_at(table.data(), 5), fcgid::class_hash(b));
-  EXPECT_NE(fcgid::class_hash_at(table.data(), 4), fcgid::class_hash_at(table.data(), 5));
+  EXPECT_EQ(at(4), fcgid::class_hash(a));
+  EXPECT_EQ(at(5), fcgid::class_hash(b));
+  EXPECT_NE(at(4), at(5));
+  // The node now holds another process (freed and reused since the table was read): no key.
+  EXPECT_EQ(fcgid::class_hash_at(table.data(), 4, 999, 1004), 0u);
+  EXPECT_EQ(fcgid::class_hash_at(table.data(), 4, 104, 7), 0u);
   // A command line that fills its field without a NUL (torn, or hostile) is read bounded.
   const std::string full(fcgid::off::cmdline_max, 'x');
   put_node(6, a, full.data(), full.size());
   fcgid::ClassKey prefix = a;
   const std::string kept(fcgid::off::cmdline_max - 1, 'x');
   prefix.cmdline = kept.c_str();
-  EXPECT_EQ(fcgid::class_hash_at(table.data(), 6), fcgid::class_hash(prefix));
-  EXPECT_EQ(fcgid::class_hash_at(table.data(), 2), 0u) << "a list head is no worker";
-  EXPECT_EQ(fcgid::class_hash_at(nullptr, 4), 0u);
+  EXPECT_EQ(at(6), fcgid::class_hash(prefix));
+  EXPECT_EQ(fcgid::class_hash_at(table.data(), 2, 102, 1002), 0u) << "a list head is no worker";
+  EXPECT_EQ(fcgid::class_hash_at(nullptr, 4, 104, 1004), 0u);
+  // A request command line longer than the node's field: the class cannot be compared whole, so
+  // its workers are unknown (-1: the guard fails open), never "none".
+  const std::string longer(fcgid::off::cmdline_max + 10, 'x');
+  fcgid::ClassKey too_long = a;
+  too_long.cmdline = longer.c_str();
+  EXPECT_EQ(fcgid::count_class_workers(table.data(), too_long, nullptr), -1);
 }

@@ -289,6 +289,33 @@ TEST(Status, HistoryTravelsInThePartAndIsChecked) {
   std::string with_nul = ok;
   with_nul[at + 5] = '\0';
   EXPECT_FALSE(decode_sampler_part(with_nul));
+  // Only what History::window() makes: a bucket of at most a day (the chart multiplies it),
+  // consecutive buckets, no more bounded samples than samples (found in review: a bucket of
+  // INT64_MAX/2 ms overflowed the chart's arithmetic).
+  auto refused = [&](auto change) {
+    SamplerPart r = p;
+    change(*r.history);
+    return !decode_sampler_part(encode_sampler_part(r));
+  };
+  EXPECT_TRUE(refused([](StatusHistory& x) { x.bucket_ms = INT64_MAX / 2; }));
+  EXPECT_TRUE(refused([](StatusHistory& x) { x.bucket_ms = 0; }));
+  EXPECT_FALSE(refused([](StatusHistory& x) { x.bucket_ms = 86400000; }));
+  EXPECT_TRUE(refused([](StatusHistory& x) { x.window[7].index += 2; }));
+  EXPECT_TRUE(refused([](StatusHistory& x) { x.window[59].index = INT64_MIN; }));
+  EXPECT_TRUE(refused([](StatusHistory& x) { x.window[3].bounded = x.window[3].samples + 1; }));
+  // The same for the worker totals: private segments within all of them.
+  SamplerPart t = p;
+  t.workers.totals.private_segments = t.workers.totals.segments + 1;
+  EXPECT_FALSE(decode_sampler_part(encode_sampler_part(t)));
+  t = p;
+  t.workers.totals.private_bytes = t.workers.totals.segment_bytes + 1;
+  EXPECT_FALSE(decode_sampler_part(encode_sampler_part(t)));
+  // No more rows than make_sampler_part() lists (small rows would decode into large ones).
+  SamplerPart big;
+  big.workers.rows.resize(kMaxWorkerRows);
+  EXPECT_TRUE(decode_sampler_part(encode_sampler_part(big)));
+  big.workers.rows.resize(kMaxWorkerRows + 1);
+  EXPECT_FALSE(decode_sampler_part(encode_sampler_part(big)));
   // The probe's part has none, and the page then has no chart.
   SamplerPart none = make_sampler_part(full_snapshot(), many_workers(1));
   auto dn = decode_sampler_part(encode_sampler_part(none));

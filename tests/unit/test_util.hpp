@@ -3,6 +3,7 @@
 #pragma once
 
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,7 +62,8 @@ inline std::string read_text(const std::string& path) {
 }
 
 // Runs fn without the privilege to ignore file modes (as "nobody" in a child when we are root);
-// its result comes back through a pipe. nullopt when privileges could not be dropped.
+// its result comes back through a pipe. nullopt when privileges could not be dropped (the caller
+// skips); a child that crashed or did not hand its result back is a test failure, not a skip.
 inline std::optional<std::string> run_unprivileged(const std::function<std::string()>& fn) {
   if (::geteuid() != 0) return fn();
   int fds[2];
@@ -83,7 +85,11 @@ inline std::optional<std::string> run_unprivileged(const std::function<std::stri
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) return std::nullopt;  // could not drop
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    ADD_FAILURE() << "the unprivileged child "
+                  << (WIFSIGNALED(status) ? "died of signal " + std::to_string(WTERMSIG(status))
+                                          : "exited " + std::to_string(WEXITSTATUS(status)));
   return out;
 }
 
