@@ -92,6 +92,9 @@ def test_sampler_keeps_no_capability_and_no_inherited_descriptor(server):
         s.start()
         (pid,) = wait_for(lambda: sampler_pids(s), 5)
         uid, gid = www_ids()
+        # SG0110 is logged once the privileges are dropped (before it, the forked sampler still
+        # runs as root while it opens what needs root).
+        assert s.wait_log(r"SG0110 sampler started \(pid %d, " % pid)
         st = proc_status(pid)
         assert st["Uid"].split() == [uid] * 4 and st["Gid"].split() == [gid] * 4
         assert st["Groups"].split() == [gid]
@@ -171,6 +174,7 @@ def test_sampler_that_cannot_drop_privileges_exits_and_the_guard_fails_open(serv
 def test_sampler_keeps_only_ptrace_for_php_fpm(server):
     s = server(shmguard=True, proxy_fcgi=True, log_level="info", shmguard_conf=guard_conf())
     (pid,) = wait_for(lambda: sampler_pids(s), 5)
+    assert s.wait_log(r"SG0110 sampler started \(pid %d, " % pid)  # logged after the drop
     st = proc_status(pid)
     for cap in ("CapPrm", "CapEff", "CapBnd"):
         assert int(st[cap], 16) == 1 << 19, (cap, st[cap])  # CAP_SYS_PTRACE alone
