@@ -150,15 +150,16 @@ std::string render_prometheus(const Snapshot& s) {
     }
   }
 
+  // A gauge without labels, written only when the value is known.
+  auto g = [&](const char* name, const char* help, const std::optional<std::uint64_t>& v) {
+    if (!v) return;
+    p.family(name, "gauge", help);
+    p.sample("", *v);
+  };
   if (s.overcommit) {
     const auto& m = *s.overcommit;
     p.family("shmguard_overcommit_mode", "gauge", "vm.overcommit_memory (2 = strict).");
     p.sample("", static_cast<std::uint64_t>(m.mode < 0 ? 0 : m.mode));
-    auto g = [&](const char* name, const char* help, const std::optional<std::uint64_t>& v) {
-      if (!v) return;
-      p.family(name, "gauge", help);
-      p.sample("", *v);
-    };
     g("shmguard_meminfo_commit_limit_bytes", "CommitLimit from /proc/meminfo.", m.commit_limit);
     g("shmguard_meminfo_committed_as_bytes", "Committed_AS from /proc/meminfo.", m.committed_as);
     g("shmguard_meminfo_shmem_bytes", "Shmem from /proc/meminfo.", m.shmem);
@@ -167,11 +168,6 @@ std::string render_prometheus(const Snapshot& s) {
 
   if (s.sysv) {
     const auto& v = *s.sysv;
-    auto g = [&](const char* name, const char* help, const std::optional<std::uint64_t>& val) {
-      if (!val) return;
-      p.family(name, "gauge", help);
-      p.sample("", *val);
-    };
     g("shmguard_sysv_shmmax_bytes", "kernel.shmmax: largest SysV segment.", v.shmmax);
     g("shmguard_sysv_shmall_pages", "kernel.shmall: SysV shared memory in pages.", v.shmall);
     g("shmguard_sysv_shmmni", "kernel.shmmni: most SysV segments.", v.shmmni);
