@@ -43,12 +43,12 @@ struct GuardInput {
   std::uint64_t reserved = 0;  // bytes of admitted spawns that no sample has seen yet
   std::uint64_t need = 0;      // bytes a full new worker maps (the reserve)
   bool need_known = true;      // need was measured on a running worker of the class (not a default)
-  std::uint64_t lean_need = 0; // bytes a lean worker maps (degrade); 0: none (file cache only)
-  bool spawns_workers = true;  // mod_fcgid spawns per request class; PHP-FPM does not
-  int workers = -1;            // live workers of the class in mod_fcgid's table; < 0 unknown
-  int inflight = 0;            // requests holding (or about to take) a worker of the class
-  int queued = 0;              // waiters of the class this request must let go first
-  int class_waiting = 0;       // all requests of the class waiting now (this one included)
+  std::uint64_t lean_need = 0;  // bytes a lean worker maps (degrade); 0: none (file cache only)
+  bool spawns_workers = true;   // mod_fcgid spawns per request class; PHP-FPM does not
+  int workers = -1;             // live workers of the class in mod_fcgid's table; < 0 unknown
+  int inflight = 0;             // requests holding (or about to take) a worker of the class
+  int queued = 0;               // waiters of the class this request must let go first
+  int class_waiting = 0;        // all requests of the class waiting now (this one included)
   Action action = Action::Refuse;
   bool may_wait = false;       // ShmGuardWait > 0, not expired, and a waiting place is free
   std::int64_t waited_ms = 0;  // how long this request has waited for a worker so far
@@ -110,16 +110,16 @@ std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need);
 
 // What a request's start saw, and what the segment holds at the 500.
 struct EvidenceCounters {
-  std::uint64_t php_errors = 0;     // OPcache lines in PHP's own format, from a pid that exited
-  std::uint64_t apcu_errors = 0;    // APCu's allocation failure lines (no pid in them)
-  std::uint64_t failcnt_sum = 0;    // beancounter shmpages + privvmpages failcnt
-  std::uint64_t oom_kills = 0;      // cgroup oom_kill / failcnt
+  std::uint64_t php_errors = 0;   // OPcache lines in PHP's own format, from a pid that exited
+  std::uint64_t apcu_errors = 0;  // APCu's allocation failure lines (no pid in them)
+  std::uint64_t failcnt_sum = 0;  // beancounter shmpages + privvmpages failcnt
+  std::uint64_t oom_kills = 0;    // cgroup oom_kill / failcnt
 };
 struct EvidenceDetail {
-  std::uint64_t php_bytes = 0;      // of the last OPcache line
+  std::uint64_t php_bytes = 0;  // of the last OPcache line
   int php_pid = 0;
-  std::int64_t php_wall_ms = 0;     // when the sampler read it
-  std::uint64_t apcu_bytes = 0;     // of the last APCu line
+  std::int64_t php_wall_ms = 0;  // when the sampler read it
+  std::uint64_t apcu_bytes = 0;  // of the last APCu line
   std::int64_t apcu_wall_ms = 0;
 };
 // The evidence text for a 500 ("" when there is none): an OPcache line newer than the request,

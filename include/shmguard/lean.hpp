@@ -32,17 +32,17 @@ struct LeanOptions {
   std::uint64_t lean_max = 48ULL << 20;    // a lean worker maps at most this (ShmGuardLeanReserve)
   std::uint64_t opcache_min = 8ULL << 20;  // PHP's smallest opcache.memory_consumption
   std::uint64_t apcu_min = 4ULL << 20;
-  std::string file_cache;                  // OPcache file cache directory, "" none
+  std::string file_cache;  // OPcache file cache directory, "" none
 };
 
 struct LeanPlan {
-  bool lean = false;            // false: start the worker as configured
-  std::uint64_t opcache = 0;    // bytes; 0 with file_cache_only or OPcache off
+  bool lean = false;          // false: start the worker as configured
+  std::uint64_t opcache = 0;  // bytes; 0 with file_cache_only or OPcache off
   bool opcache_file_only = false;
   bool opcache_off = false;
-  std::uint64_t apcu = 0;       // bytes; 0: APCu off
+  std::uint64_t apcu = 0;             // bytes; 0: APCu off
   std::vector<std::string> php_args;  // "-d", "opcache.memory_consumption=48", ...
-  std::string why;              // for the log line
+  std::string why;                    // for the log line
 };
 
 // Full when the room (headroom - reserved, or unbounded) holds opcache + apcu; else the largest

@@ -214,7 +214,8 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       f.severity = "critical";
       f.text = "Headroom " + compact_bytes(h) + bound + " is less than the " +
                compact_bytes(largest_worker) +
-               " a new php-cgi worker allocates (all its private shared segments): a new worker would die with \"Unable to allocate "
+               " a new php-cgi worker allocates (all its private shared segments): a new worker "
+               "would die with \"Unable to allocate "
                "shared memory segment\", so mod_shmguard refuses requests that would need one. "
                "Free shared memory or move PHP to PHP-FPM.";
     } else {

@@ -42,7 +42,8 @@ bool consume(std::string_view& s, std::string_view prefix) {
 }
 
 std::string_view trim_eol(std::string_view s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' '))
+    s.remove_suffix(1);
   return s;
 }
 

@@ -83,7 +83,8 @@ const char* set_max_waiting(cmd_parms* cmd, void*, const char* arg) {
   }
   auto v = parse_u64(arg);
   if (!v || *v == 0 || *v > shm::kWaiters)
-    return bad(cmd, arg, ("auto or a number of requests from 1 to " + std::to_string(shm::kWaiters)).c_str());
+    return bad(cmd, arg,
+               ("auto or a number of requests from 1 to " + std::to_string(shm::kWaiters)).c_str());
   conf_of(cmd)->max_waiting = static_cast<int>(*v);
   return nullptr;
 }
@@ -91,7 +92,8 @@ const char* set_max_waiting(cmd_parms* cmd, void*, const char* arg) {
 const char* set_lean_reserve(cmd_parms* cmd, void*, const char* arg) {
   auto v = parse_size(arg);
   if (!v || *v > (1ULL << 40))
-    return bad(cmd, arg, "a size such as 32M (what a lean worker may map; 0: OPcache file cache only)");
+    return bad(cmd, arg,
+               "a size such as 32M (what a lean worker may map; 0: OPcache file cache only)");
   conf_of(cmd)->lean_reserve = static_cast<apr_int64_t>(*v);
   return nullptr;
 }
@@ -279,7 +281,8 @@ const command_rec directives[] = {
     {"ShmGuardWait", fn(safe<set_wait>), nullptr, RSRC_CONF, TAKE1,
      "DURATION: how long a request waits for a busy worker before a 503 (default 5s; 0: none)"},
     {"ShmGuardMaxWaiting", fn(safe<set_max_waiting>), nullptr, RSRC_CONF, TAKE1,
-     "auto|N: requests that may wait at once, server-wide (default auto: half of MaxRequestWorkers)"},
+     "auto|N: requests that may wait at once, server-wide (default auto: half of "
+     "MaxRequestWorkers)"},
     {"ShmGuardLeanReserve", fn(safe<set_lean_reserve>), nullptr, RSRC_CONF, TAKE1,
      "SIZE: shared memory a lean worker maps under ShmGuardAction degrade (default 48M)"},
     {"ShmGuardRetryAfter", fn(safe<set_retry_after>), nullptr, RSRC_CONF, TAKE1,

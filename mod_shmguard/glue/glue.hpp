@@ -1,6 +1,7 @@
 // mod_shmguard glue: what the hook files share. C++ standard headers first, then httpd's.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -40,7 +41,7 @@ struct ServerConf {
   double warn_percent;
   apr_uint64_t warn_bytes;
   apr_int64_t interval_ms;
-  int max_waiting;           // ShmGuardMaxWaiting (0: auto)
+  int max_waiting;  // ShmGuardMaxWaiting (0: auto)
   const char* procfs;
   const char* sysfs;
   const char* beancounters;  // FILE, or "off"
@@ -55,11 +56,11 @@ struct ServerConf {
 };
 
 // Defaults, in one place (a directive left unset means this value).
-constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;      // ShmGuardReserve auto, no worker yet
-constexpr apr_int64_t kDefaultRetryAfter = 30;              // ShmGuardRetryAfter
-constexpr apr_int64_t kDefaultIntervalMs = 500;             // ShmGuardInterval
-constexpr apr_int64_t kDefaultWaitMs = 5000;                // ShmGuardWait
-constexpr apr_uint64_t kDefaultLeanReserve = 48ULL << 20;   // ShmGuardLeanReserve
+constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;     // ShmGuardReserve auto, no worker yet
+constexpr apr_int64_t kDefaultRetryAfter = 30;             // ShmGuardRetryAfter
+constexpr apr_int64_t kDefaultIntervalMs = 500;            // ShmGuardInterval
+constexpr apr_int64_t kDefaultWaitMs = 5000;               // ShmGuardWait
+constexpr apr_uint64_t kDefaultLeanReserve = 48ULL << 20;  // ShmGuardLeanReserve
 // ShmGuardMaxWaiting auto: half of MaxRequestWorkers, so waiting never takes every thread.
 constexpr int kDefaultMaxWaitingPercent = 50;
 
@@ -72,7 +73,6 @@ void* merge_dir_conf(apr_pool_t* p, void* base, void* add);
 inline bool conf_status_commands_full(const ServerConf* c) {
   return c->status_commands == 1;
 }
-
 
 inline bool conf_enabled(const ServerConf* c) {
   return c->enabled != 0;
@@ -119,13 +119,19 @@ struct Generation {
   bool sampler_running = false;
   bool sampler_registered = false;  // with apr_proc_other_child_register (unregister exactly once)
   std::string state_file;  // headroom for shmguard-php-wrapper (some vhost degrades), else ""
-  std::string error_log;  // the main error log file (where php-cgi's stderr goes), "" if none
+  std::string error_log;   // the main error log file (where php-cgi's stderr goes), "" if none
 
   // mod_fcgid, when loaded (symbols exported by its .so; nullptr when absent).
   module* fcgid_module = nullptr;
   const unsigned char* fcgid_table = nullptr;
   void* (*fcgid_get_wrapper_info)(const char*, request_rec*) = nullptr;
+  // procmgr_init_spawn_cmd(fcgid_command*, request_rec*, fcgid_cmd_conf*) and
+  // procmgr_send_spawn_cmd(fcgid_command*, request_rec*): the guard asks for an admitted spawn.
+  void (*fcgid_init_spawn_cmd)(void*, request_rec*, void*) = nullptr;
+  apr_status_t (*fcgid_send_spawn_cmd)(void*, request_rec*) = nullptr;
 };
+// Room for mod_fcgid 2.3.9's fcgid_command (about 22 KiB).
+constexpr std::size_t kFcgidCommandBytes = 64 * 1024;
 extern Generation gen;
 
 // sampler.cpp

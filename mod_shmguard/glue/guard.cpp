@@ -62,6 +62,7 @@ struct RequestNote {
   bool translated;
   fcgid::ClassKey key;
   std::uint64_t key_hash;
+  const void* fcgid_wrapper;  // mod_fcgid's fcgid_cmd_conf for the request's wrapper, or nullptr
 };
 
 bool starts_with(const char* s, const char* prefix) {
@@ -97,17 +98,20 @@ Backend classify(const request_rec* r, const ServerConf* c) {
 struct FcgidClass {
   fcgid::ClassKey key;
   std::uint64_t hash;
+  const void* wrapper;  // get_wrapper_info()'s answer
+};
+// mod_fcgid 2.3.9's fcgid_cmd_conf (fcgid_conf.h).
+struct WrapperConf {
+  const char* cgipath;
+  const char* cmdline;
+  apr_ino_t inode;
+  apr_dev_t deviceid;
+  int is_virtual;
 };
 bool fcgid_class(request_rec* r, FcgidClass& out) {
   if (!gen.fcgid_module || !gen.fcgid_get_wrapper_info) return false;
-  // fcgid_cmd_conf: {const char* cgipath; const char* cmdline; apr_ino_t inode; apr_dev_t dev;}
-  struct WrapperConf {
-    const char* cgipath;
-    const char* cmdline;
-    apr_ino_t inode;
-    apr_dev_t deviceid;
-  };
   auto* w = static_cast<const WrapperConf*>(gen.fcgid_get_wrapper_info(r->filename, r));
+  out.wrapper = w;
   if (w) {
     out.key.inode = static_cast<std::uint64_t>(w->inode);
     out.key.deviceid = static_cast<std::uint64_t>(w->deviceid);
@@ -128,6 +132,33 @@ bool fcgid_class(request_rec* r, FcgidClass& out) {
   out.key.gid = ugid ? static_cast<std::uint32_t>(ugid->gid) : 0xffffffffu;
   out.hash = fcgid::class_hash(out.key);
   return true;
+}
+
+// A spawn the guard admitted is asked of mod_fcgid's process manager at once, as mod_fcgid's
+// handler would ask for it (procmgr_init_spawn_cmd + procmgr_send_spawn_cmd, the same command it
+// builds from the same configuration; the manager still applies FcgidMaxProcesses*, the spawn
+// score and its own limits). mod_fcgid's handler, when all workers of the class are busy, sleeps
+// a whole second before it asks: meanwhile a worker that freed stayed idle (the spawn's claim
+// kept it from the waiters) and the request then took that worker instead of starting one, so
+// under load a class could not grow. Asked now, the new worker is on the idle list when the
+// handler looks. Nothing is asked where mod_fcgid's handler would refuse before it spawns (no
+// such file, a directory).
+void start_worker(request_rec* r, const RequestNote* note) {
+  if (!gen.fcgid_init_spawn_cmd || !gen.fcgid_send_spawn_cmd) return;
+  const auto* w = static_cast<const WrapperConf*>(note->fcgid_wrapper);
+  if ((!w || !w->is_virtual) && r->finfo.filetype != APR_REG) return;
+  if (!w) {  // no wrapper: the script itself is the command (the handler's dummy configuration)
+    auto* d = static_cast<WrapperConf*>(apr_pcalloc(r->pool, sizeof(WrapperConf)));
+    d->cgipath = d->cmdline = r->filename;
+    d->inode = r->finfo.inode;
+    d->deviceid = r->finfo.device;
+    w = d;
+  }
+  // fcgid_command is about 22 KiB in 2.3.9 (paths, options, 64 environment pairs); its writer
+  // and the process manager's reader agree on its size, this buffer only has to hold it.
+  void* cmd = apr_pcalloc(r->pool, kFcgidCommandBytes);
+  gen.fcgid_init_spawn_cmd(cmd, r, const_cast<WrapperConf*>(w));
+  gen.fcgid_send_spawn_cmd(cmd, r);
 }
 
 bool pid_alive(int pid) {
@@ -272,18 +303,10 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   shm::Segment* seg = gen.seg;
   note->admitted = true;
   GuardInput in;
-  std::int64_t now = wall_ms();
-  in.fresh = shm::sample_fresh(seg, now);
-  std::int64_t headroom = seg->headroom.load(std::memory_order_relaxed);
-  in.bounded = headroom >= 0;
-  in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
-  in.need = reserve_for(c, note->slot);
-  in.need_known = c->reserve_auto == 0 || (note->slot && note->slot->worker_need.load() != 0);
+  const std::int64_t now = wall_ms();
   in.lean_need = conf_lean_reserve(c);
   in.spawns_workers = note->backend == Backend::Fcgid;
   in.action = conf_action(c);
-  note->headroom = headroom;
-  note->reserve = in.need;
 
   const std::int64_t wait_ms = conf_wait_ms(c);
   const std::int64_t deadline = now + wait_ms;
@@ -291,9 +314,14 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   int waiter = -1;
   const char* why = nullptr;
   Verdict v = Verdict::FailOpen;
+  Decision decision;
   for (;;) {
-    std::int64_t reserved = seg->reserved.load(std::memory_order_relaxed);
-    in.reserved = reserved > 0 ? static_cast<std::uint64_t>(reserved) : 0;
+    // Every round decides on the sample published now (the rounds of a wait span samples), and
+    // try_admit() reads it again for the decision it records.
+    std::int64_t t = wall_ms();
+    shm::read_room(seg, in, t);
+    in.need = reserve_for(c, note->slot);
+    in.need_known = c->reserve_auto == 0 || (note->slot && note->slot->worker_need.load() != 0);
     if (in.spawns_workers && note->slot) {
       // The table is read only when the room is not ample; liveness (one kill(0) per worker)
       // only when there is no room for a spawn.
@@ -304,13 +332,15 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     } else if (in.spawns_workers) {
       in.workers = -1;  // class unknown: fail open
     }
-    std::int64_t t = wall_ms();
     in.may_wait = wait_ms > 0 && t < deadline;
     in.waited_ms = t - now;
-    shm::Admission a = note->slot
-                           ? shm::try_admit(seg, note->slot, in, gen.child_pid, hint, waiter >= 0)
-                           : shm::Admission{decide(in), -1, 0};
+    shm::Admission a =
+        note->slot ? shm::try_admit(seg, note->slot, in, t, gen.child_pid, hint, waiter >= 0)
+                   : shm::Admission{decide(in), -1, 0};
     v = a.decision.verdict;
+    decision = a.decision;
+    note->headroom = in.bounded ? static_cast<std::int64_t>(in.headroom) : -1;
+    note->reserve = in.need;
     note->claim = a.claim;
     note->claim_word = a.word;
     note->workers = in.workers;
@@ -353,7 +383,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   if (APLOGrdebug(r))
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
-        ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(headroom) +
+        ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(note->headroom) +
          ", reserve " + std::to_string(in.need) + ", reserved " +
          std::to_string(seg->reserved.load()) + ", fresh " + std::to_string(in.fresh) + ", class " +
          (note->have_class ? "known" : "unknown") + " (vhost " +
@@ -365,6 +395,11 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   if (note->claim >= 0) {
     apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
     ap_add_output_filter(kReleaseFilter, note, r, r->connection);
+    // A spawn the rules admitted on the room it reserves (not the ample path, where nothing
+    // waits behind a claim and mod_fcgid spawns as it always does).
+    if ((decision.claim == Claim::Spawn && decision.reserve_bytes > 0 && v == Verdict::Pass) ||
+        (decision.claim == Claim::Lean && v == Verdict::Lean))
+      start_worker(r, note);
   }
   shm::VhostCounters* vc = counters_for(c);
   switch (v) {
@@ -445,8 +480,7 @@ std::string refusal_body(request_rec* r, const ServerConf* c, bool translated) {
     info.headroom = note->headroom < 0 ? 0 : static_cast<std::uint64_t>(note->headroom);
     info.reserve = note->reserve;
   }
-  info.binding =
-      binding_name(static_cast<BindingLimit>(gen.seg ? gen.seg->binding.load() : 0));
+  info.binding = binding_name(static_cast<BindingLimit>(gen.seg ? gen.seg->binding.load() : 0));
   info.host = host_of(r);
   info.translated = translated;
   const char* accept = apr_table_get(r->headers_in, "Accept");
@@ -491,6 +525,7 @@ int guard_fixups(request_rec* r) {
   if (note->have_class) {
     note->key = klass.key;
     note->key_hash = klass.hash;
+    note->fcgid_wrapper = klass.wrapper;
     note->slot = shm::class_slot(seg, klass.hash);
   }
   if (backend == Backend::Fcgid && has_body(r)) {
@@ -596,17 +631,14 @@ void translate_insert_error_filter(request_rec* r) {
   // is: no wait for the sampler (a flood of unrelated 500s parks no child and wakes no sample).
   {
     GuardInput in;
-    std::int64_t h = seg->headroom.load(std::memory_order_relaxed);
-    in.bounded = h >= 0;
-    in.headroom = in.bounded ? static_cast<std::uint64_t>(h) : 0;
+    shm::read_room(seg, in, wall_ms());
     in.need = note->reserve ? note->reserve : kDefaultReserve;
     EvidenceCounters now = evidence_counters(seg);
     bool moved = now.failcnt_sum != note->at_start.failcnt_sum ||
                  now.oom_kills != note->at_start.oom_kills ||
                  now.php_errors != note->at_start.php_errors ||
                  now.apcu_errors != note->at_start.apcu_errors;
-    if (!(shm::sample_fresh(seg, wall_ms()) && in.bounded && ample(in) && !moved))
-      wait_for_evidence_scan();
+    if (!(in.fresh && in.bounded && ample(in) && !moved)) wait_for_evidence_scan();
   }
   EvidenceDetail d;
   d.php_bytes = seg->php_error_bytes.load();

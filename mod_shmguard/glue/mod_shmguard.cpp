@@ -71,6 +71,8 @@ void find_fcgid(server_rec* s) {
   gen.fcgid_module = nullptr;
   gen.fcgid_table = nullptr;
   gen.fcgid_get_wrapper_info = nullptr;
+  gen.fcgid_init_spawn_cmd = nullptr;
+  gen.fcgid_send_spawn_cmd = nullptr;
   if (!m) return;
   auto fail = [&](const std::string& why) {
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
@@ -117,6 +119,15 @@ void find_fcgid(server_rec* s) {
   gen.fcgid_module = m;
   gen.fcgid_table = g.table;
   gen.fcgid_get_wrapper_info = wrapper;
+  // Optional: without them an admitted spawn is left to mod_fcgid's handler (a second later
+  // when workers of the class are busy).
+  auto init = reinterpret_cast<void (*)(void*, request_rec*, void*)>(sym("procmgr_init_spawn_cmd"));
+  auto send =
+      reinterpret_cast<apr_status_t (*)(void*, request_rec*)>(sym("procmgr_send_spawn_cmd"));
+  if (init && send) {
+    gen.fcgid_init_spawn_cmd = init;
+    gen.fcgid_send_spawn_cmd = send;
+  }
 }
 
 // Under ShmGuardAction degrade (any vhost) the sampler publishes the headroom for

@@ -57,8 +57,8 @@ constexpr std::uint64_t kClaimBusy = 0xff;  // kind 0xff: never a real claim
 // Records a claim (a free record found by compare-and-swap from `hint`); -1 when all are taken.
 // The record is taken first (kClaimBusy), then its bytes are written, then its word: two
 // children that pick the same free record never mix their bytes.
-inline int record_claim(Segment* s, int pid, const ClassSlot* slot, Claim kind,
-                        std::uint64_t bytes, std::size_t hint) {
+inline int record_claim(Segment* s, int pid, const ClassSlot* slot, Claim kind, std::uint64_t bytes,
+                        std::size_t hint) {
   const std::uint64_t word = claim_word(pid, slot_index(s, slot), kind);
   for (std::size_t i = 0; i < kClaims; ++i) {
     const std::size_t at = (hint + i) % kClaims;
@@ -172,23 +172,41 @@ std::uint64_t reap_dead(Segment* s, Alive&& alive) {
 
 // ---------------------------------------------------------------- admission
 
+// The published sample's numbers a decision rests on: freshness, the headroom and what admitted
+// spawns reserve of it. Read afresh for every decision (a request that waited must not decide on
+// the headroom it saw when it began to wait: the samples since have counted the workers started
+// meanwhile and given their reservations back), and in this order: `reserved` first, then the
+// headroom. The sampler publishes a headroom before it drains the reservations that headroom now
+// counts (a release of `reserved`), so a reader that sees a reservation gone also sees the
+// headroom that includes its worker: "headroom - reserved" never counts a worker's room twice.
+// Returns `reserved` as read (what a reservation's compare-and-swap expects).
+inline std::int64_t read_room(const Segment* s, GuardInput& in, std::int64_t now_ms) {
+  std::int64_t reserved = s->reserved.load(std::memory_order_acquire);
+  std::int64_t headroom = s->headroom.load(std::memory_order_acquire);
+  in.fresh = sample_fresh(s, now_ms);
+  in.bounded = headroom >= 0;
+  in.headroom = in.bounded ? static_cast<std::uint64_t>(headroom) : 0;
+  in.reserved = reserved > 0 ? static_cast<std::uint64_t>(reserved) : 0;
+  return reserved;
+}
+
 // What the glue reads before asking: the class's workers in mod_fcgid's table and the request's
-// settings. try_admit() fills in the segment's counts and decides; a decision that claims is
-// recorded atomically (retried when another child changed the counts meanwhile).
+// settings. try_admit() fills in the sample's numbers (read_room) and the segment's counts and
+// decides; a decision that claims is recorded atomically (retried when another child or the
+// sampler changed the counts meanwhile).
 struct Admission {
   Decision decision;
-  int claim = -1;           // record index, -1: none
-  std::uint64_t word = 0;   // the record's word (to give it back)
+  int claim = -1;          // record index, -1: none
+  std::uint64_t word = 0;  // the record's word (to give it back)
 };
 
-inline Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, int pid, std::size_t hint,
-                           bool is_waiter) {
+inline Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, std::int64_t now_ms, int pid,
+                           std::size_t hint, bool is_waiter) {
   Admission a;
   for (int attempt = 0; attempt < 1024; ++attempt) {
     std::int32_t inflight = slot ? slot->inflight.load(std::memory_order_acquire) : 0;
-    std::int64_t reserved = s->reserved.load(std::memory_order_acquire);
+    std::int64_t reserved = read_room(s, in, now_ms);
     in.inflight = inflight;
-    in.reserved = reserved > 0 ? static_cast<std::uint64_t>(reserved) : 0;
     in.class_waiting = slot ? slot->waiting.load(std::memory_order_acquire) : 0;
     in.queued = is_waiter ? 0 : in.class_waiting;
     a.decision = decide(in);

@@ -94,20 +94,33 @@ def test_burst_with_room_for_two_starts_at_most_two_workers(server):
         stop.set()
         t.join()
     codes = [r.status for r in rs]
-    assert 500 not in codes, codes
-    assert codes.count(200) >= 2, codes
-    for r in rs:
-        if r.status == 503:
-            assert r.headers["Retry-After"] == "30"
-    # The guard admits two spawns. Known problem (not fixed, README "Keeping the site serving"):
-    # now and then, mostly on a loaded machine, a third php-cgi starts and dies over budget: a
-    # request holding a worker claim found no idle worker in mod_fcgid for a second and asked its
-    # process manager for a spawn. Its request gets the diagnosed 503 (never a bare 500, checked
-    # above). More than one such start is a failure of the guard.
-    fails = [e for e in s.budget.events() if " fail " in e]
-    assert len(seen) <= 2 + len(fails), "started %d php-cgi for room of 2: %s" % (len(seen), sorted(seen))
-    assert len(fails) <= 1 and s.budget.failcnt() == len(fails), (s.budget.failcnt(), fails)
-    assert codes.count(503) >= len(fails)
+    # Exactly the two workers the room holds, and no start over budget: a request that waited
+    # decides on the sample of now (it once decided on the headroom it began waiting with, and
+    # started a third php-cgi that died over budget). Both start although the first is busy (the
+    # guard asks for an admitted spawn at once; mod_fcgid's own second of sleep let the spawn's
+    # request take the first worker instead, and the class often stayed at one): the burst of
+    # 20 x 300 ms is served within the default ShmGuardWait.
+    assert len(seen) == 2, "started %d php-cgi for room of 2: %s" % (len(seen), sorted(seen))
+    assert s.budget.failcnt() == 0, s.budget.events()
+    assert codes == [200] * 20, codes
+
+
+def test_class_grows_while_its_worker_is_busy(server):
+    """Room for one more worker, the one worker busy: a request that has waited its 200 ms gets
+    a new worker at once, not the first worker a second later (mod_fcgid sleeps a second before
+    it asks for a spawn when the class's workers are busy; by then the first had freed, the
+    request took it, and the class never grew while the waiters were held off that worker)."""
+    s = server(shmguard=True, shmguard_conf=GUARD, spawn_score_uplimit=100)
+    first = int(warm_one_worker(s)[0])
+    s.budget.refresh()
+    s.budget.set_barrier(s.budget.held() + SEG_PAGES + SEG_PAGES // 2)  # room for 1.5 workers
+    wait_sample(s, headroom_below=2 * (64 << 20), headroom_at_least=64 << 20)
+    rs = s.get_many(["/sleep.php?ms=700", "/sleep.php"], delays=[0, 0.15])
+    assert [r.status for r in rs] == [200, 200], [(r.status, r.text[:200]) for r in rs]
+    assert int(rs[0].text) == first
+    assert int(rs[1].text) != first, "served by the first worker after it freed: the class did not grow"
+    assert sorted(s.php_workers()) == sorted([first, int(rs[1].text)])
+    assert s.budget.failcnt() == 0
 
 
 def test_auto_reserve_counts_opcache_and_apcu(server):

@@ -56,8 +56,9 @@ TEST(PhpError, PhraseInsideOtherLinesIsNotEvidence) {
   EXPECT_FALSE(parse_php_shm_error(
       "[Tue Dec 01 20:00:00 2026] [shmguard:error] SG0202 backend died: PHP: \"Unable to allocate "
       "shared memory segment of 67108864 bytes\""));
-  EXPECT_FALSE(parse_php_shm_error("mod_fcgid: stderr: PHP Fatal error:  apc_mmap: Failed to "
-                                   "mmap 33554432 bytes."));
+  EXPECT_FALSE(
+      parse_php_shm_error("mod_fcgid: stderr: PHP Fatal error:  apc_mmap: Failed to "
+                          "mmap 33554432 bytes."));
 }
 
 TEST(PhpError, MalformedPartsRejected) {

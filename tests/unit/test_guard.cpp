@@ -188,6 +188,19 @@ SegmentPtr new_segment() {
   s->max_waiting.store(8);
   return SegmentPtr(s);
 }
+
+constexpr std::int64_t kNow = 1'700'000'000'000;
+// try_admit() decides on the sample in the segment (as the glue's requests do): publish `in`'s
+// headroom the way the sampler does (a fresh sample, or none when !in.fresh), then ask.
+void publish(shm::Segment* s, const GuardInput& in) {
+  s->headroom.store(in.bounded ? static_cast<std::int64_t>(in.headroom) : -1);
+  s->sample_wall_ms.store(in.fresh ? kNow - 10 : 0);
+}
+shm::Admission admit(shm::Segment* s, shm::ClassSlot* slot, const GuardInput& in, int pid,
+                     std::size_t hint, bool is_waiter) {
+  publish(s, in);
+  return shm::try_admit(s, slot, in, kNow, pid, hint, is_waiter);
+}
 }  // namespace
 
 TEST(Claims, TwoFreeWorkersAreTakenOnceEach) {
@@ -196,9 +209,9 @@ TEST(Claims, TwoFreeWorkersAreTakenOnceEach) {
   GuardInput in = low();
   in.workers = 2;
   in.inflight = 0;
-  auto a = shm::try_admit(seg.get(), slot, in, 100, 0, false);
-  auto b = shm::try_admit(seg.get(), slot, in, 100, 1, false);
-  auto c = shm::try_admit(seg.get(), slot, in, 100, 2, false);
+  auto a = admit(seg.get(), slot, in, 100, 0, false);
+  auto b = admit(seg.get(), slot, in, 100, 1, false);
+  auto c = admit(seg.get(), slot, in, 100, 2, false);
   EXPECT_EQ(a.decision.verdict, Verdict::Pass);
   EXPECT_EQ(b.decision.verdict, Verdict::Pass);
   EXPECT_EQ(c.decision.verdict, Verdict::Refuse);
@@ -206,7 +219,7 @@ TEST(Claims, TwoFreeWorkersAreTakenOnceEach) {
   EXPECT_TRUE(shm::release_claim(seg.get(), a.claim, a.word));
   EXPECT_FALSE(shm::release_claim(seg.get(), a.claim, a.word)) << "given back exactly once";
   EXPECT_EQ(slot->inflight.load(), 1);
-  EXPECT_EQ(shm::try_admit(seg.get(), slot, in, 100, 3, false).decision.verdict, Verdict::Pass);
+  EXPECT_EQ(admit(seg.get(), slot, in, 100, 3, false).decision.verdict, Verdict::Pass);
 }
 
 TEST(Claims, ABurstWithRoomForTwoStartsTwo) {
@@ -219,7 +232,7 @@ TEST(Claims, ABurstWithRoomForTwoStartsTwo) {
   std::atomic<int> spawns{0}, others{0};
   for (int t = 0; t < 20; ++t)
     threads.emplace_back([&, t] {
-      auto a = shm::try_admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 7), false);
+      auto a = admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 7), false);
       (a.decision.claim == Claim::Spawn ? spawns : others).fetch_add(1);
     });
   for (auto& t : threads) t.join();
@@ -234,7 +247,7 @@ TEST(Claims, ReservationRetiresTwoSamplesAfterRelease) {
   GuardInput in = low();
   in.workers = 0;
   in.headroom = 100 * MiB;
-  auto a = shm::try_admit(seg.get(), slot, in, 1, 0, false);
+  auto a = admit(seg.get(), slot, in, 1, 0, false);
   ASSERT_EQ(a.decision.claim, Claim::Spawn);
   EXPECT_EQ(seg->reserved.load(), static_cast<std::int64_t>(64 * MiB));
   shm::release_claim(seg.get(), a.claim, a.word);
@@ -246,14 +259,56 @@ TEST(Claims, ReservationRetiresTwoSamplesAfterRelease) {
   EXPECT_EQ(seg->reserved.load(), 0);
 }
 
+// The third php-cgi for room of two (seen in test_burst_with_room_for_two_starts_at_most_two_
+// workers): a request began to wait while the sample said "room for 2.5 workers"; the two spawns
+// admitted meanwhile came up, the sampler counted them (headroom 32 MiB) and drained their
+// reservations. Deciding on the headroom it began with (160 MiB) and nothing reserved, the
+// waiter started a third worker. It must decide on the sample published now.
+TEST(Claims, AWaiterDecidesOnTheSampleOfNowNotTheOneItBeganWith) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 21);
+  GuardInput in = low();
+  in.headroom = 160 * MiB;  // room for 2.5 workers of 64 MiB
+  in.workers = 0;
+  in.inflight = 0;
+  auto a = admit(seg.get(), slot, in, 1, 0, false);
+  in.workers = 1;
+  auto b = admit(seg.get(), slot, in, 2, 1, false);
+  ASSERT_EQ(a.decision.claim, Claim::Spawn);
+  ASSERT_EQ(b.decision.claim, Claim::Spawn);
+  GuardInput waiter = in;  // what the waiter read when it began: 160 MiB
+  waiter.workers = 2;
+  waiter.may_wait = true;
+  waiter.waited_ms = 2 * kSpawnAfterWaitMs;
+  // Both workers up and serving; the sampler publishes their headroom and, two samples after
+  // the spawns' requests ended, gives their reservations back.
+  shm::release_claim(seg.get(), a.claim, a.word);
+  shm::release_claim(seg.get(), b.claim, b.word);
+  seg->headroom.store(static_cast<std::int64_t>(32 * MiB));
+  for (std::uint64_t n = 1; n <= 2; ++n) {
+    seg->samples.store(n);
+    shm::drain_retired(seg.get(), n);
+  }
+  ASSERT_EQ(seg->reserved.load(), 0);
+  GuardInput busy = in;
+  busy.workers = 2;
+  auto c = shm::try_admit(seg.get(), slot, busy, kNow, 3, 2, false);
+  auto d = shm::try_admit(seg.get(), slot, busy, kNow, 4, 3, false);
+  ASSERT_EQ(c.decision.claim, Claim::Worker);
+  ASSERT_EQ(d.decision.claim, Claim::Worker);
+  auto w = shm::try_admit(seg.get(), slot, waiter, kNow, 5, 4, true);
+  EXPECT_EQ(w.decision.verdict, Verdict::Wait) << to_string(w.decision.claim);
+  EXPECT_EQ(seg->reserved.load(), 0);
+}
+
 TEST(Claims, DeadChildsClaimsAndWaitsAreReaped) {
   auto seg = new_segment();
   shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
   GuardInput in = low();
   in.workers = 3;
   in.inflight = 0;
-  auto a = shm::try_admit(seg.get(), slot, in, 4242, 0, false);
-  auto b = shm::try_admit(seg.get(), slot, in, 5555, 1, false);
+  auto a = admit(seg.get(), slot, in, 4242, 0, false);
+  auto b = admit(seg.get(), slot, in, 5555, 1, false);
   int w = shm::enter_wait(seg.get(), slot, 4242, 0);
   ASSERT_GE(w, 0);
   EXPECT_EQ(slot->inflight.load(), 2);
@@ -282,7 +337,7 @@ TEST(Claims, AReleaseWakesTheOldestWaiterWithinAMillisecond) {
   GuardInput in = low();
   in.workers = 1;
   in.inflight = 0;
-  auto holder = shm::try_admit(seg.get(), slot, in, 1, 0, false);
+  auto holder = admit(seg.get(), slot, in, 1, 0, false);
   ASSERT_EQ(holder.decision.verdict, Verdict::Pass);
   in.may_wait = true;
   int first = shm::enter_wait(seg.get(), slot, 2, 10);
@@ -308,7 +363,7 @@ TEST(Claims, AReleaseWakesTheOldestWaiterWithinAMillisecond) {
   EXPECT_LT(since_release, 1000000) << "woken by the release, not the 2 s timeout";
   EXPECT_EQ(seg->waiters[second].state.load(), 1u) << "only the oldest waiter is woken";
   // The woken waiter, deciding as a waiter, now takes the worker.
-  auto got = shm::try_admit(seg.get(), slot, in, 2, 30, true);
+  auto got = admit(seg.get(), slot, in, 2, 30, true);
   EXPECT_EQ(got.decision.verdict, Verdict::Pass);
 }
 
@@ -387,8 +442,7 @@ TEST(Claims, ConcurrentColdStartWithUnmeasuredNeedStartsOne) {
   std::atomic<int> spawns{0};
   for (int t = 0; t < 32; ++t)
     threads.emplace_back([&, t] {
-      auto a =
-          shm::try_admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 13), false);
+      auto a = admit(seg.get(), slot, in, 100 + t, static_cast<std::size_t>(t * 13), false);
       if (a.decision.claim == Claim::Spawn) spawns.fetch_add(1);
     });
   for (auto& t : threads) t.join();
@@ -446,8 +500,8 @@ TEST(ClassKey, ClassesDifferingOnlyByUidGetSeparateSlots) {
   GuardInput in = low();
   in.workers = 1;
   in.inflight = 0;
-  EXPECT_EQ(shm::try_admit(seg.get(), slot_a, in, 100, 0, false).decision.verdict, Verdict::Pass);
-  EXPECT_EQ(shm::try_admit(seg.get(), slot_b, in, 100, 1, false).decision.verdict, Verdict::Pass);
+  EXPECT_EQ(admit(seg.get(), slot_a, in, 100, 0, false).decision.verdict, Verdict::Pass);
+  EXPECT_EQ(admit(seg.get(), slot_b, in, 100, 1, false).decision.verdict, Verdict::Pass);
   EXPECT_EQ(slot_a->inflight.load(), 1);
   EXPECT_EQ(slot_b->inflight.load(), 1);
 }
