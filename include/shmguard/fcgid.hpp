@@ -78,7 +78,9 @@ void read_table_lite(const unsigned char* table, std::vector<NodeLite>& out);
 // The executable path (wrapper or script) of the node at `index` (bounded; "" if out of range).
 std::string node_executable(const unsigned char* table, int index);
 
-// Workers of a class on the idle and busy lists whose pid `alive` accepts. No allocation.
+// Workers of a class on the idle and busy lists whose pid `alive` accepts, from two walks that
+// agree (the lists move under mod_fcgid's lock, not taken here; never more than were on them at
+// once). No allocation.
 int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int pid));
 
 // ---------------------------------------------------------------- is this the layout we know?

@@ -104,26 +104,64 @@ std::string node_executable(const unsigned char* table, int index) {
   return bounded_string(node_at(table, index) + off::executable_path, off::path_max);
 }
 
-int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int)) {
-  if (!table) return -1;
-  // A command line longer than mod_fcgid's field can never be compared whole: the class is
-  // unknown (the guard fails open) rather than "no worker".
-  if (key.cmdline && std::strlen(key.cmdline) >= off::cmdline_max) return -1;
+namespace {
+// One walk of the idle and busy lists: the class's workers (each node counted at its first
+// visit only), a signature of the nodes met in order, and whether a node was met twice.
+struct ClassWalk {
   int count = 0;
+  std::uint64_t signature = 0x53474b32ULL;
+  bool node_twice = false;
+};
+ClassWalk walk_class(const unsigned char* table, const ClassKey& key, bool (*alive)(int)) {
+  ClassWalk w;
+  std::uint64_t seen[(kSlots + 63) / 64] = {};
+  auto sign = [&](std::uint64_t v) { w.signature = (w.signature ^ v) * 0x9E3779B97F4A7C15ULL; };
   auto visit = [&](int i) {
+    const std::uint64_t bit = 1ULL << (i % 64);
+    if (seen[i / 64] & bit) {
+      w.node_twice = true;
+      return;
+    }
+    seen[i / 64] |= bit;
     const unsigned char* n = node_at(table, i);
+    const int pid = load<int>(n, off::pid);
+    sign((static_cast<std::uint64_t>(i) << 32) | static_cast<std::uint32_t>(pid));
     if (load<std::uint64_t>(n, off::inode) != key.inode ||
         load<std::uint64_t>(n, off::deviceid) != key.deviceid ||
         load<int>(n, off::vhost_id) != key.vhost_id ||
         load<std::uint32_t>(n, off::uid) != key.uid || load<std::uint32_t>(n, off::gid) != key.gid)
       return;
     if (key.cmdline && !cmdline_equals(n, key.cmdline)) return;
-    int pid = load<int>(n, off::pid);
-    if (pid > 0 && (!alive || alive(pid))) ++count;
+    if (pid > 0 && (!alive || alive(pid))) ++w.count;
   };
   walk(table, kIdleHead, visit);
+  sign(~0ULL);  // where the busy list begins
   walk(table, kBusyHead, visit);
-  return count;
+  return w;
+}
+}  // namespace
+
+int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int)) {
+  if (!table) return -1;
+  // A command line longer than mod_fcgid's field can never be compared whole: the class is
+  // unknown (the guard fails open) rather than "no worker".
+  if (key.cmdline && std::strlen(key.cmdline) >= off::cmdline_max) return -1;
+  // mod_fcgid moves nodes between its lists under its process-table lock, which this reader does
+  // not take: one walk can meet a worker taken from the idle list again on the busy list, or
+  // follow a moved node's link into another list (the error list's dying workers). One worker
+  // too many sends a request to mod_fcgid where none is free, and mod_fcgid starts one a second
+  // later, unreserved. So a count is used only when two walks in a row met the same nodes in the
+  // same order, none twice; if the lists keep moving, the smallest count seen (one too few only
+  // makes a request wait, or start a worker the room holds).
+  ClassWalk last = walk_class(table, key, nullptr);
+  int least = last.count;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    ClassWalk w = walk_class(table, key, alive);
+    if (!w.node_twice && !last.node_twice && w.signature == last.signature) return w.count;
+    if (w.count < least) least = w.count;
+    last = w;
+  }
+  return least;
 }
 
 std::uint64_t class_hash(const ClassKey& key) {

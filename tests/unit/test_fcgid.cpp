@@ -1,7 +1,9 @@
 // mod_fcgid process table reader on a synthetic table with the 2.3.9 layout.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "shmguard/fcgid.hpp"
@@ -72,6 +74,66 @@ TEST(FcgidTable, DeadPidsAreNotWorkers) {
   k.deviceid = 65024;
   k.vhost_id = 1;
   EXPECT_EQ(count_class_workers(t.mem.data(), k, odd_alive), 1);
+}
+
+namespace {
+// mod_fcgid's own list moves (fcgid_bridge.c apply_free_procnode / return_procnode: unlink, then
+// push at the front of the other list), with each link written whole, as another process's
+// stores reach this one.
+int link_of(Table& t, int i) {
+  return __atomic_load_n(reinterpret_cast<int*>(t.node(i) + off::next_index), __ATOMIC_RELAXED);
+}
+void set_link(Table& t, int i, int to) {
+  __atomic_store_n(reinterpret_cast<int*>(t.node(i) + off::next_index), to, __ATOMIC_RELAXED);
+}
+void move_node(Table& t, int from_head, int to_head, int node) {
+  for (int prev = from_head, cur = link_of(t, from_head); cur != 0;
+       prev = cur, cur = link_of(t, cur))
+    if (cur == node) {
+      set_link(t, prev, link_of(t, node));
+      set_link(t, node, link_of(t, to_head));
+      set_link(t, to_head, node);
+      return;
+    }
+}
+}  // namespace
+
+// The guard counts workers without mod_fcgid's lock while mod_fcgid moves them between lists. A
+// worker taken from the idle list between the walks of the idle and the busy list was counted
+// twice: a "free" worker that did not exist, and mod_fcgid started one a second later, unreserved.
+TEST(FcgidTable, CountNeverExceedsTheWorkersWhileTheListsMove) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/w");
+  t.add(kIdleHead, 5, 103, 77, 1, "/w");
+  t.add(kBusyHead, 6, 105, 78, 1, "/other");
+  t.add(kErrorHead, 7, 107, 77, 1, "/w");  // dying, still alive: not a worker
+  ClassKey k;
+  k.inode = 77;
+  k.deviceid = 65024;
+  k.vhost_id = 1;
+  k.cmdline = "/w";
+  ASSERT_EQ(count_class_workers(t.mem.data(), k, all_alive), 2);
+  std::atomic<bool> stop{false};
+  std::thread fcgid([&] {
+    for (unsigned n = 0; !stop.load(std::memory_order_relaxed); ++n) {
+      int node = 4 + static_cast<int>(n % 2);
+      move_node(t, kIdleHead, kBusyHead, node);  // a request takes it
+      move_node(t, kBusyHead, kIdleHead, node);  // and gives it back
+      if (n % 8 == 0) {                          // the idle scan kills one, then it comes back
+        move_node(t, kIdleHead, kErrorHead, node);
+        move_node(t, kErrorHead, kIdleHead, node);
+      }
+    }
+  });
+  int most = 0;
+  for (int i = 0; i < 300000; ++i) {
+    int c = count_class_workers(t.mem.data(), k, all_alive);
+    if (c > most) most = c;
+  }
+  stop = true;
+  fcgid.join();
+  EXPECT_LE(most, 2) << "a worker counted twice (or a dying one counted) while the lists moved";
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, all_alive), 2);
 }
 
 TEST(FcgidTable, ReadTableListsEveryList) {
