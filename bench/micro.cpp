@@ -178,10 +178,10 @@ void BM_FastPath(benchmark::State& state) {
     std::uint64_t key = fcgid::class_hash(k);
     shm::ClassSlot* slot = shm::class_slot(seg.get(), key);
     GuardInput in;
-    shm::read_room(seg.get(), in, request_ms);
     in.need = 64ull << 20;
-    in.workers = 0;  // not read when ample (admit() skips the table)
-    shm::Admission a = shm::try_admit(seg.get(), slot, in, request_ms, 4242, 7, false);
+    // Not read when ample (admit() skips the table).
+    shm::Admission a = shm::try_admit(
+        seg.get(), slot, in, request_ms, [](const GuardInput&) { return 0; }, 4242, 7, false);
     benchmark::DoNotOptimize(a);
     vc->passed.fetch_add(1, std::memory_order_relaxed);
     shm::release_claim(seg.get(), a.claim, a.word);

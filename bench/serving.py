@@ -76,8 +76,9 @@ def load(s, url, clients, seconds):
     out = ctx.Queue()
     end = time.monotonic() + seconds
     procs = [ctx.Process(target=_client, args=(s.port, url, end, out)) for _ in range(clients)]
-    for p in procs:
-        p.start()
+    with harness.ubc.forking():  # no copy of the budget's locked descriptor in the clients
+        for p in procs:
+            p.start()
     parts = [out.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join(10)
@@ -115,15 +116,45 @@ def _set_budget(s, budget_workers, module):
 
 
 def _move_budget(s, base, stop):
-    """The budget moves between 1 and 5 workers every 3 s until `stop` is set."""
+    """The budget moves between 1 and 5 workers every 3 s until `stop` is set. Returns the list
+    of (Unix time, workers) of each move, filled in as they happen, and the list of errors."""
+    moves, errors = [], []
+
     def move():
         sizes = [1, 5, 3, 2, 4]
         i = 0
         while not stop.wait(3.0):
             i += 1
-            s.budget.refresh()
-            s.budget.set_barrier(base + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
+            try:
+                s.budget.refresh()
+                s.budget.set_barrier(base + sizes[i % len(sizes)] * WORKER_PAGES + 5 * 256)
+            except Exception as e:  # noqa: BLE001 - reported: a budget that did not move
+                errors.append(repr(e))
+                continue
+            moves.append((time.time(), sizes[i % len(sizes)]))
     threading.Thread(target=move, daemon=True).start()
+    return moves, errors
+
+
+def _fails_after_moves(s, moves):
+    """For each over-budget start (the double's "fail" events): ms since the budget last moved
+    and whether that move shrank it. A start refused by the limit within a sample or two of a
+    shrink was admitted on the sample before it (the guard acts on the last sample)."""
+    out = []
+    for e in s.budget.events():
+        f = e.split()
+        if len(f) < 3 or f[2] != "fail":
+            continue
+        t = float(f[0])
+        before = [(i, m) for i, m in enumerate(moves) if m[0] <= t]
+        if not before:
+            out.append("before any move")
+            continue
+        i, (mt, workers) = before[-1]
+        shrank = i == 0 and workers < 3 or i > 0 and workers < moves[i - 1][1]
+        out.append("%d ms after a move to %d (%s)" % ((t - mt) * 1000, workers,
+                                                     "shrank" if shrank else "grew"))
+    return out
 
 
 def scenario(name, clients, seconds, budget_workers, module, moving=False, **opts):
@@ -133,8 +164,10 @@ def scenario(name, clients, seconds, budget_workers, module, moving=False, **opt
     try:
         base = _set_budget(s, budget_workers, module)
         if moving:
-            _move_budget(s, base, stop)
+            _, errors = _move_budget(s, base, stop)
         st = load(s, url, clients, seconds)
+        if moving:
+            st["move_errors"] = errors
         stop.set()
         st["crashes"] = crashes(s)
         st["workers_max_failcnt"] = s.budget.failcnt()
@@ -165,11 +198,14 @@ def soak(seconds, clients):
     s.start()
     stop = threading.Event()
     try:
-        _move_budget(s, _set_budget(s, 3, True), stop)
+        moves, errors = _move_budget(s, _set_budget(s, 3, True), stop)
         st = load(s, url, clients, seconds)
         stop.set()
+        st["moves"] = len(moves)
+        st["move_errors"] = errors
         st["crashes"] = crashes(s)
         st["failcnt"] = s.budget.failcnt()
+        st["fails"] = _fails_after_moves(s, moves)
     finally:
         stop.set()
         left = s.close()
@@ -270,6 +306,10 @@ def main(argv):
         for k in ("200", "500", "503", "503_no_retry", "other", "p99_ms", "crashes", "failcnt",
                   "left_processes", "sysv_leak", "devshm_leak"):
             print("  %-15s %s" % (k, st[k]))
+        print("  budget moves    %d%s" % (st["moves"], " (errors: %s)" % st["move_errors"]
+                                            if st["move_errors"] else ""))
+        for f in st["fails"]:
+            print("  over budget:    %s" % f)
         ok = st["500"] == 0 and st["503_no_retry"] == 0 and st["crashes"] == 0 and \
             st["left_processes"] == 0 and st["sysv_leak"] <= 0 and not st["devshm_leak"]
         print("soak: %s" % ("ok" if ok else "FAILED"))

@@ -52,12 +52,20 @@ struct GuardInput {
   Action action = Action::Refuse;
   bool may_wait = false;       // ShmGuardWait > 0, not expired, and a waiting place is free
   std::int64_t waited_ms = 0;  // how long this request has waited for a worker so far
+  // Since the class's last spawn admitted on the default need (need_known false), in ms.
+  std::int64_t since_unmeasured_spawn_ms = INT64_MAX;
 };
 
 // While workers of the class are busy, a request waits this long for one of them before it may
 // start a new one: mod_fcgid itself sleeps a whole second before it asks for a spawn when a worker
 // of the class is busy, and a worker usually frees within milliseconds.
 constexpr std::int64_t kSpawnAfterWaitMs = 200;
+
+// While a class's need is not measured yet, its next spawn waits for the sampler to measure the
+// worker the last one started (one or two samples after it starts), or this long: the default
+// need may be far below a worker's real one (OPcache 256M + APCu 32M against 128M), and a worker
+// that cannot be measured (its maps unreadable) must not stop the class from growing.
+constexpr std::int64_t kMeasureWaitMs = 1000;
 
 struct Decision {
   Verdict verdict = Verdict::Pass;
@@ -77,7 +85,8 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  3b. mod_fcgid's table unreadable: fail open;
 //  4. a free worker (workers - inflight - queued > 0): pass, claim it;
 //  5. room for a spawn (headroom - reserved >= need): pass, reserve need; while need is only the
-//     default (no worker of the class measured yet), one spawn of the class at a time; while
+//     default (no worker of the class measured yet), one spawn of the class at a time, and the
+//     next only once that worker is measured or kMeasureWaitMs after it was admitted; while
 //     workers of the class are busy, only after kSpawnAfterWaitMs of waiting (if it may wait) or
 //     when more requests of the class wait than it has workers;
 //  6. under degrade, room for a lean worker and no spawn of the class in flight: lean, reserve

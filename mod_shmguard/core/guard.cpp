@@ -60,7 +60,9 @@ Decision decide(const GuardInput& in) {
   const bool spawn_in_flight = in.inflight > in.workers;
   const bool spawn_now = in.workers == 0 || !in.may_wait || in.waited_ms >= kSpawnAfterWaitMs ||
                          in.class_waiting > in.workers;
-  if (left >= in.need && (in.need_known || !spawn_in_flight) && spawn_now)
+  const bool one_unmeasured =
+      !spawn_in_flight && in.since_unmeasured_spawn_ms >= kMeasureWaitMs;  // the default need
+  if (left >= in.need && (in.need_known || one_unmeasured) && spawn_now)
     return {Verdict::Pass, Claim::Spawn, in.need};
   if (in.action == Action::Degrade && left >= in.lean_need && !spawn_in_flight)
     return {Verdict::Lean, Claim::Lean, in.lean_need};

@@ -63,6 +63,7 @@ struct RequestNote {
   fcgid::ClassKey key;
   std::uint64_t key_hash;
   const void* fcgid_wrapper;  // mod_fcgid's fcgid_cmd_conf for the request's wrapper, or nullptr
+  bool fresh;                 // the sample the decision was taken on was fresh
 };
 
 bool starts_with(const char* s, const char* prefix) {
@@ -145,8 +146,19 @@ bool fcgid_class(request_rec* r, FcgidClass& out) {
 // such file, a directory).
 void start_worker(request_rec* r, const RequestNote* note) {
   if (!gen.fcgid_init_spawn_cmd || !gen.fcgid_send_spawn_cmd) return;
+  // fcgid_handler's refusals before it spawns: no ExecCGI (and not ScriptAliased), rejected path
+  // info, no such file or a directory, a command longer than its fields.
+  const char* forced = apr_table_get(r->notes, "alias-forced-type");
+  const bool script_aliased = forced && strcasecmp(forced, "cgi-script") == 0;
+  if (!(ap_allow_options(r) & OPT_EXECCGI) && !script_aliased) return;
+  if (r->used_path_info == AP_REQ_REJECT_PATH_INFO && r->path_info && *r->path_info) return;
   const auto* w = static_cast<const WrapperConf*>(note->fcgid_wrapper);
   if ((!w || !w->is_virtual) && r->finfo.filetype != APR_REG) return;
+  const char* cgipath = w ? w->cgipath : r->filename;
+  const char* cmdline = w ? w->cmdline : r->filename;
+  if (!cgipath || !cmdline || strlen(cgipath) >= kFcgidPathMax ||
+      strlen(cmdline) >= kFcgidCmdlineMax)
+    return;
   if (!w) {  // no wrapper: the script itself is the command (the handler's dummy configuration)
     auto* d = static_cast<WrapperConf*>(apr_pcalloc(r->pool, sizeof(WrapperConf)));
     d->cgipath = d->cmdline = r->filename;
@@ -154,8 +166,9 @@ void start_worker(request_rec* r, const RequestNote* note) {
     d->deviceid = r->finfo.device;
     w = d;
   }
-  // fcgid_command is about 22 KiB in 2.3.9 (paths, options, 64 environment pairs); its writer
-  // and the process manager's reader agree on its size, this buffer only has to hold it.
+  // fcgid_command is 13 160 bytes in 2.3.9 (paths, options, 64 environment pairs; 2.3.10's is
+  // larger); its writer and the process manager's reader agree on its size, this buffer only has
+  // to hold it.
   void* cmd = apr_pcalloc(r->pool, kFcgidCommandBytes);
   gen.fcgid_init_spawn_cmd(cmd, r, const_cast<WrapperConf*>(w));
   gen.fcgid_send_spawn_cmd(cmd, r);
@@ -316,34 +329,39 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   Verdict v = Verdict::FailOpen;
   Decision decision;
   for (;;) {
-    // Every round decides on the sample published now (the rounds of a wait span samples), and
-    // try_admit() reads it again for the decision it records.
-    std::int64_t t = wall_ms();
-    shm::read_room(seg, in, t);
+    // Every round decides on the sample published now (the rounds of a wait span samples):
+    // try_admit() reads it, and the class's workers for it, for the decision it records.
+    const std::int64_t t = wall_ms();
     in.need = reserve_for(c, note->slot);
     in.need_known = c->reserve_auto == 0 || (note->slot && note->slot->worker_need.load() != 0);
-    if (in.spawns_workers && note->slot) {
-      // The table is read only when the room is not ample; liveness (one kill(0) per worker)
-      // only when there is no room for a spawn.
-      bool low = in.bounded && room(in) < in.need;
-      in.workers = !in.fresh || ample(in) ? 0
-                                          : fcgid::count_class_workers(gen.fcgid_table, note->key,
-                                                                       low ? pid_alive : nullptr);
-    } else if (in.spawns_workers) {
-      in.workers = -1;  // class unknown: fail open
-    }
     in.may_wait = wait_ms > 0 && t < deadline;
     in.waited_ms = t - now;
-    shm::Admission a =
-        note->slot ? shm::try_admit(seg, note->slot, in, t, gen.child_pid, hint, waiter >= 0)
-                   : shm::Admission{decide(in), -1, 0};
+    // The table is read only when the sample is fresh and the room not ample; liveness (one
+    // kill(0) per worker) only when there is no room for a spawn.
+    auto count_workers = [&](const GuardInput& g) {
+      if (!g.spawns_workers) return -1;
+      if (!g.fresh || ample(g)) return 0;  // not looked at by decide()
+      const bool low = g.bounded && room(g) < g.need;
+      return fcgid::count_class_workers(gen.fcgid_table, note->key, low ? pid_alive : nullptr);
+    };
+    shm::Admission a;
+    if (note->slot) {
+      a = shm::try_admit(seg, note->slot, in, t, count_workers, gen.child_pid, hint, waiter >= 0);
+    } else {  // the class is unknown: fail open (mod_fcgid), or PHP-FPM's rules
+      shm::read_room(seg, in, t);
+      in.workers = -1;
+      a.decision = decide(in);
+      a.decided_on = in;
+    }
     v = a.decision.verdict;
     decision = a.decision;
-    note->headroom = in.bounded ? static_cast<std::int64_t>(in.headroom) : -1;
-    note->reserve = in.need;
+    const GuardInput& on = a.decided_on;
+    note->headroom = on.bounded ? static_cast<std::int64_t>(on.headroom) : -1;
+    note->reserve = on.need;
+    note->fresh = on.fresh;
     note->claim = a.claim;
     note->claim_word = a.word;
-    note->workers = in.workers;
+    note->workers = on.workers;
     note->inflight = note->slot ? note->slot->inflight.load() : 0;
     if (v != Verdict::Wait) break;
     if (waiter < 0) {
@@ -365,6 +383,8 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     if (until_spawn > 0 && until_spawn < nap) nap = until_spawn;
     shm::wait_turn(seg, waiter, (nap > 0 ? nap : 1) * 1000000L);
   }
+  // The claim goes back with the request's pool at the latest, whatever happens from here on.
+  if (note->claim >= 0) apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
   if (waiter >= 0) {
     shm::leave_wait(seg, note->slot, waiter);
     note->waited_ms = wall_ms() - now;
@@ -384,8 +404,9 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r, "%s",
         ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(note->headroom) +
-         ", reserve " + std::to_string(in.need) + ", reserved " +
-         std::to_string(seg->reserved.load()) + ", fresh " + std::to_string(in.fresh) + ", class " +
+         ", reserve " + std::to_string(note->reserve) + ", reserved " +
+         std::to_string(seg->reserved.load()) + ", fresh " + std::to_string(note->fresh) +
+         ", class " +
          (note->have_class ? "known" : "unknown") + " (vhost " +
          std::to_string(note->key.vhost_id) + ", dev " + std::to_string(note->key.deviceid) +
          ", inode " + std::to_string(note->key.inode) + "), workers " +
@@ -393,12 +414,12 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
          ", waited " + std::to_string(note->waited_ms) + " ms")
             .c_str());
   if (note->claim >= 0) {
-    apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
     ap_add_output_filter(kReleaseFilter, note, r, r->connection);
-    // A spawn the rules admitted on the room it reserves (not the ample path, where nothing
-    // waits behind a claim and mod_fcgid spawns as it always does).
-    if ((decision.claim == Claim::Spawn && decision.reserve_bytes > 0 && v == Verdict::Pass) ||
-        (decision.claim == Claim::Lean && v == Verdict::Lean))
+    // A full spawn the rules admitted on the room it reserves (not the ample path, where nothing
+    // waits behind a claim and mod_fcgid spawns as it always does). Not a lean one: the lean
+    // wrapper plans from the headroom file the sampler wrote, which must be newer than the
+    // reservations made since (mod_fcgid's own later spawn leaves it time to be).
+    if (decision.claim == Claim::Spawn && decision.reserve_bytes > 0 && v == Verdict::Pass)
       start_worker(r, note);
   }
   shm::VhostCounters* vc = counters_for(c);
@@ -409,7 +430,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
       break;
     case Verdict::FailOpen:
       if (vc) vc->failed_open.fetch_add(1, std::memory_order_relaxed);
-      if (!in.fresh) {
+      if (!note->fresh) {
         // One warning per 10 s across all children: the guard is not guarding.
         std::int64_t last = seg->failopen_log_ms.load();
         std::int64_t sampled = seg->sample_wall_ms.load();
@@ -456,6 +477,9 @@ apr_status_t gate_filter(ap_filter_t* f, apr_bucket_brigade* bb, ap_input_mode_t
     if (APR_BUCKET_IS_EOS(b)) eos = true;
   if (!eos || note->admitted) return rv;
   ap_remove_input_filter(f);
+  // The body read by httpd after the handler answered an error (ap_discard_request_body: 403,
+  // 404, FcgidMaxRequestLen...): no worker will be taken, nothing to admit.
+  if (f->r->status != HTTP_OK) return rv;
   try {
     admit(f->r, note, server_conf(f->r->server));
   } catch (...) {

@@ -134,7 +134,10 @@ inline bool release_claim(Segment* s, int index, std::uint64_t word) {
 inline void drain_retired(Segment* s, std::uint64_t n) {
   std::int64_t b = s->retire[n % 4].exchange(0, std::memory_order_acq_rel);
   if (b) s->reserved.fetch_sub(b, std::memory_order_acq_rel);
-  if (s->reserved.load(std::memory_order_relaxed) < 0) s->reserved.store(0);
+  // Never below 0, without losing a reservation a child adds meanwhile.
+  std::int64_t r = s->reserved.load(std::memory_order_acquire);
+  while (r < 0 && !s->reserved.compare_exchange_weak(r, 0, std::memory_order_acq_rel)) {
+  }
 }
 
 // The sampler: gives back claims and waiting places whose owner died (a crashed child).
@@ -198,18 +201,27 @@ struct Admission {
   Decision decision;
   int claim = -1;          // record index, -1: none
   std::uint64_t word = 0;  // the record's word (to give it back)
+  GuardInput decided_on;   // the numbers the decision was taken on (for the logs)
 };
 
-inline Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, std::int64_t now_ms, int pid,
-                           std::size_t hint, bool is_waiter) {
+// `count_workers(in)` answers the class's live workers in mod_fcgid's table for the sample just
+// read into `in` (the glue reads the table only when that sample is fresh and not ample), so the
+// decision's workers and room come from one read.
+template <class CountWorkers>
+Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, std::int64_t now_ms,
+                    CountWorkers&& count_workers, int pid, std::size_t hint, bool is_waiter) {
   Admission a;
   for (int attempt = 0; attempt < 1024; ++attempt) {
     std::int32_t inflight = slot ? slot->inflight.load(std::memory_order_acquire) : 0;
     std::int64_t reserved = read_room(s, in, now_ms);
+    in.workers = count_workers(static_cast<const GuardInput&>(in));
     in.inflight = inflight;
     in.class_waiting = slot ? slot->waiting.load(std::memory_order_acquire) : 0;
     in.queued = is_waiter ? 0 : in.class_waiting;
+    const std::int64_t unmeasured = slot ? slot->unmeasured_spawn_ms.load() : 0;
+    in.since_unmeasured_spawn_ms = unmeasured ? now_ms - unmeasured : INT64_MAX;
     a.decision = decide(in);
+    a.decided_on = in;
     if (a.decision.claim == Claim::None || !slot) return a;
     // The count first (a concurrent decision then sees this claim: "one spawn of the class at a
     // time" holds), then the reservation; either changed meanwhile: undo and decide again.
@@ -225,6 +237,8 @@ inline Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, std::int6
     a.claim = record_claim(s, pid, slot, a.decision.claim, a.decision.reserve_bytes, hint);
     if (a.claim >= 0) {
       a.word = s->claims[a.claim].word.load(std::memory_order_relaxed);
+      if (a.decision.claim == Claim::Spawn && a.decision.reserve_bytes && !in.need_known)
+        slot->unmeasured_spawn_ms.store(now_ms);
     } else {  // no record left: undo the count (the request is served uncounted, fails open)
       slot->inflight.fetch_sub(1, std::memory_order_acq_rel);
       if (a.decision.reserve_bytes)

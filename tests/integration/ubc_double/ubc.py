@@ -51,6 +51,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 
 PAGE_SIZE = 4096
@@ -158,6 +159,17 @@ def worker_alive(pid, start):
     return st is not None and st[0] not in ("Z", "X", "x") and st[1] == start
 
 
+# Held by a thread of this process while it holds the flock. A process forked meanwhile (e.g. a
+# benchmark's client processes) would keep a copy of the locked descriptor, and with it the
+# lock, until it exits: every wrapper would block on it. Fork under `forking()` instead.
+_IN_PROCESS = threading.Lock()
+
+
+def forking():
+    """Context manager: no thread of this process holds the budget's lock while it is held."""
+    return _IN_PROCESS
+
+
 class _Locked:
     """Exclusive flock on STATE_DIR/lock for the duration of a with-block; loads and saves state."""
 
@@ -165,12 +177,20 @@ class _Locked:
         self.dir = state_dir
 
     def __enter__(self):
-        self.fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o666)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        with open(os.path.join(self.dir, "config.json")) as f:
-            self.config = json.load(f)
-        with open(os.path.join(self.dir, "state.json")) as f:
-            self.state = json.load(f)
+        _IN_PROCESS.acquire()
+        self.fd = -1
+        try:
+            self.fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            with open(os.path.join(self.dir, "config.json")) as f:
+                self.config = json.load(f)
+            with open(os.path.join(self.dir, "state.json")) as f:
+                self.state = json.load(f)
+        except BaseException:
+            if self.fd >= 0:
+                os.close(self.fd)
+            _IN_PROCESS.release()
+            raise
         self.events = []
         return self
 
@@ -225,6 +245,7 @@ class _Locked:
                     f.write("".join(self.events))
         finally:
             os.close(self.fd)
+            _IN_PROCESS.release()
         return False
 
 
