@@ -384,7 +384,8 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     shm::wait_turn(seg, waiter, (nap > 0 ? nap : 1) * 1000000L);
   }
   // The claim goes back with the request's pool at the latest, whatever happens from here on.
-  if (note->claim >= 0) apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
+  if (note->claim >= 0)
+    apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
   if (waiter >= 0) {
     shm::leave_wait(seg, note->slot, waiter);
     note->waited_ms = wall_ms() - now;
@@ -406,8 +407,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
         ("SG0205 " + std::string(to_string(v)) + ": headroom " + std::to_string(note->headroom) +
          ", reserve " + std::to_string(note->reserve) + ", reserved " +
          std::to_string(seg->reserved.load()) + ", fresh " + std::to_string(note->fresh) +
-         ", class " +
-         (note->have_class ? "known" : "unknown") + " (vhost " +
+         ", class " + (note->have_class ? "known" : "unknown") + " (vhost " +
          std::to_string(note->key.vhost_id) + ", dev " + std::to_string(note->key.deviceid) +
          ", inode " + std::to_string(note->key.inode) + "), workers " +
          std::to_string(note->workers) + ", in flight " + std::to_string(note->inflight) +
