@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 stale() {  # stale TARGET FILE...: TARGET missing or older than one of the files
   [ ! -x "$1" ] || [ -n "$(find "$@" -newer "$1" 2>/dev/null | head -1)" ]
 }
-if stale "$OUT/micro" bench/micro.cpp bench/fixtures.hpp include mod_shmguard/shm/segment.hpp \
+if stale "$OUT/micro" bench/micro.cpp bench/fixtures.hpp include mod_shmguard/shm \
      "$BUILD/libshmguard_core.a"; then
   echo "bench: building $OUT/micro" >&2
   $CXX -O2 -std=c++17 -Wall -Wextra -Iinclude -Imod_shmguard bench/micro.cpp \

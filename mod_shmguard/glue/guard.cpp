@@ -351,11 +351,10 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
       shm::read_room(seg, in, t);
       in.workers = -1;
       a.decision = decide(in);
-      a.decided_on = in;
     }
     v = a.decision.verdict;
     decision = a.decision;
-    const GuardInput& on = a.decided_on;
+    const GuardInput& on = in;  // what the decision was taken on
     note->headroom = on.bounded ? static_cast<std::int64_t>(on.headroom) : -1;
     note->reserve = on.need;
     note->fresh = on.fresh;

@@ -201,14 +201,14 @@ struct Admission {
   Decision decision;
   int claim = -1;          // record index, -1: none
   std::uint64_t word = 0;  // the record's word (to give it back)
-  GuardInput decided_on;   // the numbers the decision was taken on (for the logs)
 };
 
 // `count_workers(in)` answers the class's live workers in mod_fcgid's table for the sample just
 // read into `in` (the glue reads the table only when that sample is fresh and not ample), so the
-// decision's workers and room come from one read.
+// decision's workers and room come from one read. `in` is left holding the numbers the decision
+// was taken on (for the logs).
 template <class CountWorkers>
-Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, std::int64_t now_ms,
+Admission try_admit(Segment* s, ClassSlot* slot, GuardInput& in, std::int64_t now_ms,
                     CountWorkers&& count_workers, int pid, std::size_t hint, bool is_waiter) {
   Admission a;
   for (int attempt = 0; attempt < 1024; ++attempt) {
@@ -221,7 +221,6 @@ Admission try_admit(Segment* s, ClassSlot* slot, GuardInput in, std::int64_t now
     const std::int64_t unmeasured = slot ? slot->unmeasured_spawn_ms.load() : 0;
     in.since_unmeasured_spawn_ms = unmeasured ? now_ms - unmeasured : INT64_MAX;
     a.decision = decide(in);
-    a.decided_on = in;
     if (a.decision.claim == Claim::None || !slot) return a;
     // The count first (a concurrent decision then sees this claim: "one spawn of the class at a
     // time" holds), then the reservation; either changed meanwhile: undo and decide again.

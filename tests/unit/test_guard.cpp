@@ -203,7 +203,8 @@ void publish(shm::Segment* s, const GuardInput& in) {
 shm::Admission admit(shm::Segment* s, shm::ClassSlot* slot, const GuardInput& in, int pid,
                      std::size_t hint, bool is_waiter) {
   publish(s, in);
-  return shm::try_admit(s, slot, in, kNow, workers_of(in), pid, hint, is_waiter);
+  GuardInput mine = in;  // each request its own (try_admit leaves the numbers it decided on)
+  return shm::try_admit(s, slot, mine, kNow, workers_of(in), pid, hint, is_waiter);
 }
 }  // namespace
 
