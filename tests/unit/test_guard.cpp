@@ -306,6 +306,29 @@ TEST(Claims, AWaiterDecidesOnTheSampleOfNowNotTheOneItBeganWith) {
   EXPECT_EQ(seg->reserved.load(), 0);
 }
 
+// The class's workers are counted for the sample the decision is taken on: the glue's count of
+// "0, not read: ample" must not meet a sample that is no longer ample (it admitted a spawn, and
+// with the early spawn started a php-cgi, while idle workers waited).
+TEST(Claims, WorkersAreCountedForTheSampleDecidedOn) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 41);
+  GuardInput in = low();
+  in.headroom = 64 * 64 * MiB;  // what the caller saw: ample
+  publish(seg.get(), in);
+  seg->headroom.store(static_cast<std::int64_t>(100 * MiB));  // a sample meanwhile: room for one
+  std::uint64_t counted_on = 0;
+  auto count = [&](const GuardInput& g) {
+    counted_on = g.headroom;
+    return ample(g) ? 0 : 2;  // the glue's rule: the table is read only when not ample
+  };
+  in.inflight = 0;
+  auto a = shm::try_admit(seg.get(), slot, in, kNow, count, 1, 0, false);
+  EXPECT_EQ(counted_on, 100 * MiB);
+  EXPECT_EQ(in.headroom, 100 * MiB) << "the caller's numbers are the decision's";
+  EXPECT_EQ(a.decision.claim, Claim::Worker) << "two idle workers: take one, start none";
+  EXPECT_EQ(seg->reserved.load(), 0);
+}
+
 TEST(Claims, DeadChildsClaimsAndWaitsAreReaped) {
   auto seg = new_segment();
   shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
