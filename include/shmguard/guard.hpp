@@ -52,8 +52,10 @@ struct GuardInput {
   Action action = Action::Refuse;
   bool may_wait = false;       // ShmGuardWait > 0, not expired, and a waiting place is free
   std::int64_t waited_ms = 0;  // how long this request has waited for a worker so far
-  // Since the class's last spawn admitted on the default need (need_known false), in ms.
+  // Since the class's last spawn on the default need (need_known false) was admitted or its
+  // request ended, in ms; and how long such a worker is given to be measured (measure_wait_ms()).
   std::int64_t since_unmeasured_spawn_ms = INT64_MAX;
+  std::int64_t measure_wait_ms = 1000;
 };
 
 // While workers of the class are busy, a request waits this long for one of them before it may
@@ -62,10 +64,12 @@ struct GuardInput {
 constexpr std::int64_t kSpawnAfterWaitMs = 200;
 
 // While a class's need is not measured yet, its next spawn waits for the sampler to measure the
-// worker the last one started (one or two samples after it starts), or this long: the default
-// need may be far below a worker's real one (OPcache 256M + APCu 32M against 128M), and a worker
-// that cannot be measured (its maps unreadable) must not stop the class from growing.
+// worker the last one started (one or two samples after it starts), or measure_wait_ms(): three
+// sampling intervals, at least this long. The default need may be far below a worker's real one
+// (OPcache 256M + APCu 32M against 128M), and a worker that cannot be measured (its maps
+// unreadable) must not stop the class from growing.
 constexpr std::int64_t kMeasureWaitMs = 1000;
+std::int64_t measure_wait_ms(std::int64_t interval_ms);
 
 struct Decision {
   Verdict verdict = Verdict::Pass;
@@ -86,10 +90,12 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  4. a free worker (workers - inflight - queued > 0): pass, claim it;
 //  5. room for a spawn (headroom - reserved >= need): pass, reserve need; while need is only the
 //     default (no worker of the class measured yet), one spawn of the class at a time, and the
-//     next only once that worker is measured or kMeasureWaitMs after it was admitted; while
+//     next only once that worker is measured or measure_wait_ms after it was admitted or its
+//     request ended (meanwhile the request waits); while
 //     workers of the class are busy, only after kSpawnAfterWaitMs of waiting (if it may wait) or
 //     when more requests of the class wait than it has workers;
-//  6. under degrade, room for a lean worker and no spawn of the class in flight: lean, reserve
+//  6. under degrade, no room for a full worker but for a lean one, and no spawn of the class in
+//     flight: lean, reserve
 //     lean_need (lean workers are added one at a time);
 //  7. under log (dry run): would refuse, serve anyway (and reserve need, as the spawn happens);
 //  8. something to wait for (a worker, or a spawn in flight) and may_wait: wait;

@@ -105,15 +105,18 @@ std::string node_executable(const unsigned char* table, int index) {
 }
 
 namespace {
-// One walk of the idle and busy lists: the class's workers (each node counted at its first
-// visit only), a signature of the nodes met in order, and whether a node was met twice.
+// One walk of the idle and busy lists: the pids of the class's nodes (each node taken at its
+// first visit only), a signature of the nodes met in order, and whether a node was met twice.
 struct ClassWalk {
+  int pids[kSlots];
   int count = 0;
   std::uint64_t signature = 0x53474b32ULL;
   bool node_twice = false;
 };
-ClassWalk walk_class(const unsigned char* table, const ClassKey& key, bool (*alive)(int)) {
-  ClassWalk w;
+void walk_class(const unsigned char* table, const ClassKey& key, ClassWalk& w) {
+  w.count = 0;
+  w.signature = 0x53474b32ULL;
+  w.node_twice = false;
   std::uint64_t seen[(kSlots + 63) / 64] = {};
   auto sign = [&](std::uint64_t v) { w.signature = (w.signature ^ v) * 0x9E3779B97F4A7C15ULL; };
   auto visit = [&](int i) {
@@ -132,12 +135,17 @@ ClassWalk walk_class(const unsigned char* table, const ClassKey& key, bool (*ali
         load<std::uint32_t>(n, off::uid) != key.uid || load<std::uint32_t>(n, off::gid) != key.gid)
       return;
     if (key.cmdline && !cmdline_equals(n, key.cmdline)) return;
-    if (pid > 0 && (!alive || alive(pid))) ++w.count;
+    if (pid > 0 && w.count < kSlots) w.pids[w.count++] = pid;
   };
   walk(table, kIdleHead, visit);
   sign(~0ULL);  // where the busy list begins
   walk(table, kBusyHead, visit);
-  return w;
+}
+int alive_among(const ClassWalk& w, bool (*alive)(int)) {
+  if (!alive) return w.count;
+  int n = 0;
+  for (int i = 0; i < w.count; ++i) n += alive(w.pids[i]) ? 1 : 0;
+  return n;
 }
 }  // namespace
 
@@ -151,17 +159,23 @@ int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*
   // follow a moved node's link into another list (the error list's dying workers). One worker
   // too many sends a request to mod_fcgid where none is free, and mod_fcgid starts one a second
   // later, unreserved. So a count is used only when two walks in a row met the same nodes in the
-  // same order, none twice; if the lists keep moving, the smallest count seen (one too few only
-  // makes a request wait, or start a worker the room holds).
-  ClassWalk last = walk_class(table, key, nullptr);
-  int least = last.count;
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    ClassWalk w = walk_class(table, key, alive);
-    if (!w.node_twice && !last.node_twice && w.signature == last.signature) return w.count;
+  // same order, none twice (liveness is asked after, of that walk's pids only); if the lists
+  // keep moving, the smallest count seen (one too few only makes a request wait, or start a
+  // worker the room holds).
+  ClassWalk walks[2];
+  walk_class(table, key, walks[0]);
+  int least = walks[0].count;
+  for (int attempt = 1; attempt <= 4; ++attempt) {
+    ClassWalk& w = walks[attempt % 2];
+    const ClassWalk& last = walks[(attempt + 1) % 2];
+    walk_class(table, key, w);
+    if (!w.node_twice && !last.node_twice && w.signature == last.signature)
+      return alive_among(w, alive);
     if (w.count < least) least = w.count;
-    last = w;
   }
-  return least;
+  // No two walks agreed: the smallest, of the last walk's live pids at most.
+  const int live = alive_among(walks[0], alive);
+  return live < least ? live : least;
 }
 
 std::uint64_t class_hash(const ClassKey& key) {

@@ -60,14 +60,15 @@ Decision decide(const GuardInput& in) {
   const bool spawn_in_flight = in.inflight > in.workers;
   const bool spawn_now = in.workers == 0 || !in.may_wait || in.waited_ms >= kSpawnAfterWaitMs ||
                          in.class_waiting > in.workers;
-  const bool one_unmeasured =
-      !spawn_in_flight && in.since_unmeasured_spawn_ms >= kMeasureWaitMs;  // the default need
-  if (left >= in.need && (in.need_known || one_unmeasured) && spawn_now)
+  // On the default need: the last spawn's worker is not measured yet, and its time is not up.
+  const bool measuring = !in.need_known && in.since_unmeasured_spawn_ms < in.measure_wait_ms;
+  if (left >= in.need && (in.need_known || (!spawn_in_flight && !measuring)) && spawn_now)
     return {Verdict::Pass, Claim::Spawn, in.need};
-  if (in.action == Action::Degrade && left >= in.lean_need && !spawn_in_flight)
+  // A lean worker only where no full one fits (else a full worker is due soon: wait for it).
+  if (in.action == Action::Degrade && left < in.need && left >= in.lean_need && !spawn_in_flight)
     return {Verdict::Lean, Claim::Lean, in.lean_need};
   if (in.action == Action::Log) return {Verdict::WouldRefuse, Claim::Spawn, in.need};
-  const bool something_to_wait_for = in.workers > 0 || in.inflight > 0;
+  const bool something_to_wait_for = in.workers > 0 || in.inflight > 0 || measuring;
   if (something_to_wait_for && in.may_wait) return {Verdict::Wait, Claim::None, 0};
   return {Verdict::Refuse, Claim::None, 0};
 }
@@ -76,6 +77,11 @@ bool freshness(std::int64_t sampled_ms, std::int64_t now_ms, std::int64_t bound_
   if (sampled_ms <= 0) return false;
   const std::int64_t age = now_ms - sampled_ms;
   return age > -1000 && age <= bound_ms;
+}
+
+std::int64_t measure_wait_ms(std::int64_t interval_ms) {
+  const std::int64_t wait = 3 * interval_ms;
+  return wait < kMeasureWaitMs ? kMeasureWaitMs : wait;
 }
 
 std::int64_t staleness_bound_ms(std::int64_t interval_ms) {

@@ -32,6 +32,12 @@ inline void futex_wake(std::atomic<std::uint32_t>* word, int n) {
 
 // ---------------------------------------------------------------- claims
 
+inline std::int64_t wall_now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 inline std::uint64_t claim_word(int pid, std::size_t slot_index, Claim kind) {
   return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) |
          (static_cast<std::uint64_t>(slot_index & 0xffffff) << 8) |
@@ -126,6 +132,11 @@ inline bool release_claim(Segment* s, int index, std::uint64_t word) {
   slot.inflight.fetch_sub(1, std::memory_order_acq_rel);
   Claim kind = claim_kind(word);
   if (kind == Claim::Spawn || kind == Claim::Lean) retire_bytes(s, bytes);
+  // A spawn on the default need: its worker has started by now (or died); the sampler gets its
+  // time to measure it from here (the start may have taken longer than that time).
+  if (kind == Claim::Spawn && bytes && slot.worker_need.load(std::memory_order_relaxed) == 0 &&
+      slot.unmeasured_spawn_ms.load(std::memory_order_relaxed) != 0)
+    slot.unmeasured_spawn_ms.store(wall_now_ms(), std::memory_order_release);
   wake_oldest(s, slot.key.load(std::memory_order_relaxed));
   return true;
 }
@@ -175,6 +186,16 @@ std::uint64_t reap_dead(Segment* s, Alive&& alive) {
 
 // ---------------------------------------------------------------- admission
 
+// Ms since the class's last spawn on the default need was admitted or its request ended
+// (INT64_MAX: none, or a wall clock stepped back by more than a second since).
+inline std::int64_t since_unmeasured_spawn(const ClassSlot* slot, std::int64_t now_ms) {
+  const std::int64_t last = slot ? slot->unmeasured_spawn_ms.load(std::memory_order_acquire) : 0;
+  if (!last) return INT64_MAX;
+  const std::int64_t since = now_ms - last;
+  if (since < -1000) return INT64_MAX;
+  return since < 0 ? 0 : since;
+}
+
 // The published sample's numbers a decision rests on: freshness, the headroom and what admitted
 // spawns reserve of it. Read afresh for every decision (a request that waited must not decide on
 // the headroom it saw when it began to wait: the samples since have counted the workers started
@@ -218,8 +239,8 @@ Admission try_admit(Segment* s, ClassSlot* slot, GuardInput& in, std::int64_t no
     in.inflight = inflight;
     in.class_waiting = slot ? slot->waiting.load(std::memory_order_acquire) : 0;
     in.queued = is_waiter ? 0 : in.class_waiting;
-    const std::int64_t unmeasured = slot ? slot->unmeasured_spawn_ms.load() : 0;
-    in.since_unmeasured_spawn_ms = unmeasured ? now_ms - unmeasured : INT64_MAX;
+    in.since_unmeasured_spawn_ms = since_unmeasured_spawn(slot, now_ms);
+    in.measure_wait_ms = measure_wait_ms(s->interval_ms.load(std::memory_order_relaxed));
     a.decision = decide(in);
     if (a.decision.claim == Claim::None || !slot) return a;
     // The count first (a concurrent decision then sees this claim: "one spawn of the class at a

@@ -442,6 +442,40 @@ TEST(Decide, UnmeasuredNeedWaitsForTheLastWorkerToBeMeasured) {
   EXPECT_EQ(decide(in).claim, Claim::Spawn);
 }
 
+TEST(Decide, ALeanWorkerOnlyWhereNoFullOneFits) {
+  GuardInput in = low();
+  in.action = Action::Degrade;
+  in.lean_need = 0;
+  in.headroom = 900 * MiB;  // a full worker fits
+  in.may_wait = true;
+  // Busy workers, 0 ms waited: a full spawn is due in 200 ms; a lean one now would skip that.
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  // The default need, the last spawn's worker not measured yet: not a lean worker instead (the
+  // wrapper would see room for a full one and start that, on a lean reservation).
+  in.need_known = false;
+  in.since_unmeasured_spawn_ms = 100;
+  in.waited_ms = kSpawnAfterWaitMs;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  in.headroom = 10 * MiB;  // no full worker fits: lean
+  EXPECT_EQ(decide(in).verdict, Verdict::Lean);
+}
+
+TEST(Decide, AClassWhoseWorkerIsBeingMeasuredWaitsRatherThanRefuses) {
+  GuardInput in = low();
+  in.headroom = 900 * MiB;
+  in.need = 128 * MiB;
+  in.need_known = false;
+  in.workers = 0;  // the first php-cgi died at start (or mod_fcgid refused the spawn)
+  in.inflight = 0;
+  in.since_unmeasured_spawn_ms = 100;
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  in.may_wait = false;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+  in.since_unmeasured_spawn_ms = in.measure_wait_ms;
+  EXPECT_EQ(decide(in).claim, Claim::Spawn);
+}
+
 TEST(Decide, LeanWorkersAreAddedOneAtATime) {
   GuardInput in = low();
   in.action = Action::Degrade;
@@ -516,6 +550,33 @@ TEST(Claims, TheNextUnmeasuredSpawnWaitsUntilTheFirstIsMeasured) {
   in.need = 288 * MiB;
   in.need_known = true;
   EXPECT_EQ(admit(seg.get(), slot, in, 3, 2, false).decision.claim, Claim::Spawn);
+}
+
+TEST(Claims, TheMeasuringTimeSurvivesAClockStepAndRestartsWhenTheRequestEnds) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 35);
+  EXPECT_EQ(shm::since_unmeasured_spawn(slot, kNow), INT64_MAX);
+  slot->unmeasured_spawn_ms.store(kNow);
+  EXPECT_EQ(shm::since_unmeasured_spawn(slot, kNow + 300), 300);
+  EXPECT_EQ(shm::since_unmeasured_spawn(slot, kNow - 500), 0);  // jitter
+  EXPECT_EQ(shm::since_unmeasured_spawn(slot, kNow - 3600 * 1000), INT64_MAX)
+      << "a clock stepped back an hour must not hold the class for that hour";
+  EXPECT_EQ(measure_wait_ms(200), kMeasureWaitMs);
+  EXPECT_EQ(measure_wait_ms(2000), 6000) << "three samples of a slow interval";
+  // The spawn's request ends (its worker started, maybe slowly): the time starts again.
+  slot->unmeasured_spawn_ms.store(1);
+  GuardInput in = low();
+  in.headroom = 900 * MiB;
+  in.need = 128 * MiB;
+  in.need_known = false;
+  in.workers = 0;
+  in.inflight = 0;
+  slot->unmeasured_spawn_ms.store(0);
+  auto a = admit(seg.get(), slot, in, 1, 0, false);
+  ASSERT_EQ(a.decision.claim, Claim::Spawn);
+  slot->unmeasured_spawn_ms.store(1);  // admitted long ago
+  shm::release_claim(seg.get(), a.claim, a.word);
+  EXPECT_GT(slot->unmeasured_spawn_ms.load(), 1) << "restarted at the release";
 }
 
 TEST(Claims, RecordsTakenAtOnceKeepTheirOwnBytes) {

@@ -244,8 +244,10 @@ class _Locked:
                 with open(os.path.join(self.dir, "events.log"), "a") as f:
                     f.write("".join(self.events))
         finally:
-            os.close(self.fd)
-            _IN_PROCESS.release()
+            try:
+                os.close(self.fd)
+            finally:
+                _IN_PROCESS.release()
         return False
 
 
