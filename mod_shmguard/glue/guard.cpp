@@ -418,7 +418,9 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     // waits behind a claim and mod_fcgid spawns as it always does). Not a lean one: the lean
     // wrapper plans from the headroom file the sampler wrote, which must be newer than the
     // reservations made since (mod_fcgid's own later spawn leaves it time to be).
-    if (decision.claim == Claim::Spawn && decision.reserve_bytes > 0 && v == Verdict::Pass)
+    // Nor under `log` (a dry run leaves mod_fcgid's spawning as it is).
+    if (decision.claim == Claim::Spawn && decision.reserve_bytes > 0 && v == Verdict::Pass &&
+        in.action != Action::Log)
       start_worker(r, note);
   }
   shm::VhostCounters* vc = counters_for(c);
