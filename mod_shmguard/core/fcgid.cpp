@@ -109,13 +109,13 @@ namespace {
 // first visit only), a signature of the nodes met in order, and whether a node was met twice.
 struct ClassWalk {
   int pids[kSlots];
-  int count = 0;
-  std::uint64_t signature = 0x53474b32ULL;
-  bool node_twice = false;
+  int count;
+  std::uint64_t signature;
+  bool node_twice;
 };
 void walk_class(const unsigned char* table, const ClassKey& key, ClassWalk& w) {
   w.count = 0;
-  w.signature = 0x53474b32ULL;
+  w.signature = 0x53474b32ULL;  // "SGK2"
   w.node_twice = false;
   std::uint64_t seen[(kSlots + 63) / 64] = {};
   auto sign = [&](std::uint64_t v) { w.signature = (w.signature ^ v) * 0x9E3779B97F4A7C15ULL; };

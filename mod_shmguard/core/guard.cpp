@@ -79,14 +79,19 @@ bool freshness(std::int64_t sampled_ms, std::int64_t now_ms, std::int64_t bound_
   return age > -1000 && age <= bound_ms;
 }
 
+namespace {
+std::int64_t three_intervals_at_least(std::int64_t interval_ms, std::int64_t floor_ms) {
+  const std::int64_t t = 3 * interval_ms;
+  return t < floor_ms ? floor_ms : t;
+}
+}  // namespace
+
 std::int64_t measure_wait_ms(std::int64_t interval_ms) {
-  const std::int64_t wait = 3 * interval_ms;
-  return wait < kMeasureWaitMs ? kMeasureWaitMs : wait;
+  return three_intervals_at_least(interval_ms, kMeasureWaitMs);
 }
 
 std::int64_t staleness_bound_ms(std::int64_t interval_ms) {
-  const std::int64_t bound = 3 * interval_ms;
-  return bound < 1500 ? 1500 : bound;
+  return three_intervals_at_least(interval_ms, 1500);
 }
 
 std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need) {

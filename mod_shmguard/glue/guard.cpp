@@ -354,13 +354,13 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     }
     v = a.decision.verdict;
     decision = a.decision;
-    const GuardInput& on = in;  // what the decision was taken on
-    note->headroom = on.bounded ? static_cast<std::int64_t>(on.headroom) : -1;
-    note->reserve = on.need;
-    note->fresh = on.fresh;
+    // `in` now holds the numbers the decision was taken on.
+    note->headroom = in.bounded ? static_cast<std::int64_t>(in.headroom) : -1;
+    note->reserve = in.need;
+    note->fresh = in.fresh;
     note->claim = a.claim;
     note->claim_word = a.word;
-    note->workers = on.workers;
+    note->workers = in.workers;
     note->inflight = note->slot ? note->slot->inflight.load() : 0;
     if (v != Verdict::Wait) break;
     if (waiter < 0) {

@@ -32,12 +32,6 @@ inline void futex_wake(std::atomic<std::uint32_t>* word, int n) {
 
 // ---------------------------------------------------------------- claims
 
-inline std::int64_t wall_now_ms() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 inline std::uint64_t claim_word(int pid, std::size_t slot_index, Claim kind) {
   return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) |
          (static_cast<std::uint64_t>(slot_index & 0xffffff) << 8) |
@@ -136,7 +130,7 @@ inline bool release_claim(Segment* s, int index, std::uint64_t word) {
   // time to measure it from here (the start may have taken longer than that time).
   if (kind == Claim::Spawn && bytes && slot.worker_need.load(std::memory_order_relaxed) == 0 &&
       slot.unmeasured_spawn_ms.load(std::memory_order_relaxed) != 0)
-    slot.unmeasured_spawn_ms.store(wall_now_ms(), std::memory_order_release);
+    slot.unmeasured_spawn_ms.store(now_ms(), std::memory_order_release);
   wake_oldest(s, slot.key.load(std::memory_order_relaxed));
   return true;
 }

@@ -46,8 +46,8 @@ struct ClassSlot {
   std::atomic<std::int32_t> waiting;           // requests of the class waiting for a worker
   std::atomic<std::uint64_t> worker_need;      // bytes: a worker's private segments, summed (max)
   std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
-  std::atomic<std::int64_t> unmeasured_spawn_ms;  // wall ms of the last spawn admitted on the
-                                                  // default need (none measured yet); 0: none
+  std::atomic<std::int64_t> unmeasured_spawn_ms;  // wall ms a spawn on the default need (none
+                                                  // measured yet) was admitted or ended; 0: none
 };
 
 // A request's claim: word = pid << 32 | slot index << 8 | Claim; 0 = free. bytes = what a spawn

@@ -30,6 +30,15 @@ GuardInput low() {  // 10 MiB headroom, a worker needs 64 MiB, one worker busy
   in.inflight = 1;
   return in;
 }
+GuardInput unmeasured() {  // no worker yet, the default need (128 MiB), room for seven of it
+  GuardInput in = low();
+  in.headroom = 900 * MiB;
+  in.need = 128 * MiB;
+  in.need_known = false;
+  in.workers = 0;
+  in.inflight = 0;
+  return in;
+}
 }  // namespace
 
 TEST(Decide, NoFreeWorkerNoRoomNoWaitRefuses) {
@@ -425,10 +434,7 @@ TEST(Decide, UnmeasuredNeedAllowsOneSpawnOfTheClassAtATime) {
 // 32M): in the soak, six php-cgi started in 260 ms for room of three, each admitted once the one
 // before it was on mod_fcgid's table, none measured yet.
 TEST(Decide, UnmeasuredNeedWaitsForTheLastWorkerToBeMeasured) {
-  GuardInput in = low();
-  in.headroom = 900 * MiB;
-  in.need = 128 * MiB;
-  in.need_known = false;
+  GuardInput in = unmeasured();
   in.may_wait = true;
   in.class_waiting = 5;
   in.workers = 1;  // the first spawn's worker is up and busy, not measured yet
@@ -461,12 +467,7 @@ TEST(Decide, ALeanWorkerOnlyWhereNoFullOneFits) {
 }
 
 TEST(Decide, AClassWhoseWorkerIsBeingMeasuredWaitsRatherThanRefuses) {
-  GuardInput in = low();
-  in.headroom = 900 * MiB;
-  in.need = 128 * MiB;
-  in.need_known = false;
-  in.workers = 0;  // the first php-cgi died at start (or mod_fcgid refused the spawn)
-  in.inflight = 0;
+  GuardInput in = unmeasured();  // the first php-cgi died at start (or mod_fcgid refused it)
   in.since_unmeasured_spawn_ms = 100;
   in.may_wait = true;
   EXPECT_EQ(decide(in).verdict, Verdict::Wait);
@@ -514,12 +515,7 @@ TEST(Decide, ALongQueueStartsAWorkerAtOnce) {
 TEST(Claims, ConcurrentColdStartWithUnmeasuredNeedStartsOne) {
   auto seg = new_segment();
   shm::ClassSlot* slot = shm::class_slot(seg.get(), 31);
-  GuardInput in = low();
-  in.workers = 0;
-  in.inflight = 0;
-  in.headroom = 900 * MiB;  // room for 7 of the default 128 MiB
-  in.need = 128 * MiB;
-  in.need_known = false;
+  GuardInput in = unmeasured();
   in.may_wait = true;
   std::vector<std::thread> threads;
   std::atomic<int> spawns{0};
@@ -535,12 +531,7 @@ TEST(Claims, ConcurrentColdStartWithUnmeasuredNeedStartsOne) {
 TEST(Claims, TheNextUnmeasuredSpawnWaitsUntilTheFirstIsMeasured) {
   auto seg = new_segment();
   shm::ClassSlot* slot = shm::class_slot(seg.get(), 33);
-  GuardInput in = low();
-  in.headroom = 900 * MiB;
-  in.need = 128 * MiB;
-  in.need_known = false;
-  in.workers = 0;
-  in.inflight = 0;
+  GuardInput in = unmeasured();
   auto first = admit(seg.get(), slot, in, 1, 0, false);
   ASSERT_EQ(first.decision.claim, Claim::Spawn);
   in.workers = 1;  // its worker is on mod_fcgid's table, serving the first request
@@ -564,13 +555,7 @@ TEST(Claims, TheMeasuringTimeSurvivesAClockStepAndRestartsWhenTheRequestEnds) {
   EXPECT_EQ(measure_wait_ms(200), kMeasureWaitMs);
   EXPECT_EQ(measure_wait_ms(2000), 6000) << "three samples of a slow interval";
   // The spawn's request ends (its worker started, maybe slowly): the time starts again.
-  slot->unmeasured_spawn_ms.store(1);
-  GuardInput in = low();
-  in.headroom = 900 * MiB;
-  in.need = 128 * MiB;
-  in.need_known = false;
-  in.workers = 0;
-  in.inflight = 0;
+  GuardInput in = unmeasured();
   slot->unmeasured_spawn_ms.store(0);
   auto a = admit(seg.get(), slot, in, 1, 0, false);
   ASSERT_EQ(a.decision.claim, Claim::Spawn);
