@@ -140,21 +140,24 @@ test: build
 # The module itself under ASan/UBSan inside a real httpd (libasan preloaded into apache2), for
 # the integration suite; any sanitizer report fails the target.
 ASAN_MODULE_DIR := $(abspath $(BUILD))/asan-module
+# Reports are written by httpd's children and php-cgi's wrapper as the server's user: outside the
+# checkout, which that user may not be able to reach (a clone under a 0700 directory).
+ASAN_MODULE_REPORTS ?= /tmp/shmguard-asan-module-reports
 test-asan-module: build
 	$(MAKE) BUILD=$(BUILD)/asan-module OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" HARDEN= HARDEN_LD= $(BUILD)/asan-module/mod_shmguard.so \
 	  $(BUILD)/asan-module/shmguard-php-wrapper
-	rm -rf $(ASAN_MODULE_DIR)/reports && mkdir -p $(ASAN_MODULE_DIR)/reports && chmod 1777 $(ASAN_MODULE_DIR)/reports
+	rm -rf $(ASAN_MODULE_REPORTS) && mkdir -p $(ASAN_MODULE_REPORTS) && chmod 1777 $(ASAN_MODULE_REPORTS)
 	@mkdir -p $(BUILD)/results
 	-SHMGUARD_BUILD=$(ASAN_MODULE_DIR) \
 	  SHMGUARD_IT_LD_PRELOAD="$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libubsan.so)" \
-	  SHMGUARD_IT_ASAN_OPTIONS="detect_leaks=0:log_path=$(ASAN_MODULE_DIR)/reports/asan:abort_on_error=0" \
-	  SHMGUARD_IT_UBSAN_OPTIONS="print_stacktrace=1:log_path=$(ASAN_MODULE_DIR)/reports/ubsan" \
+	  SHMGUARD_IT_ASAN_OPTIONS="detect_leaks=0:log_path=$(ASAN_MODULE_REPORTS)/asan:abort_on_error=0" \
+	  SHMGUARD_IT_UBSAN_OPTIONS="print_stacktrace=1:log_path=$(ASAN_MODULE_REPORTS)/ubsan" \
 	  $(PYTHON) -m pytest -q tests/integration/test_module.py tests/integration/test_serving.py \
 	  --deselect tests/integration/test_module.py::test_make_install_puts_module_and_conf_in_place \
 	  --junitxml=$(BUILD)/results/asan-module.xml
-	@if ls $(ASAN_MODULE_DIR)/reports/* >/dev/null 2>&1; then \
-	  echo "sanitizer reports:"; head -50 $(ASAN_MODULE_DIR)/reports/*; exit 1; fi
+	@if ls $(ASAN_MODULE_REPORTS)/* >/dev/null 2>&1; then \
+	  echo "sanitizer reports:"; head -50 $(ASAN_MODULE_REPORTS)/*; exit 1; fi
 	@$(PYTHON) tests/summary.py $(BUILD)/results/asan-module.xml
 
 test-unit: all

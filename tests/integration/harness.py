@@ -286,8 +286,8 @@ class Server:
     shmguard_conf       text placed right after that LoadModule (extra_conf also works)
     shmguard_conf_file  a file Include-d right after that LoadModule (e.g. <repo>/conf/shmguard.conf)
     wrapper             "ubc" (default: the beancounter double), "plain" (php-cgi with the same OPcache
-                        options, no accounting), "shmguard" (build/shmguard-php-wrapper in front of
-                        the double, for ShmGuardAction degrade), "starter" (a hosting panel's slow
+                        options, no accounting), "shmguard" (build/shmguard-php-wrapper, staged
+                        into <root>/bin, in front of the double, for ShmGuardAction degrade), "starter" (a hosting panel's slow
                         starter script, below, in front of the double) or None (no FcgidWrapper)
     starter_delay       seconds the "starter" wrapper (a /bin/sh script like a panel's
                         .php-fcgi-starter) spends before its exec, default 0.7; the worker keeps its
@@ -390,6 +390,70 @@ class Server:
         self.write()
 
     # -------------------------------------------------------------------------------- files
+    def stage(self, src):
+        """Copies a file that the server's user executes or reads (a helper, a wrapper binary) into
+        <root>/bin, mode 0755, and returns its new path: the one place where such files come from.
+        The checkout may be unreadable to that user (a clone in root's 0700 home, a `mktemp -d`), so
+        nothing the server's children or its php-cgi use may point into it (check_no_checkout_paths
+        refuses a server root that does). A missing source is a clear error."""
+        if not os.path.isfile(src):
+            raise RuntimeError("harness: cannot stage %s into the server root: no such file "
+                               "(is the project built?)" % src)
+        dst = os.path.join(self.root, "bin", os.path.basename(src))
+        if os.path.abspath(src) != dst:
+            shutil.copyfile(src, dst)
+        os.chmod(dst, 0o755)
+        return dst
+
+    # Directives httpd's parent reads as root while it parses the configuration: their paths may
+    # name the checkout (the module under test, a conf file); nothing else may.
+    ROOT_READ_DIRECTIVES = ("loadmodule", "include", "includeoptional")
+    # Under the root, what the server writes (logs, runtime files, the double's state), not
+    # configuration it is given.
+    UNCHECKED_DIRS = ("logs", "run", "ubc", "fcgid", "opcache-files")
+
+    def checkout_paths(self):
+        """Every place in the server root's configuration, wrappers, helpers and documents that
+        names a path inside the checkout (REPO), as "file:line: text" (empty: none). Lines of
+        ROOT_READ_DIRECTIVES in httpd.conf are allowed."""
+        repos = {os.path.abspath(REPO), os.path.realpath(REPO)}
+        rx = re.compile("|".join(re.escape(r.rstrip("/")) + r"(?:/|\b)" for r in sorted(repos)))
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            if rel.split(os.sep)[0] in self.UNCHECKED_DIRS:
+                dirnames[:] = []
+                continue
+            for fn in filenames:
+                p = os.path.join(dirpath, fn)
+                try:
+                    if not os.path.isfile(p) or os.path.islink(p) or os.path.getsize(p) > (1 << 20):
+                        continue
+                    with open(p, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                if b"\0" in data:  # a binary (a staged program): it names no path to read
+                    continue
+                for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+                    if not rx.search(line):
+                        continue
+                    words = line.split()
+                    if p == self.conf and words and words[0].lower() in self.ROOT_READ_DIRECTIVES:
+                        continue
+                    found.append("%s:%d: %s" % (p, n, line.strip()))
+        return found
+
+    def check_no_checkout_paths(self):
+        """Raises RuntimeError naming each path into the checkout that the server's user would have
+        to read (see checkout_paths). Called before every start."""
+        found = self.checkout_paths()
+        if found:
+            raise RuntimeError(
+                "harness: the server root refers into the checkout %s, which the server's user (%s) "
+                "may not be able to read; stage the file into the root instead (Server.stage):\n  %s"
+                % (REPO, RUN_USER, "\n  ".join(found)))
+
     @staticmethod
     def php_wrapper_binary():
         return os.path.join(os.environ.get("SHMGUARD_BUILD", os.path.join(REPO, "build")),
@@ -428,9 +492,7 @@ class Server:
         with open(os.path.join(self.root, "mime.types"), "w") as f:
             f.write(MIME_TYPES)
         o = self.opts
-        # the double, copied into the root so that www-data can read it wherever the repo lives
-        shutil.copyfile(os.path.join(HERE, "ubc_double", "ubc.py"), os.path.join(self.root, "bin", "ubc.py"))
-        os.chmod(os.path.join(self.root, "bin", "ubc.py"), 0o755)
+        self.stage(os.path.join(HERE, "ubc_double", "ubc.py"))
         fail_kib = calibrated_fail_as_kib(o["segment_mib"])
         if not os.path.exists(os.path.join(self.ubc_dir, "state.json")):
             self.budget = ubc.Budget.create(
@@ -440,8 +502,7 @@ class Server:
                 apcu_mib=o["apcu_mib"], fail_with=o["fail_with"])
         else:
             self.budget = ubc.Budget(self.ubc_dir)
-        shutil.copyfile(os.path.join(HERE, "starter_hold.py"), os.path.join(self.root, "bin", "starter_hold.py"))
-        os.chmod(os.path.join(self.root, "bin", "starter_hold.py"), 0o755)
+        self.stage(os.path.join(HERE, "starter_hold.py"))
         double = "%s -I -S %s/bin/ubc.py wrap %s \"$@\"" % (PYTHON, self.root, self.ubc_dir)
         wrappers = {
             "ubc": "#!/bin/sh\n# FcgidWrapper: the OpenVZ shmpages double (accounts, then execs php-cgi)\n"
@@ -453,7 +514,7 @@ class Server:
             "shmguard": "#!/bin/sh\n# FcgidWrapper: shmguard-php-wrapper (degrade) in front of the double\n"
                         "exec %s --state %s/run/shmguard/headroom --opcache %dM --apcu %dM --lean %dM "
                         "--file-cache %s/opcache-files -- %s/bin/php-wrapper-ubc \"$@\"\n"
-                        % (self.php_wrapper_binary(), self.root, o["segment_mib"], o["apcu_mib"],
+                        % (self.stage(self.php_wrapper_binary()), self.root, o["segment_mib"], o["apcu_mib"],
                            o["lean_mib"], self.root, self.root),
             "starter": self._starter_text(double),
         }
@@ -644,6 +705,7 @@ catch_workers_output = yes
     def start(self, timeout=15.0):
         """`apache2 -k start`; returns when the parent is up, the port answers and Apache logged
         "resuming normal operations". Retries on a lost port race. Raises RuntimeError with the log."""
+        self.check_no_checkout_paths()
         if self.opts["fpm"]:
             self._start_fpm()
         for attempt in range(3):

@@ -325,3 +325,35 @@ def test_starter_wrapper_sleeps_before_its_exec(server):
     with open(os.path.join(s.root, "bin", "php-wrapper-starter")) as f:
         text = f.read()
     assert text.startswith("#!/bin/sh\n") and "/bin/sleep 0.8\n" in text and "\nexec " in text
+
+
+# ------------------------------------------------------------------ a checkout the server cannot read
+# Everything the server's user executes or reads comes from the server's own root (Server.stage): a
+# clone under root's 0700 home, or under `mktemp -d`, is unreadable to www-data.
+def test_degrade_wrapper_runs_a_staged_binary_not_the_checkout(server):
+    s = server(start=False, shmguard=True, wrapper="shmguard")
+    with open(os.path.join(s.root, "bin", "php-wrapper-shmguard")) as f:
+        text = f.read()
+    staged = os.path.join(s.root, "bin", "shmguard-php-wrapper")
+    assert "exec %s " % staged in text, text
+    assert os.path.isfile(staged) and os.access(staged, os.X_OK)
+    assert s.checkout_paths() == []
+
+
+def test_a_server_root_that_refers_into_the_checkout_is_refused(server):
+    inside = os.path.join(harness.REPO, "tests", "integration", "starter_hold.py")
+    s = server(start=False, extra_conf='Alias /x "%s"\n' % inside)
+    s.write()
+    with pytest.raises(RuntimeError) as e:
+        s.start()
+    assert inside in str(e.value) and "httpd.conf" in str(e.value)
+    assert not s.running and s.parent_pid() is None
+    # A wrapper script naming the checkout is refused too; LoadModule/Include of the module under
+    # test (read by httpd's parent, as root) are not.
+    s.opts["extra_conf"] = "Include %s/conf/shmguard.conf\n" % harness.REPO
+    s.write()
+    assert s.checkout_paths() == []
+    with open(os.path.join(s.root, "bin", "php-wrapper-extra"), "w") as f:
+        f.write("#!/bin/sh\nexec %s/build/shmguard-php-wrapper \"$@\"\n" % harness.REPO)
+    found = s.checkout_paths()
+    assert len(found) == 1 and "php-wrapper-extra:2:" in found[0], found
