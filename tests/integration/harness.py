@@ -436,7 +436,9 @@ class Server:
                 if b"\0" in data:  # a binary (a staged program): it names no path to read
                     continue
                 for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-                    if not rx.search(line):
+                    # The root itself may lie in the checkout (make run's build/demo, when others
+                    # can traverse it): its own paths are what the server is meant to use.
+                    if not rx.search(line.replace(self.root, "")):
                         continue
                     words = line.split()
                     if p == self.conf and words and words[0].lower() in self.ROOT_READ_DIRECTIVES:
@@ -1172,6 +1174,11 @@ def _demo(argv):
                refresh_interval=None)
     if not _traversable_by_others(s.root):
         sys.stderr.write("warning: %s is not traversable by %s\n" % (s.root, RUN_USER))
+    try:
+        s.check_no_checkout_paths()
+    except RuntimeError as e:
+        sys.stderr.write("run-demo: %s\n" % e)
+        return 1
     print("ROOT=%s" % s.root)
     print("CONF=%s" % s.conf)
     print("UBC=%s" % s.ubc_dir)
