@@ -120,4 +120,41 @@ class FailcntTracker {
   std::deque<Sample> history_;
 };
 
+// Across failed reads, a limit source (beancounter, cgroup, overcommit) that was read before keeps
+// its last good reading for at most bound_ms (the guard's staleness bound): one empty or torn read
+// (a beancounter file rewritten in place, a cgroup file between two writes) must not make the
+// sample "no limit", which would let every spawn through. The source stays listed in
+// `unavailable` (its reason then says the last good reading is used, and how old it is). Past the
+// bound the reading is dropped: the source is unavailable, its limit no longer applies, and the
+// guard fails open on it as documented. The sampler's; shmguard-probe reads once and holds nothing.
+class LastGoodReadings {
+ public:
+  struct Event {
+    enum class Kind { Held, Expired, Back } kind;
+    std::string source;       // "beancounter", "cgroup", "overcommit"
+    std::string reason;       // why the read failed (Held, Expired)
+    std::int64_t age_ms = 0;  // of the last good reading (Held, Expired); of the outage (Back)
+  };
+  // Fills each source that failed in `s` from its last good reading when that is at most
+  // bound_ms older than s.taken_at_ms, recomputes the headroom, and remembers the sources read
+  // now. Returns the transitions (first failure held, held reading given up, readable again),
+  // one event per source per transition.
+  std::vector<Event> apply(Snapshot& s, std::int64_t bound_ms);
+
+ private:
+  template <class T>
+  struct Kept {
+    std::optional<T> value;
+    std::int64_t at_ms = 0;
+    bool failing = false, expired = false;
+    std::int64_t failing_since_ms = 0;
+  };
+  Kept<Beancounters> beancounters_;
+  Kept<CgroupMemory> cgroup_;
+  Kept<Overcommit> overcommit_;
+  template <class T>
+  void keep(const char* source, std::optional<T>& now, Kept<T>& kept, Snapshot& s,
+            std::int64_t bound_ms, std::vector<Event>& out);
+};
+
 }  // namespace shmguard

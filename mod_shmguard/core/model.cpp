@@ -239,4 +239,49 @@ void FailcntTracker::observe(std::int64_t now_ms, Snapshot& s) {
   s.counters = std::move(now);
 }
 
+template <class T>
+void LastGoodReadings::keep(const char* source, std::optional<T>& now, Kept<T>& kept, Snapshot& s,
+                            std::int64_t bound_ms, std::vector<Event>& out) {
+  auto failed = std::find_if(s.unavailable.begin(), s.unavailable.end(),
+                             [&](const Unavail& u) { return u.source == source; });
+  if (now || failed == s.unavailable.end()) {
+    // Read well, or not a source at all now (switched off): what is read now is the last good.
+    if (now && kept.failing)
+      out.push_back({Event::Kind::Back, source, "", s.taken_at_ms - kept.failing_since_ms});
+    kept.failing = kept.expired = false;
+    kept.value = now;
+    kept.at_ms = s.taken_at_ms;
+    return;
+  }
+  const std::string reason = failed->reason;
+  if (!kept.failing) kept.failing_since_ms = s.taken_at_ms;
+  const bool first = !kept.failing;
+  kept.failing = true;
+  const char* const too_old =
+      " (its last good reading is too old to use: its limit is not applied)";
+  if (kept.expired) failed->reason += too_old;
+  if (!kept.value) return;  // never read well, or given up: unavailable
+  const std::int64_t age = s.taken_at_ms - kept.at_ms;
+  if (age < 0 || age > bound_ms) {  // too old (or the clock stepped back): given up
+    out.push_back({Event::Kind::Expired, source, reason, age});
+    kept.expired = true;
+    kept.value.reset();
+    failed->reason += too_old;
+    return;
+  }
+  now = kept.value;
+  failed->reason += " (the last good reading, " + std::to_string(age) +
+                    " ms old, is used for up to " + std::to_string(bound_ms) + " ms)";
+  if (first) out.push_back({Event::Kind::Held, source, reason, age});
+}
+
+std::vector<LastGoodReadings::Event> LastGoodReadings::apply(Snapshot& s, std::int64_t bound_ms) {
+  std::vector<Event> out;
+  keep("beancounter", s.beancounters, beancounters_, s, bound_ms, out);
+  keep("cgroup", s.cgroup, cgroup_, s, bound_ms, out);
+  keep("overcommit", s.overcommit, overcommit_, s, bound_ms, out);
+  compute_headroom(s);
+  return out;
+}
+
 }  // namespace shmguard

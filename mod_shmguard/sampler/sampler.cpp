@@ -24,6 +24,7 @@
 #include "shm/claims.hpp"
 #include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
+#include "shmguard/guard.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/lean.hpp"
 #include "shmguard/status_model.hpp"
@@ -83,6 +84,7 @@ class Sampler {
     full_sample_ms_ = now_mono_ms();
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
     Snapshot snap = probe(cfg_.probe);
+    log_held(held_.apply(snap, staleness_bound_ms(cfg_.interval_ms)));
     tracker_.observe(snap.taken_at_ms, snap);
     recheck_processes();
     update_classes();
@@ -526,6 +528,31 @@ class Sampler {
     if (ok) ::rename(tmp.c_str(), cfg_.state_file.c_str());
   }
 
+  // A limit source that stopped reading, its held reading given up, or readable again: one line
+  // each time.
+  void log_held(const std::vector<LastGoodReadings::Event>& events) {
+    for (const auto& e : events) {
+      switch (e.kind) {
+        case LastGoodReadings::Event::Kind::Held:
+          log_(Level::Warning, "SG0310 the " + e.source + " limit could not be read (" + e.reason +
+                                   "): its last good reading (" + std::to_string(e.age_ms) +
+                                   " ms old) is used for up to " +
+                                   std::to_string(staleness_bound_ms(cfg_.interval_ms)) + " ms");
+          break;
+        case LastGoodReadings::Event::Kind::Expired:
+          log_(Level::Warning, "SG0311 the " + e.source + " limit still cannot be read (" +
+                                   e.reason + "): its last good reading is " +
+                                   std::to_string(e.age_ms) +
+                                   " ms old and no longer used; the guard fails open on it");
+          break;
+        case LastGoodReadings::Event::Kind::Back:
+          log_(Level::Notice, "SG0312 the " + e.source + " limit is readable again (after " +
+                                  std::to_string(e.age_ms) + " ms)");
+          break;
+      }
+    }
+  }
+
   void warn(const Snapshot& snap) {
     // Headroom crossing ShmGuardWarnBelow, in either direction: one line each time.
     const Limit* b = snap.binding_limit();
@@ -612,6 +639,7 @@ class Sampler {
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> executables_;  // (dev, inode)
   const Logger& log_;
   FailcntTracker tracker_;
+  LastGoodReadings held_;
   History history_;  // the last hour, for the status page's chart
   LogTail tail_;
   std::map<std::string, std::uint64_t> last_value_, pending_rise_;

@@ -295,3 +295,121 @@ TEST(Render, PrometheusFamiliesAndInf) {
             std::string::npos);
   EXPECT_EQ(prom_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
 }
+
+// ---------------------------------------------------------------- last good readings
+
+namespace {
+// A sample at `at_ms`: the field report's beancounters, or a failed read of them.
+Snapshot bc_sample(std::int64_t at_ms, bool readable, std::uint64_t shm_held = 247122) {
+  Snapshot s = readable ? with_beancounters(shm_held, 262144, 239894, 393216) : Snapshot{};
+  s.page_size = 4096;
+  s.taken_at_ms = at_ms;
+  if (!readable)
+    s.unavailable.push_back(
+        {"beancounter", "malformed at line 1: empty (/proc/user_beancounters)"});
+  compute_headroom(s);
+  return s;
+}
+using Kind = LastGoodReadings::Event::Kind;
+}  // namespace
+
+TEST(LastGood, OneFailedReadKeepsTheLastGoodReadingWithinTheBound) {
+  LastGoodReadings held;
+  Snapshot a = bc_sample(10000, true);
+  EXPECT_TRUE(held.apply(a, 1500).empty());
+  ASSERT_TRUE(a.headroom_bytes);
+  const std::uint64_t good = *a.headroom_bytes;
+
+  Snapshot b = bc_sample(10500, false);
+  ASSERT_FALSE(b.headroom_bytes);  // what the probe alone says: no finite limit
+  auto ev = held.apply(b, 1500);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, Kind::Held);
+  EXPECT_EQ(ev[0].source, "beancounter");
+  EXPECT_EQ(ev[0].age_ms, 500);
+  ASSERT_TRUE(b.headroom_bytes) << "a failed read must not mean 'no limit'";
+  EXPECT_EQ(*b.headroom_bytes, good);
+  EXPECT_EQ(b.binding, "beancounter:shmpages");
+  ASSERT_EQ(b.unavailable.size(), 1u);  // still listed: the read failed
+  EXPECT_NE(b.unavailable[0].reason.find("last good reading, 500 ms old"), std::string::npos)
+      << b.unavailable[0].reason;
+
+  // Still failing, still inside the bound: held, and no second event.
+  Snapshot c = bc_sample(11500, false);
+  EXPECT_TRUE(held.apply(c, 1500).empty());
+  ASSERT_TRUE(c.headroom_bytes);
+  EXPECT_EQ(*c.headroom_bytes, good);
+}
+
+TEST(LastGood, PastTheBoundTheReadingIsDroppedOnceAndTheSourceStaysUnavailable) {
+  LastGoodReadings held;
+  Snapshot a = bc_sample(10000, true);
+  held.apply(a, 1500);
+  Snapshot b = bc_sample(10500, false);
+  held.apply(b, 1500);
+  Snapshot c = bc_sample(11600, false);
+  auto ev = held.apply(c, 1500);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, Kind::Expired);
+  EXPECT_EQ(ev[0].age_ms, 1600);
+  EXPECT_FALSE(c.headroom_bytes);
+  EXPECT_FALSE(c.beancounters);
+  ASSERT_EQ(c.unavailable.size(), 1u);
+  EXPECT_NE(c.unavailable[0].reason.find("too old"), std::string::npos);
+  Snapshot d = bc_sample(12000, false);
+  EXPECT_TRUE(held.apply(d, 1500).empty());  // given up once, not every sample
+  EXPECT_FALSE(d.headroom_bytes);
+  EXPECT_NE(d.unavailable[0].reason.find("too old"), std::string::npos);
+
+  // Readable again: one Back event, the new reading used (and kept from now on).
+  Snapshot e = bc_sample(13000, true, 200000);
+  ev = held.apply(e, 1500);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, Kind::Back);
+  EXPECT_EQ(ev[0].age_ms, 2500);
+  ASSERT_TRUE(e.headroom_bytes);
+  EXPECT_EQ(*e.headroom_bytes, (262144u - 200000u) * 4096u);
+  Snapshot f = bc_sample(13500, false);
+  held.apply(f, 1500);
+  ASSERT_TRUE(f.headroom_bytes);
+  EXPECT_EQ(*f.headroom_bytes, (262144u - 200000u) * 4096u);
+}
+
+TEST(LastGood, NeverReadMeansUnavailableAndAClockSteppedBackIsNotTrusted) {
+  LastGoodReadings held;
+  Snapshot a = bc_sample(10000, false);
+  auto ev = held.apply(a, 1500);
+  EXPECT_TRUE(ev.empty());  // nothing to hold: unavailable from the start, as before
+  EXPECT_FALSE(a.headroom_bytes);
+
+  LastGoodReadings h2;
+  Snapshot b = bc_sample(10000, true);
+  h2.apply(b, 1500);
+  Snapshot c = bc_sample(9000, false);  // the wall clock went back a second
+  ev = h2.apply(c, 1500);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, Kind::Expired);
+  EXPECT_FALSE(c.headroom_bytes);
+}
+
+TEST(LastGood, EachSourceIsHeldOnItsOwn) {
+  LastGoodReadings held;
+  Snapshot a = bc_sample(10000, true);
+  CgroupMemory cg;
+  cg.version = 2;
+  cg.limit = 1u << 30;
+  cg.usage = 1u << 29;
+  cg.levels.push_back({"/sys/fs/cgroup/x", cg.limit, cg.usage});
+  a.cgroup = cg;
+  compute_headroom(a);
+  held.apply(a, 1500);
+  // The cgroup fails, the beancounters read well (and changed): only the cgroup is held.
+  Snapshot b = bc_sample(10500, true, 100000);
+  b.unavailable.push_back({"cgroup", "missing: /sys/fs/cgroup/x/memory.max"});
+  auto ev = held.apply(b, 1500);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].source, "cgroup");
+  ASSERT_TRUE(b.cgroup);
+  EXPECT_EQ(b.limits.size(), 3u);  // shmpages, privvmpages, the held cgroup
+  EXPECT_EQ(b.beancounters->block.find("shmpages")->held, 100000u);
+}
