@@ -43,6 +43,14 @@ Result<std::string> read_file_prefix(const std::string& path, std::size_t max_by
 Result<std::string> read_kept_file(int kept_fd, const std::string& path,
                                    std::size_t max_bytes = 16 << 20);
 
+// Replaces `path` with `text` so that a reader sees the old file or the new one, whole: a new file
+// beside it, created exclusively under a random name (mkstemp: never a FIFO, link or file someone
+// planted at a fixed temporary name), written, given `mode`, fsync'd when `durable`, renamed over
+// `path`. An existing `path` that is not a regular file is left alone. False on any error (the
+// temporary file is removed). The one atomic file replace (shmguard-probe's state, the sampler's
+// headroom file for shmguard-php-wrapper).
+bool replace_file(const std::string& path, std::string_view text, unsigned mode, bool durable);
+
 // Strict unsigned decimal: digits only, no sign, no overflow past 2^64-1.
 std::optional<std::uint64_t> parse_u64(std::string_view s);
 

@@ -1,5 +1,6 @@
 // mod_shmguard core: reading small kernel files, strict number parsing.
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -104,6 +105,30 @@ Result<std::string> read_kept_file(int kept_fd, const std::string& path, std::si
     out.append(buf, static_cast<std::size_t>(n));
   }
   return Result<std::string>::ok(std::move(out));
+}
+
+bool replace_file(const std::string& path, std::string_view text, unsigned mode, bool durable) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return false;
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string tmp = dir + "." + base + ".XXXXXX";
+  int fd = ::mkstemp(&tmp[0]);
+  if (fd < 0) return false;
+  bool ok = true;
+  for (std::size_t done = 0; ok && done < text.size();) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
+  }
+  ok = ::fchmod(fd, static_cast<mode_t>(mode)) == 0 && ok;
+  if (durable) ok = ::fsync(fd) == 0 && ok;
+  ok = ::close(fd) == 0 && ok;
+  if (ok) ok = ::rename(tmp.c_str(), path.c_str()) == 0;
+  if (!ok) ::unlink(tmp.c_str());
+  return ok;
 }
 
 std::optional<std::uint64_t> parse_u64(std::string_view s) {

@@ -187,28 +187,9 @@ std::map<std::string, std::uint64_t> load_state(const std::string& path, std::st
 }
 
 bool save_state(const std::string& path, const std::vector<Counter>& counters) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return false;
   std::string text;
   for (const auto& c : counters) text += c.name + ' ' + std::to_string(c.value) + '\n';
-  const std::size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  std::string tmp = dir + (slash == std::string::npos ? "/." : ".") + base + ".XXXXXX";
-  int fd = ::mkstemp(&tmp[0]);
-  if (fd < 0) return false;
-  bool ok = true;
-  for (std::size_t done = 0; ok && done < text.size();) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) done += static_cast<std::size_t>(n);
-  }
-  ok = ::fsync(fd) == 0 && ok;
-  ok = ::close(fd) == 0 && ok;
-  if (ok) ok = std::rename(tmp.c_str(), path.c_str()) == 0;
-  if (!ok) ::unlink(tmp.c_str());
-  return ok;
+  return replace_file(path, text, 0600, true);
 }
 
 // Does the threshold fire? Size: headroom below it. Percent: binding limit in use at or above it.

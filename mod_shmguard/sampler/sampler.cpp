@@ -519,13 +519,10 @@ class Sampler {
     std::int64_t r = seg_->reserved.load(std::memory_order_relaxed);
     st.reserved = r > 0 ? static_cast<std::uint64_t>(r) : 0;
     st.binding = snap.binding;
-    const std::string text = format_headroom_state(st);
-    const std::string tmp = cfg_.state_file + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) return;
-    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    if (ok) ::rename(tmp.c_str(), cfg_.state_file.c_str());
+    // A new file each time, renamed over the old (a reader sees a whole file): code running as
+    // User, which may write the state directory, cannot stall the sampler with a FIFO or a link
+    // planted at a fixed temporary name.
+    replace_file(cfg_.state_file, format_headroom_state(st), 0644, false);
   }
 
   // A limit source that stopped reading, its held reading given up, or readable again: one line

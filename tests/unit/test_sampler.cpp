@@ -1,6 +1,7 @@
 // The sampler loop without httpd: publication into the shared segment, the error-log tail, the
 // on-demand status rendering, and the evidence tickets children wait for.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <filesystem>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "../../mod_shmguard/sampler/sampler.hpp"
+#include "shmguard/lean.hpp"
 #include "shmguard/status.hpp"
 #include "test_util.hpp"
 
@@ -278,4 +280,50 @@ TEST(Sampler, FirstLogLineAfterAQuietSpellIsReadAtOnce) {
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }, 2000));
   EXPECT_EQ(r.seg->php_error_pid.load(), 13000);
   EXPECT_EQ(r.seg->samples.load(), 1u) << "read by a sample, not by the follower";
+}
+
+// Code running as User may write the state directory: a FIFO planted where the sampler once wrote
+// its temporary file (an open() without O_NONBLOCK blocked there for good, and sampling stopped)
+// must not stall it, and the headroom file is still replaced whole.
+TEST(Sampler, APlantedFifoDoesNotStallTheHeadroomFile) {
+  TempDir dir;
+  const std::string state = dir.path() + "/headroom";
+  ASSERT_EQ(::mkfifo((state + ".tmp").c_str(), 0666), 0);
+  sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt");
+  cfg.state_file = state;
+  bool advanced = false, written = false;
+  {
+    Running r(cfg);
+    advanced = eventually([&] { return r.seg->samples.load() >= 5; });
+    written = eventually([&] { return read_file(state).value.has_value(); });
+    // Unblock an old-style writer stuck in open() on the FIFO, so the sampler can be joined.
+    int fd = ::open((state + ".tmp").c_str(), O_RDONLY | O_NONBLOCK);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (fd >= 0) ::close(fd);
+  }
+  EXPECT_TRUE(advanced) << "the sampler stalled on the planted FIFO";
+  ASSERT_TRUE(written);
+  std::string why;
+  EXPECT_TRUE(parse_headroom_state(*read_file(state).value, &why)) << why;
+}
+
+TEST(FileIo, ReplaceFileLeavesANonRegularPathAloneAndWritesWhole) {
+  TempDir dir;
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0666), 0);
+  EXPECT_FALSE(replace_file(fifo, "x", 0644, false));
+  struct stat st;
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  const std::string f = dir.path() + "/f";
+  ASSERT_TRUE(replace_file(f, "one\n", 0644, false));
+  ASSERT_TRUE(replace_file(f, "two\n", 0640, true));
+  EXPECT_EQ(*read_file(f).value, "two\n");
+  ASSERT_EQ(::stat(f.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  // Nothing left beside it.
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    n += e.path().filename() != "fifo";
+  EXPECT_EQ(n, 1);
 }
