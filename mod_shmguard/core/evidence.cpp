@@ -97,4 +97,53 @@ std::optional<PhpShmError> parse_php_shm_error(std::string_view line) {
   return parse_opcache(line);
 }
 
+bool PhpErrorQueue::waiting(int pid) const {
+  for (const auto* q : {&workers_, &unknown_})
+    for (const Line& l : *q)
+      if (l.pid == pid) return true;
+  return false;
+}
+
+void PhpErrorQueue::offer(const Line& line, const std::function<bool(int)>& is_worker) {
+  if (line.pid <= 0 || waiting(line.pid)) return;
+  const bool worker = is_worker(line.pid);
+  std::deque<Line>& q = worker ? workers_ : unknown_;
+  if (q.size() >= (worker ? kMaxWorkerLines : kMaxUnknownLines)) q.pop_front();
+  q.push_back(line);
+}
+
+std::vector<PhpErrorQueue::Line> PhpErrorQueue::settle(std::int64_t now_ms,
+                                                       const std::function<bool(int)>& is_worker,
+                                                       const std::function<bool(int)>& exited) {
+  for (auto it = unknown_.begin(); it != unknown_.end();) {
+    if (is_worker(it->pid)) {
+      if (workers_.size() >= kMaxWorkerLines) workers_.pop_front();
+      workers_.push_back(*it);
+      it = unknown_.erase(it);
+    } else if (now_ms - it->seen_ms > kWaitMs || it->seen_ms > now_ms + 1000) {
+      it = unknown_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::vector<Line> out;
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (exited(it->pid)) {
+      out.push_back(*it);
+      it = workers_.erase(it);
+    } else if (now_ms - it->seen_ms > kWaitMs || it->seen_ms > now_ms + 1000) {
+      it = workers_.erase(it);  // still alive: not a worker dying of it
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+bool PhpErrorQueue::all_exited(const std::function<bool(int)>& exited) const {
+  for (const Line& l : workers_)
+    if (!exited(l.pid)) return false;
+  return true;
+}
+
 }  // namespace shmguard

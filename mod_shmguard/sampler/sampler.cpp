@@ -151,13 +151,21 @@ class Sampler {
   }
 
   // PHP's own lines only (parse_php_shm_error: exact format from the line's start). An OPcache
-  // line counts once its pid has exited (php-cgi exits right after it; a live process that
-  // writes the line is not dying of it): kept pending up to 5 s. APCu's line names no pid; the
+  // line counts once its pid, a mod_fcgid worker's, has exited (PhpErrorQueue: a line naming
+  // any other pid is a tenant's forgery or not about a worker). APCu's line names no pid; the
   // guard wants a failure counter that rose beside it.
   void read_log() {
     const std::int64_t now = now_ms();
     log_read_ms_ = now_mono_ms();
     seg_->log_reads.fetch_add(1, std::memory_order_relaxed);
+    bool walked = false;  // at most one extra walk of mod_fcgid's table per read
+    auto is_worker = [&](int pid) {
+      if (known_worker(pid)) return true;
+      if (walked) return false;
+      walked = true;
+      walk_workers();
+      return known_worker(pid);
+    };
     tail_.poll([&](std::string_view line) {
       auto e = parse_php_shm_error(line);
       if (!e) return;
@@ -167,28 +175,38 @@ class Sampler {
         seg_->apcu_errors.fetch_add(1, std::memory_order_release);
         return;
       }
-      if (pending_.size() < 256) pending_.push_back({e->pid, e->bytes, now});
+      php_errors_.offer({e->pid, e->bytes, now}, is_worker);
     });
+    if (php_errors_.empty()) return;
+    auto exited = [](int pid) { return pid_exited("/proc", pid); };
     // php-cgi exits right after its line: give it up to 100 ms (a 500 waits for this scan).
-    for (int i = 0; i < 50 && !pending_.empty(); ++i) {
-      bool all_exited = true;
-      for (const auto& p : pending_) all_exited = all_exited && pid_exited("/proc", p.pid);
-      if (all_exited) break;
-      ::usleep(2000);
+    for (int i = 0; i < 50 && !php_errors_.all_exited(exited); ++i) ::usleep(2000);
+    walked = false;  // the table may have moved meanwhile
+    for (const auto& l : php_errors_.settle(now, is_worker, exited)) {
+      seg_->php_error_bytes.store(l.bytes, std::memory_order_relaxed);
+      seg_->php_error_pid.store(l.pid, std::memory_order_relaxed);
+      seg_->php_error_wall_ms.store(l.seen_ms, std::memory_order_relaxed);
+      seg_->php_errors.fetch_add(1, std::memory_order_release);
     }
-    for (auto it = pending_.begin(); it != pending_.end();) {
-      if (pid_exited("/proc", it->pid)) {
-        seg_->php_error_bytes.store(it->bytes, std::memory_order_relaxed);
-        seg_->php_error_pid.store(it->pid, std::memory_order_relaxed);
-        seg_->php_error_wall_ms.store(it->seen_ms, std::memory_order_relaxed);
-        seg_->php_errors.fetch_add(1, std::memory_order_release);
-        it = pending_.erase(it);
-      } else if (now - it->seen_ms > 5000) {
-        it = pending_.erase(it);  // still alive: not a worker dying of it
-      } else {
-        ++it;
-      }
-    }
+  }
+
+  // mod_fcgid workers seen in the table walks of the last kWorkerMemoryMs (a worker that died of
+  // its allocation failure stays in the table until the process manager's error scan reaps it).
+  static constexpr std::int64_t kWorkerMemoryMs = 10000;
+  bool known_worker(int pid) const {
+    auto it = recent_workers_.find(pid);
+    return it != recent_workers_.end() && now_mono_ms() - it->second <= kWorkerMemoryMs;
+  }
+  void remember_workers(const std::vector<fcgid::NodeLite>& nodes) {
+    const std::int64_t now = now_mono_ms();
+    for (const auto& n : nodes) recent_workers_[n.pid] = now;
+    for (auto it = recent_workers_.begin(); it != recent_workers_.end();)
+      it = now - it->second > kWorkerMemoryMs ? recent_workers_.erase(it) : std::next(it);
+  }
+  void walk_workers() {
+    if (!cfg_.fcgid_table) return;
+    fcgid::read_table_lite(cfg_.fcgid_table, walk_);
+    remember_workers(walk_);
   }
 
   int notify_fd() const { return tail_.notify_fd(); }
@@ -219,6 +237,7 @@ class Sampler {
   void update_classes() {
     ++generation_;
     fcgid::read_table_lite(cfg_.fcgid_table, nodes_);
+    remember_workers(nodes_);
     classes_.clear();
     std::map<std::pair<std::uint64_t, std::uint64_t>, int> mapped_by;  // segment -> processes
     for (const auto& node : nodes_) {
@@ -622,14 +641,11 @@ class Sampler {
     int workers = 0;
   };
   std::unordered_map<std::uint64_t, ClassAgg> classes_;  // class key -> its workers
-  struct PendingPhpError {
-    int pid;
-    std::uint64_t bytes;
-    std::int64_t seen_ms;
-  };
-  std::vector<PendingPhpError> pending_;  // OPcache lines whose pid has not exited yet
-  std::int64_t full_sample_ms_ = 0;       // monotonic, of the last full sample
-  std::int64_t log_read_ms_ = 0;          // monotonic, of the last error-log read
+  PhpErrorQueue php_errors_;  // OPcache lines whose worker has not exited yet
+  std::unordered_map<int, std::int64_t> recent_workers_;  // pid -> last seen (monotonic ms)
+  std::vector<fcgid::NodeLite> walk_;                     // read_log's own walk
+  std::int64_t full_sample_ms_ = 0;                       // monotonic, of the last full sample
+  std::int64_t log_read_ms_ = 0;                          // monotonic, of the last error-log read
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
   std::optional<Snapshot> last_;

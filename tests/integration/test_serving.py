@@ -225,6 +225,26 @@ def test_forged_evidence_does_not_turn_a_500_into_503(server):
     assert vhost(s)["translated"] == 0
 
 
+def test_forged_line_naming_a_pid_that_was_never_a_worker_is_not_evidence(server):
+    # A tenant's script writes PHP's exact line naming a pid that does not exist (so it "exited"),
+    # while an unrelated app dies with a 500: only a mod_fcgid worker's line is evidence.
+    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve 1M")
+    s = server(start=False, shmguard=True, shmguard_conf=conf, spawn_score_uplimit=100,
+               extra_conf=harness.CRASH_APP_CONF)
+    harness.install_crash_app(s, "#!/bin/sh\nsleep 1\nexit 3\n")
+    with open(os.path.join(s.htdocs, "forge.php"), "w") as f:
+        f.write("<?php file_put_contents('php://stderr', %r . \"\\n\"); echo 'ok';" % (FORGED % 2147483000))
+    s.start()
+    wait_sample(s, headroom_at_least=1 << 20)
+    rs = s.get_many(["/crash/die.fcgi", "/forge.php"], delays=[0, 0.3])
+    assert rs[1].status == 200
+    assert (FORGED % 2147483000) in s.error_log()
+    r = rs[0]
+    assert r.status == 500, (r.status, r.text[:300])
+    assert "SG0202" not in s.error_log()
+    assert vhost(s)["translated"] == 0
+
+
 def test_stop_during_a_spawn_storm_leaves_no_process(server):
     """`apache2 -k stop` while 40 requests storm a class with room for 2 workers: some wait in the
     guard's queue, some in mod_fcgid's spawn pipe (procmgr_send_spawn_cmd, which blocks until httpd

@@ -79,3 +79,65 @@ TEST(PhpError, MalformedPartsRejected) {
   for (const char* line : bad) EXPECT_FALSE(parse_php_shm_error(line)) << line;
   EXPECT_FALSE(parse_php_shm_error(std::string(10000, 'P')));
 }
+
+// ---------------------------------------------------------------- the queue of OPcache lines
+
+namespace {
+bool workers_100_to_199(int pid) {
+  return pid >= 100 && pid < 200;
+}
+bool none_are_workers(int) {
+  return false;
+}
+bool all_exited(int) {
+  return true;
+}
+}  // namespace
+
+TEST(PhpErrorQueue, OnlyAWorkersLineCountsAndOnlyOncePerPid) {
+  PhpErrorQueue q;
+  q.offer({2147483000, 1, 1000}, workers_100_to_199);  // never a worker
+  q.offer({150, 67108864, 1000}, workers_100_to_199);
+  q.offer({150, 134217728, 1001}, workers_100_to_199);  // the same pid again: the first waits
+  auto out = q.settle(1002, workers_100_to_199, all_exited);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].pid, 150);
+  EXPECT_EQ(out[0].bytes, 67108864u);
+  // The non-worker's line never counts, and is gone after kWaitMs.
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_TRUE(q.settle(1000 + PhpErrorQueue::kWaitMs + 1, workers_100_to_199, all_exited).empty());
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(PhpErrorQueue, ALineOfAWorkerNotYetInTheTableCountsOnceItIs) {
+  PhpErrorQueue q;
+  q.offer({150, 1, 1000}, none_are_workers);  // its node not linked yet
+  EXPECT_TRUE(q.settle(1001, none_are_workers, all_exited).empty());
+  auto out = q.settle(1002, workers_100_to_199, all_exited);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].pid, 150);
+}
+
+TEST(PhpErrorQueue, LinesNamingOtherPidsCannotCrowdOutAWorkersLine) {
+  PhpErrorQueue q;
+  q.offer({150, 1, 1000}, workers_100_to_199);
+  for (int pid = 1000; pid < 1000 + 5000; ++pid) q.offer({pid, 1, 1000}, workers_100_to_199);
+  q.offer({1, 1, 1000}, workers_100_to_199);
+  EXPECT_LE(q.size(), 1 + PhpErrorQueue::kMaxUnknownLines);
+  // Live non-workers and forgeries: the worker's line still waits for its exit, and counts then.
+  auto alive_but_150 = [](int pid) { return pid == 150; };
+  auto out = q.settle(1500, workers_100_to_199, alive_but_150);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].pid, 150);
+}
+
+TEST(PhpErrorQueue, ALiveWorkerIsNotDyingOfItsLine) {
+  PhpErrorQueue q;
+  q.offer({150, 1, 1000}, workers_100_to_199);
+  auto alive = [](int) { return false; };
+  EXPECT_FALSE(q.all_exited(alive));
+  EXPECT_TRUE(q.settle(2000, workers_100_to_199, alive).empty());
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_TRUE(q.settle(1000 + PhpErrorQueue::kWaitMs + 1, workers_100_to_199, alive).empty());
+  EXPECT_TRUE(q.empty());
+}

@@ -19,11 +19,13 @@
 #include "../../mod_shmguard/sampler/sampler.hpp"
 #include "shmguard/lean.hpp"
 #include "shmguard/status.hpp"
+#include "fcgid_table.hpp"
 #include "test_util.hpp"
 
 using namespace shmguard;
 
 using namespace shmguard_test;
+using shmguard::fcgid::kErrorHead;
 
 namespace {
 
@@ -65,6 +67,15 @@ sampler::Config config(const std::string& beancounters, const std::string& error
   cfg.interval_ms = 100;
   cfg.error_log = error_log;
   return cfg;
+}
+
+// A mod_fcgid table whose error list holds these pids (workers that died: their OPcache lines
+// count; a line naming any other pid does not).
+Table dead_workers(std::initializer_list<int> pids) {
+  Table t;
+  int i = 4;
+  for (int pid : pids) t.add(kErrorHead, i++, pid, 1, 1, "/usr/bin/php-cgi");
+  return t;
 }
 
 }  // namespace
@@ -146,7 +157,11 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   TempDir d;
   const std::string log = d.path() + "/error.log";
   append(log, "[core:notice] earlier line that is not evidence\n");
-  Running r(config(fixtures() + "/beancounters/openvz6-container.txt", log));
+  // The pids of the lines below are mod_fcgid workers (exited since: no such processes).
+  Table t = dead_workers({12958, 12960, 13000});
+  sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
+  cfg.fcgid_table = t.mem.data();
+  Running r(cfg);
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   EXPECT_EQ(r.seg->php_errors.load(), 0u);
   // A line written before the sampler started is not counted; a new one is, at once (inotify).
@@ -186,6 +201,38 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
          "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 3; }));
   EXPECT_EQ(r.seg->php_error_pid.load(), 13000);
+}
+
+// Any tenant can write PHP's exact line to the error log, naming any pid: only a mod_fcgid
+// worker's line counts (a pid that never was one turned an unrelated 500 into a 503), once per
+// pid, and lines naming other pids do not crowd out a worker's.
+TEST(Sampler, OnlyAWorkersAllocationFailureLineCounts) {
+  TempDir d;
+  const std::string log = d.path() + "/error.log";
+  append(log, "");
+  Table t = dead_workers({2147483000});  // a worker, with a far-off pid
+  sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
+  cfg.fcgid_table = t.mem.data();
+  Running r(cfg);
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
+  auto line = [](long pid) {
+    return "Fri Nov 27 14:16:30 2026 (" + std::to_string(pid) +
+           "): Fatal Error Unable to allocate shared memory segment of 67108864 bytes: mmap: "
+           "Cannot allocate memory (12)\n";
+  };
+  // Forgeries: a pid that never existed, pid 1 (alive) three hundred times.
+  std::string flood = line(2147483001);
+  for (int i = 0; i < 300; ++i) flood += line(1);
+  append(log, flood);
+  ASSERT_TRUE(eventually([&] { return r.seg->log_reads.load() >= 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(r.seg->php_errors.load(), 0u) << "a line naming a pid that is no worker counted";
+  // The worker's own line counts, once, even behind the flood.
+  append(log, line(2147483000) + line(2147483000));
+  ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() >= 1; }));
+  EXPECT_EQ(r.seg->php_error_pid.load(), 2147483000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(r.seg->php_errors.load(), 1u);
 }
 
 TEST(Sampler, EvidenceTicketIsServedAfterAWake) {
@@ -239,7 +286,10 @@ TEST(Sampler, FloodOfLogLinesIsReadInBatches) {
   TempDir d;
   const std::string log = d.path() + "/error.log";
   append(log, "");
-  Running r(config(fixtures() + "/beancounters/openvz6-container.txt", log));
+  Table t = dead_workers({12958});
+  sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
+  cfg.fcgid_table = t.mem.data();
+  Running r(cfg);
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   const std::uint64_t reads0 = r.seg->log_reads.load();
   const auto t0 = std::chrono::steady_clock::now();
@@ -271,6 +321,8 @@ TEST(Sampler, FirstLogLineAfterAQuietSpellIsReadAtOnce) {
   append(log, "");
   sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
   cfg.interval_ms = 10000;  // no scheduled sample reads the log in this test
+  Table t = dead_workers({13000});
+  cfg.fcgid_table = t.mem.data();
   Running r(cfg);
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the follower's gap
