@@ -73,6 +73,7 @@ void find_fcgid(server_rec* s) {
   gen.fcgid_get_wrapper_info = nullptr;
   gen.fcgid_init_spawn_cmd = nullptr;
   gen.fcgid_send_spawn_cmd = nullptr;
+  gen.fcgid_lock = gen.fcgid_unlock = nullptr;
   if (!m) return;
   auto fail = [&](const std::string& why) {
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
@@ -127,6 +128,13 @@ void find_fcgid(server_rec* s) {
   if (init && send) {
     gen.fcgid_init_spawn_cmd = init;
     gen.fcgid_send_spawn_cmd = send;
+  }
+  // Optional: without them no idle worker is reclaimed for another class (ShmGuardReclaim).
+  auto lock = reinterpret_cast<void (*)(request_rec*)>(sym("proctable_lock"));
+  auto unlock = reinterpret_cast<void (*)(request_rec*)>(sym("proctable_unlock"));
+  if (lock && unlock) {
+    gen.fcgid_lock = lock;
+    gen.fcgid_unlock = unlock;
   }
 }
 
