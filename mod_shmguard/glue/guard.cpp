@@ -405,11 +405,11 @@ bool reclaim_for(request_rec* r, RequestNote* note, const ServerConf* c, const G
     if (vc && (now - last < 10000 || !vc->last_would_reclaim_ms.compare_exchange_strong(last, now)))
       return false;
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  "SG0211 would reclaim idle worker pid %d of %s (idle %lld ms) for %s on %s "
+                  "SG0211 would reclaim idle worker pid %d of %s (idle %s ms) for %s on %s "
                   "(ShmGuardAction log: nothing retired)",
                   choice->victim.pid,
                   server_name_of(server_of_fcgid_vhost(choice->victim.vhost_id)),
-                  static_cast<long long>(choice->idle_ms), r->uri, host_of(r));
+                  std::to_string(choice->idle_ms).c_str(), r->uri, host_of(r));
     return false;
   }
   if (!shm::begin_reclaim(note->slot, now)) return true;  // another request's is in flight
@@ -451,13 +451,13 @@ bool reclaim_for(request_rec* r, RequestNote* note, const ServerConf* c, const G
   if (victim_server)
     if (shm::VhostCounters* vc = counters_for(server_conf(victim_server)))
       vc->reclaims_given.fetch_add(1);
-  ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
-                "SG0210 reclaimed idle worker pid %d of %s (idle %lld ms) for %s on %s: no worker "
+  ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                "SG0210 reclaimed idle worker pid %d of %s (idle %s ms) for %s on %s: no worker "
                 "of its class and no room (%d workers fit the budget, %d sites with demand); "
                 "retired as mod_fcgid retires an idle worker, its room is due at mod_fcgid's next "
                 "error scan (FcgidErrorScanInterval)",
                 choice->victim.pid, server_name_of(victim_server),
-                static_cast<long long>(choice->idle_ms), r->uri, host_of(r), choice->budget_workers,
+                std::to_string(choice->idle_ms).c_str(), r->uri, host_of(r), choice->budget_workers,
                 choice->classes_with_demand);
   return true;
 }

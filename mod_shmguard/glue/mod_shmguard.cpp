@@ -182,6 +182,12 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
     int n = 0;
     for (server_rec* v = s; v; v = v->next) {
       ServerConf* c = server_conf(v);
+      // A vhost with no ShmGuard directive of its own shares the main server's configuration
+      // (httpd merges nothing for it): it gets a copy, and with it counters of its own.
+      if (v != s && c == server_conf(s)) {
+        c = static_cast<ServerConf*>(apr_pmemdup(pconf, c, sizeof(ServerConf)));
+        ap_set_module_config(v->module_config, &shmguard_module, c);
+      }
       c->vhost_index = n < static_cast<int>(shm::kMaxVhosts) ? n : -1;
       ++n;
     }
