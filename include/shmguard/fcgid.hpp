@@ -83,6 +83,20 @@ std::string node_executable(const unsigned char* table, int index);
 // once). No allocation.
 int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*alive)(int pid));
 
+// mod_fcgid's reasons a worker dies (fcgid_proctbl.h FCGID_DIE_*; the process manager logs them).
+constexpr char kDieIdleTimeout = 1;  // FCGID_DIE_IDLE_TIMEOUT: "idle timeout"
+
+// Retires an idle worker the way mod_fcgid's scan_idlelist (fcgid_pm_main.c) retires one past
+// its idle timeout: the node at `index` is unlinked from the idle list, its diewhy set, and it is
+// linked at the head of the error list, where the process manager's next scan_errorlist sends
+// SIGTERM and the one after reaps it. Only when that node is on the idle list now and still holds
+// process `pid` started at `start_time_us`; on any other answer (not there: mod_fcgid gave it to a
+// request, or it is dying already; a link out of range; a list that does not end) nothing is
+// written and the answer is false. The caller holds mod_fcgid's table lock (proctable_lock), as
+// mod_fcgid's own request path does when it moves a node (fcgid_bridge.c apply_free_procnode).
+bool retire_idle_node(unsigned char* table, int index, int pid, std::int64_t start_time_us,
+                      char diewhy);
+
 // ---------------------------------------------------------------- is this the layout we know?
 // Checked at post_config, before the module reads anything of mod_fcgid's: on any mismatch the
 // module does not read mod_fcgid at all (SG0102: mod_fcgid requests fail open).

@@ -56,7 +56,18 @@ struct GuardInput {
   // request ended, in ms; and how long such a worker is given to be measured (measure_wait_ms()).
   std::int64_t since_unmeasured_spawn_ms = INT64_MAX;
   std::int64_t measure_wait_ms = 1000;
+  // ShmGuardReclaim on: an idle worker of another class may be retired for this request (rule 8b;
+  // which one, if any, is choose_reclaim()'s answer, reclaim.hpp).
+  bool reclaim = false;
+  // A worker retired for this class is on its way out (less than kReclaimPendingMs ago): its room
+  // is coming, so the request waits for it (and no second worker is retired for the class).
+  bool reclaim_pending = false;
 };
+
+// How long a reclaim counts as in flight: mod_fcgid's process manager signals the retired worker
+// at its next error scan (FcgidErrorScanInterval, 3 s by default, and its test is `<=`: up to 4 s)
+// and reaps it at the one after; the sample after its exit shows the room.
+constexpr std::int64_t kReclaimPendingMs = 10000;
 
 // While workers of the class are busy, a request waits this long for one of them before it may
 // start a new one: mod_fcgid itself sleeps a whole second before it asks for a spawn when a worker
@@ -75,6 +86,10 @@ struct Decision {
   Verdict verdict = Verdict::Pass;
   Claim claim = Claim::None;
   std::uint64_t reserve_bytes = 0;  // what the claim reserves (Spawn: need; Lean: lean_need)
+  // Rule 8b: retire an idle worker of another class for this request (the glue picks it with
+  // choose_reclaim() and retires it the way mod_fcgid does), then wait for its room. Under log:
+  // only say which (WouldRefuse).
+  bool reclaim = false;
 };
 
 // Room for this many workers is ample: a burst cannot spawn that many (mod_fcgid's default
@@ -98,7 +113,11 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //     flight: lean, reserve
 //     lean_need (lean workers are added one at a time);
 //  7. under log (dry run): would refuse, serve anyway (and reserve need, as the spawn happens);
-//  8. something to wait for (a worker, or a spawn in flight) and may_wait: wait;
+//  8. something to wait for (a worker, a spawn in flight, or a reclaim for the class in flight)
+//     and may_wait: wait;
+//  8b. nothing coming for the class (no worker, no spawn in flight, none being measured), may_wait
+//     and ShmGuardReclaim on: wait, and retire an idle worker of another class (Decision::reclaim;
+//     under log (7) the same is only flagged, nothing is retired);
 //  9. else refuse.
 Decision decide(const GuardInput& in);
 

@@ -113,6 +113,8 @@ struct VhostCounts {
                 translated = 0;
   std::uint64_t waited = 0, wait_served = 0, wait_expired = 0, queue_full = 0, lean_starts = 0;
   std::int64_t last_refusal_ms = 0;  // wall clock, 0: never
+  // ShmGuardReclaim: idle workers of this vhost retired for another vhost, and for this one.
+  std::uint64_t reclaims_given = 0, reclaims_taken = 0;
 };
 
 struct VhostStatus {

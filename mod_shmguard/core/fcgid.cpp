@@ -236,6 +236,36 @@ std::uint64_t class_hash_at(const unsigned char* table, int index, int pid,
   return class_hash(k);
 }
 
+bool retire_idle_node(unsigned char* table, int index, int pid, std::int64_t start_time_us,
+                      char diewhy) {
+  if (!table || index < 4 || index >= kSlots) return false;
+  // Find the node on the idle list, and the node that links to it (the head, or a node).
+  int prev = kIdleHead;
+  int i = load<int>(node_at(table, kIdleHead), off::next_index);
+  for (int steps = 0; i != index; ++steps) {
+    if (i == 0 || i < 4 || i >= kSlots || steps >= kSlots) return false;
+    prev = i;
+    i = load<int>(node_at(table, i), off::next_index);
+  }
+  unsigned char* node = table + static_cast<std::size_t>(index) * kNodeSize;
+  if (load<int>(node, off::pid) != pid ||
+      load<std::int64_t>(node, off::start_time) != start_time_us)
+    return false;
+  const int after = load<int>(node, off::next_index);
+  const int error_first = load<int>(node_at(table, kErrorHead), off::next_index);
+  if ((after != 0 && (after < 4 || after >= kSlots)) ||
+      (error_first != 0 && (error_first < 4 || error_first >= kSlots)))
+    return false;
+  // As scan_idlelist: diewhy, unlink from the idle list, link at the head of the error list.
+  std::memcpy(node + off::diewhy, &diewhy, 1);
+  std::memcpy(table + static_cast<std::size_t>(prev) * kNodeSize + off::next_index, &after,
+              sizeof after);
+  std::memcpy(node + off::next_index, &error_first, sizeof error_first);
+  std::memcpy(table + static_cast<std::size_t>(kErrorHead) * kNodeSize + off::next_index, &index,
+              sizeof index);
+  return true;
+}
+
 bool version_supported(std::string_view version) {
   return version == "2.3.9";
 }

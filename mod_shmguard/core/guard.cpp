@@ -67,9 +67,12 @@ Decision decide(const GuardInput& in) {
   // A lean worker only where no full one fits (else a full worker is due soon: wait for it).
   if (in.action == Action::Degrade && left < in.need && left >= in.lean_need && !spawn_in_flight)
     return {Verdict::Lean, Claim::Lean, in.lean_need};
-  if (in.action == Action::Log) return {Verdict::WouldRefuse, Claim::Spawn, in.need};
-  const bool something_to_wait_for = in.workers > 0 || in.inflight > 0 || measuring;
-  if (something_to_wait_for && in.may_wait) return {Verdict::Wait, Claim::None, 0};
+  const bool coming = in.workers > 0 || in.inflight > 0 || measuring;
+  // Rule 8b: nothing of the class's own to wait for; another class's idle worker may make room.
+  const bool reclaim = in.reclaim && in.may_wait && !coming && !in.reclaim_pending;
+  if (in.action == Action::Log) return {Verdict::WouldRefuse, Claim::Spawn, in.need, reclaim};
+  if ((coming || in.reclaim_pending) && in.may_wait) return {Verdict::Wait, Claim::None, 0};
+  if (reclaim) return {Verdict::Wait, Claim::None, 0, true};
   return {Verdict::Refuse, Claim::None, 0};
 }
 

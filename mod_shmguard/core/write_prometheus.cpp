@@ -305,6 +305,14 @@ void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {
   each("shmguard_vhost_lean_starts_total", "counter",
        "Lean workers the guard let start (ShmGuardAction degrade).",
        [](const VhostStatus& v) { return v.counts.lean_starts; });
+  p.family("shmguard_vhost_reclaims_total", "counter",
+           "Idle workers retired for another vhost's request (ShmGuardReclaim), by direction: "
+           "given (the vhost's worker) or taken (for the vhost's request).");
+  for (std::size_t i = 0; i < vs.size(); ++i) {
+    const VhostCounts& c = vs[i].counts;
+    p.sample(vl[i] + ",direction=\"given\"", c.reclaims_given);
+    p.sample(vl[i] + ",direction=\"taken\"", c.reclaims_taken);
+  }
   each("shmguard_vhost_workers_fit", "gauge",
        "More workers of the vhost's reserve that the headroom holds now.",
        [](const VhostStatus& v) { return v.fit_more; });

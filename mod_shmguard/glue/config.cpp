@@ -245,6 +245,12 @@ const char* set_status_commands(cmd_parms* cmd, void*, const char* arg) {
   return nullptr;
 }
 
+const char* set_reclaim(cmd_parms* cmd, void*, int on) {
+  if (const char* e = server_only(cmd)) return e;
+  conf_of(cmd)->reclaim = on ? 1 : 0;
+  return nullptr;
+}
+
 // Non-designated initializers under C++: cmd_func is `const char* (*)()`.
 // Directive handlers are entry points from httpd: no exception may escape them.
 template <const char* (*F)(cmd_parms*, void*, const char*)>
@@ -312,6 +318,9 @@ const command_rec directives[] = {
      "On|Off: serve the shmguard-status handler here (server configuration only; default Off)"},
     {"ShmGuardStatusCommands", fn(safe<set_status_commands>), nullptr, RSRC_CONF, TAKE1,
      "name|full: worker command lines on the status page (default name)"},
+    {"ShmGuardReclaim", fn(safe<set_reclaim>), nullptr, RSRC_CONF, FLAG,
+     "On|Off: retire an idle worker of another class for a request that finds none of its own "
+     "and no room (default On)"},
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
 };
 
@@ -342,6 +351,7 @@ void* create_server_conf(apr_pool_t* p, server_rec* s) {
   c->cgroup_mode = -1;
   c->vhost_index = s && s->is_virtual ? -1 : 0;
   c->status_commands = -1;
+  c->reclaim = -1;
   return c;
 }
 
@@ -380,6 +390,7 @@ void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
   c->cgroup_dir = base->cgroup_dir;
   c->vhost_index = -1;
   c->status_commands = base->status_commands;
+  c->reclaim = base->reclaim;
   return c;
 }
 

@@ -53,6 +53,9 @@ struct ServerConf {
 
   // Server-wide: ShmGuardStatusCommands name|full (-1 unset: name).
   int status_commands;
+
+  // Server-wide: ShmGuardReclaim On|Off (-1 unset: On).
+  int reclaim;
 };
 
 // Defaults, in one place (a directive left unset means this value).
@@ -95,6 +98,9 @@ inline apr_int64_t conf_retry_after(const ServerConf* c) {
 inline apr_int64_t conf_interval_ms(const ServerConf* c) {
   return c->interval_ms <= 0 ? kDefaultIntervalMs : c->interval_ms;
 }
+inline bool conf_reclaim(const ServerConf* c) {
+  return c->reclaim != 0;
+}
 inline ServerConf* server_conf(const server_rec* s) {
   return static_cast<ServerConf*>(ap_get_module_config(s->module_config, &shmguard_module));
 }
@@ -129,6 +135,10 @@ struct Generation {
   // procmgr_send_spawn_cmd(fcgid_command*, request_rec*): the guard asks for an admitted spawn.
   void (*fcgid_init_spawn_cmd)(void*, request_rec*, void*) = nullptr;
   apr_status_t (*fcgid_send_spawn_cmd)(void*, request_rec*) = nullptr;
+  // proctable_lock(request_rec*) and proctable_unlock(request_rec*): mod_fcgid's own table lock,
+  // taken to retire an idle worker of another class (ShmGuardReclaim).
+  void (*fcgid_lock)(request_rec*) = nullptr;
+  void (*fcgid_unlock)(request_rec*) = nullptr;
 };
 // Room for mod_fcgid's fcgid_command (13 160 bytes in 2.3.9), and its path and command-line
 // fields (FCGID_PATH_MAX, FCGID_CMDLINE_MAX).

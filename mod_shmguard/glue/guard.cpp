@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <pthread.h>
 
@@ -24,6 +25,7 @@
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/guard.hpp"
+#include "shmguard/reclaim.hpp"
 #include "shmguard/refusal.hpp"
 #include "shmguard/units.hpp"
 
@@ -310,6 +312,156 @@ std::size_t thread_hint() {
   return static_cast<std::size_t>(t >> 40);
 }
 
+// ---------------------------------------------------------------- reclaim (ShmGuardReclaim)
+
+// mod_fcgid's own table lock, held for a scope (given back whatever happens in it).
+struct FcgidTableLock {
+  request_rec* r;
+  explicit FcgidTableLock(request_rec* req) : r(req) { gen.fcgid_lock(r); }
+  ~FcgidTableLock() { gen.fcgid_unlock(r); }
+  FcgidTableLock(const FcgidTableLock&) = delete;
+  FcgidTableLock& operator=(const FcgidTableLock&) = delete;
+};
+
+// The server whose mod_fcgid vhost id is `id` (nullptr: none).
+server_rec* server_of_fcgid_vhost(int id) {
+  for (server_rec* v = gen.main_server; v; v = v->next) {
+    const int* vid =
+        static_cast<const int*>(ap_get_module_config(v->module_config, gen.fcgid_module));
+    if (vid && *vid == id) return v;
+  }
+  return nullptr;
+}
+
+const char* server_name_of(const server_rec* v) {
+  return v && v->server_hostname ? v->server_hostname : "?";
+}
+
+// What choose_reclaim() decides on: mod_fcgid's workers by class, the guard's counts of each.
+ReclaimInput reclaim_input(const std::vector<fcgid::Node>& nodes, const RequestNote* note,
+                           const GuardInput& in) {
+  ReclaimInput ri;
+  ri.requester = note->key_hash;
+  ri.requester_need = in.need;
+  ri.room = room(in);
+  ri.now_us = wall_ms() * 1000;
+  add_table(ri, nodes);
+  bool listed = false;
+  for (ClassLoad& cl : ri.classes) {
+    listed = listed || cl.key == ri.requester;
+    if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, cl.key, false)) {
+      cl.waiting = slot->waiting.load(std::memory_order_relaxed);
+      cl.inflight = slot->inflight.load(std::memory_order_relaxed);
+      cl.need = slot->worker_need.load(std::memory_order_relaxed);
+    }
+  }
+  if (!listed) {
+    ClassLoad own;
+    own.key = ri.requester;
+    if (note->slot) {
+      own.waiting = note->slot->waiting.load(std::memory_order_relaxed);
+      own.inflight = note->slot->inflight.load(std::memory_order_relaxed);
+    }
+    ri.classes.push_back(own);
+  }
+  return ri;
+}
+
+// A claim the reclaiming request holds on the victim's class while it retires the worker, and a
+// little after: a request of that class that counted the victim as its free worker before it
+// was retired fails its compare-and-swap on the class's count and decides again on the table
+// as it is now (given back after the first ~50 ms, or when the request's admission ends).
+struct HeldClaim {
+  int index = -1;
+  std::uint64_t word = 0;
+  std::int64_t since_ms = 0;
+  HeldClaim() = default;
+  HeldClaim(const HeldClaim&) = delete;
+  HeldClaim& operator=(const HeldClaim&) = delete;
+  ~HeldClaim() { release(); }
+  void release() {
+    if (index >= 0 && gen.seg) shm::release_claim(gen.seg, index, word);
+    index = -1;
+  }
+};
+
+// Rule 8b for this request: retires the idle worker choose_reclaim() picks, as mod_fcgid's
+// scan_idlelist retires one past its idle timeout (under mod_fcgid's table lock, off the idle
+// list onto the error list, diewhy "idle timeout"): the process manager signals and reaps it on
+// its next error scans; the guard never signals a worker itself. `dry` (ShmGuardAction log): only
+// the log line (SG0211), at most one per 10 s per vhost. True when a reclaim for the class is in
+// flight (this one, or another request's).
+bool reclaim_for(request_rec* r, RequestNote* note, const ServerConf* c, const GuardInput& in,
+                 bool dry, HeldClaim& held) {
+  if (!gen.fcgid_lock || !gen.fcgid_unlock || !gen.fcgid_table || !note->slot) return false;
+  // A look without the lock first: most rounds find nothing to retire, and mod_fcgid's lock is
+  // every request's.
+  auto choice = choose_reclaim(reclaim_input(fcgid::read_table(gen.fcgid_table), note, in));
+  if (!choice) return false;
+  const std::int64_t now = wall_ms();
+  if (dry) {
+    shm::VhostCounters* vc = counters_for(c);
+    std::int64_t last = vc ? vc->last_would_reclaim_ms.load() : 0;
+    if (vc && (now - last < 10000 || !vc->last_would_reclaim_ms.compare_exchange_strong(last, now)))
+      return false;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  "SG0211 would reclaim idle worker pid %d of %s (idle %s ms) for %s on %s "
+                  "(ShmGuardAction log: nothing retired)",
+                  choice->victim.pid,
+                  server_name_of(server_of_fcgid_vhost(choice->victim.vhost_id)),
+                  std::to_string(choice->idle_ms).c_str(), r->uri, host_of(r));
+    return false;
+  }
+  if (!shm::begin_reclaim(note->slot, now)) return true;  // another request's is in flight
+  const std::uint64_t victim_class = choice->victim.class_key;
+  shm::ClassSlot* vslot = shm::class_slot(gen.seg, victim_class);
+  if (vslot) {
+    vslot->inflight.fetch_add(1, std::memory_order_acq_rel);
+    held.index = shm::record_claim(gen.seg, gen.child_pid, vslot, Claim::Worker, 0, thread_hint());
+    if (held.index < 0) vslot->inflight.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  if (held.index < 0) {  // no claim record left: do not race that class's requests
+    shm::end_reclaim(note->slot);
+    return false;
+  }
+  held.word = gen.seg->claims[held.index].word.load(std::memory_order_relaxed);
+  held.since_ms = now;
+  bool retired = false;
+  {
+    FcgidTableLock lock(r);
+    // Decided again on the table as it is under the lock (mod_fcgid may have handed that worker
+    // to a request meanwhile: then it is on the busy list and not touched), and on the counts
+    // of now, without the claim just taken.
+    ReclaimInput ri = reclaim_input(fcgid::read_table(gen.fcgid_table), note, in);
+    for (ClassLoad& cl : ri.classes)
+      if (cl.key == victim_class && cl.inflight > 0) --cl.inflight;
+    choice = choose_reclaim(ri);
+    if (choice && choice->victim.class_key == victim_class)
+      retired = fcgid::retire_idle_node(const_cast<unsigned char*>(gen.fcgid_table),
+                                        choice->victim.index, choice->victim.pid,
+                                        choice->victim.start_time_us, fcgid::kDieIdleTimeout);
+  }
+  if (!retired) {
+    held.release();
+    shm::end_reclaim(note->slot);
+    return false;
+  }
+  server_rec* victim_server = server_of_fcgid_vhost(choice->victim.vhost_id);
+  if (shm::VhostCounters* vc = counters_for(c)) vc->reclaims_taken.fetch_add(1);
+  if (victim_server)
+    if (shm::VhostCounters* vc = counters_for(server_conf(victim_server)))
+      vc->reclaims_given.fetch_add(1);
+  ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                "SG0210 reclaimed idle worker pid %d of %s (idle %s ms) for %s on %s: no worker "
+                "of its class and no room (%d workers fit the budget, %d sites with demand); "
+                "retired as mod_fcgid retires an idle worker, its room is due at mod_fcgid's next "
+                "error scan (FcgidErrorScanInterval)",
+                choice->victim.pid, server_name_of(victim_server),
+                std::to_string(choice->idle_ms).c_str(), r->uri, host_of(r), choice->budget_workers,
+                choice->classes_with_demand);
+  return true;
+}
+
 // Decides for a request (and waits for a worker of its class when the rules say so). Sets
 // note->verdict, the claim, and the numbers for the log.
 void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
@@ -328,7 +480,14 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   const char* why = nullptr;
   Verdict v = Verdict::FailOpen;
   Decision decision;
+  const bool reclaim_on = note->backend == Backend::Fcgid && note->slot &&
+                          conf_reclaim(server_conf(gen.main_server)) && gen.fcgid_lock;
+  bool reclaim_tried = false;  // in the round before: decide this one without rule 8b
+  HeldClaim held;              // on a reclaimed worker's class, for a moment (reclaim_for)
   for (;;) {
+    if (held.index >= 0 && wall_ms() - held.since_ms >= 50) held.release();
+    in.reclaim = reclaim_on && !reclaim_tried;
+    reclaim_tried = false;
     // Every round decides on the sample published now (the rounds of a wait span samples):
     // try_admit() reads it, and the class's workers for it, for the decision it records.
     const std::int64_t t = wall_ms();
@@ -354,6 +513,15 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     }
     v = a.decision.verdict;
     decision = a.decision;
+    if (decision.reclaim && v == Verdict::WouldRefuse) {
+      reclaim_for(r, note, c, in, true, held);  // ShmGuardAction log: only said
+    } else if (decision.reclaim) {
+      // Nothing was claimed: decide again, waiting for the reclaim in flight (this request's or
+      // another's), or refusing as without rule 8b when there was nothing to retire.
+      reclaim_for(r, note, c, in, false, held);
+      reclaim_tried = true;
+      continue;
+    }
     // `in` now holds the numbers the decision was taken on.
     note->headroom = in.bounded ? static_cast<std::int64_t>(in.headroom) : -1;
     note->reserve = in.need;
@@ -382,6 +550,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     if (until_spawn > 0 && until_spawn < nap) nap = until_spawn;
     shm::wait_turn(seg, waiter, (nap > 0 ? nap : 1) * 1000000L);
   }
+  held.release();
   // The claim goes back with the request's pool at the latest, whatever happens from here on.
   if (note->claim >= 0)
     apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);

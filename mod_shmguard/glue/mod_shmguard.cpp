@@ -73,6 +73,7 @@ void find_fcgid(server_rec* s) {
   gen.fcgid_get_wrapper_info = nullptr;
   gen.fcgid_init_spawn_cmd = nullptr;
   gen.fcgid_send_spawn_cmd = nullptr;
+  gen.fcgid_lock = gen.fcgid_unlock = nullptr;
   if (!m) return;
   auto fail = [&](const std::string& why) {
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
@@ -128,6 +129,13 @@ void find_fcgid(server_rec* s) {
     gen.fcgid_init_spawn_cmd = init;
     gen.fcgid_send_spawn_cmd = send;
   }
+  // Optional: without them no idle worker is reclaimed for another class (ShmGuardReclaim).
+  auto lock = reinterpret_cast<void (*)(request_rec*)>(sym("proctable_lock"));
+  auto unlock = reinterpret_cast<void (*)(request_rec*)>(sym("proctable_unlock"));
+  if (lock && unlock) {
+    gen.fcgid_lock = lock;
+    gen.fcgid_unlock = unlock;
+  }
 }
 
 // Under ShmGuardAction degrade (any vhost) the sampler publishes the headroom for
@@ -174,6 +182,12 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
     int n = 0;
     for (server_rec* v = s; v; v = v->next) {
       ServerConf* c = server_conf(v);
+      // A vhost with no ShmGuard directive of its own shares the main server's configuration
+      // (httpd merges nothing for it): it gets a copy, and with it counters of its own.
+      if (v != s && c == server_conf(s)) {
+        c = static_cast<ServerConf*>(apr_pmemdup(pconf, c, sizeof(ServerConf)));
+        ap_set_module_config(v->module_config, &shmguard_module, c);
+      }
       c->vhost_index = n < static_cast<int>(shm::kMaxVhosts) ? n : -1;
       ++n;
     }

@@ -46,6 +46,8 @@ VhostCounts counts(const shm::VhostCounters& c) {
   v.queue_full = c.queue_full.load();
   v.lean_starts = c.lean_spawns.load();
   v.last_refusal_ms = c.last_refusal_ms.load();
+  v.reclaims_given = c.reclaims_given.load();
+  v.reclaims_taken = c.reclaims_taken.load();
   return v;
 }
 

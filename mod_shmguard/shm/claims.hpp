@@ -190,6 +190,30 @@ inline std::int64_t since_unmeasured_spawn(const ClassSlot* slot, std::int64_t n
   return since < 0 ? 0 : since;
 }
 
+// Is a reclaim for the class in flight (an idle worker of another class retired for it less than
+// kReclaimPendingMs ago; a wall clock stepped back by more than a second ends it)?
+inline bool reclaim_in_flight(const ClassSlot* slot, std::int64_t now_ms) {
+  const std::int64_t at = slot ? slot->reclaim_ms.load(std::memory_order_acquire) : 0;
+  if (!at) return false;
+  const std::int64_t since = now_ms - at;
+  return since >= -1000 && since < kReclaimPendingMs;
+}
+// Takes the class's one reclaim in flight (compare-and-swap): true when this request may retire
+// a worker for it, false when another request's reclaim is in flight.
+inline bool begin_reclaim(ClassSlot* slot, std::int64_t now_ms) {
+  std::int64_t at = slot->reclaim_ms.load(std::memory_order_acquire);
+  for (;;) {
+    if (reclaim_in_flight(slot, now_ms)) return false;
+    if (slot->reclaim_ms.compare_exchange_weak(at, now_ms == 0 ? 1 : now_ms,
+                                               std::memory_order_acq_rel))
+      return true;
+  }
+}
+// Gives it back: nothing was retired after all, or the class got its worker.
+inline void end_reclaim(ClassSlot* slot) {
+  slot->reclaim_ms.store(0, std::memory_order_release);
+}
+
 // The published sample's numbers a decision rests on: freshness, the headroom and what admitted
 // spawns reserve of it. Read afresh for every decision (a request that waited must not decide on
 // the headroom it saw when it began to wait: the samples since have counted the workers started
@@ -235,6 +259,7 @@ Admission try_admit(Segment* s, ClassSlot* slot, GuardInput& in, std::int64_t no
     in.queued = is_waiter ? 0 : in.class_waiting;
     in.since_unmeasured_spawn_ms = since_unmeasured_spawn(slot, now_ms);
     in.measure_wait_ms = measure_wait_ms(s->interval_ms.load(std::memory_order_relaxed));
+    in.reclaim_pending = reclaim_in_flight(slot, now_ms);
     a.decision = decide(in);
     if (a.decision.claim == Claim::None || !slot) return a;
     // The count first (a concurrent decision then sees this claim: "one spawn of the class at a
@@ -253,6 +278,11 @@ Admission try_admit(Segment* s, ClassSlot* slot, GuardInput& in, std::int64_t no
       a.word = s->claims[a.claim].word.load(std::memory_order_relaxed);
       if (a.decision.claim == Claim::Spawn && a.decision.reserve_bytes && !in.need_known)
         slot->unmeasured_spawn_ms.store(now_ms);
+      // The class starts its worker: a reclaim for it has done its work (the next request that
+      // finds nothing again may retire another).
+      if ((a.decision.claim == Claim::Spawn || a.decision.claim == Claim::Lean) &&
+          a.decision.verdict != Verdict::WouldRefuse && in.reclaim_pending)
+        end_reclaim(slot);
     } else {  // no record left: undo the count (the request is served uncounted, fails open)
       slot->inflight.fetch_sub(1, std::memory_order_acq_rel);
       if (a.decision.reserve_bytes)

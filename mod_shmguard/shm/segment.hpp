@@ -34,6 +34,10 @@ struct VhostCounters {
   std::atomic<std::int64_t> last_refusal_ms;  // wall clock
   std::atomic<std::int64_t> last_log_ms;      // for the one-line-per-burst log
   std::atomic<std::uint64_t> refused_since_log;
+  // Idle workers of this vhost retired for another vhost's request (ShmGuardReclaim), and those
+  // retired for this vhost's requests.
+  std::atomic<std::uint64_t> reclaims_given, reclaims_taken;
+  std::atomic<std::int64_t> last_would_reclaim_ms;  // SG0211 under log: one line per 10 s
 };
 
 // One mod_fcgid process class (fcgid::class_hash: vhost_id, device and inode of the wrapper or
@@ -48,6 +52,9 @@ struct ClassSlot {
   std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
   std::atomic<std::int64_t> unmeasured_spawn_ms;  // wall ms a spawn on the default need (none
                                                   // measured yet) was admitted or ended; 0: none
+  std::atomic<std::int64_t>
+      reclaim_ms;  // wall ms an idle worker of another class was retired
+                   // for this class (in flight for kReclaimPendingMs); 0: none
 };
 
 // A request's claim: word = pid << 32 | slot index << 8 | Claim; 0 = free. bytes = what a spawn

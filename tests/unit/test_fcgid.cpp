@@ -171,3 +171,90 @@ TEST(FcgidTable, LiteReadMatchesFullRead) {
   read_table_lite(nullptr, lite);
   EXPECT_TRUE(lite.empty());
 }
+
+namespace {
+int next_of(Table& t, int i) {
+  int n;
+  std::memcpy(&n, t.node(i) + off::next_index, sizeof n);
+  return n;
+}
+std::vector<int> list_of(Table& t, int head) {
+  std::vector<int> out;
+  for (int i = next_of(t, head); i != 0 && out.size() < 16; i = next_of(t, i)) out.push_back(i);
+  return out;
+}
+char diewhy_of(Table& t, int i) {
+  return static_cast<char>(t.node(i)[off::diewhy]);
+}
+}  // namespace
+
+TEST(FcgidRetire, MovesTheIdleNodeToTheErrorListAsScanIdlelistDoes) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/srv/wrap.sh");
+  t.add(kIdleHead, 5, 103, 77, 1, "/srv/wrap.sh");
+  t.add(kIdleHead, 6, 105, 77, 1, "/srv/wrap.sh");  // idle list: 6 5 4
+  t.add(kBusyHead, 7, 107, 77, 1, "/srv/wrap.sh");
+  t.add(kErrorHead, 8, 109, 77, 1, "/srv/wrap.sh");
+  t.put<std::int64_t>(5, off::start_time, 555);
+  const auto before = t.mem;
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 5, 103, 556, kDieIdleTimeout)) << "another process";
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 5, 104, 555, kDieIdleTimeout)) << "another pid";
+  EXPECT_EQ(t.mem, before) << "nothing written";
+  ASSERT_TRUE(retire_idle_node(t.mem.data(), 5, 103, 555, kDieIdleTimeout));
+  EXPECT_EQ(list_of(t, kIdleHead), (std::vector<int>{6, 4}));
+  EXPECT_EQ(list_of(t, kErrorHead), (std::vector<int>{5, 8})) << "at the head, as mod_fcgid links";
+  EXPECT_EQ(list_of(t, kBusyHead), (std::vector<int>{7}));
+  EXPECT_EQ(diewhy_of(t, 5), kDieIdleTimeout);
+  EXPECT_EQ(diewhy_of(t, 8), 0) << "no other node touched";
+  // The reader sees it dying: no longer a worker of the class.
+  ClassKey k;
+  k.inode = 77;
+  k.deviceid = 65024;
+  k.vhost_id = 1;
+  EXPECT_EQ(count_class_workers(t.mem.data(), k, nullptr), 3);
+}
+
+TEST(FcgidRetire, TheFirstAndLastNodesOfTheIdleList) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/w");
+  t.add(kIdleHead, 5, 103, 77, 1, "/w");  // idle: 5 4
+  ASSERT_TRUE(retire_idle_node(t.mem.data(), 5, 103, 0, kDieIdleTimeout));
+  EXPECT_EQ(list_of(t, kIdleHead), (std::vector<int>{4}));
+  ASSERT_TRUE(retire_idle_node(t.mem.data(), 4, 101, 0, kDieIdleTimeout));
+  EXPECT_TRUE(list_of(t, kIdleHead).empty());
+  EXPECT_EQ(list_of(t, kErrorHead), (std::vector<int>{4, 5}));
+}
+
+TEST(FcgidRetire, NeverABusyOrDyingNode) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/w");
+  t.add(kBusyHead, 5, 103, 77, 1, "/w");   // mod_fcgid handed it to a request
+  t.add(kErrorHead, 6, 105, 77, 1, "/w");  // dying already
+  const auto before = t.mem;
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 5, 103, 0, kDieIdleTimeout));
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 6, 105, 0, kDieIdleTimeout));
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 9, 0, 0, kDieIdleTimeout)) << "a free node";
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 2, 0, 0, kDieIdleTimeout)) << "a list head";
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), kSlots, 0, 0, kDieIdleTimeout));
+  EXPECT_FALSE(retire_idle_node(nullptr, 4, 101, 0, kDieIdleTimeout));
+  EXPECT_EQ(t.mem, before);
+}
+
+TEST(FcgidRetire, ACorruptTableIsNotWritten) {
+  Table t;
+  t.add(kIdleHead, 4, 101, 77, 1, "/w");
+  t.add(kIdleHead, 5, 103, 77, 1, "/w");  // idle: 5 4
+  t.put(5, off::next_index, 5);           // a cycle before node 4
+  auto before = t.mem;
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 4, 101, 0, kDieIdleTimeout));
+  EXPECT_EQ(t.mem, before);
+  t.put(5, off::next_index, 99999);  // out of range
+  before = t.mem;
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 4, 101, 0, kDieIdleTimeout));
+  EXPECT_EQ(t.mem, before);
+  t.put(5, off::next_index, 4);
+  t.put(kErrorHead, off::next_index, -3);  // the error list's head is broken
+  before = t.mem;
+  EXPECT_FALSE(retire_idle_node(t.mem.data(), 4, 101, 0, kDieIdleTimeout));
+  EXPECT_EQ(t.mem, before);
+}

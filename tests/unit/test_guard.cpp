@@ -689,3 +689,102 @@ TEST(ClassKey, NodeInTheTableHasTheRequestsKey) {
   too_long.cmdline = longer.c_str();
   EXPECT_EQ(fcgid::count_class_workers(table.data(), too_long, nullptr), -1);
 }
+
+// ---------------------------------------------------------------- rule 8b: reclaim
+
+namespace {
+GuardInput nothing_coming() {  // no worker of the class, none coming, no room; it may wait
+  GuardInput in = low();
+  in.workers = 0;
+  in.inflight = 0;
+  in.may_wait = true;
+  return in;
+}
+}  // namespace
+
+TEST(Decide, NothingComingWithReclaimOnWaitsAndAsksForAReclaim) {
+  GuardInput in = nothing_coming();
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse) << "reclaim off: as before";
+  EXPECT_FALSE(decide(in).reclaim);
+  in.reclaim = true;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Wait);
+  EXPECT_TRUE(d.reclaim);
+  EXPECT_EQ(d.claim, Claim::None) << "nothing is claimed before the reclaim";
+  in.may_wait = false;  // ShmGuardWait 0 or expired: nothing to retire a worker for
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+  EXPECT_FALSE(decide(in).reclaim);
+}
+
+TEST(Decide, AReclaimInFlightMeansWaitAndNoSecondReclaim) {
+  GuardInput in = nothing_coming();
+  in.reclaim = true;
+  in.reclaim_pending = true;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Wait) << "the room is coming: wait, not refuse";
+  EXPECT_FALSE(d.reclaim) << "at most one reclaim in flight per class";
+  in.reclaim = false;  // also when this request may not start one (its attempt found none)
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  in.may_wait = false;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+}
+
+TEST(Decide, NoReclaimWhileSomethingOfTheClassIsComing) {
+  GuardInput in = nothing_coming();
+  in.reclaim = true;
+  in.workers = 1;  // its own busy worker frees
+  in.inflight = 1;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+  EXPECT_FALSE(decide(in).reclaim);
+  in.workers = 0;  // a spawn of the class in flight
+  EXPECT_FALSE(decide(in).reclaim);
+  in.inflight = 0;
+  in.headroom = 100 * MiB;  // room: a spawn, no reclaim
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  EXPECT_FALSE(decide(in).reclaim);
+}
+
+TEST(Decide, ALeanWorkerComesBeforeAReclaim) {
+  GuardInput in = nothing_coming();
+  in.reclaim = true;
+  in.action = Action::Degrade;
+  in.lean_need = 8 * MiB;  // fits the 10 MiB
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Lean);
+  EXPECT_FALSE(d.reclaim);
+}
+
+TEST(Decide, UnderLogAReclaimIsOnlyFlagged) {
+  GuardInput in = nothing_coming();
+  in.reclaim = true;
+  in.action = Action::Log;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::WouldRefuse) << "served anyway, as every dry-run refusal";
+  EXPECT_TRUE(d.reclaim) << "the glue logs which worker it would retire";
+}
+
+TEST(Claims, AReclaimIsInFlightForItsClassUntilItsWorkerStarts) {
+  auto seg = new_segment();
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 41);
+  EXPECT_FALSE(shm::reclaim_in_flight(slot, kNow));
+  EXPECT_TRUE(shm::begin_reclaim(slot, kNow));
+  EXPECT_FALSE(shm::begin_reclaim(slot, kNow + 5)) << "one reclaim in flight per class";
+  EXPECT_TRUE(shm::reclaim_in_flight(slot, kNow + kReclaimPendingMs - 1));
+  EXPECT_FALSE(shm::reclaim_in_flight(slot, kNow + kReclaimPendingMs)) << "bounded";
+  EXPECT_FALSE(shm::reclaim_in_flight(slot, kNow - 5000)) << "a clock stepped back ends it";
+
+  // A request of the class that waits decides Wait on it, not Refuse.
+  GuardInput in = nothing_coming();
+  in.reclaim = true;
+  EXPECT_EQ(admit(seg.get(), slot, in, 100, 0, true).decision.verdict, Verdict::Wait);
+  EXPECT_FALSE(admit(seg.get(), slot, in, 100, 0, true).decision.reclaim);
+  // The room shows in a sample: the class's spawn is admitted and the reclaim is done.
+  in.headroom = 100 * MiB;
+  auto a = admit(seg.get(), slot, in, 100, 0, true);
+  EXPECT_EQ(a.decision.verdict, Verdict::Pass);
+  EXPECT_EQ(a.decision.claim, Claim::Spawn);
+  EXPECT_FALSE(shm::reclaim_in_flight(slot, kNow));
+  EXPECT_TRUE(shm::begin_reclaim(slot, kNow + 10));
+  shm::end_reclaim(slot);
+  EXPECT_FALSE(shm::reclaim_in_flight(slot, kNow + 10));
+}

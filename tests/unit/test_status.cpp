@@ -630,3 +630,28 @@ TEST(Status, Headline) {
   EXPECT_EQ(decide_headline(h, hot, {}, nullptr).detail,
             "No finite shared-memory limit is known: nothing to guard.");
 }
+
+TEST(Status, ReclaimsPerVhostInEveryFormat) {
+  StatusModel m = view(snapshot(), {worker(10, 1, "a")});
+  m.vhosts[0].counts.reclaims_given = 3;
+  m.vhosts[1].counts.reclaims_taken = 2;
+  const std::string metrics = write_status_prometheus(m);
+  EXPECT_NE(metrics.find("# TYPE shmguard_vhost_reclaims_total counter\n"), std::string::npos);
+  EXPECT_NE(
+      metrics.find("shmguard_vhost_reclaims_total{vhost=\"a.example:80\",direction=\"given\"} 3\n"),
+      std::string::npos);
+  EXPECT_NE(metrics.find("shmguard_vhost_reclaims_total{vhost=\"<b>:81\",direction=\"taken\"} 2\n"),
+            std::string::npos);
+  auto kv = auto_lines(write_status_auto(m));
+  EXPECT_EQ(kv["ShmGuardVhostReclaimsGiven[a.example:80]"], "3");
+  EXPECT_EQ(kv["ShmGuardVhostReclaimsTaken[<b>:81]"], "2");
+  const std::string j = write_status_json(m);
+  EXPECT_NE(j.find("\"reclaims_given\":3,\"reclaims_taken\":0"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"reclaims_given\":0,\"reclaims_taken\":2"), std::string::npos) << j;
+  const std::string html = write_status_html(m);
+  EXPECT_NE(html.find("idle workers reclaimed (given / taken)"), std::string::npos);
+  EXPECT_NE(html.find("<td>3 / 0</td>"), std::string::npos);
+  EXPECT_NE(html.find("FcgidErrorScanInterval"), std::string::npos) << "how fast, once it happened";
+  m.vhosts[0].counts.reclaims_given = m.vhosts[1].counts.reclaims_taken = 0;
+  EXPECT_EQ(write_status_html(m).find("FcgidErrorScanInterval"), std::string::npos);
+}

@@ -1,0 +1,165 @@
+"""Several sites on one budget (issue 18): an idle worker of a quiet site is reclaimed for a site
+that has none, the way mod_fcgid retires an idle worker (off its idle list onto its error list,
+under its own table lock; its process manager ends it). Real apache2 + mod_fcgid + php-cgi, two
+name-based vhosts (two mod_fcgid classes), the OpenVZ beancounter double holding 3 workers in all.
+"""
+
+import re
+import threading
+import time
+
+from harness import wait_for
+from test_module import GUARD, SEG_PAGES, status, wait_sample
+
+A, B = "a.test", "b.test"
+# Two sites, two mod_fcgid classes: a vhost with a mod_fcgid directive of its own has its own
+# mod_fcgid vhost id (one without shares the main server's, and with the same wrapper would be
+# the same class).
+VHOSTS = "".join('<VirtualHost 127.0.0.1:*>\n  ServerName %s\n  FcgidIdleTimeout 300\n'
+                 '</VirtualHost>\n' % n for n in (A, B))
+# A generous wait (a loaded machine), and mod_fcgid's error scan every second: a reclaimed worker
+# is ended within about two seconds (the scan's test is `<=`).
+SHARING = GUARD + "ShmGuardWait 20s\n"
+
+
+def start(server, extra=""):
+    s = server(shmguard=True, shmguard_conf=SHARING + extra, extra_conf=VHOSTS,
+               fcgid_extra="FcgidErrorScanInterval 1", spawn_score_uplimit=100)
+    s.budget.refresh()
+    s.budget.set_barrier(s.budget.held() + 3 * SEG_PAGES + 1000)  # 3 workers in all
+    wait_sample(s, headroom_below=4 * (64 << 20), headroom_at_least=3 * (64 << 20))
+    return s
+
+
+def get(s, host, path="/sleep.php", timeout=60):
+    return s.get(path, headers={"Host": host}, timeout=timeout)
+
+
+def vh(s, name):
+    (v,) = [v for v in status(s)["vhosts"] if v["server_name"] == name]
+    return v
+
+
+class Watch:
+    """The most php-cgi workers seen at once, polled until stopped."""
+
+    def __init__(self, s):
+        self.s, self.most, self.stop_ = s, 0, threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_.is_set():
+            self.most = max(self.most, len(self.s.php_workers()))
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_.set()
+        self.t.join()
+        return self.most
+
+
+def hammer_a(s, n=6):
+    """Site A takes the three workers the budget holds; all its requests are served."""
+    rs = s.get_many(["/sleep.php?ms=2000"] * n, headers={"Host": A}, timeout=60)
+    assert [r.status for r in rs] == [200] * n, [(r.status, r.text[:200]) for r in rs]
+    workers = s.wait_workers(3)
+    wait_sample(s, headroom_below=64 << 20)
+    return workers
+
+
+def test_quiet_sites_idle_worker_is_reclaimed_for_the_other_site(server):
+    s = start(server)
+    watch = Watch(s)
+    a_workers = hammer_a(s)
+    # A is quiet now; its idle workers hold the whole budget. B's first request is served within
+    # ShmGuardWait by a worker of its own, in room one of A's idle workers gave back.
+    mark = s.log_mark()
+    r = get(s, B)
+    assert r.status == 200, (r.status, r.text[:300])
+    assert int(r.text) not in a_workers
+    log = s.wait_log(r"SG0210 reclaimed idle worker pid (\d+) of a\.test \(idle \d+ ms\) for "
+                     r"/sleep\.php on b\.test", since=mark)
+    victim = int(log.group(1))
+    assert victim in a_workers
+    assert wait_for(lambda: victim not in s.php_workers(), 10), "the reclaimed worker never ended"
+    assert len(re.findall(r"SG0210", s.error_log())) == 1, "one request, one reclaim"
+    # No over-spawn: never more php-cgi than the budget holds, and no start over budget.
+    assert watch.stop() <= 3
+    assert s.budget.failcnt() == 0, s.budget.events()
+    # A's other two workers still serve A; B's worker serves B.
+    assert get(s, A).status == 200
+    assert get(s, B).status == 200
+    # Counted per vhost, in every format.
+    assert vh(s, A)["reclaims_given"] == 1 and vh(s, A)["reclaims_taken"] == 0
+    assert vh(s, B)["reclaims_taken"] == 1 and vh(s, B)["reclaims_given"] == 0
+    assert vh(s, B)["refused"] == 0
+    m = s.get("/shmguard-status?metrics").text
+    assert re.search(r'^shmguard_vhost_reclaims_total\{vhost="b\.test(:\d+)?",direction="taken"\} 1$', m, re.M), m
+    assert re.search(r'^shmguard_vhost_reclaims_total\{vhost="a\.test(:\d+)?",direction="given"\} 1$', m, re.M), m
+    auto = s.get("/shmguard-status?auto").text
+    assert re.search(r"^ShmGuardVhostReclaimsTaken\[b\.test(:\d+)?\]: 1$", auto, re.M), auto
+    assert re.search(r"^ShmGuardVhostReclaimsGiven\[a\.test(:\d+)?\]: 1$", auto, re.M), auto
+    html = s.get("/shmguard-status").text
+    assert "idle workers reclaimed (given / taken)" in html and "FcgidErrorScanInterval" in html
+
+
+def test_a_busy_worker_is_never_reclaimed_and_its_request_completes(server):
+    s = start(server)
+    watch = Watch(s)
+    a_workers = hammer_a(s)
+    # A long request of A in flight (its worker on mod_fcgid's busy list) while B needs a worker.
+    long_result = []
+    t = threading.Thread(target=lambda: long_result.append(get(s, A, "/sleep.php?ms=6000")))
+    t.start()
+    # Admitted: from here its worker is either on mod_fcgid's busy list or still idle but counted
+    # by the request's claim; neither may be reclaimed, whichever B's request meets.
+    assert wait_for(lambda: vh(s, A)["passed"] >= 7, 10)
+    mark = s.log_mark()
+    r = get(s, B)
+    t.join(30)
+    assert r.status == 200, (r.status, r.text[:300])
+    assert long_result and long_result[0].status == 200, long_result and long_result[0].text[:300]
+    busy = int(long_result[0].text)
+    log = s.wait_log(r"SG0210 reclaimed idle worker pid (\d+) of a\.test", since=mark)
+    victim = int(log.group(1))
+    assert victim in a_workers and victim != busy, "the busy worker was chosen"
+    assert busy in s.php_workers(), "the busy worker was ended"
+    assert watch.stop() <= 3
+    assert s.budget.failcnt() == 0, s.budget.events()
+
+
+def test_reclaim_off_refuses_as_before(server):
+    s = start(server, "ShmGuardReclaim Off\n")
+    a_workers = hammer_a(s)
+    r = get(s, B)
+    assert r.status == 503, (r.status, r.text[:300])
+    assert r.headers["Retry-After"] == "30"
+    assert r.elapsed < 5, "nothing to wait for: refused at once"
+    assert sorted(s.php_workers()) == sorted(a_workers), "A's workers untouched"
+    assert "SG0210" not in s.error_log()
+    assert vh(s, B)["reclaims_taken"] == 0 and vh(s, A)["reclaims_given"] == 0
+
+
+def test_under_log_a_reclaim_is_only_logged(server):
+    s = start(server, "ShmGuardAction log\n")
+    a_workers = hammer_a(s, 3)  # a dry run leaves mod_fcgid's spawning as it is: one per request
+    mark = s.log_mark()
+    r = get(s, B)  # served anyway (a dry run), by a worker mod_fcgid starts over budget
+    assert r.status in (200, 500), (r.status, r.text[:300])
+    assert s.wait_log(r"SG0211 would reclaim idle worker pid \d+ of a\.test \(idle \d+ ms\) for "
+                      r"/sleep\.php on b\.test \(ShmGuardAction log: nothing retired\)", since=mark)
+    assert "SG0210" not in s.error_log()
+    assert all(p in s.php_workers() for p in a_workers), "A's workers untouched"
+    assert vh(s, A)["reclaims_given"] == 0
+
+
+def test_reclaim_is_a_server_wide_switch(server):
+    s = server(start=False, shmguard=True, shmguard_conf=GUARD,
+               extra_conf="<VirtualHost 127.0.0.1:*>\n  ShmGuardReclaim Off\n</VirtualHost>\n")
+    rc, out = s.configtest()
+    assert rc != 0 and "ShmGuardReclaim" in out and "VirtualHost" in out, out
+    s.opts["shmguard_conf"] = GUARD + "ShmGuardReclaim maybe\n"
+    s.write()
+    rc, out = s.configtest()
+    assert rc != 0 and "ShmGuardReclaim" in out, out
