@@ -49,10 +49,18 @@ struct ClassKey {
   const char* cmdline = nullptr;  // compared when set
 };
 
-// The class's key for the guard's claim slots: a hash of every field above (the command line as
-// mod_fcgid stores it, at most off::cmdline_max - 1 bytes; nullptr as ""). Two suEXEC users that
-// share a wrapper are two classes, as in mod_fcgid. Never 0.
+// The class's key for the guard's claim slots: a keyed hash (SipHash-2-4 under the secret of
+// set_class_hash_secret) of every field above (the command line as mod_fcgid stores it, at most
+// off::cmdline_max - 1 bytes; nullptr as ""). Two suEXEC users that share a wrapper are two
+// classes, as in mod_fcgid. Never 0. A tenant who may write FcgidWrapper in .htaccess chooses a
+// class's command line: with an unkeyed mix one found, in 527 tries, a command line whose class
+// hashed to another tenant's (sharing its slot: its reserve and its requests in flight).
 std::uint64_t class_hash(const ClassKey& key);
+// The secret: 16 random bytes, set by the module once per server generation (post_config, before
+// the children and the sampler are forked, which inherit it). Until it is set: all zeros.
+void set_class_hash_secret(const unsigned char (&key)[16]);
+// SipHash-2-4 (Aumasson & Bernstein) of `len` bytes under a 16-byte key.
+std::uint64_t siphash24(const unsigned char (&key)[16], const void* data, std::size_t len);
 // The class of a node read with read_table (its cmdline points into `n`).
 ClassKey class_of(const Node& n);
 // The same for the node at `index` of the table (its own fields, the command line read in place,

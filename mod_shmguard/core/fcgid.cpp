@@ -178,29 +178,80 @@ int count_class_workers(const unsigned char* table, const ClassKey& key, bool (*
   return live < least ? live : least;
 }
 
-std::uint64_t class_hash(const ClassKey& key) {
-  // On every guarded request: eight bytes per step (a multiply and a shift each), not one.
-  std::uint64_t h = 0x53474b31ULL;  // "SGK1"
-  auto mix = [&](std::uint64_t v) {
-    h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
-    h ^= h >> 29;
+namespace {
+unsigned char g_class_secret[16] = {};
+
+std::uint64_t rotl(std::uint64_t x, int b) {
+  return (x << b) | (x >> (64 - b));
+}
+std::uint64_t load_le64(const unsigned char* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+}  // namespace
+
+std::uint64_t siphash24(const unsigned char (&key)[16], const void* data, std::size_t len) {
+  const std::uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
+  std::uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1,
+                v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+  auto round = [&] {
+    v0 += v1;
+    v1 = rotl(v1, 13);
+    v1 ^= v0;
+    v0 = rotl(v0, 32);
+    v2 += v3;
+    v3 = rotl(v3, 16);
+    v3 ^= v2;
+    v0 += v3;
+    v3 = rotl(v3, 21);
+    v3 ^= v0;
+    v2 += v1;
+    v1 = rotl(v1, 17);
+    v1 ^= v2;
+    v2 = rotl(v2, 32);
   };
-  mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(key.vhost_id)));
-  mix(key.deviceid);
-  mix(key.inode);
-  mix((static_cast<std::uint64_t>(key.uid) << 32) | key.gid);
-  const std::size_t n = key.cmdline ? strnlen(key.cmdline, off::cmdline_max - 1) : 0;
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, key.cmdline + i, 8);
-    mix(w);
+  const auto* in = static_cast<const unsigned char*>(data);
+  const std::size_t whole = len - len % 8;
+  for (std::size_t i = 0; i < whole; i += 8) {
+    const std::uint64_t m = load_le64(in + i);
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
   }
-  std::uint64_t tail = 0;
-  if (n > i) std::memcpy(&tail, key.cmdline + i, n - i);  // fewer than 8 left
-  mix(tail);
-  mix(n);
-  h ^= h >> 32;
+  std::uint64_t b = static_cast<std::uint64_t>(len) << 56;
+  for (std::size_t i = 0; i < len % 8; ++i)
+    b |= static_cast<std::uint64_t>(in[whole + i]) << (8 * i);
+  v3 ^= b;
+  round();
+  round();
+  v0 ^= b;
+  v2 ^= 0xff;
+  round();
+  round();
+  round();
+  round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+void set_class_hash_secret(const unsigned char (&key)[16]) {
+  std::memcpy(g_class_secret, key, sizeof g_class_secret);
+}
+
+std::uint64_t class_hash(const ClassKey& key) {
+  // One message of fixed-width fields and the command line (its length is in SipHash's last
+  // block, so no two keys share a message).
+  unsigned char msg[28 + off::cmdline_max];
+  const std::uint32_t vhost = static_cast<std::uint32_t>(key.vhost_id);
+  std::memcpy(msg, &vhost, 4);
+  std::memcpy(msg + 4, &key.deviceid, 8);
+  std::memcpy(msg + 12, &key.inode, 8);
+  std::memcpy(msg + 20, &key.uid, 4);
+  std::memcpy(msg + 24, &key.gid, 4);
+  const std::size_t n = key.cmdline ? strnlen(key.cmdline, off::cmdline_max - 1) : 0;
+  if (n) std::memcpy(msg + 28, key.cmdline, n);
+  const std::uint64_t h = siphash24(g_class_secret, msg, 28 + n);
   return h == 0 ? 1 : h;
 }
 

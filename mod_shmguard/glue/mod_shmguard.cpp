@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <exception>
 
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
 
 #include "ap_mpm.h"
+#include "apr_general.h"
 #include "apr_strings.h"
 #include "http_core.h"
 #include "http_log.h"
@@ -178,6 +180,20 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
     gen.pconf = pconf;
     gen.main_server = s;
     gen.parent_pid = getpid();
+    // A new secret for the class hash each generation (the children and the sampler forked from
+    // here on inherit it): a tenant cannot choose a command line whose class collides with
+    // another's.
+    {
+      unsigned char secret[16];
+      if (apr_generate_random_bytes(secret, sizeof secret) != APR_SUCCESS) {
+        const std::uint64_t t = static_cast<std::uint64_t>(apr_time_now()) ^
+                                (static_cast<std::uint64_t>(getpid()) << 40) ^
+                                reinterpret_cast<std::uintptr_t>(&secret);
+        std::memcpy(secret, &t, 8);
+        std::memcpy(secret + 8, &t, 8);
+      }
+      fcgid::set_class_hash_secret(secret);
+    }
     // Number the virtual hosts: each gets its own counters in the segment.
     int n = 0;
     for (server_rec* v = s; v; v = v->next) {

@@ -258,3 +258,37 @@ TEST(FcgidRetire, ACorruptTableIsNotWritten) {
   EXPECT_FALSE(retire_idle_node(t.mem.data(), 4, 101, 0, kDieIdleTimeout));
   EXPECT_EQ(t.mem, before);
 }
+
+// SipHash-2-4's reference vector (the paper's appendix: key 00..0f, message 00..0e).
+TEST(ClassHash, SipHashMatchesTheReferenceVector) {
+  unsigned char key[16];
+  for (int i = 0; i < 16; ++i) key[i] = static_cast<unsigned char>(i);
+  unsigned char msg[15];
+  for (int i = 0; i < 15; ++i) msg[i] = static_cast<unsigned char>(i);
+  EXPECT_EQ(siphash24(key, msg, sizeof msg), 0xa129ca6149be45e5ULL);
+  EXPECT_EQ(siphash24(key, msg, 0), 0x726fdb47dd0e0e31ULL);
+}
+
+// The class hash is keyed by the generation's secret: the same class hashes alike under one
+// secret and differently under another, so a collision found under one secret (or offline, with
+// no secret) does not carry over.
+TEST(ClassHash, KeyedByTheGenerationsSecret) {
+  ClassKey k;
+  k.inode = 42;
+  k.deviceid = 65024;
+  k.vhost_id = 3;
+  k.cmdline = "/var/www/php-fcgi-scripts/web1/.php-fcgi-starter";
+  unsigned char a[16] = {1, 2, 3}, b[16] = {9, 8, 7};
+  set_class_hash_secret(a);
+  const std::uint64_t ha = class_hash(k);
+  EXPECT_EQ(class_hash(k), ha);
+  set_class_hash_secret(b);
+  const std::uint64_t hb = class_hash(k);
+  EXPECT_NE(ha, hb);
+  // The command line's length is part of the message: a trailing NUL-free extension differs.
+  ClassKey longer = k;
+  longer.cmdline = "/var/www/php-fcgi-scripts/web1/.php-fcgi-starter ";
+  EXPECT_NE(class_hash(longer), hb);
+  unsigned char zero[16] = {};
+  set_class_hash_secret(zero);
+}
