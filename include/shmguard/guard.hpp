@@ -147,7 +147,7 @@ struct EvidenceCounters {
   std::uint64_t php_errors = 0;   // OPcache lines in PHP's own format, from a pid that exited
   std::uint64_t apcu_errors = 0;  // APCu's allocation failure lines (no pid in them)
   std::uint64_t failcnt_sum = 0;  // beancounter shmpages + privvmpages failcnt
-  std::uint64_t oom_kills = 0;    // cgroup oom_kill / failcnt
+  std::uint64_t oom_kills = 0;    // cgroup oom_kill (never v1 failcnt: that counts reclaim)
 };
 struct EvidenceDetail {
   std::uint64_t php_bytes = 0;  // of the last OPcache line

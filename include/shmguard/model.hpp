@@ -47,7 +47,11 @@ BindingLimit binding_limit(std::string_view name);  // None for any other name
 struct Limit {
   std::string name;           // binding_name() of its BindingLimit
   std::uint64_t limit_bytes;  // the value the kernel compares against (barrier for beancounters)
-  std::uint64_t used_bytes;
+  std::uint64_t used_bytes;   // what counts against it (a cgroup: usage - reclaimable)
+  // A memory cgroup: its clean file cache, which the kernel reclaims before it fails a charge
+  // (usage = used_bytes + this). nullopt for the other limits, and for a cgroup whose memory.stat
+  // was not read (nothing counted as reclaimable).
+  std::optional<std::uint64_t> reclaimable_bytes = std::nullopt;
   std::uint64_t headroom_bytes() const {
     return used_bytes >= limit_bytes ? 0 : limit_bytes - used_bytes;
   }
@@ -102,6 +106,12 @@ void compute_headroom(Snapshot& s);
 
 // Raw failure counters present in a snapshot (value only), in a stable order.
 std::vector<Counter> raw_counters(const Snapshot& s);
+
+// Whether a counter of raw_counters() counts real failures: every beancounter failcnt (a refused
+// allocation), cgroup:oom and cgroup:oom_kill. Not v1's cgroup:failcnt nor v2's cgroup:max: they
+// count every time usage reached the limit, i.e. every reclaim of a full page cache, with nothing
+// failing (measured: README "Memory cgroups"). Only failures are evidence, warnings or findings.
+bool counter_is_failure(std::string_view name);
 
 // Tracks failure counters over time: delta since start and over the last minute.
 class FailcntTracker {

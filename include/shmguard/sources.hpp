@@ -131,7 +131,20 @@ struct CgroupLevel {
   std::string dir;                     // absolute directory of this cgroup level
   std::optional<std::uint64_t> limit;  // nullopt: unlimited ("max", v1 huge value) or unreadable
   std::optional<std::uint64_t> usage;
+  // This level's own memory.stat (every level is read: an ancestor's limit binds with its own
+  // cache): the file LRU lists and the dirty and writeback pages among them. v2: inactive_file,
+  // active_file, file_dirty, file_writeback; v1: their total_* (hierarchical) keys, the local
+  // keys where a level has no total_*. nullopt: not in the file, or memory.stat unreadable.
+  std::optional<std::uint64_t> inactive_file = std::nullopt, active_file = std::nullopt,
+                               dirty = std::nullopt, writeback = std::nullopt;
 };
+
+// The clean file cache of a level, which the kernel reclaims before it fails a charge or
+// OOM-kills: inactive_file + active_file - dirty - writeback, never below 0 nor above usage.
+// Shared memory (OPcache, APCu, tmpfs) is never in it: it sits on the anon LRU (measured, README
+// "Memory cgroups"). nullopt when neither LRU figure was read (then nothing counts as
+// reclaimable). A missing dirty or writeback figure counts as 0.
+std::optional<std::uint64_t> cgroup_reclaimable(const CgroupLevel& level);
 
 struct CgroupMemory {
   int version = 0;                     // 1 or 2
@@ -139,8 +152,9 @@ struct CgroupMemory {
   std::optional<std::uint64_t> limit;  // own level; nullopt = unlimited
   std::optional<std::uint64_t> usage;
   std::optional<std::uint64_t> shmem, file, anon;  // memory.stat (v1: total_shmem preferred)
-  std::optional<std::uint64_t> events_max, events_oom, events_oom_kill;  // v2 memory.events
-  std::optional<std::uint64_t> failcnt;                                  // v1 memory.failcnt
+  // v2 memory.events (max, oom, oom_kill); v1 has oom_kill alone, in memory.oom_control.
+  std::optional<std::uint64_t> events_max, events_oom, events_oom_kill;
+  std::optional<std::uint64_t> failcnt;  // v1 memory.failcnt: every time usage hit the limit
   // The own level first, then every ancestor up to the mount root: a parent's limit binds too.
   std::vector<CgroupLevel> levels;
 };

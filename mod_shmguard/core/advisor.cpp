@@ -118,8 +118,10 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
   std::vector<Finding> out;
   const std::vector<SegmentUse>& uses = sharing.uses;
 
-  // 1. Failure counters that rose: the kernel refused allocations.
+  // 1. Failure counters that rose: the kernel refused allocations or OOM-killed. Not v1's failcnt
+  // nor v2's "max": they count reclaim at the cgroup's limit, which a full page cache does.
   for (const auto& c : snap.counters) {
+    if (!counter_is_failure(c.name)) continue;
     bool bc_shm =
         c.name == "beancounter:shmpages:failcnt" || c.name == "beancounter:privvmpages:failcnt";
     if (c.last_minute > 0) {
@@ -131,8 +133,10 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
              "or raise the container's limit.";
       else if (c.name.rfind("beancounter:", 0) == 0)
         t += ": the kernel refused that many allocations of this resource.";
+      else if (c.name == "cgroup:oom_kill")
+        t += ": the memory cgroup's OOM killer killed that many processes.";
       else
-        t += ": the memory cgroup hit its limit; processes were reclaimed from or killed.";
+        t += ": the memory cgroup ran out of memory that reclaim could not free.";
       out.push_back(Finding{
           "failcnt-rose", "critical", t, {{"last_minute", c.last_minute}, {"value", c.value}}});
     } else if (c.since_start > 0) {

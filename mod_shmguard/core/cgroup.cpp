@@ -179,6 +179,28 @@ std::optional<std::uint64_t> lookup(const std::map<std::string, std::uint64_t>& 
   return it->second;
 }
 
+// v1's hierarchical key ("total_" + key) when the level has it, else its local key.
+std::optional<std::uint64_t> lookup_v1(const std::map<std::string, std::uint64_t>& m,
+                                       const std::string& key) {
+  if (auto v = lookup(m, ("total_" + key).c_str())) return v;
+  return lookup(m, key.c_str());
+}
+
+// The file LRU figures of one level's memory.stat (see CgroupLevel).
+void take_lru(int version, const std::map<std::string, std::uint64_t>& stat, CgroupLevel& lv) {
+  if (version == 2) {
+    lv.inactive_file = lookup(stat, "inactive_file");
+    lv.active_file = lookup(stat, "active_file");
+    lv.dirty = lookup(stat, "file_dirty");
+    lv.writeback = lookup(stat, "file_writeback");
+  } else {
+    lv.inactive_file = lookup_v1(stat, "inactive_file");
+    lv.active_file = lookup_v1(stat, "active_file");
+    lv.dirty = lookup_v1(stat, "dirty");
+    lv.writeback = lookup_v1(stat, "writeback");
+  }
+}
+
 struct Files {
   const char* limit;
   const char* usage;
@@ -201,7 +223,9 @@ Result<CgroupMemory> read_memcg(int version, const std::vector<std::string>& dir
   if (!limit) return Result<CgroupMemory>::fail(limit.error);
   m.limit = *limit.value;
 
+  CgroupLevel own{m.dir, m.limit, m.usage};
   if (auto stat = read_keyed(join(m.dir, "memory.stat"))) {
+    take_lru(version, *stat, own);
     if (version == 2) {
       m.shmem = lookup(*stat, "shmem");
       m.file = lookup(*stat, "file");
@@ -224,14 +248,19 @@ Result<CgroupMemory> read_memcg(int version, const std::vector<std::string>& dir
     }
   } else {
     if (auto fc = read_number(join(m.dir, "memory.failcnt"))) m.failcnt = *fc.value;
+    // v1's OOM kills (kernel >= 4.13): memory.oom_control's "oom_kill N" line.
+    if (auto oc = read_keyed(join(m.dir, "memory.oom_control")))
+      m.events_oom_kill = lookup(*oc, "oom_kill");
   }
 
-  m.levels.push_back(CgroupLevel{m.dir, m.limit, m.usage});
+  m.levels.push_back(std::move(own));
   for (std::size_t i = 1; i < dirs.size(); ++i) {
     CgroupLevel lv;
     lv.dir = dirs[i];
     if (auto l = read_limit(join(lv.dir, f.limit))) lv.limit = *l.value;
     if (auto u = read_number(join(lv.dir, f.usage))) lv.usage = *u.value;
+    if (lv.limit)  // an unlimited level binds nothing: its memory.stat is not needed
+      if (auto stat = read_keyed(join(lv.dir, "memory.stat"))) take_lru(version, *stat, lv);
     m.levels.push_back(std::move(lv));
   }
   return Result<CgroupMemory>::ok(std::move(m));
@@ -436,6 +465,15 @@ Result<std::optional<std::uint64_t>> parse_cgroup_limit(std::string_view text) {
   if (!v) return R::fail(malformed(1, "expected \"max\" or a number of bytes, got " + quote(t)));
   if (*v >= kHugeLimit) return R::ok(std::nullopt);
   return R::ok(*v);
+}
+
+std::optional<std::uint64_t> cgroup_reclaimable(const CgroupLevel& lv) {
+  if (!lv.inactive_file && !lv.active_file) return std::nullopt;
+  const std::uint64_t lru = text::sat_add(lv.inactive_file.value_or(0), lv.active_file.value_or(0));
+  const std::uint64_t busy = text::sat_add(lv.dirty.value_or(0), lv.writeback.value_or(0));
+  std::uint64_t clean = lru > busy ? lru - busy : 0;
+  if (lv.usage && clean > *lv.usage) clean = *lv.usage;  // the figures are read one by one
+  return clean;
 }
 
 // ---------------------------------------------------------------- reader

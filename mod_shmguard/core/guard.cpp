@@ -118,7 +118,7 @@ std::string evidence_text(const EvidenceCounters& start, const EvidenceCounters&
   if (now.failcnt_sum > start.failcnt_sum)
     add("beancounter failcnt +" + std::to_string(now.failcnt_sum - start.failcnt_sum));
   if (now.oom_kills > start.oom_kills)
-    add("cgroup oom_kill/failcnt +" + std::to_string(now.oom_kills - start.oom_kills));
+    add("cgroup oom_kill +" + std::to_string(now.oom_kills - start.oom_kills));
   return out;
 }
 

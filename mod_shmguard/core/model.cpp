@@ -166,12 +166,16 @@ void compute_headroom(Snapshot& s) {
           Limit{name, sat_mul(row->barrier, s.page_size), sat_mul(row->held, s.page_size)});
     }
   }
-  // A memory cgroup (own level or any ancestor) limits the pages once they are touched.
+  // A memory cgroup (own level or any ancestor) limits the pages once they are touched. Before it
+  // fails a charge or OOM-kills, the kernel reclaims the level's clean file cache: what counts
+  // against the limit is usage - reclaimable, level by level (README "Memory cgroups").
   if (s.cgroup) {
     std::optional<Limit> tightest;
     for (const auto& lvl : s.cgroup->levels) {
       if (!lvl.limit || !lvl.usage) continue;
-      Limit l{binding_name(BindingLimit::Cgroup), *lvl.limit, *lvl.usage};
+      const std::optional<std::uint64_t> reclaimable = cgroup_reclaimable(lvl);
+      Limit l{binding_name(BindingLimit::Cgroup), *lvl.limit, *lvl.usage - reclaimable.value_or(0),
+              reclaimable};
       if (!tightest || l.headroom_bytes() < tightest->headroom_bytes()) tightest = l;
     }
     if (tightest) s.limits.push_back(*tightest);
@@ -210,6 +214,10 @@ std::vector<Counter> raw_counters(const Snapshot& s) {
       out.push_back(Counter{"cgroup:oom_kill", *s.cgroup->events_oom_kill, 0, 0});
   }
   return out;
+}
+
+bool counter_is_failure(std::string_view name) {
+  return name.rfind("beancounter:", 0) == 0 || name == "cgroup:oom" || name == "cgroup:oom_kill";
 }
 
 void FailcntTracker::observe(std::int64_t now_ms, Snapshot& s) {

@@ -170,6 +170,7 @@ void put(Enc& e, const CgroupMemory& c) {
     e.s(l.dir);
     e.ou(l.limit);
     e.ou(l.usage);
+    for (const auto* v : {&l.inactive_file, &l.active_file, &l.dirty, &l.writeback}) e.ou(*v);
   }
 }
 void get(Dec& d, CgroupMemory& c) {
@@ -184,6 +185,7 @@ void get(Dec& d, CgroupMemory& c) {
     l.dir = d.s();
     l.limit = d.ou();
     l.usage = d.ou();
+    for (auto* v : {&l.inactive_file, &l.active_file, &l.dirty, &l.writeback}) *v = d.ou();
     c.levels.push_back(std::move(l));
   }
 }
@@ -281,6 +283,7 @@ void put(Enc& e, const Snapshot& s) {
     e.s(l.name);
     e.u(l.limit_bytes);
     e.u(l.used_bytes);
+    e.ou(l.reclaimable_bytes);
   }
   e.ou(s.headroom_bytes);
   e.s(s.binding);
@@ -313,6 +316,7 @@ void get(Dec& d, Snapshot& s) {
     l.name = d.s();
     l.limit_bytes = d.u();
     l.used_bytes = d.u();
+    l.reclaimable_bytes = d.ou();
     s.limits.push_back(std::move(l));
   }
   s.headroom_bytes = d.ou();

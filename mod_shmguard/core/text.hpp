@@ -64,4 +64,9 @@ inline std::uint64_t sat_mul(std::uint64_t a, std::uint64_t b) {
   return a * b;
 }
 
+// a + b, UINT64_MAX instead of wrapping.
+inline std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 }  // namespace shmguard::text

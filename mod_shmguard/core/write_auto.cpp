@@ -38,6 +38,7 @@ void limit_lines(AutoLines& a, const Snapshot& snap) {
   for (const auto& l : snap.limits) {
     a.line("ShmGuardLimitBytes", l.name, l.limit_bytes);
     a.line("ShmGuardUsedBytes", l.name, l.used_bytes);
+    if (l.reclaimable_bytes) a.line("ShmGuardReclaimableBytes", l.name, *l.reclaimable_bytes);
   }
 }
 

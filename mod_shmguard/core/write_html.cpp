@@ -108,9 +108,13 @@ std::string limits_html(const Snapshot& s) {
     if (binding_limit(l.name) == BindingLimit::Cgroup) c = counter_named(s, "cgroup:oom_kill");
     h += std::string("<tr") + (binding ? " class=\"binding\"" : "") + "><th scope=\"row\">" +
          esc(l.name) + (binding ? " <span class=\"tag\">binding</span>" : "") + "</th><td>" +
-         bytes_cell(l.used_bytes) + "</td><td>" + bytes_cell(l.limit_bytes) + "</td><td>" +
-         bytes_cell(l.headroom_bytes()) + "</td><td>" +
-         (c ? num(c->value) + "<br><small>" + esc(rise_words(c)) + "</small>" : "") +
+         bytes_cell(l.used_bytes) +
+         (l.reclaimable_bytes
+              ? "<br><small>usage " + esc(human_bytes(l.used_bytes + *l.reclaimable_bytes)) +
+                    " less reclaimable cache " + esc(human_bytes(*l.reclaimable_bytes)) + "</small>"
+              : std::string()) +
+         "</td><td>" + bytes_cell(l.limit_bytes) + "</td><td>" + bytes_cell(l.headroom_bytes()) +
+         "</td><td>" + (c ? num(c->value) + "<br><small>" + esc(rise_words(c)) + "</small>" : "") +
          "</td></tr>\n";
   }
   return h + "</tbody>\n</table>\n";
@@ -341,17 +345,24 @@ std::string sources_html(const Snapshot& s) {
     h += "<tr><th scope=\"row\">limit</th><td>" +
          (c.limit ? bytes_cell(*c.limit) : std::string("unlimited")) + "</td></tr>\n";
     h += "<tr><th scope=\"row\">usage</th><td>" + opt_bytes_cell(c.usage) + "</td></tr>\n";
+    if (!c.levels.empty())
+      h += "<tr><th scope=\"row\">reclaimable cache</th><td>" +
+           esc(writers::reclaimable_words(c.levels.front())) + "</td></tr>\n";
     h += "<tr><th scope=\"row\">shmem</th><td>" + opt_bytes_cell(c.shmem) + "</td></tr>\n";
     for (const char* ev : {"max", "oom", "oom_kill", "failcnt"}) {
       const Counter* k = counter_named(s, std::string("cgroup:") + ev);
       if (!k) continue;
       h += std::string("<tr><th scope=\"row\">") + ev + "</th><td>" + num(k->value) +
-           "<br><small>" + esc(rise_words(k)) + "</small></td></tr>\n";
+           "<br><small>" + esc(rise_words(k)) +
+           (counter_is_failure(k->name) ? "" : "; reclaim at the limit, not a failure") +
+           "</small></td></tr>\n";
     }
     for (std::size_t i = 1; i < c.levels.size(); ++i)
       if (c.levels[i].limit)
         h += "<tr><th scope=\"row\">ancestor " + esc(c.levels[i].dir) + "</th><td>limit " +
-             esc(human_bytes(*c.levels[i].limit)) + "</td></tr>\n";
+             esc(human_bytes(*c.levels[i].limit)) + ", usage " +
+             esc(c.levels[i].usage ? human_bytes(*c.levels[i].usage) : std::string("unknown")) +
+             ", reclaimable cache " + esc(writers::reclaimable_words(c.levels[i])) + "</td></tr>\n";
     h += "</tbody>\n</table>\n";
   }
   if (s.overcommit) {

@@ -25,6 +25,7 @@ void write_json_members(JsonWriter& w, const Snapshot& s) {
         .field("name", l.name)
         .field("limit_bytes", l.limit_bytes)
         .field("used_bytes", l.used_bytes)
+        .field("reclaimable_bytes", l.reclaimable_bytes)
         .field("headroom_bytes", l.headroom_bytes())
         .field("binding", l.name == s.binding)
         .end_object();
@@ -85,6 +86,8 @@ void write_json_members(JsonWriter& w, const Snapshot& s) {
         .field("dir", c.dir)
         .field("limit_bytes", c.limit)
         .field("usage_bytes", c.usage)
+        .field("reclaimable_bytes",
+               c.levels.empty() ? std::nullopt : cgroup_reclaimable(c.levels.front()))
         .field("shmem_bytes", c.shmem)
         .field("file_bytes", c.file)
         .field("anon_bytes", c.anon)
@@ -101,6 +104,11 @@ void write_json_members(JsonWriter& w, const Snapshot& s) {
           .field("dir", l.dir)
           .field("limit_bytes", l.limit)
           .field("usage_bytes", l.usage)
+          .field("inactive_file_bytes", l.inactive_file)
+          .field("active_file_bytes", l.active_file)
+          .field("dirty_bytes", l.dirty)
+          .field("writeback_bytes", l.writeback)
+          .field("reclaimable_bytes", cgroup_reclaimable(l))
           .end_object();
     w.end_array().end_object();
   }

@@ -134,6 +134,12 @@ std::string render_prometheus(const Snapshot& s) {
       p.family("shmguard_cgroup_memory_usage_bytes", "gauge", "Memory cgroup usage.");
       p.sample(l, *c.usage);
     }
+    if (auto r = c.levels.empty() ? std::nullopt : cgroup_reclaimable(c.levels.front())) {
+      p.family("shmguard_cgroup_memory_reclaimable_bytes", "gauge",
+               "Clean file cache the kernel reclaims before it fails a charge (inactive_file + "
+               "active_file - dirty - writeback); headroom counts it as free.");
+      p.sample(l, *r);
+    }
     if (c.shmem) {
       p.family("shmguard_cgroup_memory_shmem_bytes", "gauge",
                "Shared memory (tmpfs, SysV, shared anonymous) charged to the cgroup.");
@@ -141,7 +147,9 @@ std::string render_prometheus(const Snapshot& s) {
     }
     if (c.events_max || c.events_oom || c.events_oom_kill || c.failcnt) {
       p.family("shmguard_cgroup_memory_events_total", "counter",
-               "Memory cgroup events (v2 memory.events; v1 failcnt).");
+               "Memory cgroup events (v2 memory.events; v1 failcnt and memory.oom_control "
+               "oom_kill). Only oom and oom_kill are failures: max and failcnt count reclaim at "
+               "the limit.");
       if (c.events_max) p.sample(lbl({{"dir", c.dir}, {"event", "max"}}), *c.events_max);
       if (c.events_oom) p.sample(lbl({{"dir", c.dir}, {"event", "oom"}}), *c.events_oom);
       if (c.events_oom_kill)

@@ -19,6 +19,9 @@ std::string opt_human(const std::optional<std::uint64_t>& v) {
 
 std::string limit_detail(const Snapshot& s, const Limit& l) {
   std::string out = human_bytes(l.used_bytes) + " of " + human_bytes(l.limit_bytes) + " used";
+  if (l.reclaimable_bytes)
+    out += " (usage " + human_bytes(l.used_bytes + *l.reclaimable_bytes) +
+           " less reclaimable cache " + human_bytes(*l.reclaimable_bytes) + ")";
   if (s.beancounters && l.name.rfind("beancounter:", 0) == 0) {
     const BeancounterRow* r = s.beancounters->block.find(l.name.substr(12));
     if (r)
@@ -101,18 +104,23 @@ std::string render_text(const Snapshot& s) {
     o << "\ncgroup v" << c.version << " memory: " << c.dir << "\n";
     o << "  limit " << (c.limit ? opt_human(c.limit) : std::string("unlimited")) << ", usage "
       << opt_human(c.usage) << "\n";
+    if (!c.levels.empty())
+      o << "  reclaimable cache " << writers::reclaimable_words(c.levels.front()) << "\n";
     o << "  shmem " << opt_human(c.shmem);
     if (c.file) o << ", file " << opt_human(c.file);
     if (c.anon) o << ", anon " << opt_human(c.anon);
     o << "\n";
-    if (c.events_max || c.events_oom || c.events_oom_kill)
+    if (c.version == 1 && c.events_oom_kill)
+      o << "  oom_kill " << *c.events_oom_kill << " (memory.oom_control)\n";
+    else if (c.events_max || c.events_oom || c.events_oom_kill)
       o << "  events: max " << c.events_max.value_or(0) << ", oom " << c.events_oom.value_or(0)
         << ", oom_kill " << c.events_oom_kill.value_or(0) << "\n";
     if (c.failcnt) o << "  failcnt " << *c.failcnt << "\n";
     for (std::size_t i = 1; i < c.levels.size(); ++i)
       if (c.levels[i].limit)
         o << "  ancestor " << c.levels[i].dir << ": limit " << opt_human(c.levels[i].limit)
-          << ", usage " << opt_human(c.levels[i].usage) << "\n";
+          << ", usage " << opt_human(c.levels[i].usage) << ", reclaimable cache "
+          << writers::reclaimable_words(c.levels[i]) << "\n";
   }
 
   if (s.overcommit) {
@@ -152,7 +160,8 @@ std::string render_text(const Snapshot& s) {
       if (!any) o << "\nFailure counters:\n";
       any = true;
       o << "  " << pad(c.name, 34, false) << " " << c.value << " (+" << c.since_start
-        << " since start, +" << c.last_minute << " in the last minute)\n";
+        << " since start, +" << c.last_minute << " in the last minute)"
+        << (counter_is_failure(c.name) ? "" : ": reclaim at the limit, not a failure") << "\n";
     }
   }
 

@@ -10,6 +10,7 @@
 
 #include "fastwrite.hpp"
 #include "shmguard/model.hpp"
+#include "shmguard/units.hpp"
 #include "text.hpp"
 
 namespace shmguard::writers {
@@ -38,6 +39,19 @@ inline const char* overcommit_mode_name(int mode) {
       return "strict";
   }
   return "unknown";
+}
+
+// How a cgroup level's reclaimable cache was counted: "745 MiB (inactive_file 745 MiB + active_file
+// 0 B - dirty 0 B - writeback 0 B)"; "unknown (no file LRU figures read from memory.stat)" without
+// the LRU figures.
+inline std::string reclaimable_words(const CgroupLevel& l) {
+  const std::optional<std::uint64_t> r = cgroup_reclaimable(l);
+  if (!r) return "unknown (no file LRU figures read from memory.stat)";
+  auto h = [](const std::optional<std::uint64_t>& v) {
+    return v ? human_bytes(*v) : std::string("unknown");
+  };
+  return human_bytes(*r) + " (inactive_file " + h(l.inactive_file) + " + active_file " +
+         h(l.active_file) + " - dirty " + h(l.dirty) + " - writeback " + h(l.writeback) + ")";
 }
 
 inline const Counter* counter_named(const Snapshot& s, std::string_view name) {

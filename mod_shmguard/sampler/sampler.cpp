@@ -514,11 +514,10 @@ class Sampler {
     seg_->failcnt_sum.store(
         failcnt_of(snap, BindingLimit::Shmpages) + failcnt_of(snap, BindingLimit::Privvmpages),
         std::memory_order_relaxed);
+    // OOM kills only (v2 memory.events, v1 memory.oom_control): v1's failcnt and v2's "max" count
+    // every reclaim at the limit, with nothing failing.
     std::uint64_t ooms = 0;
-    if (snap.cgroup) {
-      if (snap.cgroup->events_oom_kill) ooms += *snap.cgroup->events_oom_kill;
-      if (snap.cgroup->failcnt) ooms += *snap.cgroup->failcnt;
-    }
+    if (snap.cgroup && snap.cgroup->events_oom_kill) ooms = *snap.cgroup->events_oom_kill;
     seg_->oom_kills.store(ooms, std::memory_order_relaxed);
     std::uint64_t n = seg_->samples.fetch_add(1, std::memory_order_acq_rel) + 1;
     seg_->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
@@ -594,6 +593,7 @@ class Sampler {
     // Failure counters that rose since the previous sample: one line per counter per 10 s.
     std::int64_t now = now_mono_ms();
     for (const auto& c : snap.counters) {
+      if (!counter_is_failure(c.name)) continue;  // cgroup reclaim at the limit is no failure
       std::uint64_t& prev = last_value_[c.name];
       bool first = !seen_.count(c.name);
       seen_[c.name] = true;

@@ -100,7 +100,7 @@ struct Segment {
   std::atomic<std::uint64_t> php_error_bytes;
   std::atomic<std::int32_t> php_error_pid;
   std::atomic<std::uint64_t> failcnt_sum;  // beancounter shmpages+privvmpages failcnt
-  std::atomic<std::uint64_t> oom_kills;    // cgroup oom_kill (v2) or failcnt (v1)
+  std::atomic<std::uint64_t> oom_kills;    // cgroup oom_kill (v2 memory.events, v1 oom_control)
 
   std::atomic<std::uint64_t> apcu_errors;  // APCu "apc_mmap: Failed to mmap" lines seen
   std::atomic<std::int64_t> apcu_error_wall_ms;

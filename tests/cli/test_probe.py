@@ -152,6 +152,23 @@ def read_int(p):
     return int(Path(p).read_text().split()[0])
 
 
+def cg_level(d):
+    """(limit, usage - reclaimable) of one cgroup level by README's rule: reclaimable is the clean
+    file cache inactive_file + active_file - dirty - writeback from the level's own memory.stat
+    (v1: total_* keys), 0 without a memory.stat."""
+    d = Path(d)
+    v2 = (d / "memory.max").exists()
+    lim = read_int(d / ("memory.max" if v2 else "memory.limit_in_bytes"))
+    use = read_int(d / ("memory.current" if v2 else "memory.usage_in_bytes"))
+    rec = 0
+    if (d / "memory.stat").exists():
+        st = dict((k, int(v)) for k, v in (l.split() for l in (d / "memory.stat").read_text().splitlines()))
+        keys = ("inactive_file", "active_file", "file_dirty", "file_writeback") if v2 else \
+            ("total_inactive_file", "total_active_file", "total_dirty", "total_writeback")
+        rec = max(0, st[keys[0]] + st[keys[1]] - st[keys[2]] - st[keys[3]])
+    return lim, use - min(rec, use), rec
+
+
 def meminfo(path):
     out = {}
     for line in Path(path).read_text().splitlines():
@@ -374,9 +391,10 @@ def test_json_unknown_container_is_unavailable_and_others_still_report():
     assert bc_sources(doc) == []
     kinds = {s["source"] for s in doc["sources"]}
     assert {"cgroup", "overcommit", "sysv"} <= kinds
-    # The cgroup still binds: the ancestor system.slice (256 MiB limit, 192 MiB used).
-    cg = TREES / "cgroup2-limited/sys/fs/cgroup/system.slice"
-    assert doc["headroom_bytes"] == read_int(cg / "memory.max") - read_int(cg / "memory.current") == 64 << 20
+    # The cgroup still binds: the ancestor system.slice (256 MiB limit, 192 MiB used, 35 MiB of it
+    # clean file cache).
+    lim, used, _ = cg_level(TREES / "cgroup2-limited/sys/fs/cgroup/system.slice")
+    assert doc["headroom_bytes"] == lim - used == (64 << 20) + 36708352
     assert doc["binding"] == "cgroup:memory"
 
 
@@ -518,11 +536,13 @@ def test_cgroup_ancestor_limit_binds():
     # cgroup2-limited: own level 512 MiB (144 MiB used), system.slice 256 MiB (192 MiB used).
     base = TREES / "cgroup2-limited/sys/fs/cgroup/system.slice"
     own = (read_int(base / "apache2.service/memory.max"), read_int(base / "apache2.service/memory.current"))
-    parent = (read_int(base / "memory.max"), read_int(base / "memory.current"))
-    assert own[0] - own[1] > parent[0] - parent[1]
+    parent = cg_level(base)
+    own_counted = cg_level(base / "apache2.service")
+    assert own_counted[0] - own_counted[1] > parent[0] - parent[1]
     doc = probe_json(*tree_args("cgroup2-limited"), "--devshm", "off")
     assert doc["limits"] == [{"name": "cgroup:memory", "limit_bytes": parent[0], "used_bytes": parent[1],
-                              "headroom_bytes": parent[0] - parent[1], "binding": True}]
+                              "reclaimable_bytes": parent[2], "headroom_bytes": parent[0] - parent[1],
+                              "binding": True}]
     cg = next(s for s in doc["sources"] if s["source"] == "cgroup")
     assert (cg["limit_bytes"], cg["usage_bytes"]) == own
     assert cg["events"] == {"max": 12, "oom": 1, "oom_kill": 1}
@@ -531,8 +551,8 @@ def test_cgroup_ancestor_limit_binds():
 def test_cgroup_v1_and_strict_overcommit_trees():
     cg = TREES / "cgroup1-limited/sys/fs/cgroup/memory/system.slice/apache2.service"
     doc = probe_json(*tree_args("cgroup1-limited"), "--devshm", "off")
-    lim, use = read_int(cg / "memory.limit_in_bytes"), read_int(cg / "memory.usage_in_bytes")
-    assert (doc["headroom_bytes"], doc["binding"]) == (lim - use, "cgroup:memory")
+    lim, used, _ = cg_level(cg)
+    assert (doc["headroom_bytes"], doc["binding"]) == (lim - used, "cgroup:memory")
     src = next(s for s in doc["sources"] if s["source"] == "cgroup")
     assert src["version"] == 1 and src["failcnt"] == read_int(cg / "memory.failcnt")
 
@@ -825,7 +845,8 @@ def test_bad_beancounter_file_is_unavailable_others_report(name):
     assert {"cgroup", "overcommit", "sysv"} <= {s["source"] for s in doc["sources"]}
     assert set(unavailable(doc)) == {"beancounter"}
     # Unavailable is not zero: the cgroup limit still decides the headroom.
-    assert (doc["headroom_bytes"], doc["binding"]) == (64 << 20, "cgroup:memory")
+    lim, used, _ = cg_level(TREES / "cgroup2-limited/sys/fs/cgroup/system.slice")
+    assert (doc["headroom_bytes"], doc["binding"]) == (lim - used, "cgroup:memory")
 
 
 def test_missing_procfs_dir_still_exits_0(tmp_path):
@@ -901,3 +922,26 @@ def test_never_a_crash_on_any_fixture_file(empty, rel):
                 assert unavailable(doc)["beancounter"].strip()
     r = run(*bc_only(empty, FIXTURES / rel), "--check")
     assert r.returncode in (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("tree,levels", [
+    ("cgroup1-cache-full", ["memory/hosting/web1", "memory/hosting"]),
+    ("cgroup2-cache-full", ["system.slice/apache2.service", "system.slice"]),
+])
+def test_cgroup_page_cache_full_counts_clean_cache_per_level(tree, levels):
+    # Issue 17: a cgroup whose page cache is full. limit - usage would be a few MiB; what the kernel
+    # can still charge is limit - (usage - clean file cache), every level with its own memory.stat.
+    base = TREES / tree / "sys/fs/cgroup"
+    counted = [cg_level(base / l) for l in levels]
+    want = min(lim - used for lim, used, _ in counted)
+    doc = probe_json(*tree_args(tree), "--devshm", "off", "--page-size", PAGE)
+    assert (doc["headroom_bytes"], doc["binding"]) == (want, "cgroup:memory")
+    assert want > 500 << 20
+    assert min(read_int(base / l / ("memory.max" if "2" in tree else "memory.limit_in_bytes")) -
+               read_int(base / l / ("memory.current" if "2" in tree else "memory.usage_in_bytes"))
+               for l in levels) < 5 << 20  # what limit - usage said
+    src = next(s for s in doc["sources"] if s["source"] == "cgroup")
+    assert [l["reclaimable_bytes"] for l in src["levels"][:2]] == [rec for _, _, rec in counted]
+    assert src["reclaimable_bytes"] == counted[0][2]
+    text = run(*tree_args(tree), "--devshm", "off", "--page-size", PAGE).stdout
+    assert "reclaimable cache" in text and "less reclaimable cache" in text.splitlines()[0]

@@ -315,6 +315,9 @@ class Server:
     fpm                 also run a private php-fpm (pool "www", static, fpm_children) on
                         <root>/run/php-fpm.sock; /fpm/*.php is proxied to it
     extra_conf          text appended at the end of httpd.conf
+    cgroup_dir          a cgroup directory (e.g. a v1 memory cgroup the test made): every apache2
+                        command joins it first (writes its own pid to cgroup.procs, then execs), so
+                        the server, mod_fcgid's process manager, php-cgi and the sampler run in it
     port                default: a free port
     root                default: a new directory under /tmp/shmguard-it
 
@@ -335,7 +338,7 @@ class Server:
                  idle_timeout=None, idle_scan_interval=None, spawn_score_uplimit=None,
                  max_requests_per_process=None, process_life_time=None, fcgid_extra="",
                  status=True, proxy_fcgi=None, fpm=False, fpm_children=2, extra_conf="", port=None,
-                 starter_delay=0.7, starter_gate=False, starter_segment_mib=0):
+                 starter_delay=0.7, starter_gate=False, starter_segment_mib=0, cgroup_dir=None):
         self.name = name
         self.artifacts = artifacts
         mpm = mpm or os.environ.get("SHMGUARD_IT_MPM", "event")  # `make test` runs all three
@@ -352,7 +355,8 @@ class Server:
                          proxy_fcgi=fpm if proxy_fcgi is None else proxy_fcgi, fpm=fpm,
                          fpm_children=fpm_children, extra_conf=extra_conf, shmguard_conf=shmguard_conf,
                          shmguard_conf_file=shmguard_conf_file, starter_delay=starter_delay,
-                         starter_gate=starter_gate, starter_segment_mib=starter_segment_mib)
+                         starter_gate=starter_gate, starter_segment_mib=starter_segment_mib,
+                         cgroup_dir=cgroup_dir)
         self.shmguard_so = None
         if shmguard:
             so = shmguard_so or os.path.join(os.environ.get("SHMGUARD_BUILD", os.path.join(REPO, "build")),
@@ -677,7 +681,11 @@ catch_workers_output = yes
 
     # -------------------------------------------------------------------------------- control
     def _apache(self, *args, timeout=30):
-        return subprocess.run([APACHE, "-f", self.conf] + list(args), env=self.env(),
+        cmd = [APACHE, "-f", self.conf] + list(args)
+        if self.opts["cgroup_dir"]:  # join the cgroup, then exec apache2 (its daemon inherits it)
+            cmd = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"',
+                   self.opts["cgroup_dir"]] + cmd
+        return subprocess.run(cmd, env=self.env(),
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=timeout, cwd=self.root)
 

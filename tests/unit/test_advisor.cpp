@@ -185,6 +185,24 @@ TEST(Advisor, FailureCounters) {
       "last minute.");
 }
 
+// v1's failcnt and v2's "max" rise on every reclaim of a full page cache: no finding of a failure.
+TEST(Advisor, CgroupReclaimCountersAreNoFailure) {
+  Snapshot s = bounded(500 * MiB);
+  s.counters.push_back(Counter{"cgroup:failcnt", 22106, 22000, 472});
+  s.counters.push_back(Counter{"cgroup:max", 900, 800, 300});
+  for (const auto& f : advise(s, {})) {
+    EXPECT_NE(f.id, "failcnt-rose") << f.text;
+    EXPECT_NE(f.id, "failcnt-rose-earlier") << f.text;
+  }
+  s.counters.push_back(Counter{"cgroup:oom_kill", 1, 1, 1});
+  auto fs = advise(s, {});
+  const Finding* f = find(fs, "failcnt-rose");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->text,
+            "cgroup memory oom_kill events rose by 1 in the last minute (now 1): the memory "
+            "cgroup's OOM killer killed that many processes.");
+}
+
 TEST(Advisor, Unbounded) {
   Snapshot s;  // no finite limit
   auto fs = advise(s, {cgi(1, {seg(1, 64 * MiB)}), cgi(2, {seg(2, 64 * MiB)})});

@@ -628,3 +628,128 @@ TEST(ReadCgroup, ThisMachineAnswers) {
     EXPECT_FALSE(r.error.empty());
   }
 }
+
+// ---------------------------------------------------------------- reclaimable cache (issue 17)
+
+TEST(CgroupReclaimable, CleanFileCache) {
+  CgroupLevel l{"/g", 768 * MiB, 700 * MiB};
+  EXPECT_FALSE(cgroup_reclaimable(l)) << "no LRU figure read: nothing counts as reclaimable";
+  l.inactive_file = 500 * MiB;
+  EXPECT_EQ(cgroup_reclaimable(l), 500 * MiB) << "missing active/dirty/writeback count as 0";
+  l.active_file = 80 * MiB;
+  l.dirty = 4 * MiB;
+  l.writeback = 1 * MiB;
+  EXPECT_EQ(cgroup_reclaimable(l), 575 * MiB);
+  l.dirty = 600 * MiB;  // more dirty than the lists hold (figures read one by one)
+  EXPECT_EQ(cgroup_reclaimable(l), 0u);
+  l.dirty = 0;
+  l.writeback = 0;
+  l.usage = 100 * MiB;  // never more than the usage
+  EXPECT_EQ(cgroup_reclaimable(l), 100 * MiB);
+  l.inactive_file = UINT64_MAX;  // hostile figures saturate instead of wrapping
+  l.active_file = UINT64_MAX;
+  EXPECT_EQ(cgroup_reclaimable(l), 100 * MiB);
+}
+
+// Real v1 files (captured, see the tree's README): every level's own memory.stat is read, with
+// its hierarchical total_* keys; OOM kills come from memory.oom_control.
+TEST(ReadCgroup, V1CacheFullReadsEveryLevelsOwnStat) {
+  const std::string s = "cgroup1-cache-full";
+  auto r = read_cgroup(proc(s), sys(s), {});
+  ASSERT_TRUE(r) << r.error;
+  const CgroupMemory& m = *r.value;
+  EXPECT_EQ(m.version, 1);
+  EXPECT_EQ(m.dir, sys(s) + "/fs/cgroup/memory/hosting/web1");
+  EXPECT_EQ(m.limit, 768 * MiB);
+  EXPECT_EQ(m.usage, 641941504u);
+  EXPECT_EQ(m.failcnt, 77u);
+  EXPECT_EQ(m.events_oom_kill, 1u);  // memory.oom_control "oom_kill 1"
+  EXPECT_EQ(m.shmem, 128 * MiB);
+  ASSERT_EQ(m.levels.size(), 3u);
+  const CgroupLevel& web1 = m.levels[0];
+  EXPECT_EQ(web1.inactive_file, 473968640u);
+  EXPECT_EQ(web1.active_file, 28672u);
+  EXPECT_EQ(web1.dirty, 8 * MiB);
+  EXPECT_EQ(web1.writeback, 0u);
+  EXPECT_EQ(cgroup_reclaimable(web1), 473968640u + 28672u - 8 * MiB);
+  const CgroupLevel& hosting = m.levels[1];
+  EXPECT_EQ(hosting.dir, sys(s) + "/fs/cgroup/memory/hosting");
+  EXPECT_EQ(hosting.limit, 1024 * MiB);
+  EXPECT_EQ(hosting.usage, 1071894528u);
+  // hosting's local inactive_file/active_file are 0 (no process of its own): total_* counts both
+  // children's cache, the sibling's active 100 MiB included.
+  EXPECT_EQ(hosting.inactive_file, 473968640u);
+  EXPECT_EQ(hosting.active_file, 104919040u);
+  EXPECT_EQ(hosting.dirty, 8396800u);
+  EXPECT_EQ(hosting.writeback, 0u);
+  EXPECT_EQ(cgroup_reclaimable(hosting), 473968640u + 104919040u - 8396800u);
+  // The mount's top level has no limit: its memory.stat is not needed.
+  EXPECT_FALSE(m.levels[2].limit);
+  EXPECT_FALSE(m.levels[2].inactive_file);
+}
+
+TEST(ReadCgroup, V1LevelWithoutTotalKeysUsesItsLocalKeys) {
+  TempDir t;
+  const std::string root = copy_tree(t, "cgroup1-cache-full");
+  const std::string stat = root + "/sys/fs/cgroup/memory/hosting/web1/memory.stat";
+  std::string local;
+  for (const std::string& line :
+       {std::string("inactive_file 300000000"), std::string("active_file 0"),
+        std::string("dirty 4096"), std::string("writeback 8192"),
+        std::string("total_cache 1")})  // total_cache: not an LRU key
+    local += line + "\n";
+  write_file(stat, local);
+  auto r = read_cgroup(root + "/proc", root + "/sys", {});
+  ASSERT_TRUE(r) << r.error;
+  const CgroupLevel& web1 = r.value->levels[0];
+  EXPECT_EQ(web1.inactive_file, 300000000u);
+  EXPECT_EQ(web1.active_file, 0u);
+  EXPECT_EQ(web1.dirty, 4096u);
+  EXPECT_EQ(web1.writeback, 8192u);
+}
+
+TEST(ReadCgroup, V1WithoutOomKillLineOrOomControl) {
+  TempDir t;
+  const std::string root = copy_tree(t, "cgroup1-cache-full");
+  const std::string dir = root + "/sys/fs/cgroup/memory/hosting/web1";
+  write_file(dir + "/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");  // kernel < 4.13
+  auto r = read_cgroup(root + "/proc", root + "/sys", {});
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_FALSE(r.value->events_oom_kill);
+  EXPECT_EQ(r.value->failcnt, 77u);  // still shown, never read as an OOM count
+  fs::remove(dir + "/memory.oom_control");
+  r = read_cgroup(root + "/proc", root + "/sys", {});
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_FALSE(r.value->events_oom_kill);
+}
+
+TEST(ReadCgroup, UnreadableStatLeavesTheLevelWithoutReclaimable) {
+  TempDir t;
+  const std::string root = copy_tree(t, "cgroup1-cache-full");
+  write_file(root + "/sys/fs/cgroup/memory/hosting/memory.stat", "total_inactive_file x\n");
+  auto r = read_cgroup(root + "/proc", root + "/sys", {});
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_TRUE(cgroup_reclaimable(r.value->levels[0]));
+  EXPECT_FALSE(cgroup_reclaimable(r.value->levels[1]));
+  EXPECT_EQ(r.value->levels[1].usage, 1071894528u);  // the level itself is still read
+}
+
+TEST(ReadCgroup, V2CacheFullLruKeys) {
+  const std::string s = "cgroup2-cache-full";
+  auto r = read_cgroup(proc(s), sys(s), {});
+  ASSERT_TRUE(r) << r.error;
+  const CgroupMemory& m = *r.value;
+  EXPECT_EQ(m.version, 2);
+  EXPECT_EQ(m.events_max, 472u);
+  EXPECT_EQ(m.events_oom_kill, 0u);
+  ASSERT_EQ(m.levels.size(), 3u);
+  EXPECT_EQ(m.levels[0].inactive_file, 508 * MiB);
+  EXPECT_EQ(m.levels[0].active_file, 80 * MiB);
+  EXPECT_EQ(m.levels[0].dirty, 4 * MiB);      // file_dirty
+  EXPECT_EQ(m.levels[0].writeback, 1 * MiB);  // file_writeback
+  EXPECT_EQ(cgroup_reclaimable(m.levels[0]), 583 * MiB);
+  EXPECT_EQ(m.levels[1].inactive_file, 540 * MiB);
+  EXPECT_EQ(cgroup_reclaimable(m.levels[1]), 615 * MiB);
+  // shmem (OPcache) is inside v2's "file" but not on the file LRU: never reclaimable.
+  EXPECT_EQ(*m.file - *m.shmem, *m.levels[0].inactive_file + *m.levels[0].active_file);
+}

@@ -182,6 +182,14 @@ TEST(Evidence, ApcuLineCountsOnlyWithACounterThatRose) {
   EXPECT_NE(e.find("failcnt +1"), std::string::npos) << e;
 }
 
+TEST(Evidence, CgroupEvidenceIsAnOomKill) {
+  EvidenceCounters start, now;
+  EvidenceDetail d;
+  start.oom_kills = 1;
+  now.oom_kills = 2;
+  EXPECT_EQ(evidence_text(start, now, d, 1000), "cgroup oom_kill +1");
+}
+
 // ---------------------------------------------------------------- on the shared segment
 
 namespace {

@@ -5,6 +5,7 @@
 #include "shmguard/model.hpp"
 #include "shmguard/render.hpp"
 #include "shmguard/units.hpp"
+#include "test_util.hpp"
 
 using namespace shmguard;
 
@@ -412,4 +413,80 @@ TEST(LastGood, EachSourceIsHeldOnItsOwn) {
   ASSERT_TRUE(b.cgroup);
   EXPECT_EQ(b.limits.size(), 3u);  // shmpages, privvmpages, the held cgroup
   EXPECT_EQ(b.beancounters->block.find("shmpages")->held, 100000u);
+}
+
+// ---------------------------------------------------------------- memory cgroups (issue 17)
+
+namespace {
+Snapshot cgroup_tree(const std::string& tree) {
+  const std::string t = shmguard_test::fixtures() + "/trees/" + tree;
+  Snapshot s;
+  auto cg = read_cgroup(t + "/proc", t + "/sys", {});
+  EXPECT_TRUE(cg) << cg.error;
+  if (cg) s.cgroup = *cg.value;
+  compute_headroom(s);
+  return s;
+}
+}  // namespace
+
+// Real v1 files: web1 (768 MiB) with its page cache full, under hosting (1 GiB) whose other child
+// holds 300 MiB anon. limit - usage said 1.8 MiB ("refusing"); what the kernel can still charge is
+// limit - (usage - clean file cache), and here the parent, with its own cache, binds.
+TEST(Headroom, CgroupV1CacheFullCountsCleanCachePerLevel) {
+  Snapshot s = cgroup_tree("cgroup1-cache-full");
+  ASSERT_EQ(s.limits.size(), 1u);
+  const Limit& l = s.limits[0];
+  EXPECT_EQ(s.binding, "cgroup:memory");
+  const std::uint64_t usage = 1071894528, reclaimable = 473968640ULL + 104919040 - 8396800;
+  EXPECT_EQ(l.limit_bytes, 1ULL << 30);
+  EXPECT_EQ(l.reclaimable_bytes, reclaimable);
+  EXPECT_EQ(l.used_bytes, usage - reclaimable);
+  EXPECT_EQ(*s.headroom_bytes, (1ULL << 30) - (usage - reclaimable));  // 545.8 MiB
+  EXPECT_GT(*s.headroom_bytes, 500ULL << 20);
+  // web1's own figure, 768 MiB - (641941504 - 465608704) = 599.8 MiB, is looser. Had the parent
+  // been judged with web1's cache, it would read 445.8 MiB.
+  const CgroupLevel& web1 = s.cgroup->levels[0];
+  EXPECT_EQ((768ULL << 20) - (*web1.usage - *cgroup_reclaimable(web1)), 628973568u);
+  EXPECT_LT(*s.headroom_bytes, 628973568u);
+}
+
+// The same state on v2 (real key set, values from the v1 capture's shape): the own level binds.
+TEST(Headroom, CgroupV2CacheFullOwnLevelBinds) {
+  Snapshot s = cgroup_tree("cgroup2-cache-full");
+  ASSERT_EQ(s.limits.size(), 1u);
+  EXPECT_EQ(s.limits[0].limit_bytes, 768ULL << 20);
+  EXPECT_EQ(s.limits[0].reclaimable_bytes, 583ULL << 20);   // 508 + 80 - 4 - 1
+  EXPECT_EQ(s.limits[0].used_bytes, (764ULL - 583) << 20);  // anon, shmem, kernel
+  EXPECT_EQ(*s.headroom_bytes, (768ULL - 181) << 20);       // parent: 1024 - 385 = 639 MiB
+}
+
+TEST(Headroom, CgroupLevelWithoutStatCountsNothingReclaimable) {
+  Snapshot s;
+  CgroupMemory c = cgroup(768ULL << 20, 700ULL << 20);
+  c.levels[0].inactive_file = 600ULL << 20;
+  c.levels.push_back(CgroupLevel{"/sys/fs/cgroup", 1ULL << 30, 1000ULL << 20});  // no stat read
+  s.cgroup = c;
+  compute_headroom(s);
+  // own: 768 - (700 - 600) = 668 MiB; parent: 1024 - 1000 = 24 MiB (nothing known reclaimable).
+  EXPECT_EQ(*s.headroom_bytes, 24ULL << 20);
+  EXPECT_FALSE(s.limits[0].reclaimable_bytes);
+}
+
+TEST(Counters, OnlyRefusalsAndOomKillsAreFailures) {
+  EXPECT_TRUE(counter_is_failure("beancounter:shmpages:failcnt"));
+  EXPECT_TRUE(counter_is_failure("beancounter:numproc:failcnt"));
+  EXPECT_TRUE(counter_is_failure("cgroup:oom_kill"));
+  EXPECT_TRUE(counter_is_failure("cgroup:oom"));
+  EXPECT_FALSE(counter_is_failure("cgroup:failcnt"));  // v1: every reclaim at the limit
+  EXPECT_FALSE(counter_is_failure("cgroup:max"));      // v2: likewise
+  // v1's OOM kills (memory.oom_control) are the cgroup:oom_kill counter too.
+  Snapshot s = cgroup_tree("cgroup1-cache-full");
+  std::vector<Counter> c = raw_counters(s);
+  auto has = [&](const char* n, std::uint64_t v) {
+    for (const auto& k : c)
+      if (k.name == n) return k.value == v;
+    return false;
+  };
+  EXPECT_TRUE(has("cgroup:failcnt", 77));
+  EXPECT_TRUE(has("cgroup:oom_kill", 1));
 }

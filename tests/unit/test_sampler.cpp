@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -378,4 +379,70 @@ TEST(FileIo, ReplaceFileLeavesANonRegularPathAloneAndWritesWhole) {
   for (const auto& e : std::filesystem::directory_iterator(dir.path()))
     n += e.path().filename() != "fifo";
   EXPECT_EQ(n, 1);
+}
+
+// Issue 17: v1's memory.failcnt and v2's memory.events "max" rise on every reclaim at the limit
+// (a full page cache, nothing failing): neither is published as OOM evidence nor warned about as a
+// failure (SG0303). An OOM kill (v1 memory.oom_control, v2 memory.events oom_kill) is both.
+namespace {
+void cgroup_counters_test(const std::string& tree, const std::string& dir_in_tree,
+                          const std::string& reclaim_file,
+                          const std::function<std::string(int)>& reclaim_text,
+                          const std::string& oom_file,
+                          const std::function<std::string(int)>& oom_text,
+                          const std::string& reclaim_counter, std::uint64_t oom_before) {
+  TempDir t;
+  std::filesystem::copy(fixtures() + "/trees/" + tree, t.path(),
+                        std::filesystem::copy_options::recursive);
+  const std::string dir = t.path() + dir_in_tree;
+  sampler::Config cfg = config("/nonexistent/user_beancounters");
+  cfg.probe.cgroup.mode = CgroupOptions::Mode::Dir;
+  cfg.probe.cgroup.dir = dir;
+  Running r(cfg);
+  ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 2; }));
+  EXPECT_EQ(r.seg->oom_kills.load(), oom_before) << "the OOM kills alone, not failcnt/max";
+  EXPECT_EQ(r.seg->binding.load(), static_cast<std::int32_t>(BindingLimit::Cgroup));
+  // Reclaim: the counter jumps by 500, twice.
+  for (int step = 1; step <= 2; ++step) {
+    write_file(dir + "/" + reclaim_file, reclaim_text(step));
+    std::uint64_t seen = r.seg->samples.load();
+    ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= seen + 3; }));
+  }
+  EXPECT_EQ(r.seg->oom_kills.load(), oom_before);
+  // An OOM kill.
+  write_file(dir + "/" + oom_file, oom_text(1));
+  ASSERT_TRUE(eventually([&] { return r.seg->oom_kills.load() == oom_before + 1; }));
+  r.stop = true;
+  r.wake();
+  r.thread.join();
+  r.thread = std::thread([] {});
+  int reclaim_warnings = 0, oom_warnings = 0;
+  for (const auto& m : r.logged) {
+    if (m.rfind("SG0303 " + reclaim_counter + " ", 0) == 0) ++reclaim_warnings;
+    if (m.rfind("SG0303 cgroup:oom_kill rose by 1 ", 0) == 0) ++oom_warnings;
+  }
+  EXPECT_EQ(reclaim_warnings, 0);
+  EXPECT_EQ(oom_warnings, 1);
+}
+}  // namespace
+
+TEST(Sampler, V1FailcntIsReclaimNotFailureOomControlIs) {
+  cgroup_counters_test(
+      "cgroup1-cache-full", "/sys/fs/cgroup/memory/hosting/web1", "memory.failcnt",
+      [](int step) { return std::to_string(77 + 500 * step) + "\n"; }, "memory.oom_control",
+      [](int n) {
+        return "oom_kill_disable 0\nunder_oom 0\noom_kill " + std::to_string(1 + n) + "\n";
+      },
+      "cgroup:failcnt", 1);
+}
+
+TEST(Sampler, V2MaxEventsAreReclaimNotFailureOomKillIs) {
+  auto events = [](int max, int oom_kill) {
+    return "low 0\nhigh 0\nmax " + std::to_string(max) + "\noom " + std::to_string(oom_kill) +
+           "\noom_kill " + std::to_string(oom_kill) + "\noom_group_kill 0\n";
+  };
+  cgroup_counters_test(
+      "cgroup2-cache-full", "/sys/fs/cgroup/system.slice/apache2.service", "memory.events",
+      [&](int step) { return events(472 + 500 * step, 0); }, "memory.events",
+      [&](int n) { return events(1472, n); }, "cgroup:max", 0);
 }

@@ -143,6 +143,10 @@ Snapshot full_snapshot() {
   c.anon = 3;
   c.events_oom_kill = 2;
   c.levels = {{"/sys/fs/cgroup/web", 512 * MiB, 100 * MiB}, {"/sys/fs/cgroup", std::nullopt, 7}};
+  c.levels[0].inactive_file = 60 * MiB;  // the reclaimable cache's figures travel too
+  c.levels[0].active_file = 20 * MiB;
+  c.levels[0].dirty = 5;
+  c.levels[0].writeback = 6;
   s.cgroup = c;
   Overcommit o;
   o.mode = 2;
@@ -210,6 +214,14 @@ TEST(Status, EncodeDecodeRoundTrip) {
     EXPECT_EQ(all_formats(view(*d)), all_formats(view(p)));
     EXPECT_EQ(render_text(d->snap), render_text(p.snap));
     EXPECT_EQ(render_json(d->snap), render_json(p.snap));
+    ASSERT_TRUE(d->snap.cgroup);
+    EXPECT_EQ(d->snap.cgroup->levels[0].writeback, 6u);
+    const Limit* cg = nullptr;
+    for (const auto& l : d->snap.limits)
+      if (l.name == "cgroup:memory") cg = &l;
+    ASSERT_NE(cg, nullptr);
+    EXPECT_EQ(cg->reclaimable_bytes, 80 * MiB - 11);
+    EXPECT_EQ(cg->used_bytes, 100 * MiB - (80 * MiB - 11));
     EXPECT_EQ(render_prometheus(d->snap), render_prometheus(p.snap));
     EXPECT_EQ(d->failures_last_minute(), p.failures_last_minute());
     EXPECT_GT(d->failures_last_minute(), 0u);
