@@ -112,6 +112,9 @@ struct VhostCounts {
   std::uint64_t guarded = 0, passed = 0, refused = 0, would_refuse = 0, failed_open = 0,
                 translated = 0;
   std::uint64_t waited = 0, wait_served = 0, wait_expired = 0, queue_full = 0, lean_starts = 0;
+  // PHP-FPM-bound requests (of `guarded`), and those served with the headroom below
+  // ShmGuardWarnBelow (FPM is never refused for shared memory: a warning).
+  std::uint64_t fpm = 0, fpm_low = 0;
   std::int64_t last_refusal_ms = 0;  // wall clock, 0: never
 };
 
@@ -147,8 +150,9 @@ struct Headline {
 };
 
 // The headline's rule: failing open without a fresh sample; refusing when a guarded vhost's
-// reserve is above the headroom; warning for a dry-run refusal, the warn threshold, failure
-// counters that rose, critical findings; OK otherwise.
+// reserve is above the headroom (not for a vhost whose guarded requests all went to PHP-FPM,
+// which no reserve applies to); warning for PHP-FPM requests served with the headroom low, for a
+// dry-run refusal, the warn threshold, failure counters that rose, critical findings; OK otherwise.
 Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
                          const std::vector<VhostStatus>& vhosts, const SamplerPart* part);
 

@@ -85,6 +85,8 @@ void vhost_lines(AutoLines& a, const VhostStatus& v) {
   a.line("ShmGuardVhostWaitExpired", b, c.wait_expired);
   a.line("ShmGuardVhostQueueFull", b, c.queue_full);
   a.line("ShmGuardVhostLeanStarts", b, c.lean_starts);
+  a.line("ShmGuardVhostFpm", b, c.fpm);
+  a.line("ShmGuardVhostFpmLowHeadroom", b, c.fpm_low);
   a.line("ShmGuardVhostWorkersFit", b, v.fit_more);
   a.line("ShmGuardVhostMaxProcessesFit", b, v.max_processes_fit);
   a.line("ShmGuardVhostPerWorkerFitBytes", b, v.per_worker_fit);

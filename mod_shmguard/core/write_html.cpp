@@ -135,7 +135,7 @@ void vhost_row(std::string& o, const VhostStatus& v, const StatusModel& m) {
        num(c.would_refuse) + "</td><td>" + num(c.failed_open) + "</td><td>" + num(c.translated) +
        "</td><td>" + esc(ago(c.last_refusal_ms, m.now_ms)) + "</td><td>" + num(c.waited) + " (" +
        num(c.wait_served) + " / " + num(c.wait_expired) + " / " + num(c.queue_full) + ")</td><td>" +
-       num(c.lean_starts) + "</td><td>";
+       num(c.lean_starts) + "</td><td>" + num(c.fpm) + " (" + num(c.fpm_low) + ")</td><td>";
   if (m.headline.hot.headroom < 0) {
     o += "unbounded";
   } else {
@@ -153,7 +153,8 @@ void vhosts_section(std::string& o, const StatusModel& m) {
   o += "<h2 id=\"vhosts\">Virtual hosts</h2>\n<table>\n<thead><tr><th>vhost</th><th>guard</th>"
        "<th>reserve</th><th>action</th><th>guarded</th><th>passed</th><th>refused</th>"
        "<th>would refuse</th><th>failed open</th><th>translated 500s</th><th>last refusal</th>"
-       "<th>waited (served / expired / queue full)</th><th>lean starts</th><th>how many fit</th>"
+       "<th>waited (served / expired / queue full)</th><th>lean starts</th><th>PHP-FPM (headroom "
+       "low)</th><th>how many fit</th>"
        "</tr></thead>\n<tbody>\n";
   for (const auto& v : m.vhosts) vhost_row(o, v, m);
   o += "</tbody>\n</table>\n";

@@ -341,7 +341,9 @@ void vhost_object(JsonWriter& w, const VhostStatus& v) {
       .field("wait_served", c.wait_served)
       .field("wait_expired", c.wait_expired)
       .field("queue_full", c.queue_full)
-      .field("lean_starts", c.lean_starts);
+      .field("lean_starts", c.lean_starts)
+      .field("fpm", c.fpm)
+      .field("fpm_low_headroom", c.fpm_low);
   w.key("fit")
       .begin_object()
       .field("workers_now", v.workers_now)

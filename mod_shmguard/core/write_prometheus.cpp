@@ -305,6 +305,12 @@ void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {
   each("shmguard_vhost_lean_starts_total", "counter",
        "Lean workers the guard let start (ShmGuardAction degrade).",
        [](const VhostStatus& v) { return v.counts.lean_starts; });
+  each("shmguard_vhost_fpm_requests_total", "counter",
+       "PHP-FPM-bound requests (mod_proxy_fcgi): never refused for shared memory.",
+       [](const VhostStatus& v) { return v.counts.fpm; });
+  each("shmguard_vhost_fpm_low_headroom_total", "counter",
+       "PHP-FPM-bound requests served with the headroom below ShmGuardWarnBelow.",
+       [](const VhostStatus& v) { return v.counts.fpm_low; });
   each("shmguard_vhost_workers_fit", "gauge",
        "More workers of the vhost's reserve that the headroom holds now.",
        [](const VhostStatus& v) { return v.fit_more; });

@@ -34,6 +34,11 @@ struct VhostCounters {
   std::atomic<std::int64_t> last_refusal_ms;  // wall clock
   std::atomic<std::int64_t> last_log_ms;      // for the one-line-per-burst log
   std::atomic<std::uint64_t> refused_since_log;
+  // PHP-FPM-bound requests (mod_proxy_fcgi), and those served while the headroom was below
+  // ShmGuardWarnBelow (never refused: a warning, SG0210 at most every 10 s per vhost).
+  std::atomic<std::uint64_t> fpm, fpm_low;
+  std::atomic<std::int64_t> fpm_log_ms;
+  std::atomic<std::uint64_t> fpm_low_since_log;
 };
 
 // One mod_fcgid process class (fcgid::class_hash: vhost_id, device and inode of the wrapper or

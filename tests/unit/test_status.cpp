@@ -596,6 +596,38 @@ TEST(Status, FastBytesAgreeWithHumanBytes) {
   }
 }
 
+TEST(Status, HeadlineFpmOnlyVhostIsNotRefusing) {
+  // Issue 21: a vhost whose guarded requests all went to PHP-FPM, the headroom below its
+  // (default) reserve: FPM is never refused, so the page says warning, not refusing.
+  SamplerHealth h;
+  h.fresh = true;
+  h.sampled_ms = 1;
+  HotValues hot;
+  hot.headroom = 4 * static_cast<std::int64_t>(MiB) + static_cast<std::int64_t>(MiB / 2);
+  hot.binding = "beancounter:shmpages";
+  std::vector<VhostStatus> vs{vhost("fpm:80", 1)};
+  vs[0].counts.guarded = vs[0].counts.passed = vs[0].counts.fpm = vs[0].counts.fpm_low = 5;
+  Headline hl = decide_headline(h, hot, vs, nullptr);
+  EXPECT_EQ(hl.state, GuardState::Warning);
+  EXPECT_NE(hl.detail.find("PHP-FPM requests of fpm:80 were served with the headroom low"),
+            std::string::npos)
+      << hl.detail;
+  vs[0].counts.guarded = 6;  // one request went to mod_fcgid: its reserve applies again
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Refusing);
+  // Every format shows the FPM counters.
+  StatusModel m = view(std::nullopt);
+  m.vhosts[0].counts.fpm = 7;
+  m.vhosts[0].counts.fpm_low = 3;
+  EXPECT_NE(write_status_json(m).find("\"fpm\":7,\"fpm_low_headroom\":3"), std::string::npos);
+  EXPECT_NE(write_status_auto(m).find("ShmGuardVhostFpmLowHeadroom[a.example:80]: 3"),
+            std::string::npos)
+      << write_status_auto(m);
+  EXPECT_NE(write_status_prometheus(m).find(
+                "shmguard_vhost_fpm_low_headroom_total{vhost=\"a.example:80\"} 3"),
+            std::string::npos);
+  EXPECT_NE(write_status_html(m, 0).find("<td>7 (3)</td>"), std::string::npos);
+}
+
 TEST(Status, Headline) {
   SamplerHealth h;
   h.fresh = true;
