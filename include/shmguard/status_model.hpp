@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "shmguard/advisor.hpp"
+#include "shmguard/fpm.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/model.hpp"
 
@@ -57,6 +58,9 @@ struct SamplerPart {
   WorkerTable workers;
   std::vector<Finding> findings;
   std::optional<StatusHistory> history;  // set by the sampler (the probe has none)
+  // PHP-FPM pools (fpm_pools_view): those read through ShmGuardFpmPool, then those seen only as
+  // processes. At most kMaxFpmPools.
+  std::vector<FpmPool> fpm_pools;
   std::uint64_t findings_with(std::string_view severity) const;
   std::uint64_t failures_last_minute() const;  // sum of the failure counters' last-minute rises
 };
@@ -66,6 +70,7 @@ struct SamplerPart {
 // long commands would make the sampler's part larger than the shared segment's blob (a blank
 // page) and the sampler large.
 constexpr std::size_t kMaxWorkerRows = 2048;
+constexpr std::size_t kMaxFpmPools = 32;  // 16 configured + 16 seen as processes, at most
 struct StatusOptions {
   bool full_commands = true;  // false: a worker's command shown as its program name only
   std::size_t max_rows = kMaxWorkerRows;  // rows listed (totals and findings count all)

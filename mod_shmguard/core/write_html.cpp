@@ -149,6 +149,27 @@ void vhost_row(std::string& o, const VhostStatus& v, const StatusModel& m) {
   o += "</td></tr>\n";
 }
 
+void fpm_pools_section(std::string& o, const std::vector<FpmPool>& pools) {
+  if (pools.empty()) return;
+  o += "<h2 id=\"fpm\">PHP-FPM pools</h2>\n<table>\n<thead><tr><th>pool</th><th>status from</th>"
+       "<th>process manager</th><th>idle</th><th>active</th><th>total</th><th>listen queue</th>"
+       "<th>max children reached</th><th>slow requests</th></tr></thead>\n<tbody>\n";
+  for (const FpmPool& f : pools) {
+    o += "<tr><th scope=\"row\">" + esc(f.name.empty() ? "?" : f.name) + "</th><td class=\"cmd\">" +
+         (f.configured ? esc(f.socket) + " " + esc(f.status_path) : std::string("-")) + "</td>";
+    if (f.ok) {
+      const FpmPoolStatus& s = f.status;
+      o += "<td>" + esc(s.process_manager) + "</td><td>" + num(s.idle) + "</td><td>" +
+           num(s.active) + "</td><td>" + num(s.total) + "</td><td>" + num(s.listen_queue) +
+           "</td><td" + (s.max_children_reached ? " class=\"bad\"" : "") + ">" +
+           num(s.max_children_reached) + "</td><td>" + num(s.slow_requests) + "</td></tr>\n";
+    } else {
+      o += "<td colspan=\"7\"><small>" + esc(fpm_status_hint(f)) + "</small></td></tr>\n";
+    }
+  }
+  o += "</tbody>\n</table>\n";
+}
+
 void vhosts_section(std::string& o, const StatusModel& m) {
   o += "<h2 id=\"vhosts\">Virtual hosts</h2>\n<table>\n<thead><tr><th>vhost</th><th>guard</th>"
        "<th>reserve</th><th>action</th><th>guarded</th><th>passed</th><th>refused</th>"
@@ -424,6 +445,7 @@ std::string write_status_html(const StatusModel& m, int refresh) {
   }
   vhosts_section(o, m);
   if (m.part) {
+    fpm_pools_section(o, m.part->fpm_pools);
     workers_section(o, m, m.part->workers);
     o += sources_html(m.part->snap);
   }

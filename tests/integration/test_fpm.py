@@ -110,3 +110,71 @@ def test_fpm_ample_no_warning(server):
     v = status(s)["vhosts"][0]
     assert v["fpm"] == 3 and v["fpm_low_headroom"] == 0, v
     assert "SG0210" not in s.error_log(mark)
+
+
+# ------------------------------------------------------------------------- the pools' status
+POOL_CONF = GUARD + "ShmGuardFpmPool ${SHMGUARD_ROOT}/run/php-fpm.sock /fpm-status\n"
+
+
+def wait_pools(s, pred, what):
+    """Polls ?json (each view makes the sampler read the pools for the next) until pred(pools)."""
+    last = []
+
+    def ok():
+        last[:] = status(s).get("fpm_pools", [])
+        return pred(last)
+    assert wait_for(ok, 15.0, step=0.2), "%s: %r" % (what, last)
+    return last
+
+
+def test_fpm_pool_status_shown(server):
+    # pm.status_path set in the pool, ShmGuardFpmPool names its socket: the page shows the pool.
+    s = server(shmguard=True, shmguard_conf=POOL_CONF, fpm=True, fpm_children=3,
+               fpm_status_path="/fpm-status")
+    assert s.get("/fpm/index.php").status == 200
+    pools = wait_pools(s, lambda p: p and p[0]["ok"], "the pool's status")
+    p = pools[0]
+    assert p["name"] == "www" and p["configured"] and p["status_path"] == "/fpm-status", p
+    assert p["process_manager"] == "static", p
+    assert p["total"] == 3 and p["idle"] + p["active"] == 3, p
+    assert p["accepted"] >= 1 and p["max_children_reached"] == 0 and p["listen_queue"] == 0, p
+    assert [q["name"] for q in pools].count("www") == 1, pools  # not listed twice
+    # Every format, from the one model.
+    metrics = s.get("/shmguard-status?metrics").text
+    assert 'shmguard_fpm_pool_up{pool="www"} 1' in metrics, metrics
+    assert re.search(r'shmguard_fpm_pool_processes\{pool="www",state="idle"\} \d', metrics)
+    assert 'shmguard_fpm_pool_max_children_reached_total{pool="www"} 0' in metrics
+    auto = s.get("/shmguard-status?auto").text
+    assert "ShmGuardFpmPoolTotal[www]: 3" in auto, auto
+    html = s.get("/shmguard-status").text
+    assert "PHP-FPM pools" in html and "/fpm-status" in html
+
+
+def test_fpm_pool_without_status_says_how(server):
+    # No pm.status_path, no ShmGuardFpmPool: the pool (seen as processes) is listed with the hint.
+    s = server(shmguard=True, shmguard_conf=GUARD, fpm=True, fpm_children=2)
+    pools = wait_pools(s, lambda p: any(q["name"] == "www" for q in p), "the pool www")
+    p = [q for q in pools if q["name"] == "www"][0]
+    assert not p["configured"] and not p["ok"], p
+    assert 'add "pm.status_path = /fpm-status"' in p["hint"] and "ShmGuardFpmPool" in p["hint"], p
+    assert "shmguard_fpm_pool_up{pool=\"www\"} 0" in s.get("/shmguard-status?metrics").text
+
+
+def test_fpm_pool_configured_but_no_status_path(server):
+    # ShmGuardFpmPool given, the pool has no pm.status_path: FPM's 404 is named.
+    s = server(shmguard=True, shmguard_conf=POOL_CONF, fpm=True, fpm_children=2)
+    pools = wait_pools(s, lambda p: p and p[0]["configured"] and p[0]["read_ms"] > 0
+                       and "not read yet" not in p[0]["error"], "the pool's read")
+    assert not pools[0]["ok"]
+    assert pools[0]["error"] == ("status 404 for /fpm-status (is pm.status_path = /fpm-status set "
+                                 "in the pool?)"), pools[0]
+
+
+def test_fpm_pool_directive_checked(server):
+    for conf, said in (("ShmGuardFpmPool run/php.sock /fpm-status", "invalid socket 'run/php.sock'"),
+                       ("ShmGuardFpmPool /run/php.sock fpm-status", "invalid status path 'fpm-status'"),
+                       ("<VirtualHost 127.0.0.1:1>\nShmGuardFpmPool /run/php.sock /s\n</VirtualHost>",
+                        "ShmGuardFpmPool cannot occur within")):
+        s = server(start=False, shmguard=True, shmguard_conf=GUARD + conf + "\n")
+        rc, out = s.configtest()
+        assert rc != 0 and said in out, (conf, out)

@@ -662,3 +662,62 @@ TEST(Status, Headline) {
   EXPECT_EQ(decide_headline(h, hot, {}, nullptr).detail,
             "No finite shared-memory limit is known: nothing to guard.");
 }
+
+TEST(Status, FpmPoolsTravelAndShowInEveryFormat) {
+  SamplerPart p = make_sampler_part(snapshot(), {worker(10, 1, "a")});
+  FpmPool www;
+  www.configured = www.ok = true;
+  www.name = "www";
+  www.socket = "/run/php/php8.2-fpm.sock";
+  www.status_path = "/fpm-status";
+  www.read_ms = 1795000000000;
+  www.status.pool = "www";
+  www.status.process_manager = "dynamic";
+  www.status.idle = 1;
+  www.status.active = 2;
+  www.status.total = 3;
+  www.status.listen_queue = 4;
+  www.status.max_children_reached = 5;
+  www.status.slow_requests = 6;
+  FpmPool odd;  // seen as processes only; any local user can choose such a name
+  odd.name = "<x]\n\"y";
+  p.fpm_pools = {www, odd};
+  const std::string blob = encode_sampler_part(p);
+  auto d = decode_sampler_part(blob);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(encode_sampler_part(*d), blob);
+  ASSERT_EQ(d->fpm_pools.size(), 2u);
+  EXPECT_EQ(d->fpm_pools[0].status.max_children_reached, 5u);
+  EXPECT_EQ(d->fpm_pools[1].name, odd.name);
+  for (std::size_t n = 0; n < blob.size(); ++n)
+    ASSERT_FALSE(decode_sampler_part(std::string_view(blob).substr(0, n))) << n;
+  const StatusModel m = view(*d);
+  EXPECT_EQ(all_formats(m), all_formats(view(p)));
+  const std::string json = write_status_json(m);
+  EXPECT_NE(json.find("\"fpm_pools\":[{\"name\":\"www\",\"configured\":true,\"socket\":\"/run/php/"
+                      "php8.2-fpm.sock\",\"status_path\":\"/fpm-status\",\"ok\":true"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"listen_queue\":4,"), std::string::npos);
+  EXPECT_NE(json.find("add \\\"pm.status_path = /fpm-status\\\""), std::string::npos);
+  const std::string autos = write_status_auto(m);
+  EXPECT_NE(autos.find("ShmGuardFpmPoolMaxChildrenReached[www]: 5\n"), std::string::npos);
+  EXPECT_NE(autos.find("ShmGuardFpmPoolUp[_x___y]: 0\n"), std::string::npos) << autos;
+  const std::string prom = write_status_prometheus(m);
+  EXPECT_NE(prom.find("shmguard_fpm_pool_processes{pool=\"www\",state=\"active\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(prom.find("shmguard_fpm_pool_up{pool=\"<x]\\n\\\"y\"} 0\n"), std::string::npos) << prom;
+  const std::string html = write_status_html(m, 0);
+  EXPECT_NE(html.find("<h2 id=\"fpm\">PHP-FPM pools</h2>"), std::string::npos);
+  EXPECT_NE(html.find("&lt;x]"), std::string::npos);
+  EXPECT_EQ(html.find("<x]"), std::string::npos);
+  // Bounds: too many pools, a name longer than FPM's.
+  SamplerPart many = p;
+  many.fpm_pools.assign(kMaxFpmPools + 1, www);
+  EXPECT_FALSE(decode_sampler_part(encode_sampler_part(many)));
+  many.fpm_pools.assign(kMaxFpmPools, www);
+  EXPECT_TRUE(decode_sampler_part(encode_sampler_part(many)));
+  SamplerPart longname = p;
+  longname.fpm_pools[1].name.assign(kFpmNameMax + 1, 'n');
+  EXPECT_FALSE(decode_sampler_part(encode_sampler_part(longname)));
+}
