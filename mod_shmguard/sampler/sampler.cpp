@@ -134,8 +134,6 @@ class Sampler {
     StatusOptions opts;
     opts.full_commands = cfg_.full_commands;
     opts.max_bytes = cfg_.status_max_bytes;
-    // Room for the PHP-FPM pools (kMaxFpmPools of bounded names, paths and errors).
-    if (opts.max_bytes > (256u << 10)) opts.max_bytes -= 128u << 10;
     std::size_t encoded = 0;
     {
       std::vector<WorkerRow> rows = worker_rows();
@@ -145,8 +143,6 @@ class Sampler {
             std::find(process_pools.begin(), process_pools.end(), r.klass) == process_pools.end() &&
             process_pools.size() < kMaxFpmPools / 2)
           process_pools.push_back(r.klass);
-      SamplerPart part = make_sampler_part(
-          *last_, std::move(rows), opts, StatusHistory{history_.bucket_ms(), history_.window(now)});
       std::vector<FpmPool> reads = fpm_reads_;
       if (reads.empty())  // not read yet: the read follows this view
         for (const auto& [socket, path] : cfg_.fpm_pools) {
@@ -157,7 +153,16 @@ class Sampler {
           f.error = "not read yet (the next view shows it)";
           reads.push_back(std::move(f));
         }
-      part.fpm_pools = fpm_pools_view(std::move(reads), process_pools);
+      std::vector<FpmPool> pools = fpm_pools_view(std::move(reads), process_pools);
+      if (!pools.empty() && opts.max_bytes) {  // the pools' bytes come off the rows' bound
+        SamplerPart only;
+        only.fpm_pools = pools;
+        const std::size_t extra = encode_sampler_part(only).size();
+        opts.max_bytes = opts.max_bytes > extra ? opts.max_bytes - extra : 1;
+      }
+      SamplerPart part = make_sampler_part(
+          *last_, std::move(rows), opts, StatusHistory{history_.bucket_ms(), history_.window(now)});
+      part.fpm_pools = std::move(pools);
       const std::string blob = encode_sampler_part(part);
       encoded = blob.size();
       shm::publish_blob(seg_, blob);
