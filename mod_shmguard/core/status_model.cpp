@@ -187,7 +187,7 @@ Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
   std::vector<std::string> fpm_low;
   for (const auto& v : vhosts) {
     if (!v.guard || hot.headroom < 0) continue;
-    if (v.counts.fpm_low > 0) fpm_low.push_back(v.label);
+    if (hot.warn && v.counts.fpm_low > 0) fpm_low.push_back(v.label);  // low now, FPM served
     // Only PHP-FPM requests so far: no reserve applies to them, nothing is refused.
     if (v.counts.guarded > 0 && v.counts.fpm == v.counts.guarded) continue;
     if (static_cast<std::uint64_t>(hot.headroom) >= v.reserve.bytes) continue;

@@ -168,13 +168,28 @@ class Sampler {
       shm::publish_blob(seg_, blob);
     }
     seg_->status_gen.store(ticket, std::memory_order_release);
-    // The pools' status, for the next view (as the caches below): a pool that does not answer
-    // costs at most kFpmTimeoutMs each, once a second while the page is viewed.
+    // The pools' status, for the next view (as the caches below), once a second while the page
+    // is viewed: kFpmBudgetMs for all pools together (a pool that does not answer must not
+    // delay the samples the guard decides on), kFpmTimeoutMs each at most.
     if (!cfg_.fpm_pools.empty() && now - fpm_read_ms_ >= 1000) {
       fpm_read_ms_ = now;
-      fpm_reads_.clear();
-      for (const auto& [socket, path] : cfg_.fpm_pools)
-        fpm_reads_.push_back(read_fpm_pool(socket, path, kFpmTimeoutMs));
+      const std::int64_t start = now_mono_ms();
+      std::vector<FpmPool> reads;
+      for (const auto& [socket, path] : cfg_.fpm_pools) {
+        const std::int64_t left = kFpmBudgetMs - (now_mono_ms() - start);
+        if (left < 20) {
+          FpmPool f;
+          f.configured = true;
+          f.socket = socket;
+          f.status_path = path;
+          f.error = "not read this time: the pools before it took the time";
+          reads.push_back(std::move(f));
+          continue;
+        }
+        reads.push_back(read_fpm_pool(
+            socket, path, static_cast<int>(std::min<std::int64_t>(left, kFpmTimeoutMs))));
+      }
+      fpm_reads_ = std::move(reads);
     }
     if (!watched) refresh_for_status(now, true);
     // A large part (many workers, long command lines) gives its memory back at once.
@@ -645,6 +660,7 @@ class Sampler {
   std::vector<FpmPool> fpm_reads_;  // the configured pools as last read (ShmGuardFpmPool)
   std::int64_t fpm_read_ms_ = 0;
   static constexpr int kFpmTimeoutMs = 200;
+  static constexpr std::int64_t kFpmBudgetMs = 250;
   std::optional<Snapshot> last_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> executables_;  // (dev, inode)
   const Logger& log_;

@@ -607,6 +607,8 @@ TEST(Status, HeadlineFpmOnlyVhostIsNotRefusing) {
   hot.binding = "beancounter:shmpages";
   std::vector<VhostStatus> vs{vhost("fpm:80", 1)};
   vs[0].counts.guarded = vs[0].counts.passed = vs[0].counts.fpm = vs[0].counts.fpm_low = 5;
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Ok);  // not below WarnBelow
+  hot.warn = true;
   Headline hl = decide_headline(h, hot, vs, nullptr);
   EXPECT_EQ(hl.state, GuardState::Warning);
   EXPECT_NE(hl.detail.find("PHP-FPM requests of fpm:80 were served with the headroom low"),
