@@ -309,7 +309,7 @@ void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
   }
   ap_log_rerror(
       APLOG_MARK, APLOG_WARNING, 0, r,
-      "SG0210 %s on %s served by PHP-FPM with shared-memory headroom %s (%s) below "
+      "SG0220 %s on %s served by PHP-FPM with shared-memory headroom %s (%s) below "
       "ShmGuardWarnBelow: not refused (FPM's children share one OPcache; a request maps "
       "no new shared memory), but a new FPM child (pm = dynamic/ondemand) needs "
       "privvmpages for its private pages; %llu such requests since the last warning",

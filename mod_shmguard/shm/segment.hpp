@@ -35,7 +35,7 @@ struct VhostCounters {
   std::atomic<std::int64_t> last_log_ms;      // for the one-line-per-burst log
   std::atomic<std::uint64_t> refused_since_log;
   // PHP-FPM-bound requests (mod_proxy_fcgi), and those served while the headroom was below
-  // ShmGuardWarnBelow (never refused: a warning, SG0210 at most every 10 s per vhost).
+  // ShmGuardWarnBelow (never refused: a warning, SG0220 at most every 10 s per vhost).
   std::atomic<std::uint64_t> fpm, fpm_low;
   std::atomic<std::int64_t> fpm_log_ms;
   std::atomic<std::uint64_t> fpm_low_since_log;

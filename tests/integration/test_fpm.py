@@ -75,12 +75,12 @@ def test_fpm_low_headroom_served(server):
     assert "PHP-FPM requests of" in j["state_detail"], j["state_detail"]
     assert "no reserve applies to PHP-FPM" in v["reserve"]["source"], v["reserve"]
     # The warning: a stable id, once for the burst (at most every 10 s per vhost), no refusal.
-    m = s.wait_log(r"SG0210 /fpm/index.php on \S+ served by PHP-FPM with shared-memory headroom "
+    m = s.wait_log(r"SG0220 /fpm/index.php on \S+ served by PHP-FPM with shared-memory headroom "
                    r"4\.5 MiB \(beancounter:shmpages 260992/262144 pages\) below ShmGuardWarnBelow",
                    since=mark)
     assert m
     log = s.error_log(mark)
-    assert log.count("SG0210") == 1, log
+    assert log.count("SG0220") == 1, log
     assert "SG0201" not in log, log
     metrics = s.get("/shmguard-status?metrics").text
     assert re.search(r'shmguard_vhost_fpm_low_headroom_total\{vhost="[^"]+"\} 6', metrics), metrics
@@ -101,7 +101,7 @@ def test_fpm_low_headroom_served(server):
 
 
 def test_fpm_ample_no_warning(server):
-    # The same server with the headroom ample: FPM served, nothing counted as low, no SG0210.
+    # The same server with the headroom ample: FPM served, nothing counted as low, no SG0220.
     s = server(shmguard=True, shmguard_conf=GUARD, fpm=True, fpm_children=2)
     assert wait_for(lambda: status(s).get("headroom_bytes") is not None, 10.0)
     mark = s.log_mark()
@@ -109,7 +109,7 @@ def test_fpm_ample_no_warning(server):
         assert s.get("/fpm/index.php").status == 200
     v = status(s)["vhosts"][0]
     assert v["fpm"] == 3 and v["fpm_low_headroom"] == 0, v
-    assert "SG0210" not in s.error_log(mark)
+    assert "SG0220" not in s.error_log(mark)
 
 
 # ------------------------------------------------------------------------- the pools' status
