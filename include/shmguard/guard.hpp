@@ -45,10 +45,14 @@ struct GuardInput {
   bool need_known = true;      // need was measured on a running worker of the class (not a default)
   std::uint64_t lean_need = 0;  // bytes a lean worker maps (degrade); 0: none (file cache only)
   bool spawns_workers = true;   // mod_fcgid spawns per request class; PHP-FPM does not
-  int workers = -1;             // live workers of the class in mod_fcgid's table; < 0 unknown
-  int inflight = 0;             // requests holding (or about to take) a worker of the class
-  int queued = 0;               // waiters of the class this request must let go first
-  int class_waiting = 0;        // all requests of the class waiting now (this one included)
+  // mod_proxy_fcgi to a FastCGI server Apache does not start (PHP-FPM): its running children
+  // share the master's one OPcache segment, so a request maps no new shared memory.
+  bool fpm = false;
+  bool low = false;       // the headroom is below ShmGuardWarnBelow (the sampler's warning state)
+  int workers = -1;       // live workers of the class in mod_fcgid's table; < 0 unknown
+  int inflight = 0;       // requests holding (or about to take) a worker of the class
+  int queued = 0;         // waiters of the class this request must let go first
+  int class_waiting = 0;  // all requests of the class waiting now (this one included)
   Action action = Action::Refuse;
   bool may_wait = false;       // ShmGuardWait > 0, not expired, and a waiting place is free
   std::int64_t waited_ms = 0;  // how long this request has waited for a worker so far
@@ -90,6 +94,7 @@ struct Decision {
   // choose_reclaim() and retires it the way mod_fcgid does), then wait for its room. Under log:
   // only say which (WouldRefuse).
   bool reclaim = false;
+  bool warn = false;  // served, but worth a warning (PHP-FPM with the headroom low): never refused
 };
 
 // Room for this many workers is ample: a burst cannot spawn that many (mod_fcgid's default
@@ -99,7 +104,13 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 
 // The rules, in order:
 //  1. no fresh sample: fail open (the request is still counted as holding a worker);
-//  2. PHP-FPM (no spawn per request): pass when unbounded or headroom >= need, else refuse;
+//  2. PHP-FPM (fpm): pass, never refused for shared memory: its running children share the
+//     master's one OPcache segment and a request maps none, so no reserve applies (need is
+//     ignored). What can fail is FPM forking a new child (pm = dynamic/ondemand), and that
+//     charges the child's private writable pages to privvmpages, not shmpages. With the headroom
+//     below ShmGuardWarnBelow (low): pass with a warning (the glue counts and logs it);
+//  2b. other handlers that do not spawn per request (ShmGuardHandlers names): pass when
+//     unbounded or headroom >= need, else refuse (the reserve alone decides);
 //  3. ample (unbounded, or room for kAmpleWorkers workers): pass, counted, nothing reserved;
 //  3b. mod_fcgid's table unreadable: fail open;
 //  4. a free worker (workers - inflight - queued > 0): pass, claim it;

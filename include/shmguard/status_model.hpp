@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "shmguard/advisor.hpp"
+#include "shmguard/fpm.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/model.hpp"
 
@@ -57,6 +58,9 @@ struct SamplerPart {
   WorkerTable workers;
   std::vector<Finding> findings;
   std::optional<StatusHistory> history;  // set by the sampler (the probe has none)
+  // PHP-FPM pools (fpm_pools_view): those read through ShmGuardFpmPool, then those seen only as
+  // processes. At most kMaxFpmPools.
+  std::vector<FpmPool> fpm_pools;
   std::uint64_t findings_with(std::string_view severity) const;
   std::uint64_t failures_last_minute() const;  // sum of the failure counters' last-minute rises
 };
@@ -66,6 +70,7 @@ struct SamplerPart {
 // long commands would make the sampler's part larger than the shared segment's blob (a blank
 // page) and the sampler large.
 constexpr std::size_t kMaxWorkerRows = 2048;
+constexpr std::size_t kMaxFpmPools = 32;  // 16 configured + 16 seen as processes, at most
 struct StatusOptions {
   bool full_commands = true;  // false: a worker's command shown as its program name only
   std::size_t max_rows = kMaxWorkerRows;  // rows listed (totals and findings count all)
@@ -112,6 +117,9 @@ struct VhostCounts {
   std::uint64_t guarded = 0, passed = 0, refused = 0, would_refuse = 0, failed_open = 0,
                 translated = 0;
   std::uint64_t waited = 0, wait_served = 0, wait_expired = 0, queue_full = 0, lean_starts = 0;
+  // PHP-FPM-bound requests (of `guarded`), and those served with the headroom below
+  // ShmGuardWarnBelow (FPM is never refused for shared memory: a warning).
+  std::uint64_t fpm = 0, fpm_low = 0;
   std::int64_t last_refusal_ms = 0;  // wall clock, 0: never
   // ShmGuardReclaim: idle workers of this vhost retired for another vhost, and for this one.
   std::uint64_t reclaims_given = 0, reclaims_taken = 0;
@@ -149,8 +157,9 @@ struct Headline {
 };
 
 // The headline's rule: failing open without a fresh sample; refusing when a guarded vhost's
-// reserve is above the headroom; warning for a dry-run refusal, the warn threshold, failure
-// counters that rose, critical findings; OK otherwise.
+// reserve is above the headroom (not for a vhost whose guarded requests all went to PHP-FPM,
+// which no reserve applies to); warning for PHP-FPM requests served with the headroom low, for a
+// dry-run refusal, the warn threshold, failure counters that rose, critical findings; OK otherwise.
 Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
                          const std::vector<VhostStatus>& vhosts, const SamplerPart* part);
 

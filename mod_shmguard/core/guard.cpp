@@ -49,6 +49,11 @@ const char* to_string(Claim c) {
 
 Decision decide(const GuardInput& in) {
   if (!in.fresh) return {Verdict::FailOpen, in.spawns_workers ? Claim::Worker : Claim::None, 0};
+  if (in.fpm) {
+    Decision d{Verdict::Pass, Claim::None, 0};
+    d.warn = in.bounded && in.low;
+    return d;
+  }
   if (!in.spawns_workers) {
     if (!in.bounded || in.headroom >= in.need) return {Verdict::Pass, Claim::None, 0};
     return {in.action == Action::Log ? Verdict::WouldRefuse : Verdict::Refuse, Claim::None, 0};

@@ -477,6 +477,20 @@ std::string encode_sampler_part(const SamplerPart& p) {
   }
   e.b(p.history.has_value());
   if (p.history) put(e, *p.history);
+  e.u(p.fpm_pools.size());
+  for (const FpmPool& f : p.fpm_pools) {
+    for (const std::string* s :
+         {&f.name, &f.socket, &f.status_path, &f.error, &f.status.pool, &f.status.process_manager})
+      e.s(*s);
+    e.b(f.configured);
+    e.b(f.ok);
+    e.i(f.read_ms);
+    const FpmPoolStatus& st = f.status;
+    for (std::uint64_t v : {st.idle, st.active, st.total, st.max_active, st.listen_queue,
+                            st.max_listen_queue, st.listen_queue_len, st.max_children_reached,
+                            st.slow_requests, st.accepted, st.start_since})
+      e.u(v);
+  }
   return out;
 }
 
@@ -509,6 +523,26 @@ std::optional<SamplerPart> decode_sampler_part(std::string_view in) {
   if (d.b()) {
     p.history.emplace();
     get(d, *p.history);
+  }
+  n = d.count();
+  if (n > kMaxFpmPools) return std::nullopt;
+  for (std::size_t i = 0; i < n && d.ok(); ++i) {
+    FpmPool f;
+    for (std::string* s :
+         {&f.name, &f.socket, &f.status_path, &f.error, &f.status.pool, &f.status.process_manager})
+      *s = d.s();
+    f.configured = d.b();
+    f.ok = d.b();
+    f.read_ms = d.i();
+    FpmPoolStatus& st = f.status;
+    for (std::uint64_t* v : {&st.idle, &st.active, &st.total, &st.max_active, &st.listen_queue,
+                             &st.max_listen_queue, &st.listen_queue_len, &st.max_children_reached,
+                             &st.slow_requests, &st.accepted, &st.start_since})
+      *v = d.u();
+    if (f.name.size() > kFpmNameMax || f.status.pool.size() > kFpmNameMax ||
+        f.status.process_manager.size() > kFpmNameMax)
+      d.fail();
+    p.fpm_pools.push_back(std::move(f));
   }
   if (!d.done()) return std::nullopt;
   // What make_sampler_part() makes, no more: the rows' bound, private within all.

@@ -184,8 +184,12 @@ Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
   }
   std::vector<std::string> refusing, would;
   std::uint64_t reserve = 0;
+  std::vector<std::string> fpm_low;
   for (const auto& v : vhosts) {
     if (!v.guard || hot.headroom < 0) continue;
+    if (hot.warn && v.counts.fpm_low > 0) fpm_low.push_back(v.label);  // low now, FPM served
+    // Only PHP-FPM requests so far: no reserve applies to them, nothing is refused.
+    if (v.counts.guarded > 0 && v.counts.fpm == v.counts.guarded) continue;
     if (static_cast<std::uint64_t>(hot.headroom) >= v.reserve.bytes) continue;
     (v.dry_run ? would : refusing).push_back(v.label);
     reserve = std::max(reserve, v.reserve.bytes);
@@ -210,6 +214,10 @@ Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
     why.push_back("headroom " + hr + " is below the reserve of " + list(would) +
                   " (ShmGuardAction log: counted and logged, not refused)");
   if (hot.warn) why.push_back("headroom is below ShmGuardWarnBelow");
+  if (!fpm_low.empty())
+    why.push_back("PHP-FPM requests of " + list(fpm_low) +
+                  " were served with the headroom low (never refused: they map no new shared "
+                  "memory; a new FPM child needs privvmpages for its private pages)");
   const std::uint64_t rose = part ? part->failures_last_minute() : 0;
   const std::uint64_t critical = part ? part->findings_with("critical") : 0;
   if (rose > 0)

@@ -1,5 +1,7 @@
 // mod_shmguard core: the ?auto writer ("Key: value" lines, like mod_status's ?auto), for the status
 // page and the mod_status section. One function per part of the model.
+#include <cctype>
+
 #include "shmguard/status.hpp"
 #include "writers.hpp"
 
@@ -69,6 +71,26 @@ void finding_lines(AutoLines& a, const std::vector<Finding>& findings) {
   for (const auto& f : findings) a.line("ShmGuardFinding", f.id, f.text);
 }
 
+// A pool's name as a key's part: any local process may call itself "php-fpm: pool <name>".
+std::string pool_key(std::string_view name) {
+  std::string k;
+  for (char c : name)
+    k += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ? c : '_';
+  return k;
+}
+
+void fpm_pool_lines(AutoLines& a, const FpmPool& f) {
+  const std::string b = pool_key(f.name);
+  a.line("ShmGuardFpmPoolUp", b, f.ok ? 1u : 0u);
+  if (!f.ok) return;
+  a.line("ShmGuardFpmPoolIdle", b, f.status.idle);
+  a.line("ShmGuardFpmPoolActive", b, f.status.active);
+  a.line("ShmGuardFpmPoolTotal", b, f.status.total);
+  a.line("ShmGuardFpmPoolListenQueue", b, f.status.listen_queue);
+  a.line("ShmGuardFpmPoolMaxChildrenReached", b, f.status.max_children_reached);
+  a.line("ShmGuardFpmPoolSlowRequests", b, f.status.slow_requests);
+}
+
 void vhost_lines(AutoLines& a, const VhostStatus& v) {
   const VhostCounts& c = v.counts;
   const std::string b = v.label;
@@ -88,6 +110,8 @@ void vhost_lines(AutoLines& a, const VhostStatus& v) {
   a.line("ShmGuardVhostLeanStarts", b, c.lean_starts);
   a.line("ShmGuardVhostReclaimsGiven", b, c.reclaims_given);
   a.line("ShmGuardVhostReclaimsTaken", b, c.reclaims_taken);
+  a.line("ShmGuardVhostFpm", b, c.fpm);
+  a.line("ShmGuardVhostFpmLowHeadroom", b, c.fpm_low);
   a.line("ShmGuardVhostWorkersFit", b, v.fit_more);
   a.line("ShmGuardVhostMaxProcessesFit", b, v.max_processes_fit);
   a.line("ShmGuardVhostPerWorkerFitBytes", b, v.per_worker_fit);
@@ -108,6 +132,7 @@ std::string write_status_auto(const StatusModel& m) {
     counter_lines(a, snap);
     worker_lines(a, m.part->workers.totals);
     finding_lines(a, m.part->findings);
+    for (const FpmPool& f : m.part->fpm_pools) fpm_pool_lines(a, f);
   } else {  // nothing published yet: the hot values only
     headroom_lines(a, hot_headroom(m.headline.hot), m.headline.hot.binding);
   }

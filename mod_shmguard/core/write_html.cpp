@@ -140,7 +140,7 @@ void vhost_row(std::string& o, const VhostStatus& v, const StatusModel& m) {
        "</td><td>" + esc(ago(c.last_refusal_ms, m.now_ms)) + "</td><td>" + num(c.waited) + " (" +
        num(c.wait_served) + " / " + num(c.wait_expired) + " / " + num(c.queue_full) + ")</td><td>" +
        num(c.lean_starts) + "</td><td>" + num(c.reclaims_given) + " / " + num(c.reclaims_taken) +
-       "</td><td>";
+       "</td><td>" + num(c.fpm) + " (" + num(c.fpm_low) + ")</td><td>";
   if (m.headline.hot.headroom < 0) {
     o += "unbounded";
   } else {
@@ -154,12 +154,34 @@ void vhost_row(std::string& o, const VhostStatus& v, const StatusModel& m) {
   o += "</td></tr>\n";
 }
 
+void fpm_pools_section(std::string& o, const std::vector<FpmPool>& pools) {
+  if (pools.empty()) return;
+  o += "<h2 id=\"fpm\">PHP-FPM pools</h2>\n<table>\n<thead><tr><th>pool</th><th>status from</th>"
+       "<th>process manager</th><th>idle</th><th>active</th><th>total</th><th>listen queue</th>"
+       "<th>max children reached</th><th>slow requests</th></tr></thead>\n<tbody>\n";
+  for (const FpmPool& f : pools) {
+    o += "<tr><th scope=\"row\">" + esc(f.name.empty() ? "?" : f.name) + "</th><td class=\"cmd\">" +
+         (f.configured ? esc(f.socket) + " " + esc(f.status_path) : std::string("-")) + "</td>";
+    if (f.ok) {
+      const FpmPoolStatus& s = f.status;
+      o += "<td>" + esc(s.process_manager) + "</td><td>" + num(s.idle) + "</td><td>" +
+           num(s.active) + "</td><td>" + num(s.total) + "</td><td>" + num(s.listen_queue) +
+           "</td><td" + (s.max_children_reached ? " class=\"bad\"" : "") + ">" +
+           num(s.max_children_reached) + "</td><td>" + num(s.slow_requests) + "</td></tr>\n";
+    } else {
+      o += "<td colspan=\"7\"><small>" + esc(fpm_status_hint(f)) + "</small></td></tr>\n";
+    }
+  }
+  o += "</tbody>\n</table>\n";
+}
+
 void vhosts_section(std::string& o, const StatusModel& m) {
   o += "<h2 id=\"vhosts\">Virtual hosts</h2>\n<table>\n<thead><tr><th>vhost</th><th>guard</th>"
        "<th>reserve</th><th>action</th><th>guarded</th><th>passed</th><th>refused</th>"
        "<th>would refuse</th><th>failed open</th><th>translated 500s</th><th>last refusal</th>"
        "<th>waited (served / expired / queue full)</th><th>lean starts</th>"
-       "<th>idle workers reclaimed (given / taken)</th><th>how many fit</th>"
+       "<th>idle workers reclaimed (given / taken)</th><th>PHP-FPM (headroom low)</th>"
+       "<th>how many fit</th>"
        "</tr></thead>\n<tbody>\n";
   bool reclaims = false;
   for (const auto& v : m.vhosts) {
@@ -444,6 +466,7 @@ std::string write_status_html(const StatusModel& m, int refresh) {
   }
   vhosts_section(o, m);
   if (m.part) {
+    fpm_pools_section(o, m.part->fpm_pools);
     workers_section(o, m, m.part->workers);
     o += sources_html(m.part->snap);
   }

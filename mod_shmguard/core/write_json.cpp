@@ -324,6 +324,37 @@ void sampler_member(JsonWriter& w, const SamplerHealth& h) {
       .end_object();
 }
 
+void fpm_pools_member(JsonWriter& w, const std::vector<FpmPool>& pools) {
+  w.key("fpm_pools").begin_array();
+  for (const FpmPool& f : pools) {
+    const FpmPoolStatus& st = f.status;
+    w.begin_object()
+        .field("name", f.name)
+        .field("configured", f.configured)
+        .field("socket", f.socket)
+        .field("status_path", f.status_path)
+        .field("ok", f.ok)
+        .field("error", f.error)
+        .field("hint", fpm_status_hint(f))
+        .field("read_ms", f.read_ms);
+    if (f.ok)
+      w.field("process_manager", st.process_manager)
+          .field("idle", st.idle)
+          .field("active", st.active)
+          .field("total", st.total)
+          .field("max_active", st.max_active)
+          .field("listen_queue", st.listen_queue)
+          .field("max_listen_queue", st.max_listen_queue)
+          .field("listen_queue_len", st.listen_queue_len)
+          .field("max_children_reached", st.max_children_reached)
+          .field("slow_requests", st.slow_requests)
+          .field("accepted", st.accepted)
+          .field("start_since", st.start_since);
+    w.end_object();
+  }
+  w.end_array();
+}
+
 void vhost_object(JsonWriter& w, const VhostStatus& v) {
   const VhostCounts& c = v.counts;
   w.begin_object()
@@ -351,7 +382,9 @@ void vhost_object(JsonWriter& w, const VhostStatus& v) {
       .field("queue_full", c.queue_full)
       .field("lean_starts", c.lean_starts)
       .field("reclaims_given", c.reclaims_given)
-      .field("reclaims_taken", c.reclaims_taken);
+      .field("reclaims_taken", c.reclaims_taken)
+      .field("fpm", c.fpm)
+      .field("fpm_low_headroom", c.fpm_low);
   w.key("fit")
       .begin_object()
       .field("workers_now", v.workers_now)
@@ -384,6 +417,7 @@ std::string write_status_json(const StatusModel& m) {
     write_json_members(w, m.part->snap);
     workers_members(w, m, m.part->workers);
     findings_member(w, m.part->findings);
+    fpm_pools_member(w, m.part->fpm_pools);
   }
   w.end_object();
   return w.take() + "\n";

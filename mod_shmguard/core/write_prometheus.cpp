@@ -321,6 +321,12 @@ void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {
     p.sample(vl[i] + ",direction=\"given\"", c.reclaims_given);
     p.sample(vl[i] + ",direction=\"taken\"", c.reclaims_taken);
   }
+  each("shmguard_vhost_fpm_requests_total", "counter",
+       "PHP-FPM-bound requests (mod_proxy_fcgi): never refused for shared memory.",
+       [](const VhostStatus& v) { return v.counts.fpm; });
+  each("shmguard_vhost_fpm_low_headroom_total", "counter",
+       "PHP-FPM-bound requests served with the headroom below ShmGuardWarnBelow.",
+       [](const VhostStatus& v) { return v.counts.fpm_low; });
   each("shmguard_vhost_workers_fit", "gauge",
        "More workers of the vhost's reserve that the headroom holds now.",
        [](const VhostStatus& v) { return v.fit_more; });
@@ -338,6 +344,34 @@ void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {
 
 }  // namespace
 
+void fpm_pool_families(Prom& p, const std::vector<FpmPool>& pools) {
+  if (pools.empty()) return;
+  std::vector<std::string> pl;
+  for (const auto& f : pools) pl.push_back("pool=\"" + prom_label(f.name) + "\"");
+  p.family("shmguard_fpm_pool_up", "gauge",
+           "PHP-FPM pool status read (1) or not (0: no ShmGuardFpmPool, or unreadable).");
+  for (std::size_t i = 0; i < pools.size(); ++i) p.sample(pl[i], pools[i].ok ? 1 : 0);
+  p.family("shmguard_fpm_pool_processes", "gauge", "PHP-FPM pool children by state.");
+  for (std::size_t i = 0; i < pools.size(); ++i)
+    if (pools[i].ok) {
+      p.sample(pl[i] + ",state=\"idle\"", pools[i].status.idle);
+      p.sample(pl[i] + ",state=\"active\"", pools[i].status.active);
+    }
+  auto each = [&](const char* name, const char* type, const char* help, auto value) {
+    p.family(name, type, help);
+    for (std::size_t i = 0; i < pools.size(); ++i)
+      if (pools[i].ok) p.sample(pl[i], value(pools[i].status));
+  };
+  each("shmguard_fpm_pool_listen_queue", "gauge", "Requests waiting in the pool's listen queue.",
+       [](const FpmPoolStatus& s) { return s.listen_queue; });
+  each("shmguard_fpm_pool_max_children_reached_total", "counter",
+       "Times the pool reached pm.max_children.",
+       [](const FpmPoolStatus& s) { return s.max_children_reached; });
+  each("shmguard_fpm_pool_slow_requests_total", "counter",
+       "Requests over the pool's request_slowlog_timeout.",
+       [](const FpmPoolStatus& s) { return s.slow_requests; });
+}
+
 std::string write_status_prometheus(const StatusModel& m) {
   std::string out;
   if (m.part) {
@@ -349,6 +383,7 @@ std::string write_status_prometheus(const StatusModel& m) {
     sample_time_family(p, m.part->snap.taken_at_ms);
     worker_families(p, m.part->workers.totals);
     finding_families(p, *m.part);
+    fpm_pool_families(p, m.part->fpm_pools);
   }
   health_families(p, m);
   vhost_families(p, m.vhosts);

@@ -251,12 +251,47 @@ const char* set_reclaim(cmd_parms* cmd, void*, int on) {
   return nullptr;
 }
 
+// ShmGuardFpmPool SOCKET STATUS_PATH: a PHP-FPM pool whose status (pm.status_path) the status
+// page shows; the sampler asks it over FastCGI on its Unix socket.
+const char* add_fpm_pool(cmd_parms* cmd, void*, const char* socket, const char* path) {
+  if (const char* e = server_only(cmd)) return e;
+  std::string s(socket);
+  if (s.rfind("unix:", 0) == 0) s = s.substr(5);
+  if (s.empty() || s[0] != '/' || s.size() >= 108)
+    return apr_psprintf(cmd->pool,
+                        "%s: invalid socket '%s': expected the absolute path of the pool's Unix "
+                        "socket (listen = ...), shorter than 108 bytes",
+                        cmd->directive->directive, socket);
+  std::string p(path);
+  if (p.empty() || p[0] != '/' || p.size() >= 1024)
+    return apr_psprintf(cmd->pool,
+                        "%s: invalid status path '%s': expected the pool's pm.status_path, such "
+                        "as /fpm-status",
+                        cmd->directive->directive, path);
+  ServerConf* c = conf_of(cmd);
+  if (!c->fpm_pools) c->fpm_pools = apr_array_make(cmd->pool, 4, sizeof(const char*));
+  if (c->fpm_pools->nelts / 2 >= kMaxFpmPoolDirectives)
+    return apr_psprintf(cmd->pool, "%s: at most %d pools", cmd->directive->directive,
+                        kMaxFpmPoolDirectives);
+  *static_cast<const char**>(apr_array_push(c->fpm_pools)) = apr_pstrdup(cmd->pool, s.c_str());
+  *static_cast<const char**>(apr_array_push(c->fpm_pools)) = apr_pstrdup(cmd->pool, path);
+  return nullptr;
+}
+
 // Non-designated initializers under C++: cmd_func is `const char* (*)()`.
 // Directive handlers are entry points from httpd: no exception may escape them.
 template <const char* (*F)(cmd_parms*, void*, const char*)>
 const char* safe(cmd_parms* cmd, void* d, const char* arg) noexcept {
   try {
     return F(cmd, d, arg);
+  } catch (...) {
+    return apr_psprintf(cmd->pool, "%s: internal error", cmd->directive->directive);
+  }
+}
+template <const char* (*F)(cmd_parms*, void*, const char*, const char*)>
+const char* safe(cmd_parms* cmd, void* d, const char* a, const char* b) noexcept {
+  try {
+    return F(cmd, d, a, b);
   } catch (...) {
     return apr_psprintf(cmd->pool, "%s: internal error", cmd->directive->directive);
   }
@@ -321,6 +356,9 @@ const command_rec directives[] = {
     {"ShmGuardReclaim", fn(safe<set_reclaim>), nullptr, RSRC_CONF, FLAG,
      "On|Off: retire an idle worker of another class for a request that finds none of its own "
      "and no room (default On)"},
+    {"ShmGuardFpmPool", fn(safe<add_fpm_pool>), nullptr, RSRC_CONF, TAKE2,
+     "SOCKET STATUS_PATH: a PHP-FPM pool's Unix socket and pm.status_path, shown on the status "
+     "page"},
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
 };
 
@@ -391,6 +429,7 @@ void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
   c->vhost_index = -1;
   c->status_commands = base->status_commands;
   c->reclaim = base->reclaim;
+  c->fpm_pools = base->fpm_pools;
   return c;
 }
 

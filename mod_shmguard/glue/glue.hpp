@@ -56,7 +56,10 @@ struct ServerConf {
 
   // Server-wide: ShmGuardReclaim On|Off (-1 unset: On).
   int reclaim;
+  // Server-wide: ShmGuardFpmPool SOCKET STATUS_PATH, pairs of const char* (nullptr: none).
+  apr_array_header_t* fpm_pools;
 };
+constexpr int kMaxFpmPoolDirectives = 16;
 
 // Defaults, in one place (a directive left unset means this value).
 constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;     // ShmGuardReserve auto, no worker yet

@@ -277,7 +277,9 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
             std::to_string(most) + " workers seen";
     }
   } else {
-    workers_text = "; backend does not spawn per request (reserve alone decides)";
+    workers_text = std::string("; handler ") + r->handler +
+                   " is guarded by the reserve alone (ShmGuardHandlers: neither mod_fcgid nor "
+                   "PHP-FPM)";
   }
   std::int64_t reserved = gen.seg->reserved.load(std::memory_order_relaxed);
   std::string reserved_text = reserved > 0
@@ -292,6 +294,30 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
       reserved_text.c_str(), human_bytes(note.reserve).c_str(), binding_detail().c_str(),
       workers_text.c_str(), why ? "; " : "", why ? why : "",
       burst > 1 ? ("; " + std::to_string(burst) + " refusals in this burst").c_str() : "");
+}
+
+// A PHP-FPM request served while the headroom is below ShmGuardWarnBelow: one warning per 10 s
+// per vhost (the requests since the last line counted in it). Never a refusal: FPM's running
+// children share the master's one OPcache segment; what can fail is FPM forking a new child
+// (pm = dynamic/ondemand), whose private writable pages are charged to privvmpages.
+void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note) {
+  const std::int64_t now = apr_time_as_msec(r->request_time);
+  std::uint64_t since = 1;
+  if (vc) {
+    vc->fpm_low_since_log.fetch_add(1);
+    std::int64_t last = vc->fpm_log_ms.load();
+    if (now - last < 10000 || !vc->fpm_log_ms.compare_exchange_strong(last, now)) return;
+    since = vc->fpm_low_since_log.exchange(0);
+  }
+  ap_log_rerror(
+      APLOG_MARK, APLOG_WARNING, 0, r,
+      "SG0220 %s on %s served by PHP-FPM with shared-memory headroom %s (%s) below "
+      "ShmGuardWarnBelow: not refused (FPM's children share one OPcache; a request maps "
+      "no new shared memory), but a new FPM child (pm = dynamic/ondemand) needs "
+      "privvmpages for its private pages; %llu such requests since the last warning",
+      r->uri, host_of(r),
+      human_bytes(static_cast<std::uint64_t>(note.headroom < 0 ? 0 : note.headroom)).c_str(),
+      binding_detail().c_str(), static_cast<unsigned long long>(since));
 }
 
 std::uint64_t reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
@@ -471,6 +497,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   const std::int64_t now = wall_ms();
   in.lean_need = conf_lean_reserve(c);
   in.spawns_workers = note->backend == Backend::Fcgid;
+  in.fpm = note->backend == Backend::ProxyFcgi;
   in.action = conf_action(c);
 
   const std::int64_t wait_ms = conf_wait_ms(c);
@@ -491,7 +518,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     // Every round decides on the sample published now (the rounds of a wait span samples):
     // try_admit() reads it, and the class's workers for it, for the decision it records.
     const std::int64_t t = wall_ms();
-    in.need = reserve_for(c, note->slot);
+    in.need = in.fpm ? 0 : reserve_for(c, note->slot);  // no reserve means anything for FPM
     in.need_known = c->reserve_auto == 0 || (note->slot && note->slot->worker_need.load() != 0);
     in.may_wait = wait_ms > 0 && t < deadline;
     in.waited_ms = t - now;
@@ -508,6 +535,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
       a = shm::try_admit(seg, note->slot, in, t, count_workers, gen.child_pid, hint, waiter >= 0);
     } else {  // the class is unknown: fail open (mod_fcgid), or PHP-FPM's rules
       shm::read_room(seg, in, t);
+      in.low = seg->warn_state.load(std::memory_order_relaxed) == 1;
       in.workers = -1;
       a.decision = decide(in);
     }
@@ -593,6 +621,11 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
       start_worker(r, note);
   }
   shm::VhostCounters* vc = counters_for(c);
+  if (in.fpm && vc) vc->fpm.fetch_add(1, std::memory_order_relaxed);
+  if (decision.warn && v == Verdict::Pass) {
+    if (vc) vc->fpm_low.fetch_add(1, std::memory_order_relaxed);
+    log_fpm_low(r, vc, *note);
+  }
   switch (v) {
     case Verdict::Pass:
     case Verdict::Lean:

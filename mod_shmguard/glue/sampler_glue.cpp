@@ -270,6 +270,11 @@ std::string drop_privileges(bool keep_ptrace, std::string& held) {
   cfg.state_file = gen.state_file;
   cfg.full_commands = conf_status_commands_full(main);
   cfg.status_max_bytes = shm::kBlobMax;
+  if (main->fpm_pools) {
+    const auto* v = reinterpret_cast<const char* const*>(main->fpm_pools->elts);
+    for (int i = 0; i + 1 < main->fpm_pools->nelts; i += 2)
+      cfg.fpm_pools.emplace_back(v[i], v[i + 1]);
+  }
 
   // Open what needs privileges, close what was inherited, then drop to User.
   Kept kept = open_kept(cfg.probe, cfg.error_log);

@@ -45,6 +45,8 @@ VhostCounts counts(const shm::VhostCounters& c) {
   v.wait_expired = c.wait_expired.load();
   v.queue_full = c.queue_full.load();
   v.lean_starts = c.lean_spawns.load();
+  v.fpm = c.fpm.load();
+  v.fpm_low = c.fpm_low.load();
   v.last_refusal_ms = c.last_refusal_ms.load();
   v.reclaims_given = c.reclaims_given.load();
   v.reclaims_taken = c.reclaims_taken.load();
@@ -85,9 +87,11 @@ VhostReserve reserve_of(const ServerConf* c, int fcgid_vhost_id,
         best_class + ")";
   } else {
     r.bytes = kDefaultReserve;
-    r.source = "auto: no mod_fcgid worker of this vhost is running, so the default " +
-               human_bytes(kDefaultReserve) +
-               " (or what an earlier worker of the class mapped); PHP-FPM requests use the default";
+    r.source =
+        "auto: no mod_fcgid worker of this vhost is running, so the default " +
+        human_bytes(kDefaultReserve) +
+        " (or what an earlier worker of the class mapped); no reserve applies to PHP-FPM requests "
+        "(they map no new shared memory)";
   }
   return r;
 }

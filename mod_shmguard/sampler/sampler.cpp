@@ -138,12 +138,61 @@ class Sampler {
     opts.max_bytes = cfg_.status_max_bytes;
     std::size_t encoded = 0;
     {
-      const std::string blob = encode_sampler_part(make_sampler_part(
-          *last_, worker_rows(), opts, StatusHistory{history_.bucket_ms(), history_.window(now)}));
+      std::vector<WorkerRow> rows = worker_rows();
+      std::vector<std::string> process_pools;  // "php-fpm: pool NAME" processes (their klass)
+      for (const WorkerRow& r : rows)
+        if (r.backend == "php-fpm" && r.kind.rfind("php-fpm pool ", 0) == 0 &&
+            std::find(process_pools.begin(), process_pools.end(), r.klass) == process_pools.end() &&
+            process_pools.size() < kMaxFpmPools / 2)
+          process_pools.push_back(r.klass);
+      std::vector<FpmPool> reads = fpm_reads_;
+      if (reads.empty())  // not read yet: the read follows this view
+        for (const auto& [socket, path] : cfg_.fpm_pools) {
+          FpmPool f;
+          f.configured = true;
+          f.socket = socket;
+          f.status_path = path;
+          f.error = "not read yet (the next view shows it)";
+          reads.push_back(std::move(f));
+        }
+      std::vector<FpmPool> pools = fpm_pools_view(std::move(reads), process_pools);
+      if (!pools.empty() && opts.max_bytes) {  // the pools' bytes come off the rows' bound
+        SamplerPart only;
+        only.fpm_pools = pools;
+        const std::size_t extra = encode_sampler_part(only).size();
+        opts.max_bytes = opts.max_bytes > extra ? opts.max_bytes - extra : 1;
+      }
+      SamplerPart part = make_sampler_part(
+          *last_, std::move(rows), opts, StatusHistory{history_.bucket_ms(), history_.window(now)});
+      part.fpm_pools = std::move(pools);
+      const std::string blob = encode_sampler_part(part);
       encoded = blob.size();
       shm::publish_blob(seg_, blob);
     }
     seg_->status_gen.store(ticket, std::memory_order_release);
+    // The pools' status, for the next view (as the caches below), once a second while the page
+    // is viewed: kFpmBudgetMs for all pools together (a pool that does not answer must not
+    // delay the samples the guard decides on), kFpmTimeoutMs each at most.
+    if (!cfg_.fpm_pools.empty() && now - fpm_read_ms_ >= 1000) {
+      fpm_read_ms_ = now;
+      const std::int64_t start = now_mono_ms();
+      std::vector<FpmPool> reads;
+      for (const auto& [socket, path] : cfg_.fpm_pools) {
+        const std::int64_t left = kFpmBudgetMs - (now_mono_ms() - start);
+        if (left < 20) {
+          FpmPool f;
+          f.configured = true;
+          f.socket = socket;
+          f.status_path = path;
+          f.error = "not read this time: the pools before it took the time";
+          reads.push_back(std::move(f));
+          continue;
+        }
+        reads.push_back(read_fpm_pool(
+            socket, path, static_cast<int>(std::min<std::int64_t>(left, kFpmTimeoutMs))));
+      }
+      fpm_reads_ = std::move(reads);
+    }
     if (!watched) refresh_for_status(now, true);
     // A large part (many workers, long command lines) gives its memory back at once.
     if (encoded > (1u << 20)) malloc_trim(0);
@@ -648,6 +697,10 @@ class Sampler {
   std::int64_t log_read_ms_ = 0;                          // monotonic, of the last error-log read
   std::uint64_t generation_ = 0, discovery_ = 0;
   std::int64_t status_ms_ = 0, discovered_ms_ = 0;
+  std::vector<FpmPool> fpm_reads_;  // the configured pools as last read (ShmGuardFpmPool)
+  std::int64_t fpm_read_ms_ = 0;
+  static constexpr int kFpmTimeoutMs = 200;
+  static constexpr std::int64_t kFpmBudgetMs = 250;
   std::optional<Snapshot> last_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> executables_;  // (dev, inode)
   const Logger& log_;

@@ -9,6 +9,8 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "shm/segment.hpp"
 #include "shmguard/model.hpp"
@@ -32,6 +34,8 @@ struct Config {
   int error_log_watch_fd = -1;
   bool full_commands = false;        // ShmGuardStatusCommands full: whole command lines on the page
   std::size_t status_max_bytes = 0;  // bound of the encoded status part (the blob's size)
+  // ShmGuardFpmPool: (socket, pm.status_path) of PHP-FPM pools whose status the page shows.
+  std::vector<std::pair<std::string, std::string>> fpm_pools;
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };

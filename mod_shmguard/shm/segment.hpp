@@ -38,6 +38,11 @@ struct VhostCounters {
   // retired for this vhost's requests.
   std::atomic<std::uint64_t> reclaims_given, reclaims_taken;
   std::atomic<std::int64_t> last_would_reclaim_ms;  // SG0211 under log: one line per 10 s
+  // PHP-FPM-bound requests (mod_proxy_fcgi), and those served while the headroom was below
+  // ShmGuardWarnBelow (never refused: a warning, SG0220 at most every 10 s per vhost).
+  std::atomic<std::uint64_t> fpm, fpm_low;
+  std::atomic<std::int64_t> fpm_log_ms;
+  std::atomic<std::uint64_t> fpm_low_since_log;
 };
 
 // One mod_fcgid process class (fcgid::class_hash: vhost_id, device and inode of the wrapper or

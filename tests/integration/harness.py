@@ -314,6 +314,7 @@ class Server:
     proxy_fcgi          load mod_proxy + mod_proxy_fcgi (default: True when fpm)
     fpm                 also run a private php-fpm (pool "www", static, fpm_children) on
                         <root>/run/php-fpm.sock; /fpm/*.php is proxied to it
+    fpm_status_path     the pool's pm.status_path (e.g. "/fpm-status"); None: none
     extra_conf          text appended at the end of httpd.conf
     cgroup_dir          a cgroup directory (e.g. a v1 memory cgroup the test made): every apache2
                         command joins it first (writes its own pid to cgroup.procs, then execs), so
@@ -337,7 +338,8 @@ class Server:
                  max_processes_per_class=None, min_processes_per_class=None, max_processes=None,
                  idle_timeout=None, idle_scan_interval=None, spawn_score_uplimit=None,
                  max_requests_per_process=None, process_life_time=None, fcgid_extra="",
-                 status=True, proxy_fcgi=None, fpm=False, fpm_children=2, extra_conf="", port=None,
+                 status=True, proxy_fcgi=None, fpm=False, fpm_children=2, fpm_status_path=None,
+                 extra_conf="", port=None,
                  starter_delay=0.7, starter_gate=False, starter_segment_mib=0, cgroup_dir=None):
         self.name = name
         self.artifacts = artifacts
@@ -353,7 +355,8 @@ class Server:
                          max_requests_per_process=max_requests_per_process,
                          process_life_time=process_life_time, fcgid_extra=fcgid_extra, status=status,
                          proxy_fcgi=fpm if proxy_fcgi is None else proxy_fcgi, fpm=fpm,
-                         fpm_children=fpm_children, extra_conf=extra_conf, shmguard_conf=shmguard_conf,
+                         fpm_children=fpm_children, fpm_status_path=fpm_status_path,
+                         extra_conf=extra_conf, shmguard_conf=shmguard_conf,
                          shmguard_conf_file=shmguard_conf_file, starter_delay=starter_delay,
                          starter_gate=starter_gate, starter_segment_mib=starter_segment_mib,
                          cgroup_dir=cgroup_dir)
@@ -583,6 +586,8 @@ pm = static
 pm.max_children = {n}
 catch_workers_output = yes
 """.format(root=self.root, user=RUN_USER, n=o["fpm_children"])
+        if o["fpm_status_path"]:
+            text += "pm.status_path = %s\n" % o["fpm_status_path"]
         with open(os.path.join(self.root, "php-fpm.conf"), "w") as f:
             f.write(text)
 

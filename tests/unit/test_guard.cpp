@@ -135,7 +135,68 @@ TEST(Decide, DryRunNeverWaitsNorRefuses) {
   EXPECT_EQ(decide(in).verdict, Verdict::WouldRefuse);
 }
 
-TEST(Decide, PhpFpmByReserveAlone) {
+GuardInput fpm_low() {  // issue 21: PHP-FPM, shmpages at 1019.5 of 1 GiB, the default reserve
+  GuardInput in;
+  in.fresh = true;
+  in.bounded = true;
+  in.headroom = 4 * MiB + MiB / 2;
+  in.need = 128 * MiB;  // what the glue's default reserve would be
+  in.need_known = false;
+  in.spawns_workers = false;
+  in.fpm = true;
+  in.workers = -1;
+  return in;
+}
+
+TEST(Decide, PhpFpmNeverRefusedForSharedMemory) {
+  GuardInput in = fpm_low();
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Pass);
+  EXPECT_EQ(d.claim, Claim::None);
+  EXPECT_EQ(d.reserve_bytes, 0u);
+  in.headroom = 0;  // nothing left at all: an FPM request still maps no new shared memory
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  in.may_wait = true;  // nothing to wait for either
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  in.action = Action::Log;  // not even a dry-run refusal
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  in.action = Action::Degrade;  // no lean worker: Apache starts nothing for FPM
+  in.lean_need = 0;
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  EXPECT_EQ(decide(in).claim, Claim::None);
+}
+
+TEST(Decide, PhpFpmLowHeadroomIsAWarningNotARefusal) {
+  GuardInput in = fpm_low();
+  EXPECT_FALSE(decide(in).warn);  // below the default reserve, but not below ShmGuardWarnBelow
+  in.low = true;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Pass);
+  EXPECT_TRUE(d.warn);
+  in.bounded = false;  // no finite limit: nothing to warn about
+  EXPECT_FALSE(decide(in).warn);
+  in = fpm_low();
+  in.low = true;
+  in.fresh = false;  // stale: fail open as for every request, uncounted
+  EXPECT_EQ(decide(in).verdict, Verdict::FailOpen);
+  EXPECT_EQ(decide(in).claim, Claim::None);
+}
+
+TEST(Decide, FcgidClassBesideFpmKeepsItsOwnRule) {
+  // The same numbers for a mod_fcgid class: no worker, no room for one: refused (or waits).
+  GuardInput in = fpm_low();
+  in.fpm = false;
+  in.spawns_workers = true;
+  in.workers = 1;
+  in.inflight = 1;
+  in.need_known = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+  in.may_wait = true;
+  EXPECT_EQ(decide(in).verdict, Verdict::Wait);
+}
+
+TEST(Decide, OtherHandlersByReserveAlone) {
+  // A ShmGuardHandlers name that is neither mod_fcgid nor mod_proxy_fcgi: the reserve decides.
   GuardInput in = low();
   in.spawns_workers = false;
   in.workers = -1;
@@ -143,6 +204,7 @@ TEST(Decide, PhpFpmByReserveAlone) {
   in.headroom = 64 * MiB;
   EXPECT_EQ(decide(in).verdict, Verdict::Pass);
   EXPECT_EQ(decide(in).claim, Claim::None);
+  EXPECT_FALSE(decide(in).warn);
 }
 
 TEST(Freshness, OneRuleForClockJumps) {

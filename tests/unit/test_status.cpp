@@ -608,6 +608,40 @@ TEST(Status, FastBytesAgreeWithHumanBytes) {
   }
 }
 
+TEST(Status, HeadlineFpmOnlyVhostIsNotRefusing) {
+  // Issue 21: a vhost whose guarded requests all went to PHP-FPM, the headroom below its
+  // (default) reserve: FPM is never refused, so the page says warning, not refusing.
+  SamplerHealth h;
+  h.fresh = true;
+  h.sampled_ms = 1;
+  HotValues hot;
+  hot.headroom = 4 * static_cast<std::int64_t>(MiB) + static_cast<std::int64_t>(MiB / 2);
+  hot.binding = "beancounter:shmpages";
+  std::vector<VhostStatus> vs{vhost("fpm:80", 1)};
+  vs[0].counts.guarded = vs[0].counts.passed = vs[0].counts.fpm = vs[0].counts.fpm_low = 5;
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Ok);  // not below WarnBelow
+  hot.warn = true;
+  Headline hl = decide_headline(h, hot, vs, nullptr);
+  EXPECT_EQ(hl.state, GuardState::Warning);
+  EXPECT_NE(hl.detail.find("PHP-FPM requests of fpm:80 were served with the headroom low"),
+            std::string::npos)
+      << hl.detail;
+  vs[0].counts.guarded = 6;  // one request went to mod_fcgid: its reserve applies again
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Refusing);
+  // Every format shows the FPM counters.
+  StatusModel m = view(std::nullopt);
+  m.vhosts[0].counts.fpm = 7;
+  m.vhosts[0].counts.fpm_low = 3;
+  EXPECT_NE(write_status_json(m).find("\"fpm\":7,\"fpm_low_headroom\":3"), std::string::npos);
+  EXPECT_NE(write_status_auto(m).find("ShmGuardVhostFpmLowHeadroom[a.example:80]: 3"),
+            std::string::npos)
+      << write_status_auto(m);
+  EXPECT_NE(write_status_prometheus(m).find(
+                "shmguard_vhost_fpm_low_headroom_total{vhost=\"a.example:80\"} 3"),
+            std::string::npos);
+  EXPECT_NE(write_status_html(m, 0).find("<td>7 (3)</td>"), std::string::npos);
+}
+
 TEST(Status, Headline) {
   SamplerHealth h;
   h.fresh = true;
@@ -666,4 +700,63 @@ TEST(Status, ReclaimsPerVhostInEveryFormat) {
   EXPECT_NE(html.find("FcgidErrorScanInterval"), std::string::npos) << "how fast, once it happened";
   m.vhosts[0].counts.reclaims_given = m.vhosts[1].counts.reclaims_taken = 0;
   EXPECT_EQ(write_status_html(m).find("FcgidErrorScanInterval"), std::string::npos);
+}
+
+TEST(Status, FpmPoolsTravelAndShowInEveryFormat) {
+  SamplerPart p = make_sampler_part(snapshot(), {worker(10, 1, "a")});
+  FpmPool www;
+  www.configured = www.ok = true;
+  www.name = "www";
+  www.socket = "/run/php/php8.2-fpm.sock";
+  www.status_path = "/fpm-status";
+  www.read_ms = 1795000000000;
+  www.status.pool = "www";
+  www.status.process_manager = "dynamic";
+  www.status.idle = 1;
+  www.status.active = 2;
+  www.status.total = 3;
+  www.status.listen_queue = 4;
+  www.status.max_children_reached = 5;
+  www.status.slow_requests = 6;
+  FpmPool odd;  // seen as processes only; any local user can choose such a name
+  odd.name = "<x]\n\"y";
+  p.fpm_pools = {www, odd};
+  const std::string blob = encode_sampler_part(p);
+  auto d = decode_sampler_part(blob);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(encode_sampler_part(*d), blob);
+  ASSERT_EQ(d->fpm_pools.size(), 2u);
+  EXPECT_EQ(d->fpm_pools[0].status.max_children_reached, 5u);
+  EXPECT_EQ(d->fpm_pools[1].name, odd.name);
+  for (std::size_t n = 0; n < blob.size(); ++n)
+    ASSERT_FALSE(decode_sampler_part(std::string_view(blob).substr(0, n))) << n;
+  const StatusModel m = view(*d);
+  EXPECT_EQ(all_formats(m), all_formats(view(p)));
+  const std::string json = write_status_json(m);
+  EXPECT_NE(json.find("\"fpm_pools\":[{\"name\":\"www\",\"configured\":true,\"socket\":\"/run/php/"
+                      "php8.2-fpm.sock\",\"status_path\":\"/fpm-status\",\"ok\":true"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"listen_queue\":4,"), std::string::npos);
+  EXPECT_NE(json.find("add \\\"pm.status_path = /fpm-status\\\""), std::string::npos);
+  const std::string autos = write_status_auto(m);
+  EXPECT_NE(autos.find("ShmGuardFpmPoolMaxChildrenReached[www]: 5\n"), std::string::npos);
+  EXPECT_NE(autos.find("ShmGuardFpmPoolUp[_x___y]: 0\n"), std::string::npos) << autos;
+  const std::string prom = write_status_prometheus(m);
+  EXPECT_NE(prom.find("shmguard_fpm_pool_processes{pool=\"www\",state=\"active\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(prom.find("shmguard_fpm_pool_up{pool=\"<x]\\n\\\"y\"} 0\n"), std::string::npos) << prom;
+  const std::string html = write_status_html(m, 0);
+  EXPECT_NE(html.find("<h2 id=\"fpm\">PHP-FPM pools</h2>"), std::string::npos);
+  EXPECT_NE(html.find("&lt;x]"), std::string::npos);
+  EXPECT_EQ(html.find("<x]"), std::string::npos);
+  // Bounds: too many pools, a name longer than FPM's.
+  SamplerPart many = p;
+  many.fpm_pools.assign(kMaxFpmPools + 1, www);
+  EXPECT_FALSE(decode_sampler_part(encode_sampler_part(many)));
+  many.fpm_pools.assign(kMaxFpmPools, www);
+  EXPECT_TRUE(decode_sampler_part(encode_sampler_part(many)));
+  SamplerPart longname = p;
+  longname.fpm_pools[1].name.assign(kFpmNameMax + 1, 'n');
+  EXPECT_FALSE(decode_sampler_part(encode_sampler_part(longname)));
 }
