@@ -111,7 +111,7 @@ struct ClassWalk {
   int pids[kSlots];
   int count;
   std::uint64_t signature;
-  bool node_twice;
+  bool node_twice;  // a node met twice, or met on the idle/busy walk and on the error list
 };
 void walk_class(const unsigned char* table, const ClassKey& key, ClassWalk& w) {
   w.count = 0;
@@ -140,6 +140,11 @@ void walk_class(const unsigned char* table, const ClassKey& key, ClassWalk& w) {
   walk(table, kIdleHead, visit);
   sign(~0ULL);  // where the busy list begins
   walk(table, kBusyHead, visit);
+  // A walk that followed a moved node's link into the error list met dying workers as idle or
+  // busy ones: such a node is on the error list now too, and the walk does not count.
+  walk(table, kErrorHead, [&](int i) {
+    if (seen[i / 64] & (1ULL << (i % 64))) w.node_twice = true;
+  });
 }
 int alive_among(const ClassWalk& w, bool (*alive)(int)) {
   if (!alive) return w.count;

@@ -302,22 +302,22 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
 // (pm = dynamic/ondemand), whose private writable pages are charged to privvmpages.
 void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note) {
   const std::int64_t now = apr_time_as_msec(r->request_time);
-  std::uint64_t since = 1;
-  if (vc) {
-    vc->fpm_low_since_log.fetch_add(1);
-    std::int64_t last = vc->fpm_log_ms.load();
-    if (now - last < 10000 || !vc->fpm_log_ms.compare_exchange_strong(last, now)) return;
-    since = vc->fpm_low_since_log.exchange(0);
-  }
+  // A vhost past the counter slots (SG0103) has no rate limit of its own: no line (a tenant's
+  // traffic must not flood the log).
+  if (!vc) return;
+  vc->fpm_low_since_log.fetch_add(1);
+  std::int64_t last = vc->fpm_log_ms.load();
+  if (now - last < 10000 || !vc->fpm_log_ms.compare_exchange_strong(last, now)) return;
+  const std::uint64_t since = vc->fpm_low_since_log.exchange(0);
   ap_log_rerror(
       APLOG_MARK, APLOG_WARNING, 0, r,
       "SG0220 %s on %s served by PHP-FPM with shared-memory headroom %s (%s) below "
       "ShmGuardWarnBelow: not refused (FPM's children share one OPcache; a request maps "
       "no new shared memory), but a new FPM child (pm = dynamic/ondemand) needs "
-      "privvmpages for its private pages; %llu such requests since the last warning",
+      "privvmpages for its private pages; %s such requests since the last warning",
       r->uri, host_of(r),
       human_bytes(static_cast<std::uint64_t>(note.headroom < 0 ? 0 : note.headroom)).c_str(),
-      binding_detail().c_str(), static_cast<unsigned long long>(since));
+      binding_detail().c_str(), std::to_string(since).c_str());
 }
 
 std::uint64_t reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
