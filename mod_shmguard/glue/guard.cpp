@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -417,8 +418,25 @@ struct HeldClaim {
 // its next error scans; the guard never signals a worker itself. `dry` (ShmGuardAction log): only
 // the log line (SG0211), at most one per 10 s per vhost. True when a reclaim for the class is in
 // flight (this one, or another request's).
+bool reclaim_for_unguarded(request_rec* r, RequestNote* note, const ServerConf* c,
+                           const GuardInput& in, bool dry, HeldClaim& held);
+// Runs while the request may already hold a claim whose cleanup is registered only after the
+// admit loop: nothing may escape (an allocation failure would leave the claim reserved until the
+// child exits). Anything thrown: nothing retired.
 bool reclaim_for(request_rec* r, RequestNote* note, const ServerConf* c, const GuardInput& in,
-                 bool dry, HeldClaim& held) {
+                 bool dry, HeldClaim& held) noexcept {
+  try {
+    return reclaim_for_unguarded(r, note, c, in, dry, held);
+  } catch (const std::exception& e) {
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SG0901 internal error in reclaim: %s", e.what());
+  } catch (...) {
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SG0901 internal error in reclaim");
+  }
+  return false;
+}
+
+bool reclaim_for_unguarded(request_rec* r, RequestNote* note, const ServerConf* c,
+                           const GuardInput& in, bool dry, HeldClaim& held) {
   if (!gen.fcgid_lock || !gen.fcgid_unlock || !gen.fcgid_table || !note->slot) return false;
   // A look without the lock first: most rounds find nothing to retire, and mod_fcgid's lock is
   // every request's.

@@ -226,7 +226,16 @@ class _Locked:
         priv[0] = self.state.get("privvm_base", DEFAULT_PRIVVM_BASE) + held
         priv[1] = max(priv[1], priv[0])
 
+    def flush_events(self):
+        if self.events:
+            with open(os.path.join(self.dir, "events.log"), "a") as f:
+                f.write("".join(self.events))
+            self.events = []
+
     def save(self):
+        # Events first: a reader that sees the new numbers also sees why they changed (the test
+        # of a dropped worker read held 0 before the "drop" line was written).
+        self.flush_events()
         self.recompute()
         _write_atomic(os.path.join(self.dir, "state.json"), json.dumps(self.state) + "\n", 0o666)
         cfg = self.config
@@ -240,9 +249,7 @@ class _Locked:
 
     def __exit__(self, *exc):
         try:
-            if self.events:
-                with open(os.path.join(self.dir, "events.log"), "a") as f:
-                    f.write("".join(self.events))
+            self.flush_events()
         finally:
             try:
                 os.close(self.fd)
