@@ -65,6 +65,10 @@ std::optional<CgiResponse> split_cgi_response(std::string_view out);
 // lacks the pool's name or its process counts.
 std::optional<FpmPoolStatus> parse_fpm_status_json(std::string_view body);
 
+// A configured pool whose status was not read (yet), and why: what read_fpm_pool starts from.
+FpmPool unread_fpm_pool(const std::string& socket_path, const std::string& status_path,
+                        std::string why);
+
 // Reads the status of the pool listening on the Unix socket `socket_path` (a leading "unix:" is
 // accepted) at `status_path`, within `timeout_ms` in all. Never throws; the result says why not.
 FpmPool read_fpm_pool(const std::string& socket_path, const std::string& status_path,

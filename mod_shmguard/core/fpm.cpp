@@ -291,12 +291,19 @@ std::optional<FpmPoolStatus> parse_fpm_status_json(std::string_view body) {
   return st;
 }
 
-FpmPool read_fpm_pool(const std::string& socket_path, const std::string& status_path,
-                      int timeout_ms) {
+FpmPool unread_fpm_pool(const std::string& socket_path, const std::string& status_path,
+                        std::string why) {
   FpmPool p;
   p.configured = true;
   p.socket = socket_path;
   p.status_path = status_path;
+  p.error = std::move(why);
+  return p;
+}
+
+FpmPool read_fpm_pool(const std::string& socket_path, const std::string& status_path,
+                      int timeout_ms) {
+  FpmPool p = unread_fpm_pool(socket_path, status_path, "");
   p.read_ms = wall_ms();
   std::string path = socket_path.rfind("unix:", 0) == 0 ? socket_path.substr(5) : socket_path;
   sockaddr_un addr{};

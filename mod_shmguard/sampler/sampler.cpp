@@ -147,14 +147,8 @@ class Sampler {
           process_pools.push_back(r.klass);
       std::vector<FpmPool> reads = fpm_reads_;
       if (reads.empty())  // not read yet: the read follows this view
-        for (const auto& [socket, path] : cfg_.fpm_pools) {
-          FpmPool f;
-          f.configured = true;
-          f.socket = socket;
-          f.status_path = path;
-          f.error = "not read yet (the next view shows it)";
-          reads.push_back(std::move(f));
-        }
+        for (const auto& [socket, path] : cfg_.fpm_pools)
+          reads.push_back(unread_fpm_pool(socket, path, "not read yet (the next view shows it)"));
       std::vector<FpmPool> pools = fpm_pools_view(std::move(reads), process_pools);
       if (!pools.empty() && opts.max_bytes) {  // the pools' bytes come off the rows' bound
         SamplerPart only;
@@ -180,12 +174,8 @@ class Sampler {
       for (const auto& [socket, path] : cfg_.fpm_pools) {
         const std::int64_t left = kFpmBudgetMs - (now_mono_ms() - start);
         if (left < 20) {
-          FpmPool f;
-          f.configured = true;
-          f.socket = socket;
-          f.status_path = path;
-          f.error = "not read this time: the pools before it took the time";
-          reads.push_back(std::move(f));
+          reads.push_back(unread_fpm_pool(socket, path,
+                                          "not read this time: the pools before it took the time"));
           continue;
         }
         reads.push_back(read_fpm_pool(
