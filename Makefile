@@ -32,15 +32,24 @@ WRAPPER_SRC := $(sort $(wildcard mod_shmguard/wrapper/*.cpp))
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.cpp))
 GLUE_SRC  := $(sort $(wildcard mod_shmguard/glue/*.cpp mod_shmguard/sampler/*.cpp))
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.cpp))
-HEADERS   := $(wildcard include/shmguard/*.hpp mod_shmguard/*/*.hpp tests/unit/*.hpp)
+# Header dependencies: every compile writes a .d file beside its object (-MMD), with an empty rule
+# per header (-MP) so a header that was removed does not stop the build; included below.
+DEPFLAGS  := -MMD -MP
+# The sub-make that builds after `deps` runs in parallel unless the caller chose -j itself.
+JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
+PARALLEL   = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS))
+
+.PHONY: all build deps deps-bench deps-package test test-unit test-asan \
+        build-asan test-asan-module fuzz-smoke soak clean format run install bench bench-smoke deb \
+        test-package
 
 # ---------------------------------------------------------------- normal build
-.PHONY: all
 all: $(BUILD)/shmguard-probe $(BUILD)/shmguard-php-wrapper $(BUILD)/unit-tests $(if $(APXS),$(BUILD)/mod_shmguard.so)
 
-$(BUILD)/obj/%.o: %.cpp $(HEADERS)
+# Objects without httpd headers (core, probe, wrapper, unit tests, the sampler for the unit tests).
+$(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(HARDEN) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(CXXFLAGS_COMMON) $(DEPFLAGS) $(OPT) $(HARDEN) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/libshmguard_core.a: $(CORE_SRC:%.cpp=$(BUILD)/obj/%.o)
 	@mkdir -p $(dir $@)
@@ -63,19 +72,20 @@ $(BUILD)/unit-tests: $(UNIT_SRC:%.cpp=$(BUILD)/obj/%.o) $(SAMPLER_SRC:%.cpp=$(BU
 ifneq ($(APXS),)
 HTTPD_INC := -I$(shell $(APXS) -q INCLUDEDIR) $(shell $(APXS) -q EXTRA_CPPFLAGS 2>/dev/null) \
              $(shell pkg-config --cflags apr-1 apr-util-1 2>/dev/null)
-$(BUILD)/glue/%.o: %.cpp $(HEADERS)
+# Objects of the module (glue and sampler) compiled with httpd's and APR's flags.
+$(BUILD)/obj-httpd/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_COMMON) $(OPT) $(HARDEN) $(HTTPD_INC) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(CXXFLAGS_COMMON) $(DEPFLAGS) $(OPT) $(HARDEN) $(HTTPD_INC) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/mod_shmguard.so: $(GLUE_SRC:%.cpp=$(BUILD)/glue/%.o) $(BUILD)/libshmguard_core.a mod_shmguard/exports.map
-	$(CXX) -shared -pthread $(HARDEN_LD) -o $@ $(GLUE_SRC:%.cpp=$(BUILD)/glue/%.o) $(BUILD)/libshmguard_core.a \
+MODULE_OBJ := $(GLUE_SRC:%.cpp=$(BUILD)/obj-httpd/%.o)
+$(BUILD)/mod_shmguard.so: $(MODULE_OBJ) $(BUILD)/libshmguard_core.a mod_shmguard/exports.map
+	$(CXX) -shared -pthread $(HARDEN_LD) -o $@ $(MODULE_OBJ) $(BUILD)/libshmguard_core.a \
 	  -Wl,--version-script=mod_shmguard/exports.map -Wl,--as-needed \
 	  $(shell pkg-config --libs apr-1 apr-util-1 2>/dev/null) $(LDFLAGS)
 endif
 
 # ---------------------------------------------------------------- sanitizers
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-.PHONY: build-asan test-asan
 build-asan:
 	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g $(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" APXS= HARDEN= HARDEN_LD= \
 	  $(BUILD)/asan/unit-tests $(BUILD)/asan/shmguard-probe
@@ -89,12 +99,23 @@ test-asan: deps build-asan
 	$(PYTHON) tests/summary.py $(BUILD)/results/asan-unit.xml $(BUILD)/results/asan-cli.xml
 
 # ---------------------------------------------------------------- fuzzing (libFuzzer, clang)
-FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-$(BUILD)/fuzz/%: tests/fuzz/%.cpp $(CORE_SRC) $(HEADERS)
+# The core is compiled once for every target (instrumented, not linked with libFuzzer's main), as
+# one library; each target's own file is linked with it and libFuzzer.
+FUZZ_SAN   := address,undefined -fno-sanitize-recover=all
+FUZZ_CXX    = $(CLANGXX) -std=c++17 $(WARN) -Iinclude -Imod_shmguard -O1 -g $(DEPFLAGS)
+$(BUILD)/fuzz/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CLANGXX) -std=c++17 $(WARN) -Iinclude -O1 -g $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC)
+	$(FUZZ_CXX) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -c $< -o $@
 
-.PHONY: fuzz-smoke
+# Kept between runs (make would delete these intermediates of the pattern chain).
+.PRECIOUS: $(BUILD)/fuzz/obj/%.o
+
+$(BUILD)/fuzz/libshmguard_core.a: $(CORE_SRC:%.cpp=$(BUILD)/fuzz/obj/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/%: $(BUILD)/fuzz/obj/tests/fuzz/%.o $(BUILD)/fuzz/libshmguard_core.a
+	$(CLANGXX) -fsanitize=fuzzer,$(FUZZ_SAN) -o $@ $^
+
 FUZZ_SECONDS ?= 10
 fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
 	@set -e; for f in $^; do \
@@ -108,9 +129,8 @@ fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
 # ---------------------------------------------------------------- set-up, tests, run
 # `build`: install what is missing, then build in a new make, which looks for apxs only now.
 build: deps
-	$(MAKE) all
+	$(MAKE) $(PARALLEL) all
 
-.PHONY: build deps deps-bench deps-package test test-asan-module soak test-unit test-cli test-integration clean format run install bench bench-smoke deb test-package
 deps:
 	$(DEPS) test
 
@@ -168,16 +188,16 @@ run: build
 
 # Benchmarks (not part of `make test`): one table of ratios; see BENCHMARKS.md.
 bench: deps-bench
-	$(MAKE) all
+	$(MAKE) $(PARALLEL) all
 	BUILD=$(BUILD) sh bench/run.sh
 
 # 60 s at 256 connections on DokuWiki with the budget moving: 0 bare 500s, 0 crashes, no leak.
 soak: deps-bench
-	$(MAKE) all
+	$(MAKE) $(PARALLEL) all
 	SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/serving.py --soak
 
 bench-smoke: deps-bench
-	$(MAKE) all
+	$(MAKE) $(PARALLEL) all
 	BUILD=$(BUILD) sh bench/run.sh --smoke
 
 # Debian packages: built in a copy of the tree under $(BUILD)/deb (see scripts/build-deb.sh).
@@ -206,3 +226,6 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# The header dependencies written by the compiles above (none before the first build).
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
