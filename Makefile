@@ -62,7 +62,7 @@ $(BUILD)/shmguard-php-wrapper: $(WRAPPER_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/li
 	$(CXX) $(OPT) -pthread $(HARDEN_LD) -o $@ $^ $(LDFLAGS)
 
 # The sampler loop has no httpd dependency: the unit tests run it too.
-SAMPLER_SRC := mod_shmguard/sampler/sampler.cpp
+SAMPLER_SRC := $(sort $(wildcard mod_shmguard/sampler/*.cpp))
 $(BUILD)/unit-tests: $(UNIT_SRC:%.cpp=$(BUILD)/obj/%.o) $(SAMPLER_SRC:%.cpp=$(BUILD)/obj/%.o) \
                      $(BUILD)/libshmguard_core.a
 	$(CXX) $(OPT) -pthread -o $@ $^ -lgtest -lgtest_main $(LDFLAGS)

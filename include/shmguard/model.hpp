@@ -97,6 +97,8 @@ struct Snapshot {
 
 // Wall clock, ms since the epoch (what Snapshot::taken_at_ms and the shared segment use).
 std::int64_t now_ms();
+// Monotonic clock, ms (for intervals, deadlines and ages that a clock step must not move).
+std::int64_t mono_ms();
 
 // Reads every source (never throws for kernel-file problems: they go to `unavailable`).
 Snapshot probe(const ProbeConfig& cfg);

@@ -51,12 +51,19 @@ struct ProcStat {
   std::uint64_t start_ticks = 0;  // field 22: clock ticks after boot
   std::uint64_t vsize = 0;        // field 23: virtual memory size, bytes (0 when absent)
   ExecImage image;                // fields 26-28, 48-51 (0 when absent)
+  char state = '?';               // field 3: R, S, D, Z (zombie), X (dead), ...
 };
 // /proc/PID/stat (comm may contain spaces and parentheses: split at the last ')'). Fields past
 // the start time are optional (older kernels print fewer).
 Result<ProcStat> parse_proc_stat(std::string_view text);
 // One process's /proc/PID/stat.
 Result<ProcStat> read_proc_stat(const std::string& procfs, int pid);
+
+// Does the process exist (a zombie too; a process of another user too)? kill(pid, 0) != ESRCH.
+bool pid_alive(int pid);
+// Gone, or a zombie waiting to be reaped (which pid_alive still counts): its stat under `procfs`
+// is unreadable or says Z or X. False for pid <= 0.
+bool pid_exited(const std::string& procfs, int pid);
 
 struct Worker {
   int pid = 0, ppid = 0;

@@ -2,6 +2,7 @@
 // those of the FastCGI 1.0 specification: an 8-byte header (version 1, type, request id,
 // content length, padding length), name-value pairs with 1- or 4-byte lengths.
 #include "shmguard/fpm.hpp"
+#include "shmguard/model.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -54,17 +55,6 @@ void nv(std::string& out, std::string_view name, std::string_view value) {
   nv_length(out, value.size());
   out.append(name.data(), name.size());
   out.append(value.data(), value.size());
-}
-
-std::int64_t mono_ms() {
-  struct timespec ts {};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-std::int64_t wall_ms() {
-  struct timespec ts {};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 // The flat JSON object FPM writes: strings and unsigned integers only.
@@ -304,7 +294,7 @@ FpmPool unread_fpm_pool(const std::string& socket_path, const std::string& statu
 FpmPool read_fpm_pool(const std::string& socket_path, const std::string& status_path,
                       int timeout_ms) {
   FpmPool p = unread_fpm_pool(socket_path, status_path, "");
-  p.read_ms = wall_ms();
+  p.read_ms = now_ms();
   std::string path = socket_path.rfind("unix:", 0) == 0 ? socket_path.substr(5) : socket_path;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;

@@ -82,6 +82,12 @@ std::int64_t now_ms() {
       .count();
 }
 
+std::int64_t mono_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 const Limit* Snapshot::binding_limit() const {
   for (const auto& l : limits)
     if (l.name == binding) return &l;

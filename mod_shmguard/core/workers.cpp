@@ -3,9 +3,11 @@
 #include "shmguard/workers.hpp"
 
 #include <dirent.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 
 #include <algorithm>
@@ -126,7 +128,9 @@ Result<ProcStat> parse_proc_stat(std::string_view text) {
       if (field <= 22) return Result<ProcStat>::fail("malformed stat: too few fields");
       break;
     }
-    if (field == 4) {
+    if (field == 3) {
+      st.state = f.front();
+    } else if (field == 4) {
       auto v = parse_u64(f);
       if (!v || *v > 0x7fffffff) return Result<ProcStat>::fail("malformed stat: ppid");
       st.ppid = static_cast<int>(*v);
@@ -148,6 +152,17 @@ Result<ProcStat> read_proc_stat(const std::string& procfs, int pid) {
   auto t = read_file(procfs + "/" + std::to_string(pid) + "/stat");
   if (!t) return Result<ProcStat>::fail(t.error);
   return parse_proc_stat(*t.value);
+}
+
+bool pid_alive(int pid) {
+  return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+bool pid_exited(const std::string& procfs, int pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  auto st = read_proc_stat(procfs, pid);
+  return !st || st.value->state == 'Z' || st.value->state == 'X';
 }
 
 Identity compare_identity(const Worker& before, const ProcStat& now) {

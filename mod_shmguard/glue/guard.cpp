@@ -27,6 +27,7 @@
 #include "shmguard/fcgid.hpp"
 #include "shmguard/guard.hpp"
 #include "shmguard/reclaim.hpp"
+#include "shmguard/workers.hpp"
 #include "shmguard/refusal.hpp"
 #include "shmguard/units.hpp"
 
@@ -175,10 +176,6 @@ void start_worker(request_rec* r, const RequestNote* note) {
   void* cmd = apr_pcalloc(r->pool, kFcgidCommandBytes);
   gen.fcgid_init_spawn_cmd(cmd, r, const_cast<WrapperConf*>(w));
   gen.fcgid_send_spawn_cmd(cmd, r);
-}
-
-bool pid_alive(int pid) {
-  return kill(pid, 0) == 0 || errno == EPERM;
 }
 
 // Gives the request's claim back (once: the release filter, or the pool cleanup at the latest).

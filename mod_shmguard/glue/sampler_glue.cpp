@@ -1,16 +1,13 @@
 // mod_shmguard glue: forking the sampler from the parent, restarting it when it dies, ending it
-// with its generation.
-#include <dirent.h>
+// with its generation. What the forked sampler does with its privileges (open as root, close the
+// inherited descriptors, become User) is sampler/privileges.cpp; this file passes it httpd's User,
+// Group and whether CAP_SYS_PTRACE is needed.
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <linux/capability.h>
 #include <signal.h>
-#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "../sampler/privileges.hpp"
 #include "../sampler/sampler.hpp"
 #include "glue.hpp"
 
@@ -41,18 +39,7 @@ void on_term(int) {
   g_stop = 1;
 }
 
-// The sampler's exit status when it could not drop its privileges (EX_NOPERM): the parent does
-// not restart it (the same failure would repeat every second). Above every signal number: the
-// MPM hands the other-child callback the exit code, or the signal that ended the process.
-constexpr int kExitPrivileges = 77;
-
 std::int64_t g_last_start_ms = 0;  // when the last sampler started (or will, after its delay)
-
-std::int64_t now_mono_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 void start_sampler_after(bool restart);
 
@@ -79,8 +66,8 @@ void sampler_maintenance_impl(int reason, void* data, apr_wait_t status) {
       ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state);
       if (mpm_state == AP_MPMQ_STOPPING || !gen.seg) return;
       gen.seg->sampler_pid.store(0);
-      if (status == kExitPrivileges ||
-          (WIFEXITED(status) && WEXITSTATUS(status) == kExitPrivileges)) {
+      if (status == sampler::kExitPrivileges ||
+          (WIFEXITED(status) && WEXITSTATUS(status) == sampler::kExitPrivileges)) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, gen.main_server,
                      "SG0114 the sampler (pid %d) exited because it could not drop its "
                      "privileges (see SG0113): it is not started again; the guard fails open "
@@ -114,126 +101,6 @@ std::string ptrace_needed() {
     return "suexec: mod_fcgid workers may run as other users";
   if (ap_find_linked_module("mod_proxy_fcgi.c"))
     return "mod_proxy_fcgi: PHP-FPM's processes run as root or are not dumpable";
-  return "";
-}
-
-// What the sampler opens while it is still root, and reads through afterwards.
-struct Kept {
-  int beancounters = -1, bc_resources = -1, error_log = -1, error_log_watch = -1;
-};
-
-int open_ro(const std::string& path) {
-  return open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-}
-
-// /proc/user_beancounters (0400 root; the OpenVZ kernel's open also checks CAP_DAC_OVERRIDE and
-// CAP_DAC_READ_SEARCH, its reads check nothing: kernel/bc/proc.c ub_open/res_open), VZ7's
-// /proc/bc/<id>/resources (its lookup checks both capabilities), the error log (root:adm 0640),
-// and an inotify watch on it (inotify_add_watch needs read permission).
-Kept open_kept(const ProbeConfig& probe, const std::string& error_log) {
-  Kept k;
-  if (!probe.beancounters_off) {
-    k.beancounters = open_ro(probe.beancounters.empty() ? probe.procfs + "/user_beancounters"
-                                                        : probe.beancounters);
-    if (probe.container && probe.beancounters.empty())
-      k.bc_resources = open_ro(probe.procfs + "/bc/" + *probe.container + "/resources");
-  }
-  if (!error_log.empty()) {
-    k.error_log = open_ro(error_log);
-    if (k.error_log >= 0) {
-      k.error_log_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-      if (k.error_log_watch >= 0 &&
-          inotify_add_watch(k.error_log_watch, error_log.c_str(), IN_MODIFY) < 0) {
-        close(k.error_log_watch);
-        k.error_log_watch = -1;
-      }
-    }
-  }
-  return k;
-}
-
-// Closes every descriptor inherited from httpd (listening sockets, access logs, pipes, mutexes)
-// but stdin/stdout (pointed at /dev/null), stderr and `keep`.
-void close_inherited(const std::vector<int>& keep) {
-  closelog();  // syslog's socket: reopened on the next syslog() (ErrorLog syslog)
-  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null >= 0) {
-    dup2(null, 0);  // dup2 clears FD_CLOEXEC on the copy
-    dup2(null, 1);
-    if (null > 2) close(null);
-  }
-  std::vector<int> open_fds;
-  if (DIR* d = opendir("/proc/self/fd")) {
-    int self = dirfd(d);
-    while (dirent* e = readdir(d)) {
-      char* end = nullptr;
-      long fd = strtol(e->d_name, &end, 10);
-      if (end != e->d_name && *end == '\0' && fd != self) open_fds.push_back(static_cast<int>(fd));
-    }
-    closedir(d);
-  } else {  // no /proc: every possible number
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); ++fd)
-      open_fds.push_back(static_cast<int>(fd));
-  }
-  for (int fd : open_fds)
-    if (fd > 2 && std::find(keep.begin(), keep.end(), fd) == keep.end()) close(fd);
-}
-
-// Switches to the server's User and Group and keeps no capability (or CAP_SYS_PTRACE alone, see
-// ptrace_needed()), then checks that this is what the process now has. Returns "" on success and
-// fills `held`; else what failed (the sampler then exits).
-std::string drop_privileges(bool keep_ptrace, std::string& held) {
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct want[2]{};
-  if (keep_ptrace) {
-    want[CAP_SYS_PTRACE / 32].permitted |= 1u << (CAP_SYS_PTRACE % 32);
-    want[CAP_SYS_PTRACE / 32].effective |= 1u << (CAP_SYS_PTRACE % 32);
-  }
-  const bool root = geteuid() == 0;
-  uid_t uid = root ? ap_unixd_config.user_id : geteuid();
-  gid_t gid = root ? ap_unixd_config.group_id : getegid();
-  if (!root && keep_ptrace) {  // httpd not started as root: keep CAP_SYS_PTRACE only if it has it
-    __user_cap_data_struct has[2]{};
-    if (syscall(SYS_capget, &hdr, has) != 0 ||
-        !(has[CAP_SYS_PTRACE / 32].permitted & (1u << (CAP_SYS_PTRACE % 32)))) {
-      keep_ptrace = false;
-      want[CAP_SYS_PTRACE / 32] = __user_cap_data_struct{};
-    }
-  }
-  if (root) {
-    if (uid == 0) return "User is root";
-    // Nothing dropped here can come back through an exec (no_new_privs is set as well).
-    for (int cap = 0; cap <= 63; ++cap) {
-      if (keep_ptrace && cap == CAP_SYS_PTRACE) continue;
-      if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-        return std::string("PR_CAPBSET_DROP failed: ") + strerror(errno);
-    }
-    if (keep_ptrace && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
-      return std::string("PR_SET_KEEPCAPS failed: ") + strerror(errno);
-    if (setgroups(1, &gid) != 0) return std::string("setgroups failed: ") + strerror(errno);
-    if (setresgid(gid, gid, gid) != 0) return std::string("setresgid failed: ") + strerror(errno);
-    if (setresuid(uid, uid, uid) != 0) return std::string("setresuid failed: ") + strerror(errno);
-  }
-  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);  // EINVAL before Linux 4.3: none then
-  if (syscall(SYS_capset, &hdr, want) != 0)
-    return std::string("capset failed: ") + strerror(errno) +
-           (keep_ptrace ? " (CAP_SYS_PTRACE not in the bounding set?)" : "");
-  prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
-  // Check, rather than trust the calls above.
-  uid_t ru, eu, su;
-  gid_t rg, eg, sg;
-  if (getresuid(&ru, &eu, &su) != 0 || ru != uid || eu != uid || su != uid ||
-      getresgid(&rg, &eg, &sg) != 0 || rg != gid || eg != gid || sg != gid)
-    return "the uid/gid did not change to " + std::to_string(uid) + "/" + std::to_string(gid);
-  __user_cap_data_struct now[2]{};
-  if (syscall(SYS_capget, &hdr, now) != 0) return std::string("capget failed: ") + strerror(errno);
-  for (int i = 0; i < 2; ++i)
-    if (now[i].effective != want[i].effective || now[i].permitted != want[i].permitted ||
-        now[i].inheritable != 0)
-      return "capabilities other than the ones asked for remain";
-  held = "uid " + std::to_string(uid) + ", gid " + std::to_string(gid) +
-         (keep_ptrace ? ", capability sys_ptrace" : ", no capabilities");
   return "";
 }
 
@@ -277,7 +144,7 @@ std::string drop_privileges(bool keep_ptrace, std::string& held) {
   }
 
   // Open what needs privileges, close what was inherited, then drop to User.
-  Kept kept = open_kept(cfg.probe, cfg.error_log);
+  sampler::Kept kept = sampler::open_kept(cfg.probe, cfg.error_log);
   cfg.probe.beancounters_fd = kept.beancounters;
   cfg.probe.bc_resources_fd = kept.bc_resources;
   cfg.error_log_fd = kept.error_log;
@@ -287,17 +154,18 @@ std::string drop_privileges(bool keep_ptrace, std::string& held) {
   apr_os_file_t log_fd = -1;  // where ap_log_error writes for the main server
   if (gen.main_server->error_log && apr_os_file_get(&log_fd, gen.main_server->error_log) == 0)
     keep.push_back(log_fd);
-  close_inherited(keep);
+  sampler::close_inherited(keep);
 
   const std::string ptrace_why = ptrace_needed();
   std::string privileges;
-  const std::string failed = drop_privileges(!ptrace_why.empty(), privileges);
+  const std::string failed = sampler::drop_privileges(
+      ap_unixd_config.user_id, ap_unixd_config.group_id, !ptrace_why.empty(), privileges);
   if (!failed.empty()) {
     ap_log_error(APLOG_MARK, APLOG_ERR, 0, gen.main_server,
                  "SG0113 the sampler cannot drop its privileges (%s): it exits; the guard fails "
                  "open until the server is restarted",
                  failed.c_str());
-    _exit(kExitPrivileges);
+    _exit(sampler::kExitPrivileges);
   }
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // again: a uid change resets it to fs.suid_dumpable
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
@@ -306,8 +174,8 @@ std::string drop_privileges(bool keep_ptrace, std::string& held) {
   if (!ptrace_why.empty()) privileges += " (" + ptrace_why + ")";
 
   // A restart right after a quick death waits here, in the sampler, not in the parent.
-  for (std::int64_t until = now_mono_ms() + g_start_delay_ms; !g_stop;) {
-    std::int64_t left = until - now_mono_ms();
+  for (std::int64_t until = mono_ms() + g_start_delay_ms; !g_stop;) {
+    std::int64_t left = until - mono_ms();
     if (left <= 0) break;
     struct timespec ts {
       static_cast<time_t>(left / 1000), static_cast<long>(left % 1000) * 1000000L
@@ -357,7 +225,7 @@ namespace {
 // waits itself; the parent never sleeps).
 void start_sampler_after(bool restart) {
   if (!gen.seg) return;
-  std::int64_t now = now_mono_ms();
+  std::int64_t now = mono_ms();
   g_start_delay_ms = 0;
   if (restart && g_last_start_ms && now - g_last_start_ms < 1000)
     g_start_delay_ms = 1000 - (now - g_last_start_ms);
@@ -400,9 +268,9 @@ void stop_sampler() {
   if (pfd >= 0) {
     pollfd p{pfd, POLLIN, 0};
     int r;
-    std::int64_t until = now_mono_ms() + 2000;
+    std::int64_t until = mono_ms() + 2000;
     do {
-      r = poll(&p, 1, static_cast<int>(std::max<std::int64_t>(0, until - now_mono_ms())));
+      r = poll(&p, 1, static_cast<int>(std::max<std::int64_t>(0, until - mono_ms())));
     } while (r < 0 && errno == EINTR);
     close(pfd);
     if (r <= 0) kill(pid, SIGKILL);

@@ -35,28 +35,6 @@ namespace shmguard::sampler {
 
 namespace {
 
-std::int64_t now_mono_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// Gone, or a zombie waiting to be reaped (kill(pid, 0) still succeeds on a zombie).
-bool pid_exited(const std::string& procfs, int pid) {
-  if (pid <= 0) return false;
-  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
-  auto st = read_file(procfs + "/" + std::to_string(pid) + "/stat", 4096);
-  if (!st) return true;
-  std::size_t close = st.value->rfind(')');
-  if (close == std::string::npos || close + 2 >= st.value->size()) return false;
-  char state = (*st.value)[close + 2];
-  return state == 'Z' || state == 'X';
-}
-
-bool pid_alive(int pid) {
-  return kill(pid, 0) == 0 || errno != ESRCH;
-}
-
 // The failure counter of a beancounter limit ("beancounter:shmpages:failcnt") and its row's
 // failcnt.
 std::string failcnt_name(BindingLimit b) {
@@ -81,7 +59,7 @@ class Sampler {
   // error log, the hot values. The full worker scan and the status page's part of the model only
   // when a status page asked for them (status_wanted), so an idle server pays nothing for them.
   void sample() {
-    full_sample_ms_ = now_mono_ms();
+    full_sample_ms_ = mono_ms();
     std::uint64_t wake_ticket = seg_->wake_requests.load(std::memory_order_acquire);
     Snapshot snap = probe(cfg_.probe);
     log_held(held_.apply(snap, staleness_bound_ms(cfg_.interval_ms)));
@@ -93,7 +71,7 @@ class Sampler {
     publish(snap);
     record_history(snap);
     last_ = std::move(snap);
-    std::int64_t now = now_mono_ms();
+    std::int64_t now = mono_ms();
     if (!render_status(now) && status_ms_ != 0) {
       if (now - status_ms_ < 60000)
         refresh_for_status(now, false);
@@ -112,7 +90,7 @@ class Sampler {
   void on_wake() {
     bool evidence = seg_->wake_requests.load(std::memory_order_acquire) >
                     seg_->evidence_gen.load(std::memory_order_acquire);
-    std::int64_t now = now_mono_ms();
+    std::int64_t now = mono_ms();
     if (evidence && last_ && now - full_sample_ms_ < 20) {
       ::usleep(static_cast<useconds_t>((20 - (now - full_sample_ms_)) * 1000));
     }
@@ -169,10 +147,10 @@ class Sampler {
     // delay the samples the guard decides on), kFpmTimeoutMs each at most.
     if (!cfg_.fpm_pools.empty() && now - fpm_read_ms_ >= 1000) {
       fpm_read_ms_ = now;
-      const std::int64_t start = now_mono_ms();
+      const std::int64_t start = mono_ms();
       std::vector<FpmPool> reads;
       for (const auto& [socket, path] : cfg_.fpm_pools) {
-        const std::int64_t left = kFpmBudgetMs - (now_mono_ms() - start);
+        const std::int64_t left = kFpmBudgetMs - (mono_ms() - start);
         if (left < 20) {
           reads.push_back(unread_fpm_pool(socket, path,
                                           "not read this time: the pools before it took the time"));
@@ -195,7 +173,7 @@ class Sampler {
   // guard wants a failure counter that rose beside it.
   void read_log() {
     const std::int64_t now = now_ms();
-    log_read_ms_ = now_mono_ms();
+    log_read_ms_ = mono_ms();
     seg_->log_reads.fetch_add(1, std::memory_order_relaxed);
     bool walked = false;  // at most one extra walk of mod_fcgid's table per read
     auto is_worker = [&](int pid) {
@@ -234,10 +212,10 @@ class Sampler {
   static constexpr std::int64_t kWorkerMemoryMs = 10000;
   bool known_worker(int pid) const {
     auto it = recent_workers_.find(pid);
-    return it != recent_workers_.end() && now_mono_ms() - it->second <= kWorkerMemoryMs;
+    return it != recent_workers_.end() && mono_ms() - it->second <= kWorkerMemoryMs;
   }
   void remember_workers(const std::vector<fcgid::NodeLite>& nodes) {
-    const std::int64_t now = now_mono_ms();
+    const std::int64_t now = mono_ms();
     for (const auto& n : nodes) recent_workers_[n.pid] = now;
     for (auto it = recent_workers_.begin(); it != recent_workers_.end();)
       it = now - it->second > kWorkerMemoryMs ? recent_workers_.erase(it) : std::next(it);
@@ -267,7 +245,7 @@ class Sampler {
       refused += seg_->vhosts[i].refused.load(std::memory_order_relaxed);
       translated += seg_->vhosts[i].translated.load(std::memory_order_relaxed);
     }
-    history_.record(now_mono_ms(), history_sample(snap, refused, translated));
+    history_.record(mono_ms(), history_sample(snap, refused, translated));
   }
 
   // mod_fcgid's workers per class (live count, largest segment) for the guard's auto reserve.
@@ -408,7 +386,7 @@ class Sampler {
     const int pid = p.info.pid;
     if (auto w = read_worker("/proc", pid, true)) {
       p.info = std::move(*w.value);
-      p.read_ms = now_mono_ms();
+      p.read_ms = mono_ms();
     } else {
       p.info = Worker{};
       p.info.pid = pid;
@@ -630,7 +608,7 @@ class Sampler {
                               human_bytes(*snap.headroom_bytes) + " (above ShmGuardWarnBelow)");
     }
     // Failure counters that rose since the previous sample: one line per counter per 10 s.
-    std::int64_t now = now_mono_ms();
+    std::int64_t now = mono_ms();
     for (const auto& c : snap.counters) {
       if (!counter_is_failure(c.name)) continue;  // cgroup reclaim at the limit is no failure
       std::uint64_t& prev = last_value_[c.name];
@@ -785,10 +763,10 @@ void run(const Config& cfg, shm::Segment* seg, const Logger& log,
     if (cfg.wake_fd >= 0) fcntl(cfg.wake_fd, F_SETFL, fcntl(cfg.wake_fd, F_GETFL) | O_NONBLOCK);
     Sampler s(cfg, seg, log);
     const std::int64_t interval = std::max<std::int64_t>(cfg.interval_ms, 10);
-    std::int64_t next = now_mono_ms();
+    std::int64_t next = mono_ms();
     while (!stop()) {
       if (cfg.parent_pid && getppid() != cfg.parent_pid) break;  // orphaned: the server is gone
-      std::int64_t now = now_mono_ms();
+      std::int64_t now = mono_ms();
       if (now >= next) {
         s.sample();
         next = now + interval;

@@ -61,19 +61,18 @@ inline std::string read_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Runs fn without the privilege to ignore file modes (as "nobody" in a child when we are root);
-// its result comes back through a pipe. nullopt when privileges could not be dropped (the caller
-// skips); a child that crashed or did not hand its result back is a test failure, not a skip.
-inline std::optional<std::string> run_unprivileged(const std::function<std::string()>& fn) {
-  if (::geteuid() != 0) return fn();
+// Runs fn(result_fd) in a forked child and returns what it returned, handed back through a pipe
+// whose write end is result_fd (a child that closes descriptors must keep it). Exit status 3 of
+// the child (fn calls _exit(3) when it cannot set itself up) gives nullopt: the caller skips. A
+// child that crashed or did not hand its result back is a test failure.
+inline std::optional<std::string> run_in_child(const std::function<std::string(int)>& fn) {
   int fds[2];
   if (::pipe(fds) != 0) return std::nullopt;
   pid_t pid = ::fork();
   if (pid < 0) return std::nullopt;
   if (pid == 0) {
     ::close(fds[0]);
-    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(3);
-    std::string out = fn();
+    std::string out = fn(fds[1]);
     ssize_t n = ::write(fds[1], out.data(), out.size());
     _exit(n == static_cast<ssize_t>(out.size()) ? 0 : 4);
   }
@@ -85,12 +84,22 @@ inline std::optional<std::string> run_unprivileged(const std::function<std::stri
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) return std::nullopt;  // could not drop
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) return std::nullopt;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    ADD_FAILURE() << "the unprivileged child "
+    ADD_FAILURE() << "the child "
                   << (WIFSIGNALED(status) ? "died of signal " + std::to_string(WTERMSIG(status))
                                           : "exited " + std::to_string(WEXITSTATUS(status)));
   return out;
+}
+
+// Runs fn without the privilege to ignore file modes (as "nobody" in a child when we are root).
+// nullopt when privileges could not be dropped (the caller skips).
+inline std::optional<std::string> run_unprivileged(const std::function<std::string()>& fn) {
+  if (::geteuid() != 0) return fn();
+  return run_in_child([&](int) -> std::string {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(3);
+    return fn();
+  });
 }
 
 // Polls pred every 10 ms for up to `ms`; true as soon as it holds.

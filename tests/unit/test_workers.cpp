@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "shmguard/workers.hpp"
+#include "test_util.hpp"
 
 using namespace shmguard;
 
@@ -364,4 +365,40 @@ TEST(ExecSchedule, PickYoungestDueFirstAtMostMax) {
   auto picked = pick_exec_checks(backlog, 10000, 8);
   ASSERT_EQ(picked.size(), 8u);
   EXPECT_EQ(picked[0], 1000u);
+}
+
+TEST(Stat, StateIsTheFieldAfterTheName) {
+  auto st = parse_proc_stat("42 (a) b) Z 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0\n");
+  ASSERT_TRUE(st) << st.error;
+  EXPECT_EQ(st.value->state, 'Z');
+  EXPECT_EQ(st.value->comm, "a) b");
+}
+
+// A zombie still answers kill(pid, 0): pid_alive counts it, pid_exited does not (its stat says Z).
+TEST(Stat, AZombieIsAliveToKillButExited) {
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char c;
+    close(go[1]);
+    if (read(go[0], &c, 1) < 0) _exit(1);
+    _exit(0);
+  }
+  close(go[0]);
+  EXPECT_TRUE(pid_alive(child));
+  EXPECT_FALSE(pid_exited("/proc", child));
+  close(go[1]);  // the child exits; not reaped yet: a zombie
+  EXPECT_TRUE(shmguard_test::eventually([&] {
+    auto st = read_proc_stat("/proc", child);
+    return st && st.value->state == 'Z';
+  }));
+  EXPECT_TRUE(pid_alive(child));
+  EXPECT_TRUE(pid_exited("/proc", child));
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_FALSE(pid_alive(child));
+  EXPECT_TRUE(pid_exited("/proc", child));
+  EXPECT_FALSE(pid_exited("/proc", 0));
 }
