@@ -66,6 +66,10 @@ struct GuardInput {
   // A worker retired for this class is on its way out (less than kReclaimPendingMs ago): its room
   // is coming, so the request waits for it (and no second worker is retired for the class).
   bool reclaim_pending = false;
+  // Rule 8c: the class holds fewer workers than its fair share and a class above its share has a
+  // busy worker: the next one of those that frees is retired for this class (share_owed(),
+  // share.hpp), so the request waits for it.
+  bool share_owed = false;
 };
 
 // How long a reclaim counts as in flight: mod_fcgid's process manager signals the retired worker
@@ -129,6 +133,8 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  8b. nothing coming for the class (no worker, no spawn in flight, none being measured), may_wait
 //     and ShmGuardReclaim on: wait, and retire an idle worker of another class (Decision::reclaim;
 //     under log (7) the same is only flagged, nothing is retired);
+//  8c. the class is owed a worker of a class above its fair share (share_owed) and may_wait:
+//     wait (the next worker that frees there is retired for it, share.hpp);
 //  9. else refuse.
 Decision decide(const GuardInput& in);
 

@@ -76,7 +76,8 @@ Decision decide(const GuardInput& in) {
   // Rule 8b: nothing of the class's own to wait for; another class's idle worker may make room.
   const bool reclaim = in.reclaim && in.may_wait && !coming && !in.reclaim_pending;
   if (in.action == Action::Log) return {Verdict::WouldRefuse, Claim::Spawn, in.need, reclaim};
-  if ((coming || in.reclaim_pending) && in.may_wait) return {Verdict::Wait, Claim::None, 0};
+  if ((coming || in.reclaim_pending || in.share_owed) && in.may_wait)
+    return {Verdict::Wait, Claim::None, 0};
   if (reclaim) return {Verdict::Wait, Claim::None, 0, true};
   return {Verdict::Refuse, Claim::None, 0};
 }

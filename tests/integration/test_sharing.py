@@ -163,3 +163,41 @@ def test_reclaim_is_a_server_wide_switch(server):
     s.write()
     rc, out = s.configtest()
     assert rc != 0 and "ShmGuardReclaim" in out, out
+
+
+def test_while_a_is_busy_b_gets_its_fair_share(server):
+    """Issue 18 item 2: site A hammered with slow requests holds every worker the budget has and
+    keeps 4 of its requests waiting; a request of site B is served while A is still busy, by a
+    worker of its own in the room of one of A's workers, handed over as it freed (A's share is 2
+    of 3, B's 1). On the old code B is refused at once (nothing idle to reclaim, nothing coming)."""
+    s = start(server)
+    watch = Watch(s)
+    a_results = []
+    n = 7
+    hammer = threading.Thread(target=lambda: a_results.extend(
+        s.get_many(["/sleep.php?ms=2500"] * n, headers={"Host": A}, timeout=60)))
+    hammer.start()
+    # A holds the three workers, and more of its requests wait than it has workers.
+    assert wait_for(lambda: len(s.php_workers()) == 3 and vh(s, A)["waited"] >= 3, 20), \
+        (s.php_workers(), vh(s, A))
+    a_workers = set(s.php_workers())
+    mark = s.log_mark()
+    r = get(s, B, "/sleep.php?ms=10")
+    a_busy_when_b_served = hammer.is_alive()
+    hammer.join(60)
+    assert r.status == 200, (r.status, r.text[:300])
+    assert a_busy_when_b_served, "B was served only after A's load ended"
+    assert int(r.text) not in a_workers, "B is served by a worker of its own"
+    log = s.wait_log(r"SG0212 handed worker pid (\d+) of a\.test \(idle \d+ ms\) over to b\.test "
+                     r"as it freed: a\.test holds 3 workers, its fair share is 2; b\.test holds 0, "
+                     r"its share 1", since=mark)
+    assert int(log.group(1)) in a_workers
+    # Every request of A served too (its other two workers kept serving it), none a bare 500.
+    assert [x.status for x in a_results] == [200] * n, [(x.status, x.text[:200]) for x in a_results]
+    # No over-spawn: never more php-cgi than the budget holds, and no start over budget.
+    assert watch.stop() <= 3
+    assert s.budget.failcnt() == 0, s.budget.events()
+    assert vh(s, B)["refused"] == 0 and vh(s, A)["refused"] == 0
+    assert vh(s, A)["reclaims_given"] == 1 and vh(s, B)["reclaims_taken"] == 1
+    # B keeps its worker while A's load goes on: A's waiters did not take the room B was given.
+    assert get(s, B).status == 200
