@@ -7,6 +7,7 @@
 //   evidence    did this request's backend die of a shared-memory allocation failure?
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -90,6 +91,19 @@ constexpr std::int64_t kSpawnAfterWaitMs = 200;
 constexpr std::int64_t kMeasureWaitMs = 1000;
 std::int64_t measure_wait_ms(std::int64_t interval_ms);
 
+// What a waiting request waits for (Verdict::Wait; the status page counts the requests waiting
+// now by it).
+enum class WaitFor : std::uint8_t {
+  None,
+  Worker,   // a worker of its class (busy now), or the spawn of its class in flight
+  Reclaim,  // the room of a worker retired for its class (a reclaim or a share hand-over)
+  Measure,  // the class's last spawn on the default need being measured
+  Share,    // its fair share: a worker of a class above its share, as it frees (rule 8c)
+};
+constexpr std::size_t kWaitReasons = 5;
+const char* to_string(WaitFor w);   // "worker", "reclaim", "measure", "share"
+const char* wait_words(WaitFor w);  // "waiting for a worker of this class", ...
+
 struct Decision {
   Verdict verdict = Verdict::Pass;
   Claim claim = Claim::None;
@@ -99,6 +113,7 @@ struct Decision {
   // only say which (WouldRefuse).
   bool reclaim = false;
   bool warn = false;  // served, but worth a warning (PHP-FPM with the headroom low): never refused
+  WaitFor wait_for = WaitFor::None;  // Verdict::Wait: why
 };
 
 // Room for this many workers is ample: a burst cannot spawn that many (mod_fcgid's default

@@ -8,6 +8,7 @@
 #include "shm/segment.hpp"
 #include "shmguard/guard.hpp"
 #include "shmguard/model.hpp"
+#include "shmguard/reclaim.hpp"
 
 #include "httpd.h"  // first: the other httpd headers need its types
 #include "apr_shm.h"
@@ -158,6 +159,9 @@ int guard_fixups(request_rec* r);
 int refusal_handler(request_rec* r);
 void translate_insert_error_filter(request_rec* r);
 void register_filters();
+// Every class's load as the share rules see it (share.hpp): mod_fcgid's table `nodes`, the
+// guard's counts per class, the classes that only wait; the room less every promised room.
+ReclaimInput class_loads(const std::vector<fcgid::Node>& nodes, std::int64_t now_ms);
 
 // status.cpp
 int status_handler(request_rec* r);

@@ -555,51 +555,12 @@ server_rec* server_of_counters(int index) {
   return nullptr;
 }
 
-// What a worker of the class needs: the need its owed request decided with while it waits (its
-// ShmGuardReserve, or the default one before a worker is measured), else what one maps.
-std::uint64_t class_need(const shm::ClassSlot* slot, int waiting) {
-  const std::uint64_t owed = slot->owed_need.load(std::memory_order_relaxed);
-  if (waiting > 0 && owed) return owed;
-  return slot->worker_need.load(std::memory_order_relaxed);
-}
-
 // What choose_handover() decides on: the table, every class's counts, this request's claim not
 // counted (it is giving its worker back); the room less every promise made.
 ReclaimInput handover_input(const std::vector<fcgid::Node>& nodes, const RequestNote* note) {
-  ReclaimInput ri;
-  GuardInput g;
-  const std::int64_t now = wall_ms();
-  shm::read_room(gen.seg, g, now);
-  g.reserved += shm::promised_to_others(gen.seg, nullptr, now);
-  ri.room = g.bounded ? room(g) : 0;
-  ri.requester_need = kDefaultReserve;  // a class whose worker is not measured yet
-  ri.now_us = now * 1000;
-  add_table(ri, nodes);
-  for (ClassLoad& cl : ri.classes) {
-    if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, cl.key, false)) {
-      cl.waiting = slot->waiting.load(std::memory_order_relaxed);
-      cl.inflight = slot->inflight.load(std::memory_order_relaxed);
-      cl.need = class_need(slot, cl.waiting);
-    }
+  ReclaimInput ri = class_loads(nodes, wall_ms());
+  for (ClassLoad& cl : ri.classes)
     if (cl.key == note->key_hash && cl.inflight > 0) --cl.inflight;  // this request's claim
-  }
-  // Classes that wait with no worker in the table: their slots, by the waiters' keys.
-  for (std::size_t i = 0; i < shm::kWaiters; ++i) {
-    const shm::WaiterRec& w = gen.seg->waiters[i];
-    if (w.state.load(std::memory_order_acquire) == 0) continue;
-    const std::uint64_t key = w.key.load(std::memory_order_relaxed);
-    bool have = false;
-    for (const ClassLoad& cl : ri.classes) have = have || cl.key == key;
-    if (have) continue;
-    if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, key, false)) {
-      ClassLoad cl;
-      cl.key = key;
-      cl.waiting = slot->waiting.load(std::memory_order_relaxed);
-      cl.inflight = slot->inflight.load(std::memory_order_relaxed);
-      cl.need = class_need(slot, cl.waiting);
-      ri.classes.push_back(cl);
-    }
-  }
   return ri;
 }
 
@@ -680,6 +641,8 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   bool reclaim_tried = false;  // in the round before: decide this one without rule 8b
   HeldClaim held;              // on a reclaimed worker's class, for a moment (reclaim_for)
   bool owed = false;           // reclaim_for found the class owed its share (rule 8c)
+  shm::VhostCounters* const vcw = counters_for(c);
+  WaitFor waiting_for = WaitFor::None;  // counted in vcw->waiting_for while it waits
   for (;;) {
     if (held.index >= 0 && wall_ms() - held.since_ms >= 50) held.release();
     in.reclaim = reclaim_on && !reclaim_tried;
@@ -730,6 +693,12 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     note->workers = in.workers;
     note->inflight = note->slot ? note->slot->inflight.load() : 0;
     if (v != Verdict::Wait) break;
+    if (vcw && decision.wait_for != waiting_for) {
+      if (waiting_for != WaitFor::None)
+        vcw->waiting_for[static_cast<int>(waiting_for)].fetch_sub(1, std::memory_order_relaxed);
+      vcw->waiting_for[static_cast<int>(decision.wait_for)].fetch_add(1, std::memory_order_relaxed);
+      waiting_for = decision.wait_for;
+    }
     if (waiter < 0) {
       waiter = shm::enter_wait(seg, note->slot, gen.child_pid, hint);
       if (waiter < 0) {  // ShmGuardMaxWaiting requests wait already: answer at once
@@ -739,6 +708,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
         break;
       }
       if (shm::VhostCounters* vc = counters_for(c)) vc->waited.fetch_add(1);
+      if (c->vhost_index >= 0) note->slot->vhost_plus1.store(c->vhost_index + 1);
     }
     std::int64_t left = deadline - wall_ms();
     if (left <= 0) continue;  // may_wait turns false: the rules answer
@@ -750,6 +720,8 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     shm::wait_turn(seg, waiter, (nap > 0 ? nap : 1) * 1000000L);
   }
   held.release();
+  if (vcw && waiting_for != WaitFor::None)
+    vcw->waiting_for[static_cast<int>(waiting_for)].fetch_sub(1, std::memory_order_relaxed);
   // The claim goes back with the request's pool at the latest, whatever happens from here on.
   if (note->claim >= 0)
     apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
@@ -1072,6 +1044,55 @@ void register_filters() {
   ap_register_output_filter(kReplaceFilter, replace_filter, nullptr, AP_FTYPE_CONTENT_SET);
   ap_register_output_filter(kReleaseFilter, release_filter, nullptr, AP_FTYPE_CONTENT_SET);
   ap_register_input_filter(kGateFilter, gate_filter, nullptr, AP_FTYPE_CONTENT_SET);
+}
+
+// ---------------------------------------------------------------- class loads (share, status)
+
+namespace {
+// What a worker of the class needs: the need its owed request decided with while it waits (its
+// ShmGuardReserve, or the default one before a worker is measured), else what one maps.
+std::uint64_t class_need(const shm::ClassSlot* slot, int waiting) {
+  const std::uint64_t owed = slot->owed_need.load(std::memory_order_relaxed);
+  if (waiting > 0 && owed) return owed;
+  return slot->worker_need.load(std::memory_order_relaxed);
+}
+}  // namespace
+
+ReclaimInput class_loads(const std::vector<fcgid::Node>& nodes, std::int64_t now_ms) {
+  ReclaimInput ri;
+  GuardInput g;
+  shm::read_room(gen.seg, g, now_ms);
+  g.reserved += shm::promised_to_others(gen.seg, nullptr, now_ms);
+  ri.room = g.bounded ? room(g) : 0;
+  ri.requester_need = kDefaultReserve;  // a class whose worker is not measured yet
+  ri.now_us = now_ms * 1000;
+  add_table(ri, nodes);
+  for (ClassLoad& cl : ri.classes) {
+    if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, cl.key, false)) {
+      cl.waiting = slot->waiting.load(std::memory_order_relaxed);
+      cl.inflight = slot->inflight.load(std::memory_order_relaxed);
+      cl.need = class_need(slot, cl.waiting);
+    }
+  }
+  // Classes that wait with no worker in the table: their slots, by the waiters' keys.
+  if (gen.seg->waiting.load(std::memory_order_acquire) <= 0) return ri;
+  for (std::size_t i = 0; i < shm::kWaiters; ++i) {
+    const shm::WaiterRec& w = gen.seg->waiters[i];
+    if (w.state.load(std::memory_order_acquire) == 0) continue;
+    const std::uint64_t key = w.key.load(std::memory_order_relaxed);
+    bool have = false;
+    for (const ClassLoad& cl : ri.classes) have = have || cl.key == key;
+    if (have) continue;
+    if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, key, false)) {
+      ClassLoad cl;
+      cl.key = key;
+      cl.waiting = slot->waiting.load(std::memory_order_relaxed);
+      cl.inflight = slot->inflight.load(std::memory_order_relaxed);
+      cl.need = class_need(slot, cl.waiting);
+      ri.classes.push_back(cl);
+    }
+  }
+  return ri;
 }
 
 }  // namespace shmguard::glue

@@ -44,6 +44,8 @@ struct VhostCounters {
   std::atomic<std::uint64_t> fpm, fpm_low;
   std::atomic<std::int64_t> fpm_log_ms;
   std::atomic<std::uint64_t> fpm_low_since_log;
+  // Its requests waiting now, by what they wait for (index: WaitFor; the status page).
+  std::atomic<std::int32_t> waiting_for[kWaitReasons];
 };
 
 // One mod_fcgid process class (fcgid::class_hash: vhost_id, device and inode of the wrapper or
