@@ -55,7 +55,8 @@ struct Handover {
 // waiters holds fewer than its share, the longest idle worker of `freed` is retired for that
 // class (the one furthest below its share; ties: more waiters, then the lower key) -- never a
 // worker one of `freed`'s admitted requests is about to take (its waiters do not keep it: they
-// are above the share), and only when that worker's room makes room for the other class's.
+// are above the share), never below `freed`'s floor (ShmGuardMinWorkers), and only when that
+// worker's room makes room for the other class's.
 std::optional<Handover> choose_handover(const ReclaimInput& in, std::uint64_t freed);
 
 }  // namespace shmguard

@@ -105,7 +105,8 @@ std::optional<Handover> choose_handover(const ReclaimInput& in, std::uint64_t fr
   const ClassLoad* from = nullptr;
   for (const ClassLoad& c : in.classes)
     if (c.key == freed) from = &c;
-  if (!from || from->idle - about_to_take(*from) <= 0) return std::nullopt;
+  if (!from || from->idle - about_to_take(*from) <= 0 || from->idle + from->busy <= from->floor)
+    return std::nullopt;
   // The beneficiary: a class with waiters below its share, furthest below (ties: more waiters,
   // then the lower key). Shares are computed in its need (the room a worker of it takes).
   std::optional<Handover> best;

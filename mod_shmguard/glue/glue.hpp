@@ -57,6 +57,9 @@ struct ServerConf {
 
   // Server-wide: ShmGuardReclaim On|Off (-1 unset: On).
   int reclaim;
+  // ShmGuardMinWorkers N (server, vhost; -1 unset: 0): the vhost's classes are never reclaimed
+  // or handed over below N workers.
+  int min_workers;
   // Server-wide: ShmGuardFpmPool SOCKET STATUS_PATH, pairs of const char* (nullptr: none).
   apr_array_header_t* fpm_pools;
 };
@@ -104,6 +107,10 @@ inline apr_int64_t conf_interval_ms(const ServerConf* c) {
 }
 inline bool conf_reclaim(const ServerConf* c) {
   return c->reclaim != 0;
+}
+constexpr int kMaxMinWorkers = 10000;  // ShmGuardMinWorkers' largest value
+inline int conf_min_workers(const ServerConf* c) {
+  return c->min_workers < 0 ? 0 : c->min_workers;
 }
 inline ServerConf* server_conf(const server_rec* s) {
   return static_cast<ServerConf*>(ap_get_module_config(s->module_config, &shmguard_module));

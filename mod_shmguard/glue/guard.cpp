@@ -378,6 +378,14 @@ const char* server_name_of(const server_rec* v) {
   return v && v->server_hostname ? v->server_hostname : "?";
 }
 
+// Each class's floor: ShmGuardMinWorkers of the vhost its workers belong to.
+void set_floors(ReclaimInput& ri) {
+  for (ClassLoad& cl : ri.classes)
+    if (cl.vhost_id)
+      if (const server_rec* v = server_of_fcgid_vhost(cl.vhost_id))
+        cl.floor = conf_min_workers(server_conf(v));
+}
+
 // What choose_reclaim() decides on: mod_fcgid's workers by class, the guard's counts of each.
 ReclaimInput reclaim_input(const std::vector<fcgid::Node>& nodes, const RequestNote* note,
                            const GuardInput& in) {
@@ -387,6 +395,7 @@ ReclaimInput reclaim_input(const std::vector<fcgid::Node>& nodes, const RequestN
   ri.room = room(in);
   ri.now_us = wall_ms() * 1000;
   add_table(ri, nodes);
+  set_floors(ri);
   bool listed = false;
   for (ClassLoad& cl : ri.classes) {
     listed = listed || cl.key == ri.requester;
@@ -1067,6 +1076,7 @@ ReclaimInput class_loads(const std::vector<fcgid::Node>& nodes, std::int64_t now
   ri.requester_need = kDefaultReserve;  // a class whose worker is not measured yet
   ri.now_us = now_ms * 1000;
   add_table(ri, nodes);
+  set_floors(ri);
   for (ClassLoad& cl : ri.classes) {
     if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, cl.key, false)) {
       cl.waiting = slot->waiting.load(std::memory_order_relaxed);

@@ -215,3 +215,11 @@ TEST(Decide, AClassOwedItsShareWaits) {
   in.action = Action::Log;
   EXPECT_EQ(decide(in).verdict, Verdict::WouldRefuse) << "a dry run never waits";
 }
+
+TEST(Handover, NeverBelowTheFreedClasssFloor) {
+  ReclaimInput in = a_frees_one();
+  in.classes[0].floor = 3;  // ShmGuardMinWorkers 3: A keeps its three, B waits for them
+  EXPECT_FALSE(choose_handover(in, A));
+  in.classes[0].floor = 2;
+  EXPECT_TRUE(choose_handover(in, A));
+}
