@@ -7,6 +7,7 @@
 //   evidence    did this request's backend die of a shared-memory allocation failure?
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -66,6 +67,10 @@ struct GuardInput {
   // A worker retired for this class is on its way out (less than kReclaimPendingMs ago): its room
   // is coming, so the request waits for it (and no second worker is retired for the class).
   bool reclaim_pending = false;
+  // Rule 8c: the class holds fewer workers than its fair share and a class above its share has a
+  // busy worker: the next one of those that frees is retired for this class (share_owed(),
+  // share.hpp), so the request waits for it.
+  bool share_owed = false;
 };
 
 // How long a reclaim counts as in flight: mod_fcgid's process manager signals the retired worker
@@ -86,6 +91,19 @@ constexpr std::int64_t kSpawnAfterWaitMs = 200;
 constexpr std::int64_t kMeasureWaitMs = 1000;
 std::int64_t measure_wait_ms(std::int64_t interval_ms);
 
+// What a waiting request waits for (Verdict::Wait; the status page counts the requests waiting
+// now by it).
+enum class WaitFor : std::uint8_t {
+  None,
+  Worker,   // a worker of its class (busy now), or the spawn of its class in flight
+  Reclaim,  // the room of a worker retired for its class (a reclaim or a share hand-over)
+  Measure,  // the class's last spawn on the default need being measured
+  Share,    // its fair share: a worker of a class above its share, as it frees (rule 8c)
+};
+constexpr std::size_t kWaitReasons = 5;
+const char* to_string(WaitFor w);   // "worker", "reclaim", "measure", "share"
+const char* wait_words(WaitFor w);  // "waiting for a worker of this class", ...
+
 struct Decision {
   Verdict verdict = Verdict::Pass;
   Claim claim = Claim::None;
@@ -95,6 +113,7 @@ struct Decision {
   // only say which (WouldRefuse).
   bool reclaim = false;
   bool warn = false;  // served, but worth a warning (PHP-FPM with the headroom low): never refused
+  WaitFor wait_for = WaitFor::None;  // Verdict::Wait: why
 };
 
 // Room for this many workers is ample: a burst cannot spawn that many (mod_fcgid's default
@@ -129,6 +148,8 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  8b. nothing coming for the class (no worker, no spawn in flight, none being measured), may_wait
 //     and ShmGuardReclaim on: wait, and retire an idle worker of another class (Decision::reclaim;
 //     under log (7) the same is only flagged, nothing is retired);
+//  8c. the class is owed a worker of a class above its fair share (share_owed) and may_wait:
+//     wait (the next worker that frees there is retired for it, share.hpp);
 //  9. else refuse.
 Decision decide(const GuardInput& in);
 

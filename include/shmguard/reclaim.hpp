@@ -30,6 +30,8 @@ struct ClassLoad {
   int waiting = 0;         // the guard's requests of the class waiting for a worker
   int inflight = 0;        // the guard's requests holding (or about to take) one of its workers
   std::uint64_t need = 0;  // what one of its workers maps (measured); 0: not known
+  int vhost_id = 0;        // mod_fcgid's vhost id of its workers (add_table; 0: none seen)
+  int floor = 0;           // ShmGuardMinWorkers of its vhost: never retired below this many
 };
 
 struct ReclaimInput {
@@ -60,6 +62,7 @@ struct ReclaimChoice {
 //    an admitted request was counted on (mod_fcgid would start another for it, unreserved);
 //  - the victim class: of the other classes with such a worker, the one furthest above its share
 //    (workers - share > 0; ties: the one whose idle worker has been idle longest);
+//  - never from a class holding no more workers than its floor (ShmGuardMinWorkers);
 //  - the victim: that class's longest idle worker (oldest last_active_us; ties: oldest start).
 // nullopt: nothing to retire.
 std::optional<ReclaimChoice> choose_reclaim(const ReclaimInput& in);

@@ -17,6 +17,7 @@
 
 #include "shmguard/advisor.hpp"
 #include "shmguard/fpm.hpp"
+#include "shmguard/guard.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/model.hpp"
 
@@ -140,6 +141,11 @@ struct VhostStatus {
   // workers seen at once fit.
   int workers_now = 0, most_seen = 0;
   std::uint64_t fit_more = 0, max_processes_fit = 0, per_worker_fit = 0;
+  // Its fair share of the workers the budget holds (share.hpp, summed over its classes, in its
+  // reserve's size); -1: not known (no finite limit, or not a mod_fcgid vhost).
+  int fair_share = -1, budget_workers = 0;
+  // Its requests waiting now, by what they wait for (index: WaitFor).
+  std::uint32_t waiting_now[kWaitReasons] = {};
 };
 
 // The hot values the guard decides on (the shared segment's atomics).

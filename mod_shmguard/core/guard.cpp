@@ -47,6 +47,38 @@ const char* to_string(Claim c) {
   return "?";
 }
 
+const char* to_string(WaitFor w) {
+  switch (w) {
+    case WaitFor::None:
+      return "none";
+    case WaitFor::Worker:
+      return "worker";
+    case WaitFor::Reclaim:
+      return "reclaim";
+    case WaitFor::Measure:
+      return "measure";
+    case WaitFor::Share:
+      return "share";
+  }
+  return "?";
+}
+
+const char* wait_words(WaitFor w) {
+  switch (w) {
+    case WaitFor::None:
+      return "not waiting";
+    case WaitFor::Worker:
+      return "waiting for a worker of this class";
+    case WaitFor::Reclaim:
+      return "waiting for room freed by a reclaim";
+    case WaitFor::Measure:
+      return "waiting for the spawn being measured";
+    case WaitFor::Share:
+      return "waiting for its fair share (a worker of a site above its share, as it frees)";
+  }
+  return "?";
+}
+
 Decision decide(const GuardInput& in) {
   if (!in.fresh) return {Verdict::FailOpen, in.spawns_workers ? Claim::Worker : Claim::None, 0};
   if (in.fpm) {
@@ -76,8 +108,19 @@ Decision decide(const GuardInput& in) {
   // Rule 8b: nothing of the class's own to wait for; another class's idle worker may make room.
   const bool reclaim = in.reclaim && in.may_wait && !coming && !in.reclaim_pending;
   if (in.action == Action::Log) return {Verdict::WouldRefuse, Claim::Spawn, in.need, reclaim};
-  if ((coming || in.reclaim_pending) && in.may_wait) return {Verdict::Wait, Claim::None, 0};
-  if (reclaim) return {Verdict::Wait, Claim::None, 0, true};
+  if ((coming || in.reclaim_pending || in.share_owed) && in.may_wait) {
+    Decision d{Verdict::Wait, Claim::None, 0};
+    d.wait_for = in.reclaim_pending                    ? WaitFor::Reclaim
+                 : measuring                           ? WaitFor::Measure
+                 : (in.workers > 0 || in.inflight > 0) ? WaitFor::Worker
+                                                       : WaitFor::Share;
+    return d;
+  }
+  if (reclaim) {
+    Decision d{Verdict::Wait, Claim::None, 0, true};
+    d.wait_for = WaitFor::Reclaim;
+    return d;
+  }
   return {Verdict::Refuse, Claim::None, 0};
 }
 

@@ -44,7 +44,7 @@ std::optional<ReclaimChoice> choose_reclaim(const ReclaimInput& in) {
   std::int64_t best_excess = 0;
   const IdleWorker* best_worker = nullptr;
   for (const ClassLoad& c : in.classes) {
-    if (c.key == in.requester || spare_idle(c) <= 0) continue;
+    if (c.key == in.requester || spare_idle(c) <= 0 || c.idle + c.busy <= c.floor) continue;
     const std::int64_t excess = static_cast<std::int64_t>(c.idle + c.busy) * demand -
                                 (has_demand(c, in.requester) ? budget : 0);
     if (excess <= 0) continue;
@@ -82,6 +82,7 @@ void add_table(ReclaimInput& in, const std::vector<fcgid::Node>& nodes) {
       in.classes.push_back(ClassLoad{});
       c = &in.classes.back();
       c->key = key;
+      c->vhost_id = n.vhost_id;
     }
     if (n.list == fcgid::List::Idle) {
       ++c->idle;

@@ -110,6 +110,12 @@ void vhost_lines(AutoLines& a, const VhostStatus& v) {
   a.line("ShmGuardVhostLeanStarts", b, c.lean_starts);
   a.line("ShmGuardVhostReclaimsGiven", b, c.reclaims_given);
   a.line("ShmGuardVhostReclaimsTaken", b, c.reclaims_taken);
+  if (v.fair_share >= 0)
+    a.line("ShmGuardVhostFairShare", b, static_cast<std::uint64_t>(v.fair_share));
+  a.line("ShmGuardVhostWaitingForWorker", b, v.waiting_now[static_cast<int>(WaitFor::Worker)]);
+  a.line("ShmGuardVhostWaitingForReclaim", b, v.waiting_now[static_cast<int>(WaitFor::Reclaim)]);
+  a.line("ShmGuardVhostWaitingForMeasure", b, v.waiting_now[static_cast<int>(WaitFor::Measure)]);
+  a.line("ShmGuardVhostWaitingForShare", b, v.waiting_now[static_cast<int>(WaitFor::Share)]);
   a.line("ShmGuardVhostFpm", b, c.fpm);
   a.line("ShmGuardVhostFpmLowHeadroom", b, c.fpm_low);
   a.line("ShmGuardVhostWorkersFit", b, v.fit_more);

@@ -140,7 +140,19 @@ void vhost_row(std::string& o, const VhostStatus& v, const StatusModel& m) {
        "</td><td>" + esc(ago(c.last_refusal_ms, m.now_ms)) + "</td><td>" + num(c.waited) + " (" +
        num(c.wait_served) + " / " + num(c.wait_expired) + " / " + num(c.queue_full) + ")</td><td>" +
        num(c.lean_starts) + "</td><td>" + num(c.reclaims_given) + " / " + num(c.reclaims_taken) +
-       "</td><td>" + num(c.fpm) + " (" + num(c.fpm_low) + ")</td><td>";
+       "</td><td>" +
+       (v.fair_share < 0 ? std::string("-")
+                         : num(v.fair_share) + " of " + num(v.budget_workers) + " workers") +
+       "</td><td>";
+  bool waits = false;
+  for (std::size_t i = 1; i < kWaitReasons; ++i) {
+    if (!v.waiting_now[i]) continue;
+    o += std::string(waits ? "<br>" : "") + num(v.waiting_now[i]) + " " +
+         esc(wait_words(static_cast<WaitFor>(i)));
+    waits = true;
+  }
+  if (!waits) o += "none";
+  o += "</td><td>" + num(c.fpm) + " (" + num(c.fpm_low) + ")</td><td>";
   if (m.headline.hot.headroom < 0) {
     o += "unbounded";
   } else {
@@ -180,7 +192,8 @@ void vhosts_section(std::string& o, const StatusModel& m) {
        "<th>reserve</th><th>action</th><th>guarded</th><th>passed</th><th>refused</th>"
        "<th>would refuse</th><th>failed open</th><th>translated 500s</th><th>last refusal</th>"
        "<th>waited (served / expired / queue full)</th><th>lean starts</th>"
-       "<th>idle workers reclaimed (given / taken)</th><th>PHP-FPM (headroom low)</th>"
+       "<th>idle workers reclaimed (given / taken)</th><th>fair share</th><th>waiting now</th>"
+       "<th>PHP-FPM (headroom low)</th>"
        "<th>how many fit</th>"
        "</tr></thead>\n<tbody>\n";
   bool reclaims = false;

@@ -385,6 +385,14 @@ void vhost_object(JsonWriter& w, const VhostStatus& v) {
       .field("reclaims_taken", c.reclaims_taken)
       .field("fpm", c.fpm)
       .field("fpm_low_headroom", c.fpm_low);
+  if (v.fair_share < 0)
+    w.key("fair_share").null();
+  else
+    w.field("fair_share", v.fair_share).field("budget_workers", v.budget_workers);
+  w.key("waiting_now").begin_object();
+  for (std::size_t i = 1; i < kWaitReasons; ++i)
+    w.field(to_string(static_cast<WaitFor>(i)), v.waiting_now[i]);
+  w.end_object();
   w.key("fit")
       .begin_object()
       .field("workers_now", v.workers_now)

@@ -321,6 +321,18 @@ void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {
     p.sample(vl[i] + ",direction=\"given\"", c.reclaims_given);
     p.sample(vl[i] + ",direction=\"taken\"", c.reclaims_taken);
   }
+  p.family("shmguard_vhost_fair_share_workers", "gauge",
+           "The vhost's fair share of the workers the limit holds (max-min among the sites with "
+           "demand); only where known (a finite limit, mod_fcgid).");
+  for (std::size_t i = 0; i < vs.size(); ++i)
+    if (vs[i].fair_share >= 0) p.sample(vl[i], static_cast<std::uint64_t>(vs[i].fair_share));
+  p.family("shmguard_vhost_waiting_requests", "gauge",
+           "The vhost's requests waiting now, by what for: worker (of its class), reclaim (room "
+           "freed by a reclaim), measure (the spawn being measured), share (its fair share).");
+  for (std::size_t i = 0; i < vs.size(); ++i)
+    for (std::size_t r = 1; r < kWaitReasons; ++r)
+      p.sample(vl[i] + ",reason=\"" + to_string(static_cast<WaitFor>(r)) + "\"",
+               static_cast<std::uint64_t>(vs[i].waiting_now[r]));
   each("shmguard_vhost_fpm_requests_total", "counter",
        "PHP-FPM-bound requests (mod_proxy_fcgi): never refused for shared memory.",
        [](const VhostStatus& v) { return v.counts.fpm; });

@@ -251,6 +251,15 @@ const char* set_reclaim(cmd_parms* cmd, void*, int on) {
   return nullptr;
 }
 
+const char* set_min_workers(cmd_parms* cmd, void*, const char* arg) {
+  auto v = parse_u64(arg);
+  if (!v || *v > static_cast<std::uint64_t>(kMaxMinWorkers))
+    return bad(cmd, arg,
+               ("a number of workers from 0 to " + std::to_string(kMaxMinWorkers)).c_str());
+  conf_of(cmd)->min_workers = static_cast<int>(*v);
+  return nullptr;
+}
+
 // ShmGuardFpmPool SOCKET STATUS_PATH: a PHP-FPM pool whose status (pm.status_path) the status
 // page shows; the sampler asks it over FastCGI on its Unix socket.
 const char* add_fpm_pool(cmd_parms* cmd, void*, const char* socket, const char* path) {
@@ -356,6 +365,8 @@ const command_rec directives[] = {
     {"ShmGuardReclaim", fn(safe<set_reclaim>), nullptr, RSRC_CONF, FLAG,
      "On|Off: retire an idle worker of another class for a request that finds none of its own "
      "and no room (default On)"},
+    {"ShmGuardMinWorkers", fn(safe<set_min_workers>), nullptr, RSRC_CONF, TAKE1,
+     "N: workers of the vhost's classes that are never reclaimed for another site (default 0)"},
     {"ShmGuardFpmPool", fn(safe<add_fpm_pool>), nullptr, RSRC_CONF, TAKE2,
      "SOCKET STATUS_PATH: a PHP-FPM pool's Unix socket and pm.status_path, shown on the status "
      "page"},
@@ -390,6 +401,7 @@ void* create_server_conf(apr_pool_t* p, server_rec* s) {
   c->vhost_index = s && s->is_virtual ? -1 : 0;
   c->status_commands = -1;
   c->reclaim = -1;
+  c->min_workers = -1;
   return c;
 }
 
@@ -413,6 +425,7 @@ void* merge_server_conf(apr_pool_t* p, void* base_v, void* add_v) {
     c->errordoc_body = base->errordoc_body;
   }
   if (!add->handlers) c->handlers = base->handlers;
+  if (add->min_workers < 0) c->min_workers = base->min_workers;
   // Server-wide values always come from the main server.
   c->warn_set = base->warn_set;
   c->warn_is_percent = base->warn_is_percent;

@@ -8,6 +8,7 @@
 #include "shm/segment.hpp"
 #include "shmguard/guard.hpp"
 #include "shmguard/model.hpp"
+#include "shmguard/reclaim.hpp"
 
 #include "httpd.h"  // first: the other httpd headers need its types
 #include "apr_shm.h"
@@ -56,6 +57,9 @@ struct ServerConf {
 
   // Server-wide: ShmGuardReclaim On|Off (-1 unset: On).
   int reclaim;
+  // ShmGuardMinWorkers N (server, vhost; -1 unset: 0): the vhost's classes are never reclaimed
+  // or handed over below N workers.
+  int min_workers;
   // Server-wide: ShmGuardFpmPool SOCKET STATUS_PATH, pairs of const char* (nullptr: none).
   apr_array_header_t* fpm_pools;
 };
@@ -103,6 +107,10 @@ inline apr_int64_t conf_interval_ms(const ServerConf* c) {
 }
 inline bool conf_reclaim(const ServerConf* c) {
   return c->reclaim != 0;
+}
+constexpr int kMaxMinWorkers = 10000;  // ShmGuardMinWorkers' largest value
+inline int conf_min_workers(const ServerConf* c) {
+  return c->min_workers < 0 ? 0 : c->min_workers;
 }
 inline ServerConf* server_conf(const server_rec* s) {
   return static_cast<ServerConf*>(ap_get_module_config(s->module_config, &shmguard_module));
@@ -158,6 +166,9 @@ int guard_fixups(request_rec* r);
 int refusal_handler(request_rec* r);
 void translate_insert_error_filter(request_rec* r);
 void register_filters();
+// Every class's load as the share rules see it (share.hpp): mod_fcgid's table `nodes`, the
+// guard's counts per class, the classes that only wait; the room less every promised room.
+ReclaimInput class_loads(const std::vector<fcgid::Node>& nodes, std::int64_t now_ms);
 
 // status.cpp
 int status_handler(request_rec* r);

@@ -29,6 +29,7 @@
 #include "shmguard/reclaim.hpp"
 #include "shmguard/workers.hpp"
 #include "shmguard/refusal.hpp"
+#include "shmguard/share.hpp"
 #include "shmguard/units.hpp"
 
 #include "apr_strings.h"
@@ -194,15 +195,28 @@ apr_status_t release_cleanup(void* data) {
 const char kReleaseFilter[] = "SHMGUARD_RELEASE";
 const char kGateFilter[] = "SHMGUARD_GATE";
 
+bool handover_wanted(const request_rec* r, const RequestNote* note);
+void hand_over(request_rec* r, RequestNote* note) noexcept;
+
 // The end of the response (EOS) passes here after mod_fcgid's handler has returned, i.e. after
 // mod_fcgid has put its worker back on the idle list: the claim goes back now, not when a slow
-// client has read the last byte.
+// client has read the last byte. While another site waits for its fair share (share.hpp), the
+// brigade is passed first (mod_fcgid's stream read to its end: the worker is on the idle list),
+// then the worker may be handed over, and only then is the claim given back: until then this
+// request's claim keeps the class's waiters from counting that worker as free.
 apr_status_t release_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
   for (apr_bucket* b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
        b = APR_BUCKET_NEXT(b)) {
     if (APR_BUCKET_IS_EOS(b)) {
-      release(static_cast<RequestNote*>(f->ctx));
+      auto* note = static_cast<RequestNote*>(f->ctx);
       ap_remove_output_filter(f);
+      if (handover_wanted(f->r, note)) {
+        apr_status_t rv = ap_pass_brigade(f->next, bb);
+        hand_over(f->r, note);
+        release(note);
+        return rv;
+      }
+      release(note);
       break;
     }
   }
@@ -361,6 +375,14 @@ const char* server_name_of(const server_rec* v) {
   return v && v->server_hostname ? v->server_hostname : "?";
 }
 
+// Each class's floor: ShmGuardMinWorkers of the vhost its workers belong to.
+void set_floors(ReclaimInput& ri) {
+  for (ClassLoad& cl : ri.classes)
+    if (cl.vhost_id)
+      if (const server_rec* v = server_of_fcgid_vhost(cl.vhost_id))
+        cl.floor = conf_min_workers(server_conf(v));
+}
+
 // What choose_reclaim() decides on: mod_fcgid's workers by class, the guard's counts of each.
 ReclaimInput reclaim_input(const std::vector<fcgid::Node>& nodes, const RequestNote* note,
                            const GuardInput& in) {
@@ -370,6 +392,7 @@ ReclaimInput reclaim_input(const std::vector<fcgid::Node>& nodes, const RequestN
   ri.room = room(in);
   ri.now_us = wall_ms() * 1000;
   add_table(ri, nodes);
+  set_floors(ri);
   bool listed = false;
   for (ClassLoad& cl : ri.classes) {
     listed = listed || cl.key == ri.requester;
@@ -415,15 +438,17 @@ struct HeldClaim {
 // its next error scans; the guard never signals a worker itself. `dry` (ShmGuardAction log): only
 // the log line (SG0211), at most one per 10 s per vhost. True when a reclaim for the class is in
 // flight (this one, or another request's).
+// `owed`: set when there was nothing to retire but the class is owed a worker of a class above
+// its fair share (share_owed(): it waits for the next one that frees there, rule 8c).
 bool reclaim_for_unguarded(request_rec* r, RequestNote* note, const ServerConf* c,
-                           const GuardInput& in, bool dry, HeldClaim& held);
+                           const GuardInput& in, bool dry, HeldClaim& held, bool& owed);
 // Runs while the request may already hold a claim whose cleanup is registered only after the
 // admit loop: nothing may escape (an allocation failure would leave the claim reserved until the
 // child exits). Anything thrown: nothing retired.
 bool reclaim_for(request_rec* r, RequestNote* note, const ServerConf* c, const GuardInput& in,
-                 bool dry, HeldClaim& held) noexcept {
+                 bool dry, HeldClaim& held, bool& owed) noexcept {
   try {
-    return reclaim_for_unguarded(r, note, c, in, dry, held);
+    return reclaim_for_unguarded(r, note, c, in, dry, held, owed);
   } catch (const std::exception& e) {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SG0901 internal error in reclaim: %s", e.what());
   } catch (...) {
@@ -433,13 +458,24 @@ bool reclaim_for(request_rec* r, RequestNote* note, const ServerConf* c, const G
 }
 
 bool reclaim_for_unguarded(request_rec* r, RequestNote* note, const ServerConf* c,
-                           const GuardInput& in, bool dry, HeldClaim& held) {
+                           const GuardInput& in, bool dry, HeldClaim& held, bool& owed) {
   if (!gen.fcgid_lock || !gen.fcgid_unlock || !gen.fcgid_table || !note->slot) return false;
   // A look without the lock first: most rounds find nothing to retire, and mod_fcgid's lock is
   // every request's.
-  auto choice = choose_reclaim(reclaim_input(fcgid::read_table(gen.fcgid_table), note, in));
-  if (!choice) return false;
+  const ReclaimInput first = reclaim_input(fcgid::read_table(gen.fcgid_table), note, in);
+  auto choice = choose_reclaim(first);
   const std::int64_t now = wall_ms();
+  if (!choice) {
+    // Nothing idle to retire: a class above its share hands its next freed worker over (not
+    // under log: nothing is retired there, and the request is served anyway).
+    owed = !dry && share_owed(first);
+    if (owed) {
+      gen.seg->share_wanted_ms.store(now, std::memory_order_release);
+      if (c->vhost_index >= 0) note->slot->vhost_plus1.store(c->vhost_index + 1);
+      note->slot->owed_need.store(in.need);
+    }
+    return false;
+  }
   if (dry) {
     shm::VhostCounters* vc = counters_for(c);
     std::int64_t last = vc ? vc->last_would_reclaim_ms.load() : 0;
@@ -487,6 +523,7 @@ bool reclaim_for_unguarded(request_rec* r, RequestNote* note, const ServerConf* 
     shm::end_reclaim(note->slot);
     return false;
   }
+  shm::promise_room(gen.seg, note->slot, in.need, now);  // its room is this class's
   server_rec* victim_server = server_of_fcgid_vhost(choice->victim.vhost_id);
   if (shm::VhostCounters* vc = counters_for(c)) vc->reclaims_taken.fetch_add(1);
   if (victim_server)
@@ -501,6 +538,89 @@ bool reclaim_for_unguarded(request_rec* r, RequestNote* note, const ServerConf* 
                 std::to_string(choice->idle_ms).c_str(), r->uri, host_of(r), choice->budget_workers,
                 choice->classes_with_demand);
   return true;
+}
+
+// ---------------------------------------------------------------- fair share (hand-over)
+
+// A waiting request was owed its share a moment ago (share_wanted_ms), and this request of
+// mod_fcgid held a worker: look whether to hand it over. One atomic load when no one waits.
+bool handover_wanted(const request_rec* r, const RequestNote* note) {
+  if (!gen.seg || gen.seg->waiting.load(std::memory_order_acquire) <= 0) return false;
+  const std::int64_t wanted = gen.seg->share_wanted_ms.load(std::memory_order_acquire);
+  const std::int64_t since = wall_ms() - wanted;
+  if (!wanted || since > 2000 || since < -1000) return false;
+  return note->backend == Backend::Fcgid && note->slot && note->claim >= 0 && gen.fcgid_lock &&
+         gen.fcgid_unlock && gen.fcgid_table && conf_reclaim(server_conf(gen.main_server)) &&
+         conf_action(server_conf(r->server)) != Action::Log;
+}
+
+// The server whose counters are `index` (nullptr: none).
+server_rec* server_of_counters(int index) {
+  for (server_rec* v = gen.main_server; v; v = v->next)
+    if (server_conf(v)->vhost_index == index) return v;
+  return nullptr;
+}
+
+// What choose_handover() decides on: the table, every class's counts, this request's claim not
+// counted (it is giving its worker back); the room less every promise made.
+ReclaimInput handover_input(const std::vector<fcgid::Node>& nodes, const RequestNote* note) {
+  ReclaimInput ri = class_loads(nodes, wall_ms());
+  for (ClassLoad& cl : ri.classes)
+    if (cl.key == note->key_hash && cl.inflight > 0) --cl.inflight;  // this request's claim
+  return ri;
+}
+
+void hand_over_unguarded(request_rec* r, RequestNote* note) {
+  auto h =
+      choose_handover(handover_input(fcgid::read_table(gen.fcgid_table), note), note->key_hash);
+  if (!h) return;
+  shm::ClassSlot* to = shm::class_slot(gen.seg, h->to, false);
+  const std::int64_t now = wall_ms();
+  if (!to || !shm::begin_reclaim(to, now)) return;  // its room is coming already
+  bool retired = false;
+  {
+    FcgidTableLock lock(r);
+    // Decided again on the table under mod_fcgid's lock (a request may have taken the worker).
+    h = choose_handover(handover_input(fcgid::read_table(gen.fcgid_table), note), note->key_hash);
+    if (h && h->to == to->key.load())
+      retired =
+          fcgid::retire_idle_node(const_cast<unsigned char*>(gen.fcgid_table), h->victim.index,
+                                  h->victim.pid, h->victim.start_time_us, fcgid::kDieIdleTimeout);
+  }
+  if (!retired) {
+    shm::end_reclaim(to);
+    return;
+  }
+  shm::promise_room(gen.seg, to, h->to_need, now);
+  const int to_index = to->vhost_plus1.load() - 1;
+  server_rec* to_server = to_index >= 0 ? server_of_counters(to_index) : nullptr;
+  if (shm::VhostCounters* vc = counters_for(server_conf(r->server)))
+    vc->reclaims_given.fetch_add(1);
+  if (to_server)
+    if (shm::VhostCounters* vc = counters_for(server_conf(to_server)))
+      vc->reclaims_taken.fetch_add(1);
+  const std::int64_t idle_us = now * 1000 - h->victim.last_active_us;
+  ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                "SG0212 handed worker pid %d of %s (idle %s ms) over to %s as it freed: %s holds "
+                "%d workers, its fair share is %d; %s holds %d, its share %d and it waits (%d "
+                "workers fit the budget, %d sites with demand); retired as mod_fcgid retires an "
+                "idle worker, its room is reserved for %s and due at mod_fcgid's next error scan "
+                "(FcgidErrorScanInterval)",
+                h->victim.pid, host_of(r), std::to_string(idle_us > 0 ? idle_us / 1000 : 0).c_str(),
+                server_name_of(to_server), host_of(r), h->from_held, h->from_share,
+                server_name_of(to_server), h->to_held, h->to_share, h->budget_workers,
+                h->classes_with_demand, server_name_of(to_server));
+}
+
+void hand_over(request_rec* r, RequestNote* note) noexcept {
+  try {
+    hand_over_unguarded(r, note);
+  } catch (const std::exception& e) {
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SG0901 internal error in the share hand-over: %s",
+                  e.what());
+  } catch (...) {
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SG0901 internal error in the share hand-over");
+  }
 }
 
 // Decides for a request (and waits for a worker of its class when the rules say so). Sets
@@ -526,9 +646,14 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
                           conf_reclaim(server_conf(gen.main_server)) && gen.fcgid_lock;
   bool reclaim_tried = false;  // in the round before: decide this one without rule 8b
   HeldClaim held;              // on a reclaimed worker's class, for a moment (reclaim_for)
+  bool owed = false;           // reclaim_for found the class owed its share (rule 8c)
+  shm::VhostCounters* const vcw = counters_for(c);
+  WaitFor waiting_for = WaitFor::None;  // counted in vcw->waiting_for while it waits
   for (;;) {
     if (held.index >= 0 && wall_ms() - held.since_ms >= 50) held.release();
     in.reclaim = reclaim_on && !reclaim_tried;
+    in.share_owed = owed;  // for the round after reclaim_for's look, then looked at again
+    owed = false;
     reclaim_tried = false;
     // Every round decides on the sample published now (the rounds of a wait span samples):
     // try_admit() reads it, and the class's workers for it, for the decision it records.
@@ -557,11 +682,11 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     v = a.decision.verdict;
     decision = a.decision;
     if (decision.reclaim && v == Verdict::WouldRefuse) {
-      reclaim_for(r, note, c, in, true, held);  // ShmGuardAction log: only said
+      reclaim_for(r, note, c, in, true, held, owed);  // ShmGuardAction log: only said
     } else if (decision.reclaim) {
       // Nothing was claimed: decide again, waiting for the reclaim in flight (this request's or
       // another's), or refusing as without rule 8b when there was nothing to retire.
-      reclaim_for(r, note, c, in, false, held);
+      reclaim_for(r, note, c, in, false, held, owed);
       reclaim_tried = true;
       continue;
     }
@@ -574,6 +699,12 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     note->workers = in.workers;
     note->inflight = note->slot ? note->slot->inflight.load() : 0;
     if (v != Verdict::Wait) break;
+    if (vcw && decision.wait_for != waiting_for) {
+      if (waiting_for != WaitFor::None)
+        vcw->waiting_for[static_cast<int>(waiting_for)].fetch_sub(1, std::memory_order_relaxed);
+      vcw->waiting_for[static_cast<int>(decision.wait_for)].fetch_add(1, std::memory_order_relaxed);
+      waiting_for = decision.wait_for;
+    }
     if (waiter < 0) {
       waiter = shm::enter_wait(seg, note->slot, gen.child_pid, hint);
       if (waiter < 0) {  // ShmGuardMaxWaiting requests wait already: answer at once
@@ -583,6 +714,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
         break;
       }
       if (shm::VhostCounters* vc = counters_for(c)) vc->waited.fetch_add(1);
+      if (c->vhost_index >= 0) note->slot->vhost_plus1.store(c->vhost_index + 1);
     }
     std::int64_t left = deadline - wall_ms();
     if (left <= 0) continue;  // may_wait turns false: the rules answer
@@ -594,6 +726,8 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     shm::wait_turn(seg, waiter, (nap > 0 ? nap : 1) * 1000000L);
   }
   held.release();
+  if (vcw && waiting_for != WaitFor::None)
+    vcw->waiting_for[static_cast<int>(waiting_for)].fetch_sub(1, std::memory_order_relaxed);
   // The claim goes back with the request's pool at the latest, whatever happens from here on.
   if (note->claim >= 0)
     apr_pool_cleanup_register(r->pool, note, release_cleanup, apr_pool_cleanup_null);
@@ -916,6 +1050,56 @@ void register_filters() {
   ap_register_output_filter(kReplaceFilter, replace_filter, nullptr, AP_FTYPE_CONTENT_SET);
   ap_register_output_filter(kReleaseFilter, release_filter, nullptr, AP_FTYPE_CONTENT_SET);
   ap_register_input_filter(kGateFilter, gate_filter, nullptr, AP_FTYPE_CONTENT_SET);
+}
+
+// ---------------------------------------------------------------- class loads (share, status)
+
+namespace {
+// What a worker of the class needs: the need its owed request decided with while it waits (its
+// ShmGuardReserve, or the default one before a worker is measured), else what one maps.
+std::uint64_t class_need(const shm::ClassSlot* slot, int waiting) {
+  const std::uint64_t owed = slot->owed_need.load(std::memory_order_relaxed);
+  if (waiting > 0 && owed) return owed;
+  return slot->worker_need.load(std::memory_order_relaxed);
+}
+}  // namespace
+
+ReclaimInput class_loads(const std::vector<fcgid::Node>& nodes, std::int64_t now_ms) {
+  ReclaimInput ri;
+  GuardInput g;
+  shm::read_room(gen.seg, g, now_ms);
+  g.reserved += shm::promised_to_others(gen.seg, nullptr, now_ms);
+  ri.room = g.bounded ? room(g) : 0;
+  ri.requester_need = kDefaultReserve;  // a class whose worker is not measured yet
+  ri.now_us = now_ms * 1000;
+  add_table(ri, nodes);
+  set_floors(ri);
+  for (ClassLoad& cl : ri.classes) {
+    if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, cl.key, false)) {
+      cl.waiting = slot->waiting.load(std::memory_order_relaxed);
+      cl.inflight = slot->inflight.load(std::memory_order_relaxed);
+      cl.need = class_need(slot, cl.waiting);
+    }
+  }
+  // Classes that wait with no worker in the table: their slots, by the waiters' keys.
+  if (gen.seg->waiting.load(std::memory_order_acquire) <= 0) return ri;
+  for (std::size_t i = 0; i < shm::kWaiters; ++i) {
+    const shm::WaiterRec& w = gen.seg->waiters[i];
+    if (w.state.load(std::memory_order_acquire) == 0) continue;
+    const std::uint64_t key = w.key.load(std::memory_order_relaxed);
+    bool have = false;
+    for (const ClassLoad& cl : ri.classes) have = have || cl.key == key;
+    if (have) continue;
+    if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, key, false)) {
+      ClassLoad cl;
+      cl.key = key;
+      cl.waiting = slot->waiting.load(std::memory_order_relaxed);
+      cl.inflight = slot->inflight.load(std::memory_order_relaxed);
+      cl.need = class_need(slot, cl.waiting);
+      ri.classes.push_back(cl);
+    }
+  }
+  return ri;
 }
 
 }  // namespace shmguard::glue

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "glue.hpp"
+#include "shmguard/share.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/units.hpp"
@@ -100,6 +101,9 @@ std::vector<VhostStatus> vhosts() {
   std::vector<VhostStatus> out;
   std::vector<fcgid::Node> nodes;
   if (gen.fcgid_table) nodes = fcgid::read_table(gen.fcgid_table);
+  // The shares (share.hpp): only under a finite limit, where a budget of workers exists.
+  const bool share_known = gen.fcgid_table && gen.seg->headroom.load() >= 0;
+  const ReclaimInput loads = share_known ? class_loads(nodes, wall_ms()) : ReclaimInput{};
   std::set<std::string> labels;
   for (server_rec* s = gen.main_server; s; s = s->next) {
     const ServerConf* c = server_conf(s);
@@ -145,6 +149,24 @@ std::vector<VhostStatus> vhosts() {
       v.fit_more = workers_that_fit(room, v.reserve.bytes);
       v.max_processes_fit = workers_that_fit(share, v.reserve.bytes);
       if (v.most_seen > 0) v.per_worker_fit = share / static_cast<std::uint64_t>(v.most_seen);
+    }
+    if (share_known && v.fcgid_vhost_id != 0) {
+      // Its classes: those with workers, and those that only wait (their last waiter's vhost).
+      for (const ClassLoad& cl : loads.classes)
+        if (const shm::ClassSlot* slot = shm::class_slot(gen.seg, cl.key, false))
+          if (slot->vhost_plus1.load() == c->vhost_index + 1 && cl.waiting > 0)
+            classes.insert(cl.key);
+      ReclaimInput in = loads;
+      in.requester_need = v.reserve.bytes ? v.reserve.bytes : in.requester_need;
+      const ShareView sv = share_view(in);
+      v.fair_share = 0;
+      v.budget_workers = sv.budget;
+      for (const ClassShare& cs : sv.classes)
+        if (classes.count(cs.key)) v.fair_share += cs.share;
+    }
+    for (std::size_t i = 0; i < kWaitReasons; ++i) {
+      const std::int32_t n = gen.seg->vhosts[c->vhost_index].waiting_for[i].load();
+      v.waiting_now[i] = n > 0 ? static_cast<std::uint32_t>(n) : 0;
     }
     out.push_back(std::move(v));
   }

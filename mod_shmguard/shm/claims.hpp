@@ -214,6 +214,54 @@ inline void end_reclaim(ClassSlot* slot) {
   slot->reclaim_ms.store(0, std::memory_order_release);
 }
 
+// ---------------------------------------------------------------- promised room
+
+inline bool promise_live(const PromiseRec& p, std::int64_t now_ms) {
+  const std::int64_t since = now_ms - p.at_ms.load(std::memory_order_acquire);
+  return since >= -1000 && since < kReclaimPendingMs;
+}
+// Reserves `bytes` of the room a worker retired for class `slot` leaves, for that class (one
+// promise per class: a second replaces the first). No record free: nothing promised (the room
+// goes to whoever asks first, as without a promise).
+inline void promise_room(Segment* s, const ClassSlot* slot, std::uint64_t bytes,
+                         std::int64_t now_ms) {
+  const std::int32_t own = static_cast<std::int32_t>(slot_index(s, slot)) + 1;
+  for (std::size_t i = 0; i < kPromises; ++i) {
+    PromiseRec& p = s->promises[i];
+    std::int32_t at = p.slot_plus1.load(std::memory_order_acquire);
+    if (at < 0 || (at != 0 && at != own && promise_live(p, now_ms))) continue;
+    if (!p.slot_plus1.compare_exchange_strong(at, -1, std::memory_order_acq_rel)) continue;
+    p.bytes.store(bytes, std::memory_order_relaxed);
+    p.at_ms.store(now_ms == 0 ? 1 : now_ms, std::memory_order_relaxed);
+    p.slot_plus1.store(own, std::memory_order_release);
+    s->promise_ms.store(now_ms, std::memory_order_release);
+    return;
+  }
+}
+// The room promised to classes other than `slot` (nullptr: to any class), not yet taken.
+inline std::uint64_t promised_to_others(const Segment* s, const ClassSlot* slot,
+                                        std::int64_t now_ms) {
+  const std::int64_t last = s->promise_ms.load(std::memory_order_acquire);
+  if (!last || now_ms - last >= kReclaimPendingMs || now_ms - last < -1000) return 0;
+  const std::int32_t own = slot ? static_cast<std::int32_t>(slot_index(s, slot)) + 1 : 0;
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < kPromises; ++i) {
+    const PromiseRec& p = s->promises[i];
+    const std::int32_t at = p.slot_plus1.load(std::memory_order_acquire);
+    if (at > 0 && at != own && promise_live(p, now_ms))
+      sum += p.bytes.load(std::memory_order_relaxed);
+  }
+  return sum;
+}
+// The class starts its worker: its promise is taken.
+inline void end_promise(Segment* s, const ClassSlot* slot) {
+  const std::int32_t own = static_cast<std::int32_t>(slot_index(s, slot)) + 1;
+  for (std::size_t i = 0; i < kPromises; ++i) {
+    std::int32_t at = own;
+    s->promises[i].slot_plus1.compare_exchange_strong(at, 0, std::memory_order_acq_rel);
+  }
+}
+
 // The published sample's numbers a decision rests on: freshness, the headroom and what admitted
 // spawns reserve of it. Read afresh for every decision (a request that waited must not decide on
 // the headroom it saw when it began to wait: the samples since have counted the workers started
@@ -253,6 +301,8 @@ Admission try_admit(Segment* s, ClassSlot* slot, GuardInput& in, std::int64_t no
   for (int attempt = 0; attempt < 1024; ++attempt) {
     std::int32_t inflight = slot ? slot->inflight.load(std::memory_order_acquire) : 0;
     std::int64_t reserved = read_room(s, in, now_ms);
+    // Room promised to another class (a worker retired for it) is not this request's.
+    in.reserved += promised_to_others(s, slot, now_ms);
     in.workers = count_workers(static_cast<const GuardInput&>(in));
     in.inflight = inflight;
     in.class_waiting = slot ? slot->waiting.load(std::memory_order_acquire) : 0;
@@ -281,8 +331,10 @@ Admission try_admit(Segment* s, ClassSlot* slot, GuardInput& in, std::int64_t no
       // The class starts its worker: a reclaim for it has done its work (the next request that
       // finds nothing again may retire another).
       if ((a.decision.claim == Claim::Spawn || a.decision.claim == Claim::Lean) &&
-          a.decision.verdict != Verdict::WouldRefuse && in.reclaim_pending)
+          a.decision.verdict != Verdict::WouldRefuse && in.reclaim_pending) {
         end_reclaim(slot);
+        end_promise(s, slot);
+      }
     } else {  // no record left: undo the count (the request is served uncounted, fails open)
       slot->inflight.fetch_sub(1, std::memory_order_acq_rel);
       if (a.decision.reserve_bytes)

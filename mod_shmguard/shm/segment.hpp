@@ -26,6 +26,7 @@ constexpr std::size_t kClassSlots = 256;
 constexpr std::size_t kBlobMax = 2u << 20;  // the sampler's part of the status model, 2 MiB
 constexpr std::size_t kClaims = 4096;       // requests in flight that hold a claim, at most
 constexpr std::size_t kWaiters = 1024;      // requests waiting for a worker, at most
+constexpr std::size_t kPromises = 16;       // rooms reserved for a class a worker was retired for
 
 // Counters per virtual host, written by children with relaxed atomic adds.
 struct VhostCounters {
@@ -43,6 +44,8 @@ struct VhostCounters {
   std::atomic<std::uint64_t> fpm, fpm_low;
   std::atomic<std::int64_t> fpm_log_ms;
   std::atomic<std::uint64_t> fpm_low_since_log;
+  // Its requests waiting now, by what they wait for (index: WaitFor; the status page).
+  std::atomic<std::int32_t> waiting_for[kWaitReasons];
 };
 
 // One mod_fcgid process class (fcgid::class_hash: vhost_id, device and inode of the wrapper or
@@ -60,6 +63,8 @@ struct ClassSlot {
   std::atomic<std::int64_t>
       reclaim_ms;  // wall ms an idle worker of another class was retired
                    // for this class (in flight for kReclaimPendingMs); 0: none
+  std::atomic<std::int32_t> vhost_plus1;  // the vhost counters index + 1 of its last waiter
+  std::atomic<std::uint64_t> owed_need;   // the need its request owed a share decided with
 };
 
 // A request's claim: word = pid << 32 | slot index << 8 | Claim; 0 = free. bytes = what a spawn
@@ -75,6 +80,15 @@ struct WaiterRec {
   std::atomic<std::int32_t> pid;
   std::atomic<std::uint64_t> key;     // class key
   std::atomic<std::uint64_t> ticket;  // arrival order
+};
+
+// The room a retired worker leaves, reserved for the class it was retired for (reclaim or share
+// hand-over) until that class starts its worker or kReclaimPendingMs pass: other classes' requests
+// decide as if it were reserved. slot_plus1: class slot index + 1; 0 free, -1 being filled in.
+struct PromiseRec {
+  std::atomic<std::int32_t> slot_plus1;
+  std::atomic<std::uint64_t> bytes;
+  std::atomic<std::int64_t> at_ms;
 };
 
 struct Segment {
@@ -121,6 +135,12 @@ struct Segment {
   std::atomic<std::int32_t> waiting;      // all classes
   std::atomic<std::int32_t> max_waiting;  // ShmGuardMaxWaiting (post_config)
   std::atomic<std::uint64_t> wait_tickets;
+  // Fair share (share.hpp): the last time a waiting request was owed a worker of a class above
+  // its share (a request giving a worker back then looks whether to hand it over), and the last
+  // time a room was promised (PromiseRec; none younger than kReclaimPendingMs: nothing to read).
+  std::atomic<std::int64_t> share_wanted_ms;
+  std::atomic<std::int64_t> promise_ms;
+  PromiseRec promises[kPromises];
 
   VhostCounters vhosts[kMaxVhosts];
   ClassSlot classes[kClassSlots];

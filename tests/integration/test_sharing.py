@@ -12,18 +12,21 @@ from harness import wait_for
 from test_module import GUARD, SEG_PAGES, status, wait_sample
 
 A, B = "a.test", "b.test"
-# Two sites, two mod_fcgid classes: a vhost with a mod_fcgid directive of its own has its own
-# mod_fcgid vhost id (one without shares the main server's, and with the same wrapper would be
-# the same class).
-VHOSTS = "".join('<VirtualHost 127.0.0.1:*>\n  ServerName %s\n  FcgidIdleTimeout 300\n'
-                 '</VirtualHost>\n' % n for n in (A, B))
 # A generous wait (a loaded machine), and mod_fcgid's error scan every second: a reclaimed worker
 # is ended within about two seconds (the scan's test is `<=`).
 SHARING = GUARD + "ShmGuardWait 20s\n"
 
 
-def start(server, extra=""):
-    s = server(shmguard=True, shmguard_conf=SHARING + extra, extra_conf=VHOSTS,
+def vhosts(a_extra=""):
+    """Two sites, two mod_fcgid classes: a vhost with a mod_fcgid directive of its own has its own
+    mod_fcgid vhost id (one without shares the main server's, and with the same wrapper would be
+    the same class). `a_extra`: more directives in A's <VirtualHost>."""
+    return "".join('<VirtualHost 127.0.0.1:*>\n  ServerName %s\n  FcgidIdleTimeout 300\n%s'
+                   '</VirtualHost>\n' % (n, a_extra if n == A else "") for n in (A, B))
+
+
+def start(server, extra="", a_extra=""):
+    s = server(shmguard=True, shmguard_conf=SHARING + extra, extra_conf=vhosts(a_extra),
                fcgid_extra="FcgidErrorScanInterval 1", spawn_score_uplimit=100)
     s.budget.refresh()
     s.budget.set_barrier(s.budget.held() + 3 * SEG_PAGES + 1000)  # 3 workers in all
@@ -163,3 +166,92 @@ def test_reclaim_is_a_server_wide_switch(server):
     s.write()
     rc, out = s.configtest()
     assert rc != 0 and "ShmGuardReclaim" in out, out
+
+
+def test_while_a_is_busy_b_gets_its_fair_share(server):
+    """Issue 18 item 2: site A hammered with slow requests holds every worker the budget has and
+    keeps 4 of its requests waiting; a request of site B is served while A is still busy, by a
+    worker of its own in the room of one of A's workers, handed over as it freed (A's share is 2
+    of 3, B's 1). On the old code B is refused at once (nothing idle to reclaim, nothing coming)."""
+    s = start(server)
+    watch = Watch(s)
+    a_results = []
+    n = 7
+    hammer = threading.Thread(target=lambda: a_results.extend(
+        s.get_many(["/sleep.php?ms=2500"] * n, headers={"Host": A}, timeout=60)))
+    hammer.start()
+    # A holds the three workers, and more of its requests wait than it has workers.
+    assert wait_for(lambda: len(s.php_workers()) == 3 and vh(s, A)["waited"] >= 3, 20), \
+        (s.php_workers(), vh(s, A))
+    a_workers = set(s.php_workers())
+    mark = s.log_mark()
+    # The status page while B waits: why its request waits, and the shares (every format has
+    # them from the one status model: test_status's unit test checks the writers).
+    seen, done = [], threading.Event()
+
+    def poll():
+        while not done.is_set():
+            v = status(s)["vhosts"]
+            seen.append({x["server_name"]: (x["fair_share"], x["waiting_now"]) for x in v
+                         if x["server_name"] in (A, B)})
+            time.sleep(0.05)
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    r = get(s, B, "/sleep.php?ms=10")
+    a_busy_when_b_served = hammer.is_alive()
+    done.set()
+    poller.join(10)
+    hammer.join(60)
+    assert r.status == 200, (r.status, r.text[:300])
+    assert a_busy_when_b_served, "B was served only after A's load ended"
+    assert int(r.text) not in a_workers, "B is served by a worker of its own"
+    log = s.wait_log(r"SG0212 handed worker pid (\d+) of a\.test \(idle \d+ ms\) over to b\.test "
+                     r"as it freed: a\.test holds 3 workers, its fair share is 2; b\.test holds 0, "
+                     r"its share 1", since=mark)
+    assert int(log.group(1)) in a_workers
+    # Every request of A served too (its other two workers kept serving it), none a bare 500.
+    assert [x.status for x in a_results] == [200] * n, [(x.status, x.text[:200]) for x in a_results]
+    # No over-spawn: never more php-cgi than the budget holds, and no start over budget.
+    assert watch.stop() <= 3
+    assert s.budget.failcnt() == 0, s.budget.events()
+    assert vh(s, B)["refused"] == 0 and vh(s, A)["refused"] == 0
+    assert vh(s, A)["reclaims_given"] == 1 and vh(s, B)["reclaims_taken"] == 1
+    # B keeps its worker while A's load goes on: A's waiters did not take the room B was given.
+    assert get(s, B).status == 200
+    # B waited for its share of 1 (A's was 2 of the 3), then for the room handed over; never for
+    # "a worker of its class" (it had none). A's requests waited for workers of their class.
+    b_reasons = {k for snap in seen if B in snap for k, n in snap[B][1].items() if n}
+    assert "share" in b_reasons and "worker" not in b_reasons, seen
+    assert any(snap[B][0] == 1 and snap[A][0] == 2 for snap in seen if A in snap and B in snap), seen
+    assert any(snap[A][1]["worker"] > 0 for snap in seen if A in snap), seen
+    # Nobody waits now: the counts of waiting requests went back to 0.
+    assert all(n == 0 for n in vh(s, A)["waiting_now"].values()), vh(s, A)
+    assert all(n == 0 for n in vh(s, B)["waiting_now"].values()), vh(s, B)
+
+
+def test_a_sites_floor_is_never_reclaimed(server):
+    """ShmGuardMinWorkers 3 on A: A's three idle workers are its floor; B's request finds nothing
+    to reclaim and is refused at once, as with reclaim off (issue 18 item 3)."""
+    s = start(server, a_extra="  ShmGuardMinWorkers 3\n")
+    a_workers = hammer_a(s)
+    r = get(s, B)
+    assert r.status == 503, (r.status, r.text[:300])
+    assert r.elapsed < 5, "nothing to wait for: refused at once"
+    assert sorted(s.php_workers()) == sorted(a_workers), "A's workers untouched"
+    assert "SG0210" not in s.error_log() and "SG0212" not in s.error_log()
+    assert vh(s, A)["reclaims_given"] == 0
+
+
+def test_min_workers_bad_values_are_config_errors(server):
+    s = server(start=False, shmguard=True, shmguard_conf=GUARD,
+               extra_conf="<VirtualHost 127.0.0.1:*>\n  ShmGuardMinWorkers -1\n</VirtualHost>\n")
+    for bad in ("-1", "lots", "10001", "2.5"):
+        s.opts["extra_conf"] = "<VirtualHost 127.0.0.1:*>\n  ShmGuardMinWorkers %s\n</VirtualHost>\n" % bad
+        s.write()
+        rc, out = s.configtest()
+        assert rc != 0 and "ShmGuardMinWorkers" in out and "0 to 10000" in out, (bad, out)
+    s.opts["extra_conf"] = "<VirtualHost 127.0.0.1:*>\n  ShmGuardMinWorkers 2\n</VirtualHost>\n"
+    s.write()
+    rc, out = s.configtest()
+    assert rc == 0, out
+

@@ -129,11 +129,12 @@ def test_variable_queries_use_exported_labels(name, exported, pending):
 
 def test_every_panel_group_of_the_issue_is_there(exported):
     """Headroom and the binding limit, failure counters, refusals/translations per vhost, workers and
-    their segments: each is queried by some panel."""
+    their segments, workers reclaimed between vhosts: each is queried by some panel."""
     queried = set()
     for _, t in targets():
         queried |= promql.Expr(t["expr"]).metrics()
     for metric in ("shmguard_headroom_bytes", "shmguard_limit_binding", "shmguard_beancounter_failcnt_total",
                    "shmguard_cgroup_memory_events_total", "shmguard_vhost_requests_total",
-                   "shmguard_vhost_translated_total", "shmguard_fastcgi_workers", "shmguard_fastcgi_segments"):
+                   "shmguard_vhost_translated_total", "shmguard_fastcgi_workers", "shmguard_fastcgi_segments",
+                   "shmguard_vhost_reclaims_total"):
         assert metric in queried, metric

@@ -858,3 +858,31 @@ TEST(Claims, AReclaimIsInFlightForItsClassUntilItsWorkerStarts) {
   shm::end_reclaim(slot);
   EXPECT_FALSE(shm::reclaim_in_flight(slot, kNow + 10));
 }
+
+TEST(Decide, AWaitSaysWhatItWaitsFor) {
+  GuardInput in;
+  in.fresh = in.bounded = in.may_wait = true;
+  in.headroom = 1 << 20;
+  in.need = 64 << 20;
+  in.workers = in.inflight = 2;
+  EXPECT_EQ(decide(in).wait_for, WaitFor::Worker);
+  in.reclaim_pending = true;
+  EXPECT_EQ(decide(in).wait_for, WaitFor::Reclaim);
+  in.reclaim_pending = false;
+  in.workers = in.inflight = 0;
+  in.share_owed = true;
+  EXPECT_EQ(decide(in).wait_for, WaitFor::Share);
+  in.share_owed = false;
+  in.need_known = false;
+  in.since_unmeasured_spawn_ms = 10;
+  EXPECT_EQ(decide(in).wait_for, WaitFor::Measure);
+  in.need_known = true;
+  in.reclaim = true;
+  const Decision d = decide(in);
+  EXPECT_TRUE(d.reclaim);
+  EXPECT_EQ(d.wait_for, WaitFor::Reclaim);
+  in.reclaim = false;
+  EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
+  EXPECT_EQ(decide(in).wait_for, WaitFor::None);
+  EXPECT_STREQ(wait_words(WaitFor::Measure), "waiting for the spawn being measured");
+}

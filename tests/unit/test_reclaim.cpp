@@ -216,3 +216,24 @@ TEST(Reclaim, NeverAWorkerAnAdmittedRequestCountsOn) {
   ASSERT_TRUE(c) << "one idle worker is spare";
   EXPECT_EQ(c->victim.pid, 401);
 }
+
+TEST(Reclaim, NeverBelowTheVictimClasssFloor) {
+  ReclaimInput in = a_quiet_b_asks();
+  in.classes[0].floor = 3;  // ShmGuardMinWorkers 3 on A's vhost: A keeps its three
+  EXPECT_FALSE(choose_reclaim(in));
+  in.classes[0].floor = 2;
+  auto c = choose_reclaim(in);
+  ASSERT_TRUE(c) << "above its floor: one may go";
+  EXPECT_EQ(c->victim.pid, 402);
+}
+
+TEST(Reclaim, TheTableGivesEachClassItsVhostId) {
+  std::vector<fcgid::Node> nodes(1);
+  nodes[0].list = fcgid::List::Idle;
+  nodes[0].vhost_id = 7;
+  nodes[0].pid = 70;
+  ReclaimInput in;
+  add_table(in, nodes);
+  ASSERT_EQ(in.classes.size(), 1u);
+  EXPECT_EQ(in.classes[0].vhost_id, 7);
+}

@@ -702,6 +702,51 @@ TEST(Status, ReclaimsPerVhostInEveryFormat) {
   EXPECT_EQ(write_status_html(m).find("FcgidErrorScanInterval"), std::string::npos);
 }
 
+TEST(Status, FairShareAndWhyRequestsWaitPerVhostInEveryFormat) {
+  StatusModel m = view(snapshot(), {worker(10, 1, "a")});
+  m.vhosts[0].fair_share = 2;
+  m.vhosts[0].budget_workers = 3;
+  m.vhosts[0].waiting_now[static_cast<int>(WaitFor::Worker)] = 4;
+  m.vhosts[1].fair_share = 1;
+  m.vhosts[1].budget_workers = 3;
+  m.vhosts[1].waiting_now[static_cast<int>(WaitFor::Share)] = 1;
+  m.vhosts[1].waiting_now[static_cast<int>(WaitFor::Reclaim)] = 2;
+  const std::string metrics = write_status_prometheus(m);
+  EXPECT_NE(metrics.find("shmguard_vhost_fair_share_workers{vhost=\"a.example:80\"} 2\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(
+      metrics.find("shmguard_vhost_waiting_requests{vhost=\"a.example:80\",reason=\"worker\"} 4\n"),
+      std::string::npos);
+  EXPECT_NE(metrics.find("shmguard_vhost_waiting_requests{vhost=\"<b>:81\",reason=\"share\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(
+      metrics.find("shmguard_vhost_waiting_requests{vhost=\"<b>:81\",reason=\"measure\"} 0\n"),
+      std::string::npos);
+  auto kv = auto_lines(write_status_auto(m));
+  EXPECT_EQ(kv["ShmGuardVhostFairShare[a.example:80]"], "2");
+  EXPECT_EQ(kv["ShmGuardVhostWaitingForWorker[a.example:80]"], "4");
+  EXPECT_EQ(kv["ShmGuardVhostWaitingForShare[<b>:81]"], "1");
+  EXPECT_EQ(kv["ShmGuardVhostWaitingForReclaim[<b>:81]"], "2");
+  const std::string j = write_status_json(m);
+  EXPECT_NE(j.find("\"fair_share\":2,\"budget_workers\":3,\"waiting_now\":{\"worker\":4,"
+                   "\"reclaim\":0,\"measure\":0,\"share\":0}"),
+            std::string::npos)
+      << j;
+  const std::string html = write_status_html(m);
+  EXPECT_NE(html.find("<td>2 of 3 workers</td>"), std::string::npos);
+  EXPECT_NE(html.find("4 waiting for a worker of this class"), std::string::npos);
+  EXPECT_NE(html.find("2 waiting for room freed by a reclaim<br>1 waiting for its fair share"),
+            std::string::npos);
+  // Not known (no finite limit): said, not made up.
+  m.vhosts[0].fair_share = -1;
+  EXPECT_NE(write_status_json(m).find("\"fair_share\":null"), std::string::npos);
+  EXPECT_EQ(auto_lines(write_status_auto(m)).count("ShmGuardVhostFairShare[a.example:80]"), 0u);
+  EXPECT_EQ(
+      write_status_prometheus(m).find("shmguard_vhost_fair_share_workers{vhost=\"a.example:80\"}"),
+      std::string::npos);
+}
+
 TEST(Status, FpmPoolsTravelAndShowInEveryFormat) {
   SamplerPart p = make_sampler_part(snapshot(), {worker(10, 1, "a")});
   FpmPool www;
