@@ -48,6 +48,18 @@ struct GuardInput {
   // mod_proxy_fcgi to a FastCGI server Apache does not start (PHP-FPM): its running children
   // share the master's one OPcache segment, so a request maps no new shared memory.
   bool fpm = false;
+  // Rule 2's pool (ShmGuardFpmPool), from its status as the sampler last read it (fresh):
+  // fpm_pool false when not known. Its idle children; whether FPM forks for a request that finds
+  // none (pm dynamic/ondemand, pm.max_children not reached in the last read); what one new child's
+  // private pages take (bytes, the largest of its running children's private writable memory;
+  // 0 unknown); the headroom for private memory (privvmpages, cgroup, overcommit: a fork charges
+  // those, not shmpages).
+  bool fpm_pool = false;
+  std::uint64_t fpm_idle = 0;
+  bool fpm_forks = false;
+  std::uint64_t fpm_child_need = 0;
+  bool private_bounded = false;
+  std::uint64_t private_headroom = 0;
   bool low = false;       // the headroom is below ShmGuardWarnBelow (the sampler's warning state)
   int workers = -1;       // live workers of the class in mod_fcgid's table; < 0 unknown
   int inflight = 0;       // requests holding (or about to take) a worker of the class
@@ -95,6 +107,9 @@ struct Decision {
   // only say which (WouldRefuse).
   bool reclaim = false;
   bool warn = false;  // served, but worth a warning (PHP-FPM with the headroom low): never refused
+  // Rule 2b: PHP-FPM would fork a child for this request and one child's private pages do not
+  // fit the private headroom (warn is set too).
+  bool fork_short = false;
 };
 
 // Room for this many workers is ample: a burst cannot spawn that many (mod_fcgid's default
@@ -107,8 +122,16 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  2. PHP-FPM (fpm): pass, never refused for shared memory: its running children share the
 //     master's one OPcache segment and a request maps none, so no reserve applies (need is
 //     ignored). What can fail is FPM forking a new child (pm = dynamic/ondemand), and that
-//     charges the child's private writable pages to privvmpages, not shmpages. With the headroom
-//     below ShmGuardWarnBelow (low): pass with a warning (the glue counts and logs it);
+//     charges the child's private writable pages to privvmpages (or the cgroup), not shmpages.
+//     FPM keeps a request it cannot serve yet in its listen queue: never a refusal here (what FPM
+//     then fails at is answered by the diagnosed 503, SG0230). With the pool's status known
+//     (fpm_pool):
+//     2a. an idle child (fpm_idle > 0): pass, nothing checked, no warning;
+//     2b. no idle child and FPM would fork (fpm_forks): one new child's measured private pages
+//         (fpm_child_need) against the private headroom; when they do not fit: pass with a
+//         warning (fork_short);
+//     otherwise, with the headroom below ShmGuardWarnBelow (low): pass with a warning (the glue
+//     counts and logs it);
 //  2b. other handlers that do not spawn per request (ShmGuardHandlers names): pass when
 //     unbounded or headroom >= need, else refuse (the reserve alone decides);
 //  3. ample (unbounded, or room for kAmpleWorkers workers): pass, counted, nothing reserved;

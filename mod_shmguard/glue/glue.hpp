@@ -56,10 +56,11 @@ struct ServerConf {
 
   // Server-wide: ShmGuardReclaim On|Off (-1 unset: On).
   int reclaim;
-  // Server-wide: ShmGuardFpmPool SOCKET STATUS_PATH, pairs of const char* (nullptr: none).
+  // Server-wide: ShmGuardFpmPool SOCKET STATUS_PATH [ERROR_LOG], triples of const char* (the
+  // log "" when not given; nullptr: no pool).
   apr_array_header_t* fpm_pools;
 };
-constexpr int kMaxFpmPoolDirectives = 16;
+constexpr int kMaxFpmPoolDirectives = static_cast<int>(shm::kFpmPoolSlots);
 
 // Defaults, in one place (a directive left unset means this value).
 constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;     // ShmGuardReserve auto, no worker yet
