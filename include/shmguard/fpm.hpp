@@ -140,6 +140,11 @@ std::optional<FpmFailure> fpm_failure(const FpmFailureInput& in);
 struct Limit;
 std::optional<std::uint64_t> private_headroom(const std::vector<Limit>& limits);
 
+// Children free for a request right after a status read: FPM counts the child that serves the
+// status request itself as active, and it is free again once the read ends (unless a queued
+// request takes it): idle + 1 when a child was active, less what waits in the listen queue.
+std::uint64_t fpm_free_children(const FpmPoolStatus& st);
+
 // Does FPM fork for a request that finds no idle child? pm dynamic or ondemand, and its "max
 // children reached" counter did not rise since the read before (it is at pm.max_children then:
 // no fork, the request waits for a child). `previous_reached` nullopt: no read before.

@@ -49,11 +49,11 @@ struct GuardInput {
   // share the master's one OPcache segment, so a request maps no new shared memory.
   bool fpm = false;
   // Rule 2's pool (ShmGuardFpmPool), from its status as the sampler last read it (fresh):
-  // fpm_pool false when not known. Its idle children; whether FPM forks for a request that finds
-  // none (pm dynamic/ondemand, pm.max_children not reached in the last read); what one new child's
-  // private pages take (bytes, the largest of its running children's private writable memory;
-  // 0 unknown); the headroom for private memory (privvmpages, cgroup, overcommit: a fork charges
-  // those, not shmpages).
+  // fpm_pool false when not known. Its idle children (fpm_free_children); whether FPM forks for a
+  // request that finds none (pm dynamic/ondemand, pm.max_children not reached in the last read);
+  // what one new child's private pages take (bytes, the largest of its running children's private
+  // writable memory; 0 unknown); the headroom for private memory (privvmpages, cgroup, overcommit:
+  // a fork charges those, not shmpages).
   bool fpm_pool = false;
   std::uint64_t fpm_idle = 0;
   bool fpm_forks = false;

@@ -636,6 +636,11 @@ std::optional<std::uint64_t> private_headroom(const std::vector<Limit>& limits) 
   return out;
 }
 
+std::uint64_t fpm_free_children(const FpmPoolStatus& st) {
+  const std::uint64_t free = st.idle + (st.active > 0 ? 1 : 0);
+  return free > st.listen_queue ? free - st.listen_queue : 0;
+}
+
 bool fpm_forks(const FpmPoolStatus& now, std::optional<std::uint64_t> previous_reached) {
   if (now.process_manager != "dynamic" && now.process_manager != "ondemand") return false;
   return !previous_reached || now.max_children_reached <= *previous_reached;

@@ -554,7 +554,7 @@ void fpm_pool_input(GuardInput& in, int pool, std::int64_t now) {
   const std::int64_t read = hot.status_wall_ms.load(std::memory_order_acquire);
   if (!freshness(read, now, kFpmStatusFreshMs)) return;
   in.fpm_pool = true;
-  in.fpm_idle = hot.idle.load(std::memory_order_relaxed);
+  in.fpm_idle = hot.free_children.load(std::memory_order_relaxed);
   in.fpm_forks = hot.forks.load(std::memory_order_relaxed) != 0;
   in.fpm_child_need = hot.child_need.load(std::memory_order_relaxed);
   const std::int64_t priv = gen.seg->private_headroom.load(std::memory_order_relaxed);

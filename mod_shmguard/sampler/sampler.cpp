@@ -309,6 +309,7 @@ class Sampler {
         hot.total.store(p.status.total, std::memory_order_relaxed);
         hot.listen_queue.store(p.status.listen_queue, std::memory_order_relaxed);
         hot.max_children_reached.store(p.status.max_children_reached, std::memory_order_relaxed);
+        hot.free_children.store(fpm_free_children(p.status), std::memory_order_relaxed);
         hot.forks.store(p.ok && fpm_forks(p.status, fpm_reached_[i]) ? 1 : 0,
                         std::memory_order_relaxed);
         if (p.ok) {

@@ -81,8 +81,9 @@ struct FpmPoolHot {
   // (bytes: the largest VmData + VmStk of the pool's running children; 0 unknown).
   std::atomic<std::uint32_t> forks;
   std::atomic<std::uint64_t> child_need;
-  std::atomic<std::uint64_t> translated;  // mod_proxy_fcgi errors turned into SG0230's 503
-  std::atomic<std::int64_t> log_ms;       // SG0230: one line per 10 s per pool
+  std::atomic<std::uint64_t> free_children;  // fpm_free_children() of the last read
+  std::atomic<std::uint64_t> translated;     // mod_proxy_fcgi errors turned into SG0230's 503
+  std::atomic<std::int64_t> log_ms;          // SG0230: one line per 10 s per pool
   std::atomic<std::uint64_t> since_log;
 };
 

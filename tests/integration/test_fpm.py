@@ -203,7 +203,7 @@ def test_fpm_fork_failure_translated(server):
     fpm_log = open(s.fpm_log_path).read()
     assert "ERROR: fork() failed: Resource temporarily unavailable (11)" in fpm_log, fpm_log
     # The diagnosed 503: Retry-After, FPM's own words and the numbers (before: mod_proxy_fcgi's
-    # bare 503 after the timeout, no Retry-After, nothing said).
+    # bare 504 Gateway Timeout after ProxyTimeout, no Retry-After, nothing said).
     assert r.status == 503, (r.status, r.text[:300])
     assert r.headers.get("Retry-After") == "30", r.headers
     body = json.loads(r.text)

@@ -505,3 +505,18 @@ TEST(FpmForks, PrivateHeadroomIgnoresShmpages) {
   EXPECT_FALSE(private_headroom({{"beancounter:shmpages", 1000, 10}}));
   EXPECT_FALSE(private_headroom({}));
 }
+
+TEST(FpmForks, TheStatusReadsOwnChildIsFreeAfterIt) {
+  FpmPoolStatus st;  // one child, serving the status request: FPM says 0 idle, 1 active
+  st.total = st.active = 1;
+  EXPECT_EQ(fpm_free_children(st), 1u);
+  st.listen_queue = 1;  // a request waits: it takes that child
+  EXPECT_EQ(fpm_free_children(st), 0u);
+  st = FpmPoolStatus{};
+  st.total = 3;
+  st.idle = 2;
+  st.active = 1;
+  EXPECT_EQ(fpm_free_children(st), 3u);
+  st = FpmPoolStatus{};  // no child at all (ondemand): the status read found none
+  EXPECT_EQ(fpm_free_children(st), 0u);
+}
