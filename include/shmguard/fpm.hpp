@@ -134,7 +134,7 @@ struct FpmFailure {
 // nullopt: nothing the module saw explains the error (it is then left as it is).
 std::optional<FpmFailure> fpm_failure(const FpmFailureInput& in);
 
-// The headroom a fork meets (rule 2b): the smallest among the limits that charge private
+// The headroom a fork meets (rule 2.2): the smallest among the limits that charge private
 // writable memory (beancounter:privvmpages, cgroup:memory, overcommit; not shmpages, which only
 // shared memory charges). nullopt: none of them is finite.
 struct Limit;

@@ -49,17 +49,13 @@ struct GuardInput {
   // share the master's one OPcache segment, so a request maps no new shared memory.
   bool fpm = false;
   // Rule 2's pool (ShmGuardFpmPool), from its status as the sampler last read it (fresh):
-  // fpm_pool false when not known. Its idle children (fpm_free_children); whether FPM forks for a
-  // request that finds none (pm dynamic/ondemand, pm.max_children not reached in the last read);
-  // what one new child's private pages take (bytes, the largest of its running children's private
-  // writable memory; 0 unknown); the headroom for private memory (privvmpages, cgroup, overcommit:
-  // a fork charges those, not shmpages).
+  // fpm_pool false when not known; whether FPM forks for a request that finds no idle child (pm
+  // dynamic/ondemand, pm.max_children not reached in the last read); a finite limit on private
+  // memory (privvmpages, cgroup, overcommit: a fork charges those, not shmpages). The numbers
+  // (fpm_idle, fpm_child_need, private_headroom) are at the end of the struct.
   bool fpm_pool = false;
-  std::uint64_t fpm_idle = 0;
   bool fpm_forks = false;
-  std::uint64_t fpm_child_need = 0;
   bool private_bounded = false;
-  std::uint64_t private_headroom = 0;
   bool low = false;       // the headroom is below ShmGuardWarnBelow (the sampler's warning state)
   int workers = -1;       // live workers of the class in mod_fcgid's table; < 0 unknown
   int inflight = 0;       // requests holding (or about to take) a worker of the class
@@ -78,6 +74,12 @@ struct GuardInput {
   // A worker retired for this class is on its way out (less than kReclaimPendingMs ago): its room
   // is coming, so the request waits for it (and no second worker is retired for the class).
   bool reclaim_pending = false;
+  // Rule 2's pool: its idle children (fpm_free_children), what one new child's private pages
+  // take (bytes, the largest of its running children's private writable memory; 0 unknown), the
+  // headroom for private memory (bytes, when private_bounded).
+  std::uint64_t fpm_idle = 0;
+  std::uint64_t fpm_child_need = 0;
+  std::uint64_t private_headroom = 0;
 };
 
 // How long a reclaim counts as in flight: mod_fcgid's process manager signals the retired worker
@@ -107,7 +109,7 @@ struct Decision {
   // only say which (WouldRefuse).
   bool reclaim = false;
   bool warn = false;  // served, but worth a warning (PHP-FPM with the headroom low): never refused
-  // Rule 2b: PHP-FPM would fork a child for this request and one child's private pages do not
+  // Rule 2.2: PHP-FPM would fork a child for this request and one child's private pages do not
   // fit the private headroom (warn is set too).
   bool fork_short = false;
 };
@@ -126,8 +128,8 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //     FPM keeps a request it cannot serve yet in its listen queue: never a refusal here (what FPM
 //     then fails at is answered by the diagnosed 503, SG0230). With the pool's status known
 //     (fpm_pool):
-//     2a. an idle child (fpm_idle > 0): pass, nothing checked, no warning;
-//     2b. no idle child and FPM would fork (fpm_forks): one new child's measured private pages
+//     2.1 an idle child (fpm_idle > 0): pass, nothing checked, no warning;
+//     2.2 no idle child and FPM would fork (fpm_forks): one new child's measured private pages
 //         (fpm_child_need) against the private headroom; when they do not fit: pass with a
 //         warning (fork_short);
 //     otherwise, with the headroom below ShmGuardWarnBelow (low): pass with a warning (the glue

@@ -337,7 +337,7 @@ void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
   std::int64_t last = vc->fpm_log_ms.load();
   if (now - last < 10000 || !vc->fpm_log_ms.compare_exchange_strong(last, now)) return;
   const std::uint64_t since = vc->fpm_low_since_log.exchange(0);
-  if (d.fork_short) {  // rule 2b
+  if (d.fork_short) {  // rule 2.2
     const auto* v =
         reinterpret_cast<const char* const*>(server_conf(gen.main_server)->fpm_pools->elts);
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,

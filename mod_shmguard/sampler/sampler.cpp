@@ -112,7 +112,7 @@ class Sampler {
     // kFpmGuardBudgetMs for all pools (a pool that does not answer is not asked again for
     // kFpmBackoffMs: it costs the samples at most that budget once in a while).
     if (!cfg_.fpm_pools.empty() && now_mono_ms() - fpm_read_ms_ >= kFpmGuardEveryMs) {
-      // The pools' children (rule 2b measures them) are found by the discovery scan.
+      // The pools' children (rule 2.2 measures them) are found by the discovery scan.
       if (discovered_ms_ == 0 || now_mono_ms() - discovered_ms_ >= 30000)
         discover_now(now_mono_ms());
       read_pools(now_mono_ms(), kFpmGuardBudgetMs);

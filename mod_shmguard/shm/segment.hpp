@@ -76,7 +76,7 @@ struct FpmPoolHot {
   // failed).
   std::atomic<std::int64_t> status_wall_ms;
   std::atomic<std::uint64_t> idle, active, total, listen_queue, max_children_reached;
-  // Rule 2b's inputs: FPM forks for a request that finds no idle child (pm dynamic/ondemand, and
+  // Rule 2.2's inputs: FPM forks for a request that finds no idle child (pm dynamic/ondemand, and
   // pm.max_children not reached since the read before: 1), and one new child's private pages
   // (bytes: the largest VmData + VmStk of the pool's running children; 0 unknown).
   std::atomic<std::uint32_t> forks;
@@ -151,10 +151,10 @@ struct Segment {
   std::atomic<std::uint64_t> wait_tickets;
 
   VhostCounters vhosts[kMaxVhosts];
-  FpmPoolHot fpm_pools[kFpmPoolSlots];
   ClassSlot classes[kClassSlots];
   ClaimRec claims[kClaims];
   WaiterRec waiters[kWaiters];
+  FpmPoolHot fpm_pools[kFpmPoolSlots];
 
   // Status page on demand: a handler sets status_wanted, takes a ticket from status_requests and
   // wakes the sampler; the sampler publishes its part of the status model in the blob and sets

@@ -173,6 +173,8 @@ def test_fpm_pool_configured_but_no_status_path(server):
 def test_fpm_pool_directive_checked(server):
     for conf, said in (("ShmGuardFpmPool run/php.sock /fpm-status", "invalid socket 'run/php.sock'"),
                        ("ShmGuardFpmPool /run/php.sock fpm-status", "invalid status path 'fpm-status'"),
+                       ("ShmGuardFpmPool /run/php.sock /s fpm.log", "invalid error log 'fpm.log'"),
+                       ("ShmGuardFpmPool /run/php.sock /s /l extra", "takes two or three arguments"),
                        ("<VirtualHost 127.0.0.1:1>\nShmGuardFpmPool /run/php.sock /s\n</VirtualHost>",
                         "ShmGuardFpmPool cannot occur within")):
         s = server(start=False, shmguard=True, shmguard_conf=GUARD + conf + "\n")
@@ -247,3 +249,22 @@ def test_fpm_socket_refused_translated(server):
     assert s.wait_log(r"SG0230 PHP-FPM pool \S+ could not serve /fpm/index\.php on \S+: its socket "
                       r"refuses connections \(connect: (Connection refused|No such file or "
                       r"directory)\)", since=mark), s.error_log(mark)
+
+
+def test_fpm_idle_child_served_without_check(server):
+    # Rule 2.1: with the pool's status read (ShmGuardFpmPool) and idle children in it, an FPM
+    # request is served with nothing checked: no low-headroom warning even at 4.5 MiB of
+    # headroom (before: every request counted and warned, SG0220, whatever the pool had free).
+    s = server(shmguard=True, shmguard_conf=POOL_CONF, fpm=True, fpm_children=3,
+               fpm_status_path="/fpm-status", shm_barrier=SHM_BARRIER)
+    s.budget.set_external(SHM_BARRIER - HEADROOM_PAGES)
+    assert wait_for(lambda: status(s).get("headroom_bytes") == HEADROOM_PAGES * 4096, 10.0)
+    wait_pools(s, lambda p: p and p[0]["ok"] and p[0]["total"] == 3, "the pool's status")
+    mark = s.log_mark()
+    for i in range(5):
+        r = s.get("/fpm/index.php")
+        assert r.status == 200 and "fpm ok" in r.text, (i, r.status, r.text[:300])
+    v = status(s)["vhosts"][0]
+    assert v["fpm"] == 5 and v["fpm_low_headroom"] == 0 and v["refused"] == 0, v
+    log = s.error_log(mark)
+    assert "SG0220" not in log and "SG0221" not in log, log

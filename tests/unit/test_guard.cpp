@@ -182,7 +182,7 @@ TEST(Decide, PhpFpmLowHeadroomIsAWarningNotARefusal) {
   EXPECT_EQ(decide(in).claim, Claim::None);
 }
 
-// Rule 2a/2b (issue 21 item 1): the pool's own status decides whether FPM would fork.
+// Rule 2.1/2.2 (issue 21 item 1): the pool's own status decides whether FPM would fork.
 TEST(Decide, PhpFpmIdleChildServesWithoutAnyCheck) {
   GuardInput in = fpm_low();
   in.low = true;  // even below ShmGuardWarnBelow

@@ -66,5 +66,5 @@ TEST(Refusal, FpmPoolFailureSaysSoNotSharedMemory) {
   EXPECT_NE(h.find("memory &lt;privvmpages&gt;"), std::string::npos);  // escaped
   j = render_refusal_json(in);
   EXPECT_NE(j.find("\"cause\":\"the pool could not start a child"), std::string::npos) << j;
-  EXPECT_NE(j.find("\"bound\":\"memory <privvmpages>\""), std::string::npos) << j;
+  EXPECT_NE(j.find("\"bound\":\"memory \\u003cprivvmpages\\u003e\""), std::string::npos) << j;
 }
