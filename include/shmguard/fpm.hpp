@@ -28,11 +28,16 @@ struct FpmPool {
   std::string name;         // the status's pool name, else the processes' pool name
   std::string socket;       // ShmGuardFpmPool's socket ("" when not configured)
   std::string status_path;  // ShmGuardFpmPool's path (pm.status_path)
+  std::string log;          // ShmGuardFpmPool's third argument: FPM's error_log ("" none)
   bool configured = false;
   bool ok = false;    // status read and parsed
   std::string error;  // why not, in words
   FpmPoolStatus status;
   std::int64_t read_ms = 0;  // wall clock of the read (0: not yet)
+  // From FPM's own error log (`log`): its "fork() failed" lines, the last one's words, and the
+  // 503s from mod_proxy_fcgi for this pool turned into the diagnosed 503 (SG0230).
+  std::uint64_t fork_failures = 0, translated = 0;
+  std::string last_failure;  // "fork() failed: Resource temporarily unavailable (11)"
 };
 
 // A reply longer than this is not a status page: the read stops and fails.
@@ -79,7 +84,70 @@ FpmPool read_fpm_pool(const std::string& socket_path, const std::string& status_
 std::vector<FpmPool> fpm_pools_view(std::vector<FpmPool> read,
                                     const std::vector<std::string>& process_pools);
 
+// Each pool's key for ?metrics' `pool` label and ?auto's [pool]: its name; a pool without a name
+// yet (configured, not read) or whose name an earlier pool has (two masters' `www`) is keyed
+// by its socket instead, and by "name#N" (N its position from 1) if that is taken too, so no two
+// pools give the same series.
+std::vector<std::string> fpm_pool_keys(const std::vector<FpmPool>& pools);
+
 // How to give a pool a status the module can read, in words (the page's hint).
 std::string fpm_status_hint(const FpmPool& p);
+
+// ---------------------------------------------------------------- FPM's own failures
+
+// A line of FPM's own error log (the master's zlog: "[07-Dec-2026 12:36:05] ERROR: fork() failed:
+// Resource temporarily unavailable (11)"; at log_level = debug the time has microseconds and the
+// level is followed by "pid N, function(), line N: "). Only FPM's exact format from the line's
+// start counts: a child's stderr reaches that log (catch_workers_output) only behind FPM's own
+// "[pool www] child 12 said into stderr: " prefix (decorate_workers_output, on by default).
+struct FpmLogEvent {
+  enum class Kind : std::uint8_t { ForkFailed, MaxChildren };
+  Kind kind = Kind::ForkFailed;
+  int err = 0;                     // ForkFailed: the errno FPM printed
+  std::string pool;                // MaxChildren: the pool it names (a fork failure names none)
+  std::uint64_t max_children = 0;  // MaxChildren: pm.max_children as FPM printed it
+};
+std::optional<FpmLogEvent> parse_fpm_log_line(std::string_view line);
+
+// FPM's words for a failed fork with this errno (what its log line says after the time).
+std::string fpm_fork_failure_words(int err);
+
+// What is known about a pool when mod_proxy_fcgi answers a request for it with an error, to say
+// why: only what the module itself saw. Lines from FPM's log counted since the request started,
+// the pool's status as the sampler last read it, the module's own connect to the pool's socket.
+struct FpmFailureInput {
+  std::string pool;                      // the pool's status name, else its socket
+  std::uint64_t fork_failures = 0;       // FPM's "fork() failed" lines during the request
+  int fork_errno = 0;                    // the last one's errno
+  std::uint64_t max_children_lines = 0;  // "server reached pm.max_children" lines during it
+  std::uint64_t max_children = 0;        // the setting the last one named
+  bool status_fresh = false;             // the pool's status, read while the request ran
+  FpmPoolStatus status;
+  int connect_errno = -1;    // the module's connect to the socket at the error: 0 accepted, else
+                             // errno; -1 not tried
+  std::string memory_limit;  // the binding limit in words, for a fork that failed with ENOMEM
+};
+struct FpmFailure {
+  std::string cause;  // what FPM could not do, with the numbers
+  std::string bound;  // the limit that bound, in words
+};
+// nullopt: nothing the module saw explains the error (it is then left as it is).
+std::optional<FpmFailure> fpm_failure(const FpmFailureInput& in);
+
+// The headroom a fork meets (rule 2.2): the smallest among the limits that charge private
+// writable memory (beancounter:privvmpages, cgroup:memory, overcommit; not shmpages, which only
+// shared memory charges). nullopt: none of them is finite.
+struct Limit;
+std::optional<std::uint64_t> private_headroom(const std::vector<Limit>& limits);
+
+// Children free for a request right after a status read: FPM counts the child that serves the
+// status request itself as active, and it is free again once the read ends (unless a queued
+// request takes it): idle + 1 when a child was active, less what waits in the listen queue.
+std::uint64_t fpm_free_children(const FpmPoolStatus& st);
+
+// Does FPM fork for a request that finds no idle child? pm dynamic or ondemand, and its "max
+// children reached" counter did not rise since the read before (it is at pm.max_children then:
+// no fork, the request waits for a child). `previous_reached` nullopt: no read before.
+bool fpm_forks(const FpmPoolStatus& now, std::optional<std::uint64_t> previous_reached);
 
 }  // namespace shmguard

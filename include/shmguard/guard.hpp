@@ -49,6 +49,14 @@ struct GuardInput {
   // mod_proxy_fcgi to a FastCGI server Apache does not start (PHP-FPM): its running children
   // share the master's one OPcache segment, so a request maps no new shared memory.
   bool fpm = false;
+  // Rule 2's pool (ShmGuardFpmPool), from its status as the sampler last read it (fresh):
+  // fpm_pool false when not known; whether FPM forks for a request that finds no idle child (pm
+  // dynamic/ondemand, pm.max_children not reached in the last read); a finite limit on private
+  // memory (privvmpages, cgroup, overcommit: a fork charges those, not shmpages). The numbers
+  // (fpm_idle, fpm_child_need, private_headroom) are at the end of the struct.
+  bool fpm_pool = false;
+  bool fpm_forks = false;
+  bool private_bounded = false;
   bool low = false;       // the headroom is below ShmGuardWarnBelow (the sampler's warning state)
   int workers = -1;       // live workers of the class in mod_fcgid's table; < 0 unknown
   int inflight = 0;       // requests holding (or about to take) a worker of the class
@@ -71,6 +79,12 @@ struct GuardInput {
   // busy worker: the next one of those that frees is retired for this class (share_owed(),
   // share.hpp), so the request waits for it.
   bool share_owed = false;
+  // Rule 2's pool: its idle children (fpm_free_children), what one new child's private pages
+  // take (bytes, the largest of its running children's private writable memory; 0 unknown), the
+  // headroom for private memory (bytes, when private_bounded).
+  std::uint64_t fpm_idle = 0;
+  std::uint64_t fpm_child_need = 0;
+  std::uint64_t private_headroom = 0;
 };
 
 // How long a reclaim counts as in flight: mod_fcgid's process manager signals the retired worker
@@ -114,6 +128,9 @@ struct Decision {
   bool reclaim = false;
   bool warn = false;  // served, but worth a warning (PHP-FPM with the headroom low): never refused
   WaitFor wait_for = WaitFor::None;  // Verdict::Wait: why
+  // Rule 2.2: PHP-FPM would fork a child for this request and one child's private pages do not
+  // fit the private headroom (warn is set too).
+  bool fork_short = false;
 };
 
 // Room for this many workers is ample: a burst cannot spawn that many (mod_fcgid's default
@@ -126,8 +143,16 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  2. PHP-FPM (fpm): pass, never refused for shared memory: its running children share the
 //     master's one OPcache segment and a request maps none, so no reserve applies (need is
 //     ignored). What can fail is FPM forking a new child (pm = dynamic/ondemand), and that
-//     charges the child's private writable pages to privvmpages, not shmpages. With the headroom
-//     below ShmGuardWarnBelow (low): pass with a warning (the glue counts and logs it);
+//     charges the child's private writable pages to privvmpages (or the cgroup), not shmpages.
+//     FPM keeps a request it cannot serve yet in its listen queue: never a refusal here (what FPM
+//     then fails at is answered by the diagnosed 503, SG0230). With the pool's status known
+//     (fpm_pool):
+//     2.1 an idle child (fpm_idle > 0): pass, nothing checked, no warning;
+//     2.2 no idle child and FPM would fork (fpm_forks): one new child's measured private pages
+//         (fpm_child_need) against the private headroom; when they do not fit: pass with a
+//         warning (fork_short);
+//     otherwise, with the headroom below ShmGuardWarnBelow (low): pass with a warning (the glue
+//     counts and logs it);
 //  2b. other handlers that do not spawn per request (ShmGuardHandlers names): pass when
 //     unbounded or headroom >= need, else refuse (the reserve alone decides);
 //  3. ample (unbounded, or room for kAmpleWorkers workers): pass, counted, nothing reserved;

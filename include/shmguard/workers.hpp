@@ -83,6 +83,11 @@ constexpr std::size_t kCmdlineMax = 1024;
 // Reads one process (stat, status, cmdline (its first kCmdlineMax bytes) and, with `with_maps`,
 // maps — the costly part: the kernel walks every mapping). Fails only when the process is gone.
 Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps = true);
+// A process's private writable memory in bytes from its /proc/PID/status: VmData (private
+// writable, not stack) + VmStk, what a fork of it charges to privvmpages or strict overcommit
+// (a memory cgroup charges only the pages then touched). nullopt when either line is absent.
+std::optional<std::uint64_t> parse_private_writable(std::string_view status);
+Result<std::uint64_t> read_private_writable(const std::string& procfs, int pid);
 // RssShmem of one process in bytes (its /proc/PID/status), 0 when the line is absent.
 Result<std::uint64_t> read_rss_shmem(const std::string& procfs, int pid);
 // The shared segments of one process (its /proc/PID/maps).

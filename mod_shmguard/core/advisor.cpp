@@ -192,6 +192,19 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
                     "); under PHP-FPM they would share one: " + compact_bytes(saving) +
                     " less. Serve PHP through PHP-FPM (mod_proxy_fcgi) instead of php-cgi under "
                     "mod_fcgid.";
+    // What the pool would need (issue 21 item 4): one shared segment, against today's headroom
+    // plus what these workers free when they stop; its children's private pages are charged to
+    // privvmpages (or the memory cgroup) at each fork, not to shmpages.
+    if (snap.headroom_bytes) {
+      const std::uint64_t room = *snap.headroom_bytes + total;
+      t += " A pool of " + std::to_string(k_workers) + " children needs one segment of " +
+           compact_bytes(largest_seg) + " against today's headroom of " +
+           compact_bytes(*snap.headroom_bytes) + " plus the " + compact_bytes(total) +
+           " these workers free (" + (room >= largest_seg ? "it fits" : "it does not fit") +
+           "), and " + std::to_string(k_workers) +
+           " children's private pages, which a fork charges to privvmpages (or the memory "
+           "cgroup), not to shmpages.";
+    }
     out.push_back(Finding{"fcgid-private-opcache",
                           saving >= (64u << 20) ? "warning" : "info",
                           t,
@@ -251,12 +264,28 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       fpm += static_cast<std::size_t>(hi - lo);
     }
     if (fpm != u.pids.size()) continue;
+    // The saving measured: its pool children, as php-cgi workers under mod_fcgid, would each
+    // map a segment of that size; shared, one.
+    std::uint64_t children = 0;
+    for (const auto& w : workers)
+      if (w.backend == "php-fpm" && w.kind.rfind("php-fpm pool ", 0) == 0 &&
+          std::binary_search(u.pids.begin(), u.pids.end(), w.pid))
+        ++children;
+    std::string t = std::to_string(fpm) + " php-fpm processes share one OPcache segment of " +
+                    compact_bytes(u.seg.size) +
+                    ": a new PHP-FPM worker needs no new shared memory.";
+    const std::uint64_t saved = children >= 2 ? (children - 1) * u.seg.size : 0;
+    if (saved)
+      t += " Measured: as php-cgi workers under mod_fcgid its " + std::to_string(children) +
+           " children would map " + compact_bytes(children * u.seg.size) + "; shared, " +
+           compact_bytes(u.seg.size) + ": " + compact_bytes(saved) + " saved.";
     out.push_back(Finding{"fpm-shared-opcache",
                           "info",
-                          std::to_string(fpm) + " php-fpm processes share one OPcache segment of " +
-                              compact_bytes(u.seg.size) +
-                              ": a new PHP-FPM worker needs no new shared memory.",
-                          {{"processes", fpm}, {"segment_bytes", u.seg.size}}});
+                          t,
+                          {{"processes", fpm},
+                           {"segment_bytes", u.seg.size},
+                           {"children", children},
+                           {"saving_bytes", saved}}});
   }
 
   // 5. Nothing to guard against.

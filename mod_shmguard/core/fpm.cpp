@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -427,6 +428,20 @@ std::vector<FpmPool> fpm_pools_view(std::vector<FpmPool> read,
   return read;
 }
 
+std::vector<std::string> fpm_pool_keys(const std::vector<FpmPool>& pools) {
+  std::vector<std::string> keys;
+  auto taken = [&](const std::string& k) {
+    return k.empty() || std::find(keys.begin(), keys.end(), k) != keys.end();
+  };
+  for (std::size_t i = 0; i < pools.size(); ++i) {
+    std::string k = pools[i].name;
+    if (taken(k)) k = pools[i].socket;
+    if (taken(k)) k = pools[i].name + "#" + std::to_string(i + 1);
+    keys.push_back(std::move(k));
+  }
+  return keys;
+}
+
 std::string fpm_status_hint(const FpmPool& p) {
   if (p.ok) return "";
   if (!p.configured)
@@ -435,6 +450,189 @@ std::string fpm_status_hint(const FpmPool& p) {
            "\"ShmGuardFpmPool /path/to/the/pool.sock /fpm-status\" to Apache's (server "
            "configuration).";
   return "Its status could not be read: " + p.error + ".";
+}
+
+// ---------------------------------------------------------------- FPM's own failures
+
+namespace {
+
+bool digits(std::string_view s, std::size_t from, std::size_t n) {
+  if (s.size() < from + n) return false;
+  for (std::size_t i = from; i < from + n; ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+// "[07-Dec-2026 12:36:05] " or, at log_level = debug, "[07-Dec-2026 12:36:05.123456] ".
+bool strip_zlog_time(std::string_view& s) {
+  if (s.size() < 23 || s[0] != '[' || !digits(s, 1, 2) || s[3] != '-' || s[7] != '-' ||
+      !digits(s, 8, 4) || s[12] != ' ' || !digits(s, 13, 2) || s[15] != ':' || !digits(s, 16, 2) ||
+      s[18] != ':' || !digits(s, 19, 2))
+    return false;
+  for (std::size_t i = 4; i < 7; ++i)
+    if (!std::isalpha(static_cast<unsigned char>(s[i]))) return false;
+  std::size_t at = 21;
+  if (s[at] == '.') {
+    if (!digits(s, at + 1, 6)) return false;
+    at += 7;
+  }
+  if (s.size() < at + 2 || s[at] != ']' || s[at + 1] != ' ') return false;
+  s.remove_prefix(at + 2);
+  return true;
+}
+
+bool strip(std::string_view& s, std::string_view prefix) {
+  if (s.substr(0, prefix.size()) != prefix) return false;
+  s.remove_prefix(prefix.size());
+  return true;
+}
+
+// The debug prefix after the level: "pid 1888, fpm_children_make(), line 420: ".
+void strip_debug_origin(std::string_view& s) {
+  std::string_view t = s;
+  if (!strip(t, "pid ")) return;
+  std::size_t n = 0;
+  while (n < t.size() && n < 10 && t[n] >= '0' && t[n] <= '9') ++n;
+  if (n == 0) return;
+  t.remove_prefix(n);
+  if (!strip(t, ", ")) return;
+  const std::size_t fn = t.find("(), line ");
+  if (fn == std::string_view::npos || fn == 0 || fn > 64) return;
+  t.remove_prefix(fn + 9);
+  n = 0;
+  while (n < t.size() && n < 10 && t[n] >= '0' && t[n] <= '9') ++n;
+  if (n == 0) return;
+  t.remove_prefix(n);
+  if (!strip(t, ": ")) return;
+  s = t;
+}
+
+std::optional<std::uint64_t> small_number(std::string_view s) {
+  if (s.empty() || s.size() > 9) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+std::optional<FpmLogEvent> parse_fpm_log_line(std::string_view s) {
+  if (s.size() > 4096) return std::nullopt;
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
+  if (!strip_zlog_time(s)) return std::nullopt;
+  if (strip(s, "ERROR: ")) {
+    strip_debug_origin(s);
+    // "fork() failed: <strerror> (<errno>)", the whole rest of the line.
+    if (!strip(s, "fork() failed: ") || s.empty() || s.back() != ')') return std::nullopt;
+    const std::size_t open = s.rfind(" (");
+    if (open == std::string_view::npos || open == 0) return std::nullopt;
+    const auto err = small_number(s.substr(open + 2, s.size() - open - 3));
+    if (!err || *err == 0 || *err > 4095) return std::nullopt;
+    FpmLogEvent e;
+    e.kind = FpmLogEvent::Kind::ForkFailed;
+    e.err = static_cast<int>(*err);
+    return e;
+  }
+  if (strip(s, "WARNING: ")) {
+    strip_debug_origin(s);
+    // "[pool www] server reached pm.max_children setting (5), consider raising it" (dynamic;
+    // ondemand says "max_children setting").
+    if (!strip(s, "[pool ")) return std::nullopt;
+    const std::size_t close = s.find("] server reached ");
+    if (close == std::string_view::npos || close == 0 || close > kFpmNameMax) return std::nullopt;
+    FpmLogEvent e;
+    e.kind = FpmLogEvent::Kind::MaxChildren;
+    e.pool = std::string(s.substr(0, close));
+    s.remove_prefix(close + 17);
+    if (!strip(s, "pm.max_children setting (") && !strip(s, "max_children setting ("))
+      return std::nullopt;
+    const std::size_t end = s.find(')');
+    if (end == std::string_view::npos) return std::nullopt;
+    const auto n = small_number(s.substr(0, end));
+    if (!n || s.substr(end) != "), consider raising it") return std::nullopt;
+    e.max_children = *n;
+    return e;
+  }
+  return std::nullopt;
+}
+
+std::string fpm_fork_failure_words(int err) {
+  return "fork() failed: " + std::string(std::strerror(err)) + " (" + std::to_string(err) + ")";
+}
+
+std::optional<FpmFailure> fpm_failure(const FpmFailureInput& in) {
+  FpmFailure f;
+  std::vector<std::string> bounds;
+  auto add = [](std::string& to, const std::string& what) {
+    if (!to.empty()) to += "; ";
+    to += what;
+  };
+  if (in.fork_failures > 0) {
+    add(f.cause, "the pool could not start a child: " + fpm_fork_failure_words(in.fork_errno) +
+                     ", " + std::to_string(in.fork_failures) +
+                     (in.fork_failures == 1 ? " time" : " times") + " during the request");
+    if (in.fork_errno == EAGAIN)
+      bounds.push_back(
+          "a process limit (RLIMIT_NPROC of FPM's user, a pids cgroup, or the numproc "
+          "beancounter)");
+    else if (in.fork_errno == ENOMEM)
+      bounds.push_back("memory for the new child's private pages" +
+                       (in.memory_limit.empty() ? std::string() : " (" + in.memory_limit + ")"));
+    else
+      bounds.push_back("what made fork() fail (" + std::string(std::strerror(in.fork_errno)) + ")");
+  }
+  if (in.max_children_lines > 0) {
+    add(f.cause, "the pool reached pm.max_children (" + std::to_string(in.max_children) + ")");
+    bounds.push_back("pm.max_children " + std::to_string(in.max_children));
+  }
+  const FpmPoolStatus& st = in.status;
+  if (in.status_fresh && st.idle == 0 && st.listen_queue > 0 && in.max_children_lines == 0) {
+    add(f.cause, "all " + std::to_string(st.total) + " children were busy with " +
+                     std::to_string(st.listen_queue) + " requests in the listen queue");
+    if (in.fork_failures == 0) bounds.push_back("the pool's children (pm.max_children)");
+  }
+  if (in.connect_errno == ECONNREFUSED || in.connect_errno == ENOENT) {
+    add(f.cause, "its socket refuses connections (connect: " +
+                     std::string(std::strerror(in.connect_errno)) + ")");
+    bounds.push_back("none: the pool is not running");
+  } else if (in.connect_errno == EAGAIN) {
+    add(f.cause, "its socket's listen backlog is full (connect: " +
+                     std::string(std::strerror(in.connect_errno)) + ")");
+    bounds.push_back("the pool's listen backlog (listen.backlog)");
+  }
+  if (f.cause.empty()) return std::nullopt;
+  if (in.status_fresh)
+    f.cause += " (pool " + (st.pool.empty() ? in.pool : st.pool) + ": " + std::to_string(st.total) +
+               " children, " + std::to_string(st.idle) + " idle, " + std::to_string(st.active) +
+               " active, listen queue " + std::to_string(st.listen_queue) +
+               ", max children reached " + std::to_string(st.max_children_reached) + ")";
+  for (const std::string& b : bounds) add(f.bound, b);
+  return f;
+}
+
+std::optional<std::uint64_t> private_headroom(const std::vector<Limit>& limits) {
+  std::optional<std::uint64_t> out;
+  for (const Limit& l : limits) {
+    const BindingLimit b = binding_limit(l.name);
+    if (b != BindingLimit::Privvmpages && b != BindingLimit::Cgroup &&
+        b != BindingLimit::Overcommit)
+      continue;
+    if (!out || l.headroom_bytes() < *out) out = l.headroom_bytes();
+  }
+  return out;
+}
+
+std::uint64_t fpm_free_children(const FpmPoolStatus& st) {
+  const std::uint64_t free = st.idle + (st.active > 0 ? 1 : 0);
+  return free > st.listen_queue ? free - st.listen_queue : 0;
+}
+
+bool fpm_forks(const FpmPoolStatus& now, std::optional<std::uint64_t> previous_reached) {
+  if (now.process_manager != "dynamic" && now.process_manager != "ondemand") return false;
+  return !previous_reached || now.max_children_reached <= *previous_reached;
 }
 
 }  // namespace shmguard

@@ -83,6 +83,12 @@ Decision decide(const GuardInput& in) {
   if (!in.fresh) return {Verdict::FailOpen, in.spawns_workers ? Claim::Worker : Claim::None, 0};
   if (in.fpm) {
     Decision d{Verdict::Pass, Claim::None, 0};
+    if (in.fpm_pool && in.fpm_idle > 0) return d;  // 2.1
+    if (in.fpm_pool && in.fpm_forks && in.fpm_child_need > 0 && in.private_bounded &&
+        in.private_headroom < in.fpm_child_need) {  // 2.2
+      d.warn = d.fork_short = true;
+      return d;
+    }
     d.warn = in.bounded && in.low;
     return d;
   }

@@ -42,10 +42,17 @@ std::string render_refusal_html(const RefusalInfo& in) {
     h += "<strong>" + html_escape(in.host) + "</strong> ";
   else
     h += "The site ";
-  h += "cannot start another worker right now because the server's <strong>shared memory"
-       "</strong> is exhausted. Nothing is wrong with your request.</p>\n";
+  if (!in.fpm_cause.empty())
+    h += "cannot run its PHP right now: its <strong>PHP-FPM pool</strong> could not take the "
+         "request. Nothing is wrong with your request.</p>\n";
+  else
+    h += "cannot start another worker right now because the server's <strong>shared memory"
+         "</strong> is exhausted. Nothing is wrong with your request.</p>\n";
   h += "<p>Please try again " + html_escape(retry_words(in.retry_after)) + ".</p>\n";
-  if (in.detail) {
+  if (in.detail && !in.fpm_cause.empty()) {
+    h += "<p class=\"small\">PHP-FPM: " + html_escape(in.fpm_cause) +
+         "; the limit that bound: " + html_escape(in.fpm_bound) + ".</p>\n";
+  } else if (in.detail) {
     h += "<p class=\"small\">Shared-memory headroom " + html_escape(human_bytes(in.headroom)) +
          ", a new worker needs " + html_escape(human_bytes(in.reserve));
     if (!in.binding.empty()) h += "; binding limit: " + html_escape(in.binding);
@@ -58,6 +65,20 @@ std::string render_refusal_html(const RefusalInfo& in) {
 
 std::string render_refusal_json(const RefusalInfo& in) {
   JsonWriter w;
+  if (!in.fpm_cause.empty()) {
+    w.begin_object()
+        .field("status", 503)
+        .field("error", "PHP-FPM pool unavailable")
+        .field("message",
+               "The site cannot run its PHP right now: its PHP-FPM pool could not take the "
+               "request. Please retry after " +
+                   std::to_string(in.retry_after) + " seconds.")
+        .field("retry_after", in.retry_after)
+        .field("translated", in.translated);
+    if (in.detail) w.field("cause", in.fpm_cause).field("bound", in.fpm_bound);
+    w.end_object();
+    return w.take() + "\n";
+  }
   w.begin_object()
       .field("status", 503)
       .field("error", "shared memory exhausted")

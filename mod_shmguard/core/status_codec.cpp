@@ -479,9 +479,11 @@ std::string encode_sampler_part(const SamplerPart& p) {
   if (p.history) put(e, *p.history);
   e.u(p.fpm_pools.size());
   for (const FpmPool& f : p.fpm_pools) {
-    for (const std::string* s :
-         {&f.name, &f.socket, &f.status_path, &f.error, &f.status.pool, &f.status.process_manager})
+    for (const std::string* s : {&f.name, &f.socket, &f.status_path, &f.error, &f.status.pool,
+                                 &f.status.process_manager, &f.log, &f.last_failure})
       e.s(*s);
+    e.u(f.fork_failures);
+    e.u(f.translated);
     e.b(f.configured);
     e.b(f.ok);
     e.i(f.read_ms);
@@ -528,9 +530,11 @@ std::optional<SamplerPart> decode_sampler_part(std::string_view in) {
   if (n > kMaxFpmPools) return std::nullopt;
   for (std::size_t i = 0; i < n && d.ok(); ++i) {
     FpmPool f;
-    for (std::string* s :
-         {&f.name, &f.socket, &f.status_path, &f.error, &f.status.pool, &f.status.process_manager})
+    for (std::string* s : {&f.name, &f.socket, &f.status_path, &f.error, &f.status.pool,
+                           &f.status.process_manager, &f.log, &f.last_failure})
       *s = d.s();
+    f.fork_failures = d.u();
+    f.translated = d.u();
     f.configured = d.b();
     f.ok = d.b();
     f.read_ms = d.i();

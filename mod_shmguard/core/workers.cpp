@@ -247,6 +247,31 @@ Result<std::uint64_t> read_rss_shmem(const std::string& procfs, int pid) {
   return Result<std::uint64_t>::ok(w.rss_shmem);
 }
 
+std::optional<std::uint64_t> parse_private_writable(std::string_view t) {
+  std::optional<std::uint64_t> data, stack;
+  while (!t.empty()) {
+    std::size_t nl = t.find('\n');
+    std::string_view line = t.substr(0, nl);
+    t = nl == std::string_view::npos ? std::string_view{} : t.substr(nl + 1);
+    for (auto [name, to] : {std::pair{std::string_view("VmData:"), &data},
+                            std::pair{std::string_view("VmStk:"), &stack}}) {
+      if (line.rfind(name, 0) != 0) continue;
+      std::string_view r = line.substr(name.size());
+      if (auto v = parse_u64(next_field(r)); v && *v < (UINT64_MAX >> 11)) *to = *v << 10;
+    }
+  }
+  if (!data || !stack) return std::nullopt;
+  return *data + *stack;
+}
+
+Result<std::uint64_t> read_private_writable(const std::string& procfs, int pid) {
+  auto status = read_file(procfs + "/" + std::to_string(pid) + "/status");
+  if (!status) return Result<std::uint64_t>::fail(status.error);
+  auto v = parse_private_writable(*status.value);
+  if (!v) return Result<std::uint64_t>::fail("no VmData/VmStk in its status");
+  return Result<std::uint64_t>::ok(*v);
+}
+
 Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid) {
   auto maps = read_file(procfs + "/" + std::to_string(pid) + "/maps");
   if (!maps) return Result<std::vector<Segment>>::fail(maps.error);

@@ -79,9 +79,13 @@ std::string pool_key(std::string_view name) {
   return k;
 }
 
-void fpm_pool_lines(AutoLines& a, const FpmPool& f) {
-  const std::string b = pool_key(f.name);
+void fpm_pool_lines(AutoLines& a, const FpmPool& f, const std::string& key) {
+  const std::string b = pool_key(key);
   a.line("ShmGuardFpmPoolUp", b, f.ok ? 1u : 0u);
+  if (f.configured) {
+    a.line("ShmGuardFpmPoolForkFailures", b, f.fork_failures);
+    a.line("ShmGuardFpmPoolTranslated", b, f.translated);
+  }
   if (!f.ok) return;
   a.line("ShmGuardFpmPoolIdle", b, f.status.idle);
   a.line("ShmGuardFpmPoolActive", b, f.status.active);
@@ -138,7 +142,8 @@ std::string write_status_auto(const StatusModel& m) {
     counter_lines(a, snap);
     worker_lines(a, m.part->workers.totals);
     finding_lines(a, m.part->findings);
-    for (const FpmPool& f : m.part->fpm_pools) fpm_pool_lines(a, f);
+    const std::vector<std::string> keys = fpm_pool_keys(m.part->fpm_pools);
+    for (std::size_t i = 0; i < keys.size(); ++i) fpm_pool_lines(a, m.part->fpm_pools[i], keys[i]);
   } else {  // nothing published yet: the hot values only
     headroom_lines(a, hot_headroom(m.headline.hot), m.headline.hot.binding);
   }

@@ -183,6 +183,13 @@ void fpm_pools_section(std::string& o, const std::vector<FpmPool>& pools) {
     } else {
       o += "<td colspan=\"7\"><small>" + esc(fpm_status_hint(f)) + "</small></td></tr>\n";
     }
+    if (f.configured && (f.fork_failures || f.translated || !f.log.empty()))
+      o +=
+          "<tr><td></td><td colspan=\"8\"><small>FPM's log " +
+          esc(f.log.empty() ? std::string("not named (ShmGuardFpmPool's third argument)") : f.log) +
+          ": " + num(f.fork_failures) + " failed forks" +
+          (f.last_failure.empty() ? std::string() : " (last: " + esc(f.last_failure) + ")") + "; " +
+          num(f.translated) + " errors answered with the diagnosed 503</small></td></tr>\n";
   }
   o += "</tbody>\n</table>\n";
 }

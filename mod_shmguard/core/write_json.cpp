@@ -337,6 +337,11 @@ void fpm_pools_member(JsonWriter& w, const std::vector<FpmPool>& pools) {
         .field("error", f.error)
         .field("hint", fpm_status_hint(f))
         .field("read_ms", f.read_ms);
+    if (f.configured)
+      w.field("log", f.log)
+          .field("fork_failures", f.fork_failures)
+          .field("last_failure", f.last_failure)
+          .field("translated", f.translated);
     if (f.ok)
       w.field("process_manager", st.process_manager)
           .field("idle", st.idle)

@@ -359,7 +359,7 @@ void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {
 void fpm_pool_families(Prom& p, const std::vector<FpmPool>& pools) {
   if (pools.empty()) return;
   std::vector<std::string> pl;
-  for (const auto& f : pools) pl.push_back("pool=\"" + prom_label(f.name) + "\"");
+  for (const std::string& k : fpm_pool_keys(pools)) pl.push_back("pool=\"" + prom_label(k) + "\"");
   p.family("shmguard_fpm_pool_up", "gauge",
            "PHP-FPM pool status read (1) or not (0: no ShmGuardFpmPool, or unreadable).");
   for (std::size_t i = 0; i < pools.size(); ++i) p.sample(pl[i], pools[i].ok ? 1 : 0);
@@ -382,6 +382,17 @@ void fpm_pool_families(Prom& p, const std::vector<FpmPool>& pools) {
   each("shmguard_fpm_pool_slow_requests_total", "counter",
        "Requests over the pool's request_slowlog_timeout.",
        [](const FpmPoolStatus& s) { return s.slow_requests; });
+  auto configured = [&](const char* name, const char* help, auto value) {
+    p.family(name, "counter", help);
+    for (std::size_t i = 0; i < pools.size(); ++i)
+      if (pools[i].configured) p.sample(pl[i], value(pools[i]));
+  };
+  configured("shmguard_fpm_pool_fork_failures_total",
+             "FPM's \"fork() failed\" lines in its error log (ShmGuardFpmPool's third argument).",
+             [](const FpmPool& f) { return f.fork_failures; });
+  configured("shmguard_fpm_pool_translated_total",
+             "mod_proxy_fcgi errors for the pool answered with the diagnosed 503 (SG0230).",
+             [](const FpmPool& f) { return f.translated; });
 }
 
 std::string write_status_prometheus(const StatusModel& m) {

@@ -1,6 +1,7 @@
 // mod_shmguard glue: directives. Bad values fail `apachectl configtest` naming the directive and
 // the value; server-wide directives are refused inside <VirtualHost>.
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "glue.hpp"
@@ -260,9 +261,11 @@ const char* set_min_workers(cmd_parms* cmd, void*, const char* arg) {
   return nullptr;
 }
 
-// ShmGuardFpmPool SOCKET STATUS_PATH: a PHP-FPM pool whose status (pm.status_path) the status
-// page shows; the sampler asks it over FastCGI on its Unix socket.
-const char* add_fpm_pool(cmd_parms* cmd, void*, const char* socket, const char* path) {
+// ShmGuardFpmPool SOCKET STATUS_PATH [ERROR_LOG]: a PHP-FPM pool whose status (pm.status_path)
+// the status page shows; the sampler asks it over FastCGI on its Unix socket, and follows FPM's
+// own error log (its error_log) for failed forks.
+const char* add_fpm_pool(cmd_parms* cmd, void*, const char* socket, const char* path,
+                         const char* log) {
   if (const char* e = server_only(cmd)) return e;
   std::string s(socket);
   if (s.rfind("unix:", 0) == 0) s = s.substr(5);
@@ -277,13 +280,19 @@ const char* add_fpm_pool(cmd_parms* cmd, void*, const char* socket, const char* 
                         "%s: invalid status path '%s': expected the pool's pm.status_path, such "
                         "as /fpm-status",
                         cmd->directive->directive, path);
+  if (log && (log[0] != '/' || strlen(log) >= 4096))
+    return apr_psprintf(cmd->pool,
+                        "%s: invalid error log '%s': expected the absolute path of FPM's "
+                        "error_log (a file)",
+                        cmd->directive->directive, log);
   ServerConf* c = conf_of(cmd);
-  if (!c->fpm_pools) c->fpm_pools = apr_array_make(cmd->pool, 4, sizeof(const char*));
-  if (c->fpm_pools->nelts / 2 >= kMaxFpmPoolDirectives)
+  if (!c->fpm_pools) c->fpm_pools = apr_array_make(cmd->pool, 6, sizeof(const char*));
+  if (c->fpm_pools->nelts / 3 >= kMaxFpmPoolDirectives)
     return apr_psprintf(cmd->pool, "%s: at most %d pools", cmd->directive->directive,
                         kMaxFpmPoolDirectives);
   *static_cast<const char**>(apr_array_push(c->fpm_pools)) = apr_pstrdup(cmd->pool, s.c_str());
   *static_cast<const char**>(apr_array_push(c->fpm_pools)) = apr_pstrdup(cmd->pool, path);
+  *static_cast<const char**>(apr_array_push(c->fpm_pools)) = apr_pstrdup(cmd->pool, log ? log : "");
   return nullptr;
 }
 
@@ -301,6 +310,14 @@ template <const char* (*F)(cmd_parms*, void*, const char*, const char*)>
 const char* safe(cmd_parms* cmd, void* d, const char* a, const char* b) noexcept {
   try {
     return F(cmd, d, a, b);
+  } catch (...) {
+    return apr_psprintf(cmd->pool, "%s: internal error", cmd->directive->directive);
+  }
+}
+template <const char* (*F)(cmd_parms*, void*, const char*, const char*, const char*)>
+const char* safe(cmd_parms* cmd, void* d, const char* a, const char* b, const char* e) noexcept {
+  try {
+    return F(cmd, d, a, b, e);
   } catch (...) {
     return apr_psprintf(cmd->pool, "%s: internal error", cmd->directive->directive);
   }
@@ -367,9 +384,9 @@ const command_rec directives[] = {
      "and no room (default On)"},
     {"ShmGuardMinWorkers", fn(safe<set_min_workers>), nullptr, RSRC_CONF, TAKE1,
      "N: workers of the vhost's classes that are never reclaimed for another site (default 0)"},
-    {"ShmGuardFpmPool", fn(safe<add_fpm_pool>), nullptr, RSRC_CONF, TAKE2,
-     "SOCKET STATUS_PATH: a PHP-FPM pool's Unix socket and pm.status_path, shown on the status "
-     "page"},
+    {"ShmGuardFpmPool", fn(safe<add_fpm_pool>), nullptr, RSRC_CONF, TAKE23,
+     "SOCKET STATUS_PATH [ERROR_LOG]: a PHP-FPM pool's Unix socket and pm.status_path, shown on "
+     "the status page, and FPM's error_log (its failed forks explain mod_proxy_fcgi's 503s)"},
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
 };
 

@@ -60,10 +60,11 @@ struct ServerConf {
   // ShmGuardMinWorkers N (server, vhost; -1 unset: 0): the vhost's classes are never reclaimed
   // or handed over below N workers.
   int min_workers;
-  // Server-wide: ShmGuardFpmPool SOCKET STATUS_PATH, pairs of const char* (nullptr: none).
+  // Server-wide: ShmGuardFpmPool SOCKET STATUS_PATH [ERROR_LOG], triples of const char* (the
+  // log "" when not given; nullptr: no pool).
   apr_array_header_t* fpm_pools;
 };
-constexpr int kMaxFpmPoolDirectives = 16;
+constexpr int kMaxFpmPoolDirectives = static_cast<int>(shm::kFpmPoolSlots);
 
 // Defaults, in one place (a directive left unset means this value).
 constexpr apr_uint64_t kDefaultReserve = 128ULL << 20;     // ShmGuardReserve auto, no worker yet

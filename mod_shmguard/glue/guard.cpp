@@ -10,7 +10,9 @@
 //
 // With ample headroom the path reads a few atomics and mod_fcgid's table and makes no syscall.
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@
 #include "shm/claims.hpp"
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
+#include "shmguard/fpm.hpp"
 #include "shmguard/guard.hpp"
 #include "shmguard/reclaim.hpp"
 #include "shmguard/workers.hpp"
@@ -69,6 +72,12 @@ struct RequestNote {
   std::uint64_t key_hash;
   const void* fcgid_wrapper;  // mod_fcgid's fcgid_cmd_conf for the request's wrapper, or nullptr
   bool fresh;                 // the sample the decision was taken on was fresh
+  // mod_proxy_fcgi to a ShmGuardFpmPool pool: its index (-1 none), its FPM log's counters when
+  // the request started (evidence must be newer), and what SG0230 said (the 503's page).
+  int fpm_pool;
+  std::uint64_t fpm_forks_at_start, fpm_max_children_at_start;
+  const char* fpm_cause;
+  const char* fpm_bound;
 };
 
 bool starts_with(const char* s, const char* prefix) {
@@ -80,6 +89,23 @@ bool is_proxy_fcgi(const request_rec* r) {
   if (starts_with(h, "proxy:") && strstr(h, "fcgi://")) return true;  // SetHandler proxy:...fcgi
   if (h && strcmp(h, "proxy-server") == 0 && starts_with(r->filename, "proxy:fcgi://")) return true;
   return false;
+}
+
+// The ShmGuardFpmPool pool (its index) a mod_proxy_fcgi request goes to: the Unix socket in the
+// handler ("proxy:unix:/run/php/www.sock|fcgi://localhost") or in ProxyPass's URL (r->filename),
+// compared with each pool's socket. -1: none.
+int fpm_pool_of(const request_rec* r) {
+  const ServerConf* m = server_conf(gen.main_server);
+  if (!m->fpm_pools) return -1;
+  const char* url = starts_with(r->handler, "proxy:unix:") ? r->handler : r->filename;
+  if (!starts_with(url, "proxy:unix:")) return -1;
+  const char* path = url + strlen("proxy:unix:");
+  const char* bar = strchr(path, '|');
+  const std::size_t n = bar ? static_cast<std::size_t>(bar - path) : strlen(path);
+  const auto* v = reinterpret_cast<const char* const*>(m->fpm_pools->elts);
+  for (int i = 0; i + 2 < m->fpm_pools->nelts; i += 3)
+    if (strlen(v[i]) == n && strncmp(v[i], path, n) == 0) return i / 3;
+  return -1;
 }
 
 Backend classify(const request_rec* r, const ServerConf* c) {
@@ -312,7 +338,8 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
 // per vhost (the requests since the last line counted in it). Never a refusal: FPM's running
 // children share the master's one OPcache segment; what can fail is FPM forking a new child
 // (pm = dynamic/ondemand), whose private writable pages are charged to privvmpages.
-void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note) {
+void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note,
+                 const GuardInput& in, const Decision& d) {
   const std::int64_t now = apr_time_as_msec(r->request_time);
   // A vhost past the counter slots (SG0103) has no rate limit of its own: no line (a tenant's
   // traffic must not flood the log).
@@ -321,6 +348,19 @@ void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
   std::int64_t last = vc->fpm_log_ms.load();
   if (now - last < 10000 || !vc->fpm_log_ms.compare_exchange_strong(last, now)) return;
   const std::uint64_t since = vc->fpm_low_since_log.exchange(0);
+  if (d.fork_short) {  // rule 2.2
+    const auto* v =
+        reinterpret_cast<const char* const*>(server_conf(gen.main_server)->fpm_pools->elts);
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  "SG0221 %s on %s served by PHP-FPM: pool %s has no idle child and FPM would "
+                  "fork one, whose private pages (%s, the largest of its children) do not fit "
+                  "the headroom for private memory (%s): not refused (FPM keeps the request in "
+                  "its listen queue), but the fork may fail; %s such requests since the last "
+                  "warning",
+                  r->uri, host_of(r), v[note.fpm_pool * 3], human_bytes(in.fpm_child_need).c_str(),
+                  human_bytes(in.private_headroom).c_str(), std::to_string(since).c_str());
+    return;
+  }
   ap_log_rerror(
       APLOG_MARK, APLOG_WARNING, 0, r,
       "SG0220 %s on %s served by PHP-FPM with shared-memory headroom %s (%s) below "
@@ -623,6 +663,22 @@ void hand_over(request_rec* r, RequestNote* note) noexcept {
   }
 }
 
+// Rule 2's pool inputs from the sampler's last read of its status (FpmPoolHot), when that read
+// is at most kFpmStatusFreshMs old (the sampler reads the pools every 2 s): else not known.
+constexpr std::int64_t kFpmStatusFreshMs = 7000;
+void fpm_pool_input(GuardInput& in, int pool, std::int64_t now) {
+  const shm::FpmPoolHot& hot = gen.seg->fpm_pools[pool];
+  const std::int64_t read = hot.status_wall_ms.load(std::memory_order_acquire);
+  if (!freshness(read, now, kFpmStatusFreshMs)) return;
+  in.fpm_pool = true;
+  in.fpm_idle = hot.free_children.load(std::memory_order_relaxed);
+  in.fpm_forks = hot.forks.load(std::memory_order_relaxed) != 0;
+  in.fpm_child_need = hot.child_need.load(std::memory_order_relaxed);
+  const std::int64_t priv = gen.seg->private_headroom.load(std::memory_order_relaxed);
+  in.private_bounded = priv >= 0;
+  in.private_headroom = priv > 0 ? static_cast<std::uint64_t>(priv) : 0;
+}
+
 // Decides for a request (and waits for a worker of its class when the rules say so). Sets
 // note->verdict, the claim, and the numbers for the log.
 void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
@@ -677,6 +733,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
       shm::read_room(seg, in, t);
       in.low = seg->warn_state.load(std::memory_order_relaxed) == 1;
       in.workers = -1;
+      if (in.fpm && note->fpm_pool >= 0) fpm_pool_input(in, note->fpm_pool, t);
       a.decision = decide(in);
     }
     v = a.decision.verdict;
@@ -773,7 +830,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   if (in.fpm && vc) vc->fpm.fetch_add(1, std::memory_order_relaxed);
   if (decision.warn && v == Verdict::Pass) {
     if (vc) vc->fpm_low.fetch_add(1, std::memory_order_relaxed);
-    log_fpm_low(r, vc, *note);
+    log_fpm_low(r, vc, *note, in, decision);
   }
   switch (v) {
     case Verdict::Pass:
@@ -859,6 +916,10 @@ std::string refusal_body(request_rec* r, const ServerConf* c, bool translated) {
   info.binding = binding_name(static_cast<BindingLimit>(gen.seg ? gen.seg->binding.load() : 0));
   info.host = host_of(r);
   info.translated = translated;
+  if (note && note->fpm_cause) {
+    info.fpm_cause = note->fpm_cause;
+    info.fpm_bound = note->fpm_bound ? note->fpm_bound : "";
+  }
   const char* accept = apr_table_get(r->headers_in, "Accept");
   if (accept && prefers_json(accept)) {
     ap_set_content_type(r, "application/json");
@@ -895,6 +956,13 @@ int guard_fixups(request_rec* r) {
   note->start_ms = apr_time_as_msec(r->request_time);
   note->at_start = evidence_counters(seg);
   ap_set_module_config(r->request_config, &shmguard_module, note);
+
+  note->fpm_pool = backend == Backend::ProxyFcgi ? fpm_pool_of(r) : -1;
+  if (note->fpm_pool >= 0) {
+    const shm::FpmPoolHot& hot = seg->fpm_pools[note->fpm_pool];
+    note->fpm_forks_at_start = hot.fork_failures.load(std::memory_order_acquire);
+    note->fpm_max_children_at_start = hot.max_children_lines.load(std::memory_order_acquire);
+  }
 
   FcgidClass klass{};
   note->have_class = backend == Backend::Fcgid && fcgid_class(r, klass);
@@ -980,6 +1048,78 @@ apr_status_t replace_filter_impl(ap_filter_t* f, apr_bucket_brigade* bb) {
   return ap_pass_brigade(f->next, out);
 }
 
+// The module's own look at a pool's socket when mod_proxy_fcgi failed: a non-blocking connect
+// (0: accepted, else its errno; -1: not tried). Only on the path of an error from the pool.
+int probe_connect(const char* path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof(a.sun_path)) return -1;
+  memcpy(a.sun_path, path, strlen(path));
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const int rc = connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof(a));
+  const int err = rc == 0 || errno == EINPROGRESS ? 0 : errno;
+  close(fd);
+  return err;
+}
+
+// mod_proxy_fcgi's error (503 when the socket refuses or the request failed, 504 on its timeout)
+// for a ShmGuardFpmPool pool becomes the diagnosed 503 + Retry-After (SG0230) when what the
+// module saw explains it (fpm_failure): FPM's "fork() failed" or "reached pm.max_children" lines
+// read from FPM's own log since the request started, the pool's status read during the request
+// (all children busy, requests queued), its socket refusing the module's own connect. Nothing
+// seen: left exactly as mod_proxy_fcgi made it.
+void translate_fpm(request_rec* r, RequestNote* note, const ServerConf* c) {
+  if (r->sent_bodyct || r->connection->aborted) return;
+  const ServerConf* m = server_conf(gen.main_server);
+  const auto* v = reinterpret_cast<const char* const*>(m->fpm_pools->elts);
+  const char* socket_path = v[note->fpm_pool * 3];
+  const bool has_log = v[note->fpm_pool * 3 + 2][0] != '\0';
+  if (has_log) wait_for_evidence_scan();  // the sampler reads FPM's log once more
+  shm::FpmPoolHot& hot = gen.seg->fpm_pools[note->fpm_pool];
+  FpmFailureInput in;
+  in.pool = socket_path;
+  in.fork_failures = hot.fork_failures.load(std::memory_order_acquire) - note->fpm_forks_at_start;
+  in.fork_errno = hot.fork_errno.load(std::memory_order_relaxed);
+  in.max_children_lines =
+      hot.max_children_lines.load(std::memory_order_acquire) - note->fpm_max_children_at_start;
+  in.max_children = hot.max_children.load(std::memory_order_relaxed);
+  const std::int64_t read_ms = hot.status_wall_ms.load(std::memory_order_acquire);
+  in.status_fresh = read_ms != 0 && read_ms >= note->start_ms;
+  in.status.idle = hot.idle.load(std::memory_order_relaxed);
+  in.status.active = hot.active.load(std::memory_order_relaxed);
+  in.status.total = hot.total.load(std::memory_order_relaxed);
+  in.status.listen_queue = hot.listen_queue.load(std::memory_order_relaxed);
+  in.status.max_children_reached = hot.max_children_reached.load(std::memory_order_relaxed);
+  // After the counters: a connect to an ondemand pool makes FPM try a fork, whose failure would
+  // be the module's own doing.
+  in.connect_errno = probe_connect(socket_path);
+  in.memory_limit = binding_detail();
+  const auto failure = fpm_failure(in);
+  if (!failure) return;  // nothing seen: mod_proxy_fcgi's answer stays
+  note->translated = true;
+  hot.translated.fetch_add(1, std::memory_order_relaxed);
+  const bool dry = conf_dry_run(c);
+  hot.since_log.fetch_add(1);
+  const std::int64_t now = apr_time_as_msec(r->request_time);
+  std::int64_t last = hot.log_ms.load();
+  if (now - last >= 10000 && hot.log_ms.compare_exchange_strong(last, now)) {
+    const std::uint64_t since = hot.since_log.exchange(0);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "SG0230 PHP-FPM pool %s could not serve %s on %s: %s; the bound: %s: %s (%s "
+                  "such errors since the last line)",
+                  socket_path, r->uri, host_of(r), failure->cause.c_str(), failure->bound.c_str(),
+                  dry ? "ShmGuardAction log: left as mod_proxy_fcgi made it"
+                      : "answered 503 with Retry-After",
+                  std::to_string(since).c_str());
+  }
+  if (dry) return;
+  note->fpm_cause = apr_pstrdup(r->pool, failure->cause.c_str());
+  note->fpm_bound = apr_pstrdup(r->pool, failure->bound.c_str());
+  set_refusal_headers(r, c);
+  ap_add_output_filter(kReplaceFilter, nullptr, r, r->connection);
+}
+
 }  // namespace
 
 void translate_insert_error_filter(request_rec* r) {
@@ -991,6 +1131,12 @@ void translate_insert_error_filter(request_rec* r) {
     note->translated = true;
     set_refusal_headers(r, c);
     ap_add_output_filter(kReplaceFilter, nullptr, r, r->connection);
+    return;
+  }
+  if (note->backend == Backend::ProxyFcgi && note->fpm_pool >= 0 &&
+      (r->status == HTTP_SERVICE_UNAVAILABLE || r->status == HTTP_BAD_GATEWAY ||
+       r->status == HTTP_GATEWAY_TIME_OUT)) {
+    translate_fpm(r, note, c);
     return;
   }
   if (r->status != HTTP_INTERNAL_SERVER_ERROR) return;

@@ -139,8 +139,10 @@ std::string ptrace_needed() {
   cfg.status_max_bytes = shm::kBlobMax;
   if (main->fpm_pools) {
     const auto* v = reinterpret_cast<const char* const*>(main->fpm_pools->elts);
-    for (int i = 0; i + 1 < main->fpm_pools->nelts; i += 2)
+    for (int i = 0; i + 2 < main->fpm_pools->nelts; i += 3) {
       cfg.fpm_pools.emplace_back(v[i], v[i + 1]);
+      cfg.fpm_logs.emplace_back(v[i + 2], -1);
+    }
   }
 
   // Open what needs privileges, close what was inherited, then drop to User.
@@ -151,6 +153,13 @@ std::string ptrace_needed() {
   cfg.error_log_watch_fd = kept.error_log_watch;
   std::vector<int> keep{gen.wake_read, kept.beancounters, kept.bc_resources, kept.error_log,
                         kept.error_log_watch};
+  // FPM's own error logs (ShmGuardFpmPool's third argument), opened while root: FPM's master
+  // writes them as root, often 0600.
+  for (auto& [path, fd] : cfg.fpm_logs)
+    if (!path.empty()) {
+      fd = sampler::open_ro(path);
+      if (fd >= 0) keep.push_back(fd);
+    }
   apr_os_file_t log_fd = -1;  // where ap_log_error writes for the main server
   if (gen.main_server->error_log && apr_os_file_get(&log_fd, gen.main_server->error_log) == 0)
     keep.push_back(log_fd);

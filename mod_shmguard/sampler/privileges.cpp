@@ -19,11 +19,9 @@
 
 namespace shmguard::sampler {
 
-namespace {
 int open_ro(const std::string& path) {
   return open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
 }
-}  // namespace
 
 Kept open_kept(const ProbeConfig& probe, const std::string& error_log) {
   Kept k;

@@ -23,6 +23,9 @@ struct Kept {
   int beancounters = -1, bc_resources = -1, error_log = -1, error_log_watch = -1;
 };
 
+// Opens a file read-only, close-on-exec (-1 on failure): for what must be opened while still root.
+int open_ro(const std::string& path);
+
 // /proc/user_beancounters (0400 root; the OpenVZ kernel's open also checks CAP_DAC_OVERRIDE and
 // CAP_DAC_READ_SEARCH, its reads check nothing: kernel/bc/proc.c ub_open/res_open), VZ7's
 // /proc/bc/<id>/resources (its lookup checks both capabilities), the error log (root:adm 0640),

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "shm/claims.hpp"
 #include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
+#include "shmguard/fpm.hpp"
 #include "shmguard/guard.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/lean.hpp"
@@ -53,7 +55,24 @@ class Sampler {
       : cfg_(cfg),
         seg_(seg),
         log_(log),
-        tail_(cfg.error_log, cfg.error_log_fd, cfg.error_log_watch_fd) {}
+        tail_(cfg.error_log, cfg.error_log_fd, cfg.error_log_watch_fd) {
+    // One follower per FPM error log, whichever pools name it (one master's pools share one).
+    for (std::size_t i = 0; i < cfg.fpm_logs.size() && i < shm::kFpmPoolSlots; ++i) {
+      const auto& [path, fd] = cfg.fpm_logs[i];
+      if (path.empty()) continue;
+      auto same = std::find_if(fpm_tails_.begin(), fpm_tails_.end(),
+                               [&](const FpmTail& t) { return t.path == path; });
+      if (same != fpm_tails_.end()) {
+        same->pools.push_back(i);
+        if (fd >= 0) close(fd);  // the first descriptor of that path is the one followed
+        continue;
+      }
+      fpm_tails_.push_back(FpmTail{path, std::make_unique<LogTail>(path, fd, -1), {i}});
+    }
+    fpm_last_failure_.resize(cfg.fpm_pools.size());
+    fpm_skip_until_.resize(cfg.fpm_pools.size(), 0);
+    fpm_reached_.resize(cfg.fpm_pools.size());
+  }
 
   // Every interval: the limits, mod_fcgid's table (segments read once per new worker), the
   // error log, the hot values. The full worker scan and the status page's part of the model only
@@ -67,6 +86,15 @@ class Sampler {
     recheck_processes();
     update_classes();
     read_log();
+    // The pools' status for the guard and for the 503s' numbers, every kFpmGuardEveryMs, within
+    // kFpmGuardBudgetMs for all pools (a pool that does not answer is not asked again for
+    // kFpmBackoffMs: it costs the samples at most that budget once in a while).
+    if (!cfg_.fpm_pools.empty() && mono_ms() - fpm_read_ms_ >= kFpmGuardEveryMs) {
+      // The pools' children (rule 2.2 measures them) are found by the discovery scan.
+      if (discovered_ms_ == 0 || mono_ms() - discovered_ms_ >= 30000)
+        discover_now(mono_ms());
+      read_pools(mono_ms(), kFpmGuardBudgetMs);
+    }
     warn(snap);  // before publishing: the warning precedes the refusals it explains
     publish(snap);
     record_history(snap);
@@ -128,6 +156,14 @@ class Sampler {
         for (const auto& [socket, path] : cfg_.fpm_pools)
           reads.push_back(unread_fpm_pool(socket, path, "not read yet (the next view shows it)"));
       std::vector<FpmPool> pools = fpm_pools_view(std::move(reads), process_pools);
+      for (std::size_t i = 0; i < cfg_.fpm_pools.size() && i < pools.size(); ++i) {
+        if (i >= shm::kFpmPoolSlots) break;
+        const shm::FpmPoolHot& hot = seg_->fpm_pools[i];
+        pools[i].log = i < cfg_.fpm_logs.size() ? cfg_.fpm_logs[i].first : std::string();
+        pools[i].fork_failures = hot.fork_failures.load(std::memory_order_relaxed);
+        pools[i].translated = hot.translated.load(std::memory_order_relaxed);
+        pools[i].last_failure = fpm_last_failure_[i];
+      }
       if (!pools.empty() && opts.max_bytes) {  // the pools' bytes come off the rows' bound
         SamplerPart only;
         only.fpm_pools = pools;
@@ -145,22 +181,7 @@ class Sampler {
     // The pools' status, for the next view (as the caches below), once a second while the page
     // is viewed: kFpmBudgetMs for all pools together (a pool that does not answer must not
     // delay the samples the guard decides on), kFpmTimeoutMs each at most.
-    if (!cfg_.fpm_pools.empty() && now - fpm_read_ms_ >= 1000) {
-      fpm_read_ms_ = now;
-      const std::int64_t start = mono_ms();
-      std::vector<FpmPool> reads;
-      for (const auto& [socket, path] : cfg_.fpm_pools) {
-        const std::int64_t left = kFpmBudgetMs - (mono_ms() - start);
-        if (left < 20) {
-          reads.push_back(unread_fpm_pool(socket, path,
-                                          "not read this time: the pools before it took the time"));
-          continue;
-        }
-        reads.push_back(read_fpm_pool(
-            socket, path, static_cast<int>(std::min<std::int64_t>(left, kFpmTimeoutMs))));
-      }
-      fpm_reads_ = std::move(reads);
-    }
+    if (!cfg_.fpm_pools.empty() && now - fpm_read_ms_ >= 1000) read_pools(now, kFpmBudgetMs);
     if (!watched) refresh_for_status(now, true);
     // A large part (many workers, long command lines) gives its memory back at once.
     if (encoded > (1u << 20)) malloc_trim(0);
@@ -183,6 +204,7 @@ class Sampler {
       walk_workers();
       return known_worker(pid);
     };
+    read_fpm_logs();
     tail_.poll([&](std::string_view line) {
       auto e = parse_php_shm_error(line);
       if (!e) return;
@@ -205,6 +227,99 @@ class Sampler {
       seg_->php_error_wall_ms.store(l.seen_ms, std::memory_order_relaxed);
       seg_->php_errors.fetch_add(1, std::memory_order_release);
     }
+  }
+
+  // FPM's own error logs (ShmGuardFpmPool's third argument): its "fork() failed" and "server
+  // reached pm.max_children" lines, FPM's exact format from the line's start only
+  // (parse_fpm_log_line), counted for the pools that name the log (a fork failure names no
+  // pool: it counts for each of them; a max_children line for the pool it names, or for each
+  // when that pool's name is not known yet).
+  void read_fpm_logs() {
+    for (FpmTail& t : fpm_tails_) {
+      t.tail->poll([&](std::string_view line) {
+        auto e = parse_fpm_log_line(line);
+        if (!e) return;
+        for (std::size_t i : t.pools) {
+          shm::FpmPoolHot& hot = seg_->fpm_pools[i];
+          if (e->kind == FpmLogEvent::Kind::ForkFailed) {
+            hot.fork_errno.store(e->err, std::memory_order_relaxed);
+            hot.fork_failures.fetch_add(1, std::memory_order_release);
+            fpm_last_failure_[i] = fpm_fork_failure_words(e->err);
+            continue;
+          }
+          const std::string known =
+              i < fpm_reads_.size() && fpm_reads_[i].ok ? fpm_reads_[i].status.pool : std::string();
+          if (!known.empty() && known != e->pool) continue;
+          hot.max_children.store(e->max_children, std::memory_order_relaxed);
+          hot.max_children_lines.fetch_add(1, std::memory_order_release);
+        }
+      });
+    }
+  }
+
+  // Reads the configured pools' status (read_fpm_pool) within `budget_ms` for all, for the page
+  // (fpm_reads_) and the children (the segment's FpmPoolHot).
+  void read_pools(std::int64_t now, std::int64_t budget_ms) {
+    fpm_read_ms_ = now;
+    const std::int64_t start = mono_ms();
+    std::vector<FpmPool> reads;
+    for (std::size_t i = 0; i < cfg_.fpm_pools.size(); ++i) {
+      const auto& [socket, path] = cfg_.fpm_pools[i];
+      const std::int64_t left = budget_ms - (mono_ms() - start);
+      if (fpm_skip_until_[i] > now && i < fpm_reads_.size()) {
+        reads.push_back(fpm_reads_[i]);  // did not answer last time: its last read stands
+        continue;
+      }
+      if (left < 20) {
+        reads.push_back(
+            unread_fpm_pool(socket, path, "not read this time: the pools before it took the time"));
+        continue;
+      }
+      const int timeout = static_cast<int>(std::min<std::int64_t>(left, kFpmTimeoutMs));
+      reads.push_back(read_fpm_pool(socket, path, timeout));
+      if (reads.back().error.rfind("no answer within", 0) == 0)
+        fpm_skip_until_[i] = mono_ms() + kFpmBackoffMs;
+      if (i < shm::kFpmPoolSlots) {
+        shm::FpmPoolHot& hot = seg_->fpm_pools[i];
+        const FpmPool& p = reads.back();
+        hot.idle.store(p.status.idle, std::memory_order_relaxed);
+        hot.active.store(p.status.active, std::memory_order_relaxed);
+        hot.total.store(p.status.total, std::memory_order_relaxed);
+        hot.listen_queue.store(p.status.listen_queue, std::memory_order_relaxed);
+        hot.max_children_reached.store(p.status.max_children_reached, std::memory_order_relaxed);
+        hot.free_children.store(fpm_free_children(p.status), std::memory_order_relaxed);
+        hot.forks.store(p.ok && fpm_forks(p.status, fpm_reached_[i]) ? 1 : 0,
+                        std::memory_order_relaxed);
+        if (p.ok) {
+          fpm_reached_[i] = p.status.max_children_reached;
+          const std::uint64_t need = child_need(p.status.pool);
+          if (need) hot.child_need.store(need, std::memory_order_relaxed);
+        } else {
+          fpm_reached_[i].reset();
+        }
+        hot.status_wall_ms.store(p.ok ? p.read_ms : 0, std::memory_order_release);
+      }
+    }
+    fpm_reads_ = std::move(reads);
+  }
+
+  // One new child's private pages for pool `name`: the largest private writable memory
+  // (read_private_writable) of its running children ("php-fpm: pool NAME" processes the last
+  // discovery found), at most kChildReads of them read. 0: none found.
+  static constexpr std::size_t kChildReads = 64;
+  std::uint64_t child_need(const std::string& name) {
+    std::uint64_t need = 0;
+    std::size_t reads = 0;
+    const std::string title = "php-fpm: pool " + name;
+    for (const auto& [pid, p] : procs_) {
+      if (!p.fpm || reads >= kChildReads) continue;
+      std::string_view cmd = p.info.cmdline;
+      while (!cmd.empty() && cmd.back() == ' ') cmd.remove_suffix(1);
+      if (cmd != title) continue;
+      ++reads;
+      if (auto v = read_private_writable("/proc", pid)) need = std::max(need, *v.value);
+    }
+    return need;
   }
 
   // mod_fcgid workers seen in the table walks of the last kWorkerMemoryMs (a worker that died of
@@ -521,6 +636,9 @@ class Sampler {
                               std::memory_order_relaxed);
     seg_->binding_used.store(b ? static_cast<std::int64_t>(b->used_bytes) : 0,
                              std::memory_order_relaxed);
+    const auto priv = private_headroom(snap.limits);
+    seg_->private_headroom.store(priv ? static_cast<std::int64_t>(*priv) : -1,
+                                 std::memory_order_relaxed);
     std::uint64_t rise = 0;
     for (const auto& c : snap.counters)
       if (c.name == failcnt_name(BindingLimit::Shmpages) ||
@@ -669,6 +787,17 @@ class Sampler {
   std::int64_t fpm_read_ms_ = 0;
   static constexpr int kFpmTimeoutMs = 200;
   static constexpr std::int64_t kFpmBudgetMs = 250;
+  static constexpr std::int64_t kFpmGuardEveryMs = 2000, kFpmGuardBudgetMs = 100;
+  static constexpr std::int64_t kFpmBackoffMs = 5000;
+  std::vector<std::int64_t> fpm_skip_until_;  // monotonic: a pool not asked again before then
+  std::vector<std::optional<std::uint64_t>> fpm_reached_;  // its last "max children reached"
+  struct FpmTail {
+    std::string path;
+    std::unique_ptr<LogTail> tail;
+    std::vector<std::size_t> pools;  // the ShmGuardFpmPool indices naming this log
+  };
+  std::vector<FpmTail> fpm_tails_;
+  std::vector<std::string> fpm_last_failure_;  // per pool: FPM's words for its last failure
   std::optional<Snapshot> last_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> executables_;  // (dev, inode)
   const Logger& log_;

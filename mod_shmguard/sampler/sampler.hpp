@@ -36,6 +36,9 @@ struct Config {
   std::size_t status_max_bytes = 0;  // bound of the encoded status part (the blob's size)
   // ShmGuardFpmPool: (socket, pm.status_path) of PHP-FPM pools whose status the page shows.
   std::vector<std::pair<std::string, std::string>> fpm_pools;
+  // The same pools' FPM error logs (path, or "" none; the descriptor opened while root, or -1),
+  // one per pool in the same order.
+  std::vector<std::pair<std::string, int>> fpm_logs;
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };

@@ -27,6 +27,7 @@ constexpr std::size_t kBlobMax = 2u << 20;  // the sampler's part of the status 
 constexpr std::size_t kClaims = 4096;       // requests in flight that hold a claim, at most
 constexpr std::size_t kWaiters = 1024;      // requests waiting for a worker, at most
 constexpr std::size_t kPromises = 16;       // rooms reserved for a class a worker was retired for
+constexpr std::size_t kFpmPoolSlots = 16;   // ShmGuardFpmPool directives, at most
 
 // Counters per virtual host, written by children with relaxed atomic adds.
 struct VhostCounters {
@@ -65,6 +66,30 @@ struct ClassSlot {
                    // for this class (in flight for kReclaimPendingMs); 0: none
   std::atomic<std::int32_t> vhost_plus1;  // the vhost counters index + 1 of its last waiter
   std::atomic<std::uint64_t> owed_need;   // the need its request owed a share decided with
+};
+
+// One ShmGuardFpmPool pool (its directive's index). Written by the sampler (FPM's log, the
+// pool's status) and by the children (translated). The status fields are stored one by one: a
+// reader may see two reads' fields mixed, which only the numbers in a message or one decision
+// can show (never a refusal: FPM requests are not refused on them).
+struct FpmPoolHot {
+  // FPM's own error log (the directive's third argument): lines counted, the last fork
+  // failure's errno, the pm.max_children the last "server reached" line named.
+  std::atomic<std::uint64_t> fork_failures, max_children_lines, max_children;
+  std::atomic<std::int32_t> fork_errno;
+  // The pool's status as the sampler last read it (wall ms; 0: never read, or the last read
+  // failed).
+  std::atomic<std::int64_t> status_wall_ms;
+  std::atomic<std::uint64_t> idle, active, total, listen_queue, max_children_reached;
+  // Rule 2.2's inputs: FPM forks for a request that finds no idle child (pm dynamic/ondemand, and
+  // pm.max_children not reached since the read before: 1), and one new child's private pages
+  // (bytes: the largest VmData + VmStk of the pool's running children; 0 unknown).
+  std::atomic<std::uint32_t> forks;
+  std::atomic<std::uint64_t> child_need;
+  std::atomic<std::uint64_t> free_children;  // fpm_free_children() of the last read
+  std::atomic<std::uint64_t> translated;     // mod_proxy_fcgi errors turned into SG0230's 503
+  std::atomic<std::int64_t> log_ms;          // SG0230: one line per 10 s per pool
+  std::atomic<std::uint64_t> since_log;
 };
 
 // A request's claim: word = pid << 32 | slot index << 8 | Claim; 0 = free. bytes = what a spawn
@@ -108,7 +133,10 @@ struct Segment {
   std::atomic<std::int32_t> binding;                      // BindingLimit
   std::atomic<std::int64_t> binding_limit, binding_used;  // bytes
   std::atomic<std::int64_t> binding_failcnt_rise_minute;
-  std::atomic<std::int32_t> warn_state;       // 1 while headroom is below ShmGuardWarnBelow
+  std::atomic<std::int32_t> warn_state;  // 1 while headroom is below ShmGuardWarnBelow
+  // Headroom for private memory (what a fork charges: privvmpages, a memory cgroup, strict
+  // overcommit; not shmpages), bytes; -1: no such finite limit.
+  std::atomic<std::int64_t> private_headroom;
   std::atomic<std::int64_t> failopen_log_ms;  // last "failing open" warning (one per 10 s)
 
   // Evidence for the 500 -> 503 translation.
@@ -146,6 +174,7 @@ struct Segment {
   ClassSlot classes[kClassSlots];
   ClaimRec claims[kClaims];
   WaiterRec waiters[kWaiters];
+  FpmPoolHot fpm_pools[kFpmPoolSlots];
 
   // Status page on demand: a handler sets status_wanted, takes a ticket from status_requests and
   // wakes the sampler; the sampler publishes its part of the status model in the blob and sets
@@ -175,6 +204,7 @@ inline void init(Segment* s, std::uint32_t nvhosts, std::int64_t interval_ms) {
   s->magic = kMagic;
   s->nvhosts = nvhosts;
   s->headroom.store(-1);
+  s->private_headroom.store(-1);
   s->interval_ms.store(interval_ms);
   s->max_waiting.store(0);
 }

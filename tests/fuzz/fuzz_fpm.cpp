@@ -2,6 +2,7 @@
 // reads it from whatever listens on the configured socket: the FastCGI records, the CGI
 // response in them and FPM's JSON may be anything. Nothing may crash, hang or throw; a reply
 // over kFpmReplyMax is refused; what parses stays within the bounds (names, field count).
+// Also FPM's error-log lines (parse_fpm_log_line).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -26,5 +27,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::abort();
   }
   (void)shmguard::split_cgi_response(in);
+  // A line of FPM's own error log (the sampler follows it): only the two events, in bounds.
+  if (auto e = shmguard::parse_fpm_log_line(in)) {
+    if (e->kind == shmguard::FpmLogEvent::Kind::ForkFailed && (e->err <= 0 || e->err > 4095))
+      std::abort();
+    if (e->pool.size() > shmguard::kFpmNameMax) std::abort();
+  }
   return 0;
 }

@@ -175,6 +175,25 @@ def _wait_gone(pids, timeout):
         time.sleep(0.05)
 
 
+def _free_uid(first=64100, last=64999):
+    """A uid no account and no process has (for a process limit that counts only its own)."""
+    used = set()
+    for name in os.listdir("/proc"):
+        try:
+            used.add(os.stat("/proc/" + name).st_uid)
+        except OSError:
+            pass
+    for uid in range(first, last):
+        try:
+            pwd.getpwuid(uid)
+            continue
+        except KeyError:
+            pass
+        if uid not in used:
+            return uid
+    raise RuntimeError("no free uid in %d..%d" % (first, last))
+
+
 def wait_for(pred, timeout=5.0, step=0.05):
     """Polls pred until it returns something true (returned) or timeout passes (pred's last value)."""
     end = time.time() + timeout
@@ -315,6 +334,12 @@ class Server:
     fpm                 also run a private php-fpm (pool "www", static, fpm_children) on
                         <root>/run/php-fpm.sock; /fpm/*.php is proxied to it
     fpm_status_path     the pool's pm.status_path (e.g. "/fpm-status"); None: none
+    fpm_pm              the pool's pm ("static", "dynamic" or "ondemand"), default "static"
+    fpm_nproc           None, or RLIMIT_NPROC for the FPM master, which then runs as an unprivileged
+                        uid of its own that no other process has (the limit counts every process of
+                        the uid and does not apply to root): with pm = ondemand and fpm_nproc=1 its
+                        every fork fails for real (EAGAIN). Its socket, pid file and error log are
+                        then in <root>/fpmu/ (fpm_sock, fpm_log_path), owned by that uid
     extra_conf          text appended at the end of httpd.conf
     cgroup_dir          a cgroup directory (e.g. a v1 memory cgroup the test made): every apache2
                         command joins it first (writes its own pid to cgroup.procs, then execs), so
@@ -339,7 +364,7 @@ class Server:
                  idle_timeout=None, idle_scan_interval=None, spawn_score_uplimit=None,
                  max_requests_per_process=None, process_life_time=None, fcgid_extra="",
                  status=True, proxy_fcgi=None, fpm=False, fpm_children=2, fpm_status_path=None,
-                 extra_conf="", port=None,
+                 fpm_pm="static", fpm_nproc=None, extra_conf="", port=None,
                  starter_delay=0.7, starter_gate=False, starter_segment_mib=0, cgroup_dir=None):
         self.name = name
         self.artifacts = artifacts
@@ -356,6 +381,7 @@ class Server:
                          process_life_time=process_life_time, fcgid_extra=fcgid_extra, status=status,
                          proxy_fcgi=fpm if proxy_fcgi is None else proxy_fcgi, fpm=fpm,
                          fpm_children=fpm_children, fpm_status_path=fpm_status_path,
+                         fpm_pm=fpm_pm, fpm_nproc=fpm_nproc,
                          extra_conf=extra_conf, shmguard_conf=shmguard_conf,
                          shmguard_conf_file=shmguard_conf_file, starter_delay=starter_delay,
                          starter_gate=starter_gate, starter_segment_mib=starter_segment_mib,
@@ -387,6 +413,11 @@ class Server:
         self.pid_file = os.path.join(self.root, "run", "httpd.pid")
         self.ubc_dir = os.path.join(self.root, "ubc")
         self.starter_gate_path = os.path.join(self.root, "run", "starter-gate")
+        fpm_dir = os.path.join(self.root, "fpmu" if fpm_nproc is not None else "run")
+        self.fpm_sock = os.path.join(fpm_dir, "php-fpm.sock")
+        self.fpm_log_path = os.path.join(self.root, "fpmu" if fpm_nproc is not None else "logs",
+                                         "php-fpm.log")
+        self.fpm_uid = None
         self.budget = None
         self.running = False
         self.fpm_proc = None
@@ -570,22 +601,32 @@ class Server:
 
     def _write_fpm_conf(self):
         o = self.opts
+        own = o["fpm_nproc"] is None  # run as root, children as www-data
+        if not own:
+            self.fpm_uid = self.fpm_uid or _free_uid()
+            d = os.path.dirname(self.fpm_sock)
+            os.makedirs(d, exist_ok=True)
+            os.chown(d, self.fpm_uid, self.fpm_uid)
+            os.chmod(d, 0o755)
         text = """[global]
-pid = {root}/run/php-fpm.pid
-error_log = {root}/logs/php-fpm.log
+pid = {run}/php-fpm.pid
+error_log = {log}
 daemonize = no
 
 [www]
-user = {user}
-group = {user}
-listen = {root}/run/php-fpm.sock
-listen.owner = {user}
-listen.group = {user}
-listen.mode = 0660
-pm = static
+listen = {sock}
+pm = {pm}
 pm.max_children = {n}
 catch_workers_output = yes
-""".format(root=self.root, user=RUN_USER, n=o["fpm_children"])
+""".format(run=os.path.dirname(self.fpm_sock), log=self.fpm_log_path, sock=self.fpm_sock,
+           pm=o["fpm_pm"], n=o["fpm_children"])
+        if own:
+            text += ("user = {u}\ngroup = {u}\nlisten.owner = {u}\nlisten.group = {u}\n"
+                     "listen.mode = 0660\n").format(u=RUN_USER)
+        else:  # not root: the socket is its uid's; www-data (Apache's children) must connect
+            text += "listen.mode = 0666\n"
+        if o["fpm_pm"] == "dynamic":
+            text += "pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = 1\n"
         if o["fpm_status_path"]:
             text += "pm.status_path = %s\n" % o["fpm_status_path"]
         with open(os.path.join(self.root, "php-fpm.conf"), "w") as f:
@@ -652,7 +693,7 @@ catch_workers_output = yes
         if o["fpm"]:
             add('<Directory "%s/fpm">' % self.htdocs)
             add('    <FilesMatch "\\.php$">')
-            add('        SetHandler "proxy:unix:%s/run/php-fpm.sock|fcgi://localhost"' % r)
+            add('        SetHandler "proxy:unix:%s|fcgi://localhost"' % self.fpm_sock)
             add("    </FilesMatch>")
             add("</Directory>")
         if o["status"]:
@@ -886,22 +927,32 @@ catch_workers_output = yes
             return
         if not os.path.exists(PHP_FPM):
             raise RuntimeError("%s missing (Debian package php-fpm)" % PHP_FPM)
-        sock = os.path.join(self.root, "run", "php-fpm.sock")
+        sock = self.fpm_sock
+        nproc, uid = self.opts["fpm_nproc"], self.fpm_uid
+
+        def limited():  # the master as its own uid, RLIMIT_NPROC as asked (fpm_nproc)
+            import resource
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         log = open(os.path.join(self.logs, "php-fpm.out"), "ab")
         self.fpm_proc = subprocess.Popen(
             [PHP_FPM, "-F", "-y", os.path.join(self.root, "php-fpm.conf"), "-d", "opcache.enable=1",
              "-d", "opcache.memory_consumption=%d" % self.opts["segment_mib"]],
             env=self.env(sanitizers=False), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=self.root)
+            cwd=self.root, preexec_fn=limited if nproc is not None else None)
         log.close()
+        # ondemand starts no child; dynamic pm.start_servers (1)
+        want = {"static": self.opts["fpm_children"], "dynamic": 1}.get(self.opts["fpm_pm"], 0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if os.path.exists(sock) and len(descendants(self.fpm_proc.pid)) >= self.opts["fpm_children"]:
+            if os.path.exists(sock) and len(descendants(self.fpm_proc.pid)) >= want:
                 return
             if self.fpm_proc.poll() is not None:
                 break
             time.sleep(0.05)
-        raise RuntimeError("php-fpm did not start:\n%s" % self._read(os.path.join(self.logs, "php-fpm.log")))
+        raise RuntimeError("php-fpm did not start:\n%s" % self._read(self.fpm_log_path))
 
     def _stop_fpm(self, timeout=10.0):
         if not self.fpm_proc:

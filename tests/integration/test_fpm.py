@@ -173,8 +173,98 @@ def test_fpm_pool_configured_but_no_status_path(server):
 def test_fpm_pool_directive_checked(server):
     for conf, said in (("ShmGuardFpmPool run/php.sock /fpm-status", "invalid socket 'run/php.sock'"),
                        ("ShmGuardFpmPool /run/php.sock fpm-status", "invalid status path 'fpm-status'"),
+                       ("ShmGuardFpmPool /run/php.sock /s fpm.log", "invalid error log 'fpm.log'"),
+                       ("ShmGuardFpmPool /run/php.sock /s /l extra", "takes two or three arguments"),
                        ("<VirtualHost 127.0.0.1:1>\nShmGuardFpmPool /run/php.sock /s\n</VirtualHost>",
                         "ShmGuardFpmPool cannot occur within")):
         s = server(start=False, shmguard=True, shmguard_conf=GUARD + conf + "\n")
         rc, out = s.configtest()
         assert rc != 0 and said in out, (conf, out)
+
+
+# ------------------------------------------------------------------------- FPM's own failures
+# The FPM master runs as a uid of its own under RLIMIT_NPROC 1 (root is exempt from the limit):
+# with pm = ondemand every fork it tries for a request fails for real, EAGAIN, and FPM logs
+# "ERROR: fork() failed: Resource temporarily unavailable (11)" in its own error log. The request
+# waits in the pool's listen queue until mod_proxy_fcgi gives up (ProxyTimeout 3).
+FORK_CONF = (GUARD + "ProxyTimeout 3\nShmGuardDetail On\n"
+             "ShmGuardFpmPool ${SHMGUARD_ROOT}/fpmu/php-fpm.sock /fpm-status "
+             "${SHMGUARD_ROOT}/fpmu/php-fpm.log\n")
+
+
+def fork_failing_server(server, conf=FORK_CONF):
+    return server(shmguard=True, shmguard_conf=conf, fpm=True, fpm_pm="ondemand", fpm_children=4,
+                  fpm_nproc=1, fpm_status_path="/fpm-status")
+
+
+def test_fpm_fork_failure_translated(server):
+    s = fork_failing_server(server)
+    assert wait_for(lambda: status(s).get("headroom_bytes") is not None, 10.0)
+    mark = s.log_mark()
+    r = s.get("/fpm/index.php", headers={"Accept": "application/json"})
+    fpm_log = open(s.fpm_log_path).read()
+    assert "ERROR: fork() failed: Resource temporarily unavailable (11)" in fpm_log, fpm_log
+    # The diagnosed 503: Retry-After, FPM's own words and the numbers (before: mod_proxy_fcgi's
+    # bare 504 Gateway Timeout after ProxyTimeout, no Retry-After, nothing said).
+    assert r.status == 503, (r.status, r.text[:300])
+    assert r.headers.get("Retry-After") == "30", r.headers
+    body = json.loads(r.text)
+    assert body["error"] == "PHP-FPM pool unavailable", body
+    assert "could not start a child: fork() failed: Resource temporarily unavailable (11)" in \
+        body["cause"], body
+    m = s.wait_log(r"SG0230 PHP-FPM pool \S*fpmu/php-fpm\.sock could not serve /fpm/index\.php "
+                   r"on \S+: the pool could not start a child: fork\(\) failed: Resource "
+                   r"temporarily unavailable \(11\), \d+ times? during the request; the bound: a "
+                   r"process limit", since=mark)
+    assert m, s.error_log(mark)
+    # The status page shows it: the pool's fork failures (FPM's log) and the 503s it explains.
+    pools = wait_pools(s, lambda p: p and p[0]["fork_failures"] >= 1, "the fork failures")
+    p = pools[0]
+    assert p["log"].endswith("fpmu/php-fpm.log") and p["translated"] == 1, p
+    assert p["last_failure"] == "fork() failed: Resource temporarily unavailable (11)", p
+    metrics = s.get("/shmguard-status?metrics").text
+    assert re.search(r'shmguard_fpm_pool_fork_failures_total\{pool="[^"]+"\} [1-9]', metrics), metrics
+    assert re.search(r'shmguard_fpm_pool_translated_total\{pool="[^"]+"\} 1', metrics), metrics
+    assert "fork() failed" in s.get("/shmguard-status").text
+
+
+def test_fpm_failure_without_evidence_left_alone(server):
+    # The same pool's failure, but FPM's log not named: nothing says why (the module read no
+    # line, the socket accepts): mod_proxy_fcgi's answer is left exactly as it is.
+    conf = GUARD + "ProxyTimeout 3\nShmGuardFpmPool ${SHMGUARD_ROOT}/fpmu/php-fpm.sock /fpm-status\n"
+    s = fork_failing_server(server, conf)
+    mark = s.log_mark()
+    r = s.get("/fpm/index.php")
+    assert r.status != 200 and "Retry-After" not in r.headers, (r.status, r.headers)
+    assert "SG0230" not in s.error_log(mark)
+
+
+def test_fpm_socket_refused_translated(server):
+    # The pool is down (its socket refuses): the module's own connect to it at the 503 says so.
+    s = server(shmguard=True, shmguard_conf=POOL_CONF, fpm=True, fpm_children=2)
+    s._stop_fpm()
+    mark = s.log_mark()
+    r = s.get("/fpm/index.php")
+    assert r.status == 503 and r.headers.get("Retry-After") == "30", (r.status, r.headers)
+    assert s.wait_log(r"SG0230 PHP-FPM pool \S+ could not serve /fpm/index\.php on \S+: its socket "
+                      r"refuses connections \(connect: (Connection refused|No such file or "
+                      r"directory)\)", since=mark), s.error_log(mark)
+
+
+def test_fpm_idle_child_served_without_check(server):
+    # Rule 2.1: with the pool's status read (ShmGuardFpmPool) and idle children in it, an FPM
+    # request is served with nothing checked: no low-headroom warning even at 4.5 MiB of
+    # headroom (before: every request counted and warned, SG0220, whatever the pool had free).
+    s = server(shmguard=True, shmguard_conf=POOL_CONF, fpm=True, fpm_children=3,
+               fpm_status_path="/fpm-status", shm_barrier=SHM_BARRIER)
+    s.budget.set_external(SHM_BARRIER - HEADROOM_PAGES)
+    assert wait_for(lambda: status(s).get("headroom_bytes") == HEADROOM_PAGES * 4096, 10.0)
+    wait_pools(s, lambda p: p and p[0]["ok"] and p[0]["total"] == 3, "the pool's status")
+    mark = s.log_mark()
+    for i in range(5):
+        r = s.get("/fpm/index.php")
+        assert r.status == 200 and "fpm ok" in r.text, (i, r.status, r.text[:300])
+    v = status(s)["vhosts"][0]
+    assert v["fpm"] == 5 and v["fpm_low_headroom"] == 0 and v["refused"] == 0, v
+    log = s.error_log(mark)
+    assert "SG0220" not in log and "SG0221" not in log, log

@@ -100,6 +100,13 @@ TEST(Advisor, FieldReportElevenPhpCgiWorkers) {
       << f->text;
   EXPECT_EQ(number(*f, "saving_bytes"), 640 * MiB);
   EXPECT_EQ(number(*f, "total_bytes"), 704 * MiB);
+  // What the pool would need (issue 21 item 4): one segment against today's headroom plus what
+  // the workers free, and its children's private pages (privvmpages, not shmpages).
+  EXPECT_NE(f->text.find("A pool of 11 children needs one segment of 64 MiB against today's "
+                         "headroom of 20 MiB plus the 704 MiB these workers free (it fits), and "
+                         "11 children's private pages, which a fork charges to privvmpages"),
+            std::string::npos)
+      << f->text;
   EXPECT_EQ(f->severity, "warning");
   // 20 MiB of headroom: not one more worker of 64 MiB
   const Finding* h = find(fs, "headroom-workers");
@@ -145,7 +152,10 @@ TEST(Advisor, NoPhpFpmFindingWhenItDoesNotHold) {
   EXPECT_EQ(fs[0].id, "fpm-shared-opcache");
   EXPECT_EQ(fs[0].text,
             "3 php-fpm processes share one OPcache segment of 64 MiB: a new PHP-FPM worker needs "
-            "no new shared memory.");
+            "no new shared memory. Measured: as php-cgi workers under mod_fcgid its 2 children "
+            "would map 128 MiB; shared, 64 MiB: 64 MiB saved.");
+  EXPECT_EQ(number(fs[0], "children"), 2u);
+  EXPECT_EQ(number(fs[0], "saving_bytes"), 64 * MiB);
   // no workers, ample headroom: nothing at all
   EXPECT_TRUE(advise(bounded(512 * MiB), {}).empty());
 }

@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
 
 #include "shmguard/fpm.hpp"
+#include "shmguard/model.hpp"
 
 using namespace shmguard;
 
@@ -305,4 +307,216 @@ TEST(Fpm, PoolsViewAddsPoolsWithoutStatus) {
   EXPECT_FALSE(v[2].configured);
   EXPECT_EQ(fpm_status_hint(v[0]), "");
   EXPECT_NE(fpm_status_hint(v[2]).find("add \"pm.status_path = /fpm-status\""), std::string::npos);
+}
+
+// ---------------------------------------------------------------- FPM's own failures (issue 21
+// item 3)
+
+TEST(FpmLog, ForkFailureInFpmsOwnFormat) {
+  // As php-fpm8.2 wrote it here, its master under RLIMIT_NPROC 1
+  // (test_fpm_fork_failure_translated).
+  auto e = parse_fpm_log_line(
+      "[07-Dec-2026 12:36:05] ERROR: fork() failed: Resource temporarily unavailable (11)");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind, FpmLogEvent::Kind::ForkFailed);
+  EXPECT_EQ(e->err, 11);
+  EXPECT_EQ(fpm_fork_failure_words(11), "fork() failed: Resource temporarily unavailable (11)");
+  // log_level = debug: microseconds, then "pid N, function(), line N: ".
+  e = parse_fpm_log_line(
+      "[07-Dec-2026 12:36:05.123456] ERROR: pid 1888, fpm_children_make(), line 420: fork() "
+      "failed: Cannot allocate memory (12)\n");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->err, 12);
+}
+
+TEST(FpmLog, MaxChildrenNamesThePool) {
+  auto e = parse_fpm_log_line(
+      "[07-Dec-2026 12:36:05] WARNING: [pool www] server reached pm.max_children setting (5), "
+      "consider raising it");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind, FpmLogEvent::Kind::MaxChildren);
+  EXPECT_EQ(e->pool, "www");
+  EXPECT_EQ(e->max_children, 5u);
+  e = parse_fpm_log_line(  // ondemand's wording
+      "[07-Dec-2026 12:36:05] WARNING: [pool site-b] server reached max_children setting (3), "
+      "consider raising it");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->pool, "site-b");
+  EXPECT_EQ(e->max_children, 3u);
+}
+
+TEST(FpmLog, OnlyFpmsLinesFromTheirStart) {
+  for (const char* line : {
+           // a child's stderr, as FPM decorates it (catch_workers_output = yes)
+           "[07-Dec-2026 12:36:05] WARNING: [pool www] child 12 said into stderr: \"[07-Dec-2026 "
+           "12:36:05] ERROR: fork() failed: Resource temporarily unavailable (11)\"",
+           // not from the line's start
+           "x[07-Dec-2026 12:36:05] ERROR: fork() failed: Resource temporarily unavailable (11)",
+           "PHP message: [07-Dec-2026 12:36:05] ERROR: fork() failed: Cannot allocate memory (12)",
+           // other levels and lines
+           "[07-Dec-2026 12:36:05] NOTICE: fork() failed: Resource temporarily unavailable (11)",
+           "[07-Dec-2026 12:36:05] ERROR: fork() failed: Resource temporarily unavailable (11) x",
+           "[07-Dec-2026 12:36:05] ERROR: fork() failed: Resource temporarily unavailable (0)",
+           "[07-Dec-2026 12:36:05] ERROR: fork() failed: Resource temporarily unavailable (99999)",
+           "[07-Dec-2026 12:36:05] ERROR: fork() failed: (11)",
+           "[07-Dec-2026 12:36:05] ERROR: failed to ptrace(ATTACH) child 12: Operation not "
+           "permitted (1)",
+           "[7-Dec-2026 12:36:05] ERROR: fork() failed: Resource temporarily unavailable (11)",
+           "[07-Dec-2026 12:36:05]ERROR: fork() failed: Resource temporarily unavailable (11)",
+           "[07-Dec-2026 12:36:05] WARNING: [pool www] server reached pm.max_children setting "
+           "(5), consider raising it!",
+           "[07-Dec-2026 12:36:05] WARNING: [pool ] server reached pm.max_children setting (5), "
+           "consider raising it",
+           "",
+       })
+    EXPECT_FALSE(parse_fpm_log_line(line)) << line;
+  EXPECT_FALSE(parse_fpm_log_line(
+      "[07-Dec-2026 12:36:05] ERROR: fork() failed: " + std::string(5000, 'x') + " (11)"));
+}
+
+TEST(FpmFailure, NothingSeenNothingSaid) {
+  FpmFailureInput in;
+  in.pool = "/run/php/www.sock";
+  EXPECT_FALSE(fpm_failure(in));
+  in.connect_errno = 0;  // the socket accepts
+  EXPECT_FALSE(fpm_failure(in));
+  in.connect_errno = EACCES;  // not a pool's failure
+  EXPECT_FALSE(fpm_failure(in));
+  // A status read during the request with idle children: nothing explains an error.
+  in.status_fresh = true;
+  in.status.idle = 2;
+  in.status.total = 2;
+  EXPECT_FALSE(fpm_failure(in));
+  // Busy children but nothing queued: not saturated.
+  in.status.idle = 0;
+  in.status.active = 2;
+  EXPECT_FALSE(fpm_failure(in));
+  // A queue in a status read before the request: not this request's evidence.
+  in.status.listen_queue = 3;
+  in.status_fresh = false;
+  EXPECT_FALSE(fpm_failure(in));
+}
+
+TEST(FpmFailure, ForkFailuresNameTheLimit) {
+  FpmFailureInput in;
+  in.pool = "/run/php/www.sock";
+  in.fork_failures = 1;
+  in.fork_errno = EAGAIN;
+  auto f = fpm_failure(in);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->cause,
+            "the pool could not start a child: fork() failed: Resource temporarily unavailable "
+            "(11), 1 time during the request");
+  EXPECT_EQ(f->bound.rfind("a process limit (RLIMIT_NPROC", 0), 0u) << f->bound;
+  in.fork_failures = 3;
+  in.fork_errno = ENOMEM;
+  in.memory_limit = "beancounter:privvmpages 262000/262144 pages";
+  in.status_fresh = true;
+  in.status.pool = "www";
+  in.status.total = 4;
+  in.status.active = 4;
+  in.status.listen_queue = 2;
+  in.status.max_children_reached = 7;
+  f = fpm_failure(in);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->cause,
+            "the pool could not start a child: fork() failed: Cannot allocate memory (12), 3 "
+            "times during the request; all 4 children were busy with 2 requests in the listen "
+            "queue (pool www: 4 children, 0 idle, 4 active, listen queue 2, max children "
+            "reached 7)");
+  EXPECT_EQ(f->bound,
+            "memory for the new child's private pages (beancounter:privvmpages 262000/262144 "
+            "pages)");
+}
+
+TEST(FpmFailure, SaturatedRefusedOrBacklogFull) {
+  FpmFailureInput in;
+  in.pool = "/run/php/www.sock";
+  in.max_children_lines = 1;
+  in.max_children = 5;
+  auto f = fpm_failure(in);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->cause, "the pool reached pm.max_children (5)");
+  EXPECT_EQ(f->bound, "pm.max_children 5");
+  in = FpmFailureInput{};
+  in.pool = "/run/php/www.sock";
+  in.connect_errno = ECONNREFUSED;
+  f = fpm_failure(in);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->cause, "its socket refuses connections (connect: Connection refused)");
+  EXPECT_EQ(f->bound, "none: the pool is not running");
+  in.connect_errno = ENOENT;
+  ASSERT_TRUE(fpm_failure(in));
+  in.connect_errno = EAGAIN;
+  f = fpm_failure(in);
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->cause.find("listen backlog is full"), std::string::npos) << f->cause;
+  // Status alone: all busy with a queue, read during the request.
+  in = FpmFailureInput{};
+  in.pool = "/run/php/www.sock";
+  in.status_fresh = true;
+  in.status.total = in.status.active = 3;
+  in.status.listen_queue = 1;
+  f = fpm_failure(in);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->cause.rfind("all 3 children were busy with 1 requests in the listen queue", 0), 0u);
+  EXPECT_EQ(f->bound, "the pool's children (pm.max_children)");
+}
+
+TEST(FpmPoolKeys, NoTwoPoolsShareASeries) {
+  FpmPool a, b, c, d, e;
+  a.name = "www";
+  a.socket = "/run/php/php8.2-fpm.sock";
+  b.name = "www";  // another master's www (Debian's php8.1 and php8.2)
+  b.socket = "/run/php/php8.1-fpm.sock";
+  c.socket = "/run/php/c.sock";  // configured, not read yet: no name
+  d.name = "www";                // seen as processes only: no socket
+  e.name = "site";
+  const auto keys = fpm_pool_keys({a, b, c, d, e});
+  ASSERT_EQ(keys.size(), 5u);
+  EXPECT_EQ(keys[0], "www");  // the common case keeps its key
+  EXPECT_EQ(keys[1], "/run/php/php8.1-fpm.sock");
+  EXPECT_EQ(keys[2], "/run/php/c.sock");
+  EXPECT_EQ(keys[3], "www#4");
+  EXPECT_EQ(keys[4], "site");
+}
+
+TEST(FpmForks, OnlyDynamicOrOndemandBelowMaxChildren) {
+  FpmPoolStatus st;
+  st.process_manager = "static";
+  EXPECT_FALSE(fpm_forks(st, std::nullopt));
+  st.process_manager = "ondemand";
+  EXPECT_TRUE(fpm_forks(st, std::nullopt));
+  st.process_manager = "dynamic";
+  st.max_children_reached = 3;
+  EXPECT_TRUE(fpm_forks(st, 3));   // did not rise since the read before
+  EXPECT_FALSE(fpm_forks(st, 2));  // rose: at pm.max_children, FPM queues instead of forking
+}
+
+TEST(FpmForks, PrivateHeadroomIgnoresShmpages) {
+  // A fork charges private writable pages: privvmpages, a memory cgroup, strict overcommit.
+  std::vector<Limit> limits = {{"beancounter:shmpages", 1000, 990},
+                               {"beancounter:privvmpages", 5000, 3000}};
+  EXPECT_EQ(private_headroom(limits), std::optional<std::uint64_t>(2000));
+  limits.push_back({"cgroup:memory", 10000, 9500});
+  EXPECT_EQ(private_headroom(limits), std::optional<std::uint64_t>(500));
+  limits.push_back({"overcommit", 100, 400});  // over: 0 left
+  EXPECT_EQ(private_headroom(limits), std::optional<std::uint64_t>(0));
+  EXPECT_FALSE(private_headroom({{"beancounter:shmpages", 1000, 10}}));
+  EXPECT_FALSE(private_headroom({}));
+}
+
+TEST(FpmForks, TheStatusReadsOwnChildIsFreeAfterIt) {
+  FpmPoolStatus st;  // one child, serving the status request: FPM says 0 idle, 1 active
+  st.total = st.active = 1;
+  EXPECT_EQ(fpm_free_children(st), 1u);
+  st.listen_queue = 1;  // a request waits: it takes that child
+  EXPECT_EQ(fpm_free_children(st), 0u);
+  st = FpmPoolStatus{};
+  st.total = 3;
+  st.idle = 2;
+  st.active = 1;
+  EXPECT_EQ(fpm_free_children(st), 3u);
+  st = FpmPoolStatus{};  // no child at all (ondemand): the status read found none
+  EXPECT_EQ(fpm_free_children(st), 0u);
 }

@@ -182,6 +182,57 @@ TEST(Decide, PhpFpmLowHeadroomIsAWarningNotARefusal) {
   EXPECT_EQ(decide(in).claim, Claim::None);
 }
 
+// Rule 2.1/2.2 (issue 21 item 1): the pool's own status decides whether FPM would fork.
+TEST(Decide, PhpFpmIdleChildServesWithoutAnyCheck) {
+  GuardInput in = fpm_low();
+  in.low = true;  // even below ShmGuardWarnBelow
+  in.fpm_pool = true;
+  in.fpm_idle = 1;
+  in.fpm_forks = true;
+  in.fpm_child_need = 20 * MiB;
+  in.private_bounded = true;
+  in.private_headroom = 0;  // no room for a child, but none is needed
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Pass);
+  EXPECT_FALSE(d.warn);
+  EXPECT_FALSE(d.fork_short);
+}
+
+TEST(Decide, PhpFpmForkThatDoesNotFitIsAWarning) {
+  GuardInput in = fpm_low();
+  in.fpm_pool = true;
+  in.fpm_idle = 0;
+  in.fpm_forks = true;  // dynamic/ondemand, below pm.max_children: FPM forks for it
+  in.fpm_child_need = 20 * MiB;
+  in.private_bounded = true;
+  in.private_headroom = 19 * MiB;
+  Decision d = decide(in);
+  EXPECT_EQ(d.verdict, Verdict::Pass);  // FPM queues it: never refused here
+  EXPECT_TRUE(d.warn);
+  EXPECT_TRUE(d.fork_short);
+  in.action = Action::Log;
+  EXPECT_EQ(decide(in).verdict, Verdict::Pass);
+  in.action = Action::Refuse;
+  in.private_headroom = 20 * MiB;  // fits
+  d = decide(in);
+  EXPECT_FALSE(d.fork_short);
+  EXPECT_FALSE(d.warn);  // and the shm headroom is not below ShmGuardWarnBelow
+  in.private_headroom = 0;
+  in.fpm_forks = false;  // static, or at pm.max_children: no fork, nothing allocated
+  EXPECT_FALSE(decide(in).fork_short);
+  in.fpm_forks = true;
+  in.fpm_child_need = 0;  // no child measured: nothing to judge
+  EXPECT_FALSE(decide(in).fork_short);
+  in.fpm_child_need = 20 * MiB;
+  in.private_bounded = false;  // no limit on private memory
+  EXPECT_FALSE(decide(in).fork_short);
+  in.private_bounded = true;
+  in.fpm_pool = false;  // the pool's status not known (stale, unread): rule 2 as before
+  EXPECT_FALSE(decide(in).fork_short);
+  in.low = true;
+  EXPECT_TRUE(decide(in).warn);
+}
+
 TEST(Decide, FcgidClassBesideFpmKeepsItsOwnRule) {
   // The same numbers for a mod_fcgid class: no worker, no room for one: refused (or waits).
   GuardInput in = fpm_low();

@@ -46,3 +46,25 @@ TEST(Refusal, PrefersJson) {
   EXPECT_FALSE(prefers_json(""));
   EXPECT_FALSE(prefers_json("application/json;q=0"));
 }
+
+TEST(Refusal, FpmPoolFailureSaysSoNotSharedMemory) {
+  RefusalInfo in;
+  in.host = "a.example";
+  in.translated = true;
+  in.fpm_cause = "the pool could not start a child: fork() failed: Cannot allocate memory (12)";
+  in.fpm_bound = "memory <privvmpages>";
+  std::string h = render_refusal_html(in);
+  EXPECT_NE(h.find("PHP-FPM pool"), std::string::npos);
+  EXPECT_EQ(h.find("shared memory"), std::string::npos);
+  EXPECT_EQ(h.find("fork()"), std::string::npos);  // the cause only with ShmGuardDetail On
+  std::string j = render_refusal_json(in);
+  EXPECT_NE(j.find("\"error\":\"PHP-FPM pool unavailable\""), std::string::npos) << j;
+  EXPECT_EQ(j.find("\"cause\""), std::string::npos) << j;
+  in.detail = true;
+  h = render_refusal_html(in);
+  EXPECT_NE(h.find("fork() failed: Cannot allocate memory (12)"), std::string::npos);
+  EXPECT_NE(h.find("memory &lt;privvmpages&gt;"), std::string::npos);  // escaped
+  j = render_refusal_json(in);
+  EXPECT_NE(j.find("\"cause\":\"the pool could not start a child"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"bound\":\"memory \\u003cprivvmpages\\u003e\""), std::string::npos) << j;
+}

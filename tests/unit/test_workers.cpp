@@ -402,3 +402,16 @@ TEST(Stat, AZombieIsAliveToKillButExited) {
   EXPECT_TRUE(pid_exited("/proc", child));
   EXPECT_FALSE(pid_exited("/proc", 0));
 }
+
+TEST(Workers, PrivateWritableIsVmDataPlusVmStk) {
+  // From a php-fpm8.2 child's /proc/PID/status on this machine (lines trimmed).
+  const char* status =
+      "Name:\tphp-fpm8.2\nVmPeak:\t  301960 kB\nVmSize:\t  301900 kB\nRssShmem:\t    1280 kB\n"
+      "VmData:\t   14936 kB\nVmStk:\t     132 kB\nVmExe:\t    4424 kB\n";
+  auto v = parse_private_writable(status);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, (14936u + 132u) * 1024u);
+  EXPECT_FALSE(parse_private_writable("VmData:\t 10 kB\n"));  // no VmStk (a kernel thread)
+  EXPECT_FALSE(parse_private_writable(""));
+  EXPECT_FALSE(parse_private_writable("VmData:\t99999999999999999999 kB\nVmStk:\t1 kB\n"));
+}
