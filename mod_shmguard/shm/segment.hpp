@@ -53,13 +53,17 @@ struct ClassSlot {
   std::atomic<std::uint64_t> key;  // 0 = empty; set once with CAS, never cleared in a generation
   std::atomic<std::int32_t> inflight;
   std::atomic<std::int32_t> waiting;           // requests of the class waiting for a worker
-  std::atomic<std::uint64_t> worker_need;      // bytes: a worker's private segments, summed (max)
+  std::atomic<std::uint64_t> worker_need;      // bytes: a new worker's need (need.hpp)
   std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
   std::atomic<std::int64_t> unmeasured_spawn_ms;  // wall ms a spawn on the default need (none
                                                   // measured yet) was admitted or ended; 0: none
   std::atomic<std::int64_t>
       reclaim_ms;  // wall ms an idle worker of another class was retired
                    // for this class (in flight for kReclaimPendingMs); 0: none
+  // What worker_need is computed from (class_need): a worker's private segments summed and its
+  // touched memory (RssShmem + RssAnon), each the largest on the class's running workers; 0: not
+  // measured.
+  std::atomic<std::uint64_t> worker_mapped, worker_touched;
 };
 
 // A request's claim: word = pid << 32 | slot index << 8 | Claim; 0 = free. bytes = what a spawn
@@ -106,6 +110,7 @@ struct Segment {
   std::atomic<std::int32_t> php_error_pid;
   std::atomic<std::uint64_t> failcnt_sum;  // beancounter shmpages+privvmpages failcnt
   std::atomic<std::uint64_t> oom_kills;    // cgroup oom_kill (v2 memory.events, v1 oom_control)
+  std::atomic<std::int32_t> oom_counted;   // 1: the last sample read an oom_kill counter
 
   std::atomic<std::uint64_t> apcu_errors;  // APCu "apc_mmap: Failed to mmap" lines seen
   std::atomic<std::int64_t> apcu_error_wall_ms;
