@@ -43,8 +43,6 @@ echo strlen($s), "\n";
 
 def group(limit):
     parent = tc.own_memory_cgroup()
-    if parent is None or not os.path.isfile(os.path.join(parent, "memory.limit_in_bytes")):
-        raise SystemExit("P7 needs a cgroup v1 memory controller for this process")
     d = os.path.join(parent, "shmguard-bench-%d-%s" % (os.getpid(), uuid.uuid4().hex[:8]))
     os.mkdir(d)
     with open(os.path.join(d, "memory.limit_in_bytes"), "w") as f:
@@ -119,6 +117,10 @@ def main(argv):
     a, _ = ap.parse_known_args(argv)  # bench/run.sh passes P6's options too
     if a.smoke:
         a.seconds = 2
+    parent = tc.own_memory_cgroup()
+    if parent is None or not os.path.isfile(os.path.join(parent, "memory.limit_in_bytes")):
+        print("P7 skipped: no cgroup v1 memory controller for this process")
+        return 0
     rows = []
     for name, fn in (("cache", cache), ("tight", tight)):
         for module in (False, True):
