@@ -31,4 +31,6 @@ if stale "$OUT/sampler_bench" bench/sampler_bench.cpp bench/fixtures.hpp include
 fi
 "$PYTHON" bench/bench.py --out "$OUT" "$@" || exit $?
 # P6: keep serving under exhaustion (real DokuWiki, real php-cgi; see bench/serving.py).
-SHMGUARD_BUILD=$(cd "$BUILD" && pwd) exec "$PYTHON" bench/serving.py "$@"
+SHMGUARD_BUILD=$(cd "$BUILD" && pwd) "$PYTHON" bench/serving.py "$@" || exit $?
+# P7: PHP in a memory cgroup (real cgroup v1 groups it makes and removes; see bench/containers.py).
+SHMGUARD_BUILD=$(cd "$BUILD" && pwd) exec "$PYTHON" bench/containers.py "$@"

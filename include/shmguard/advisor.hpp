@@ -23,6 +23,7 @@ struct WorkerRow {
   std::string command;
   std::int64_t uptime_s = -1;
   std::uint64_t rss_shmem = 0;
+  std::uint64_t rss_anon = 0;  // RssAnon (with rss_shmem: what a memory cgroup charged, need.hpp)
   std::vector<Segment> segments;
   std::string error;  // why its maps could not be read
   std::string lean;   // started lean (ShmGuardAction degrade): with what, e.g. "OPcache 24.0 MiB"

@@ -213,6 +213,13 @@ struct EvidenceDetail {
   std::uint64_t apcu_bytes = 0;  // of the last APCu line
   std::int64_t apcu_wall_ms = 0;
 };
+// Whether a 500 must wait for the sampler's fresh look before its evidence is judged. Not when the
+// sample is fresh, the headroom ample and no failure counter moved since the request started (a
+// flood of unrelated 500s then parks no child and wakes no sample) — unless OOM kills are counted
+// (a memory cgroup): the OOM killer frees its victim's memory, so the headroom after a kill is
+// ample again, and only a sample reads the kill.
+bool must_wait_for_evidence(bool fresh_bounded_ample, bool counters_moved, bool oom_kills_counted);
+
 // The evidence text for a 500 ("" when there is none): an OPcache line newer than the request,
 // a failure counter that rose, or an APCu line together with a counter that rose (APCu's line
 // names no pid, so alone it could be any process's, or a forgery).

@@ -111,6 +111,10 @@ struct VhostReserve {
   bool is_auto = false;
   std::uint64_t bytes = 0;
   std::string source;  // where the value comes from, in words
+  // Which need applies (need.hpp): "mapped", "touched" or "fixed" (ShmGuardReserve SIZE), and why.
+  std::string basis, basis_text;
+  // What the largest class's need was computed from (0: not measured).
+  std::uint64_t mapped_bytes = 0, touched_bytes = 0;
 };
 
 // A vhost's counters as read once for one view.

@@ -73,6 +73,7 @@ struct Worker {
   std::uint64_t vsize = 0;      // virtual size when read (stat, before the maps)
   ExecImage image;              // what it ran when read (with comm): see compare_identity
   std::uint64_t rss_shmem = 0;  // RssShmem from /proc/PID/status, bytes
+  std::uint64_t rss_anon = 0;   // RssAnon from /proc/PID/status, bytes
   std::vector<Segment> segments;
   std::string error;  // set when maps could not be read (the worker is still listed)
 };
@@ -90,6 +91,12 @@ std::optional<std::uint64_t> parse_private_writable(std::string_view status);
 Result<std::uint64_t> read_private_writable(const std::string& procfs, int pid);
 // RssShmem of one process in bytes (its /proc/PID/status), 0 when the line is absent.
 Result<std::uint64_t> read_rss_shmem(const std::string& procfs, int pid);
+// What a process has resident of shared memory and of its private anon (RssShmem, RssAnon of its
+// /proc/PID/status, bytes; 0 when a line is absent).
+struct Resident {
+  std::uint64_t rss_shmem = 0, rss_anon = 0;
+};
+Result<Resident> read_resident(const std::string& procfs, int pid);
 // The shared segments of one process (its /proc/PID/maps).
 Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid);
 // Now, in the clock ticks since boot that /proc/PID/stat's start time uses (-1 if unknown).

@@ -1,5 +1,6 @@
 // mod_shmguard core: the advisor.
 #include "shmguard/advisor.hpp"
+#include "shmguard/need.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -171,15 +172,20 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
     smallest_seg = std::min(smallest_seg, big->size);
     largest_seg = std::max(largest_seg, big->size);
   }
-  // A worker's whole need: every memory segment only it maps (OPcache + APCu + any other).
+  // A worker's whole need (need.hpp): every memory segment only it maps (OPcache + APCu + any
+  // other), or under a memory cgroup what it touched.
   for (std::size_t i = 0; i < workers.size(); ++i) {
     const WorkerRow& w = workers[i];
     if (w.backend != "mod_fcgid") continue;
     std::uint64_t own = 0;
     for (std::size_t k = 0; k < w.segments.size(); ++k)
       if (is_memory_segment(w.segments[k]) && sharing.users(i, k) == 1) own += w.segments[k].size;
-    largest_worker = std::max(largest_worker, own);
+    largest_worker =
+        std::max(largest_worker, class_need(snap, own, touched_bytes(w.rss_shmem, w.rss_anon)));
   }
+  const NeedBasis basis = need_basis(snap.binding);
+  const std::string need_words =
+      std::string(" A worker's need here is ") + need_basis_text(basis, snap.binding) + ".";
   const std::uint64_t n_segments = k_workers;
   if (k_workers >= 2) {
     std::uint64_t saving = total - largest_seg;
@@ -226,14 +232,18 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
     f.numbers = {{"headroom_bytes", h},
                  {"worker_segment_bytes", largest_worker},
                  {"more_workers", more},
-                 {"workers_now", k_workers}};
+                 {"workers_now", k_workers},
+                 {"need_touched", basis == NeedBasis::Touched ? 1u : 0u}};
     if (more == 0) {
       f.severity = "critical";
       f.text = "Headroom " + compact_bytes(h) + bound + " is less than the " +
                compact_bytes(largest_worker) +
-               " a new php-cgi worker allocates (all its private shared segments): a new worker "
-               "would die with \"Unable to allocate "
-               "shared memory segment\", so mod_shmguard refuses requests that would need one. "
+               (basis == NeedBasis::Touched
+                    ? " a new php-cgi worker touches: the kernel would have to OOM-kill to "
+                      "charge it"
+                    : " a new php-cgi worker allocates (all its private shared segments): a new "
+                      "worker would die with \"Unable to allocate shared memory segment\"") +
+               ", so mod_shmguard refuses requests that would need one. "
                "Free shared memory or move PHP to PHP-FPM.";
     } else {
       f.severity = more <= 2 ? "warning" : "info";
@@ -243,6 +253,7 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
                " running, keep FcgidMaxProcesses at or below " + std::to_string(k_workers + more) +
                " or each worker beyond that will fail to start.";
     }
+    f.text += need_words;
     out.push_back(std::move(f));
   }
 

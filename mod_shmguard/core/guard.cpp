@@ -155,6 +155,10 @@ std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need) {
   return need == 0 ? 0 : room_bytes / need;
 }
 
+bool must_wait_for_evidence(bool fresh_bounded_ample, bool counters_moved, bool oom_kills_counted) {
+  return !fresh_bounded_ample || counters_moved || oom_kills_counted;
+}
+
 std::string evidence_text(const EvidenceCounters& start, const EvidenceCounters& now,
                           const EvidenceDetail& d, std::int64_t request_start_ms) {
   std::string out;

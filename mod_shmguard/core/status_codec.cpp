@@ -344,6 +344,7 @@ void put_row(Enc& e, const WorkerRow& w, const std::uint32_t* mapped_by) {
   e.s(w.command);
   e.i(w.uptime_s);
   e.u(w.rss_shmem);
+  e.u(w.rss_anon);
   e.u(w.segments.size());
   for (std::size_t k = 0; k < w.segments.size(); ++k) {
     const Segment& s = w.segments[k];
@@ -367,6 +368,7 @@ void get_row(Dec& d, WorkerRow& w, std::vector<std::uint32_t>& mapped_by) {
   w.command = d.s();
   w.uptime_s = d.i();
   w.rss_shmem = d.u();
+  w.rss_anon = d.u();
   std::size_t n = d.count();
   for (std::size_t k = 0; k < n && d.ok(); ++k) {
     Segment s;

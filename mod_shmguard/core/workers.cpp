@@ -222,7 +222,7 @@ std::vector<std::size_t> pick_exec_checks(const std::vector<ExecCheckDue>& all, 
   return due;
 }
 
-// Uid and RssShmem from /proc/PID/status.
+// Uid, RssShmem and RssAnon from /proc/PID/status.
 static void parse_status(std::string_view t, Worker& w) {
   while (!t.empty()) {
     std::size_t nl = t.find('\n');
@@ -235,16 +235,19 @@ static void parse_status(std::string_view t, Worker& w) {
     } else if (line.rfind("RssShmem:", 0) == 0) {
       std::string_view r = line.substr(9);
       if (auto v = parse_u64(next_field(r)); v && *v < (UINT64_MAX >> 10)) w.rss_shmem = *v << 10;
+    } else if (line.rfind("RssAnon:", 0) == 0) {
+      std::string_view r = line.substr(8);
+      if (auto v = parse_u64(next_field(r)); v && *v < (UINT64_MAX >> 10)) w.rss_anon = *v << 10;
     }
   }
 }
 
-Result<std::uint64_t> read_rss_shmem(const std::string& procfs, int pid) {
+Result<Resident> read_resident(const std::string& procfs, int pid) {
   auto status = read_file(procfs + "/" + std::to_string(pid) + "/status");
-  if (!status) return Result<std::uint64_t>::fail(status.error);
+  if (!status) return Result<Resident>::fail(status.error);
   Worker w;
   parse_status(*status.value, w);
-  return Result<std::uint64_t>::ok(w.rss_shmem);
+  return Result<Resident>::ok(Resident{w.rss_shmem, w.rss_anon});
 }
 
 std::optional<std::uint64_t> parse_private_writable(std::string_view t) {

@@ -100,6 +100,7 @@ void vhost_lines(AutoLines& a, const VhostStatus& v) {
   const std::string b = v.label;
   a.line("ShmGuardVhostGuard", b, v.guard ? "on" : "off");
   a.line("ShmGuardVhostReserveBytes", b, v.reserve.bytes);
+  a.line("ShmGuardVhostNeedBasis", b, v.reserve.basis);
   a.line("ShmGuardVhostAction", b, v.action);
   a.line("ShmGuardVhostGuarded", b, c.guarded);
   a.line("ShmGuardVhostPassed", b, c.passed);

@@ -132,15 +132,15 @@ void vhost_row(std::string& o, const VhostStatus& v, const StatusModel& m) {
   if (v.fcgid_vhost_id)
     o += "<br><small>mod_fcgid vhost id " + std::to_string(v.fcgid_vhost_id) + "</small>";
   o += "</th><td>" + std::string(v.guard ? "on" : "off") + "</td><td>" +
-       esc(human_bytes(v.reserve.bytes)) + "<br><small>" + esc(v.reserve.source) +
-       "</small></td><td>" + (v.dry_run ? std::string("log (dry run)") : esc(v.action)) +
-       "</td><td>" + num(c.guarded) + "</td><td>" + num(c.passed) + "</td><td" +
-       (c.refused ? " class=\"bad\"" : "") + ">" + num(c.refused) + "</td><td>" +
-       num(c.would_refuse) + "</td><td>" + num(c.failed_open) + "</td><td>" + num(c.translated) +
-       "</td><td>" + esc(ago(c.last_refusal_ms, m.now_ms)) + "</td><td>" + num(c.waited) + " (" +
-       num(c.wait_served) + " / " + num(c.wait_expired) + " / " + num(c.queue_full) + ")</td><td>" +
-       num(c.lean_starts) + "</td><td>" + num(c.reclaims_given) + " / " + num(c.reclaims_taken) +
-       "</td><td>" +
+       esc(human_bytes(v.reserve.bytes)) + "<br><small>need: " + esc(v.reserve.basis_text) + "; " +
+       esc(v.reserve.source) + "</small></td><td>" +
+       (v.dry_run ? std::string("log (dry run)") : esc(v.action)) + "</td><td>" + num(c.guarded) +
+       "</td><td>" + num(c.passed) + "</td><td" + (c.refused ? " class=\"bad\"" : "") + ">" +
+       num(c.refused) + "</td><td>" + num(c.would_refuse) + "</td><td>" + num(c.failed_open) +
+       "</td><td>" + num(c.translated) + "</td><td>" + esc(ago(c.last_refusal_ms, m.now_ms)) +
+       "</td><td>" + num(c.waited) + " (" + num(c.wait_served) + " / " + num(c.wait_expired) +
+       " / " + num(c.queue_full) + ")</td><td>" + num(c.lean_starts) + "</td><td>" +
+       num(c.reclaims_given) + " / " + num(c.reclaims_taken) + "</td><td>" +
        (v.fair_share < 0 ? std::string("-")
                          : num(v.fair_share) + " of " + num(v.budget_workers) + " workers") +
        "</td><td>";

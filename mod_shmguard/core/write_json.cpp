@@ -221,6 +221,8 @@ void worker_objects(std::string& o, const StatusModel& m, const WorkerTable& t) 
     out.i(wr.uptime_s);
     out.lit(",\"rss_shmem_bytes\":");
     out.u(wr.rss_shmem);
+    out.lit(",\"rss_anon_bytes\":");
+    out.u(wr.rss_anon);
     if (wr.lean.empty()) {
       out.lit(",\"degraded\":false");
     } else {
@@ -374,6 +376,10 @@ void vhost_object(JsonWriter& w, const VhostStatus& v) {
       .field("mode", v.reserve.is_auto ? "auto" : "fixed")
       .field("bytes", v.reserve.bytes)
       .field("source", v.reserve.source)
+      .field("need_basis", v.reserve.basis)
+      .field("need_basis_text", v.reserve.basis_text)
+      .field("mapped_bytes", v.reserve.mapped_bytes)
+      .field("touched_bytes", v.reserve.touched_bytes)
       .end_object();
   w.field("guarded", c.guarded)
       .field("passed", c.passed)

@@ -292,6 +292,12 @@ void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {
   each("shmguard_vhost_reserve_bytes", "gauge",
        "Headroom a new worker of the vhost needs (ShmGuardReserve, auto resolved).",
        [](const VhostStatus& v) { return v.reserve.bytes; });
+  p.family("shmguard_vhost_need_basis", "gauge",
+           "Which need the reserve is (1): mapped (a limit that charges at mmap), touched (a "
+           "memory cgroup charges pages as touched) or fixed (ShmGuardReserve SIZE).");
+  for (std::size_t i = 0; i < vs.size(); ++i)
+    if (!vs[i].reserve.basis.empty())
+      p.sample(vl[i] + ",basis=\"" + prom_label(vs[i].reserve.basis) + "\"", 1);
   p.family("shmguard_vhost_requests_total", "counter",
            "FastCGI-bound requests the guard decided on, by verdict.");
   for (std::size_t i = 0; i < vs.size(); ++i) {

@@ -29,6 +29,7 @@
 #include "shmguard/fcgid.hpp"
 #include "shmguard/fpm.hpp"
 #include "shmguard/guard.hpp"
+#include "shmguard/need.hpp"
 #include "shmguard/reclaim.hpp"
 #include "shmguard/workers.hpp"
 #include "shmguard/refusal.hpp"
@@ -372,13 +373,11 @@ void log_fpm_low(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
       binding_detail().c_str(), std::to_string(since).c_str());
 }
 
-std::uint64_t reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
-  if (c->reserve_auto == 0) return c->reserve;
-  if (slot) {
-    std::uint64_t seen = slot->worker_need.load(std::memory_order_relaxed);
-    if (seen) return seen;
-  }
-  return kDefaultReserve;
+// The class's reserve (need.hpp effective_reserve: fixed, measured, or the default).
+Reserve reserve_for(const ServerConf* c, const shm::ClassSlot* slot) {
+  return effective_reserve(c->reserve_auto != 0, c->reserve,
+                           slot ? slot->worker_need.load(std::memory_order_relaxed) : 0,
+                           kDefaultReserve);
 }
 
 // This thread's starting place in the claim and waiter tables (spreads contention; no syscall).
@@ -714,8 +713,9 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     // Every round decides on the sample published now (the rounds of a wait span samples):
     // try_admit() reads it, and the class's workers for it, for the decision it records.
     const std::int64_t t = wall_ms();
-    in.need = in.fpm ? 0 : reserve_for(c, note->slot);  // no reserve means anything for FPM
-    in.need_known = c->reserve_auto == 0 || (note->slot && note->slot->worker_need.load() != 0);
+    const Reserve reserve = reserve_for(c, note->slot);
+    in.need = in.fpm ? 0 : reserve.bytes;  // no reserve means anything for FPM
+    in.need_known = reserve.measured;
     in.may_wait = wait_ms > 0 && t < deadline;
     in.waited_ms = t - now;
     // The table is read only when the sample is fresh and the room not ample; liveness (one
@@ -1150,7 +1150,8 @@ void translate_insert_error_filter(request_rec* r) {
   if (r->sent_bodyct || r->connection->aborted) return;
   shm::Segment* seg = gen.seg;
   // With ample headroom and no failure counter moved, a shared-memory failure is not what this
-  // is: no wait for the sampler (a flood of unrelated 500s parks no child and wakes no sample).
+  // is: no wait for the sampler (a flood of unrelated 500s parks no child and wakes no sample),
+  // except where OOM kills are counted (must_wait_for_evidence).
   {
     GuardInput in;
     shm::read_room(seg, in, wall_ms());
@@ -1160,7 +1161,9 @@ void translate_insert_error_filter(request_rec* r) {
                  now.oom_kills != note->at_start.oom_kills ||
                  now.php_errors != note->at_start.php_errors ||
                  now.apcu_errors != note->at_start.apcu_errors;
-    if (!(in.fresh && in.bounded && ample(in) && !moved)) wait_for_evidence_scan();
+    if (must_wait_for_evidence(in.fresh && in.bounded && ample(in), moved,
+                               seg->oom_counted.load(std::memory_order_relaxed) == 1))
+      wait_for_evidence_scan();
   }
   EvidenceDetail d;
   d.php_bytes = seg->php_error_bytes.load();

@@ -15,6 +15,7 @@
 #include "glue.hpp"
 #include "shmguard/share.hpp"
 #include "shmguard/fcgid.hpp"
+#include "shmguard/need.hpp"
 #include "shmguard/status.hpp"
 #include "shmguard/units.hpp"
 
@@ -55,16 +56,24 @@ VhostCounts counts(const shm::VhostCounters& c) {
 }
 
 // What ShmGuardReserve means for this vhost right now (the guard decides per mod_fcgid class;
-// the vhost's value is the largest of its classes').
+// the vhost's value is the largest of its classes'), on the basis the binding limit charges
+// (need.hpp).
 VhostReserve reserve_of(const ServerConf* c, int fcgid_vhost_id,
                         const std::vector<fcgid::Node>& nodes) {
   VhostReserve r;
+  const char* binding = binding_name(static_cast<BindingLimit>(gen.seg->binding.load()));
+  const NeedBasis basis = need_basis(binding);
   if (c->reserve_auto == 0) {
-    r.bytes = c->reserve;
+    const Reserve fixed = effective_reserve(false, c->reserve, 0, kDefaultReserve);
+    r.bytes = fixed.bytes;
     r.source = "ShmGuardReserve " + human_bytes(c->reserve);
+    r.basis = "fixed";
+    r.basis_text = "fixed (ShmGuardReserve: the size set, whatever the limit charges)";
     return r;
   }
   r.is_auto = true;
+  r.basis = need_basis_key(basis);
+  r.basis_text = need_basis_text(basis, binding);
   std::set<std::uint64_t> seen;
   std::uint64_t best = 0;
   std::string best_class;
@@ -77,17 +86,22 @@ VhostReserve reserve_of(const ServerConf* c, int fcgid_vhost_id,
     if (v > best) {
       best = v;
       best_class = n.executable;
+      r.mapped_bytes = slot->worker_mapped.load(std::memory_order_relaxed);
+      r.touched_bytes = slot->worker_touched.load(std::memory_order_relaxed);
     }
   }
-  if (best) {
-    r.bytes = best;
-    r.source =
-        "auto: a worker's private shared segments (OPcache + APCu + any other) summed, largest "
-        "seen in this vhost's mod_fcgid workers (" +
-        std::to_string(seen.size()) + (seen.size() == 1 ? " class" : " classes") + ", largest in " +
-        best_class + ")";
+  const Reserve eff = effective_reserve(true, 0, best, kDefaultReserve);
+  r.bytes = eff.bytes;
+  if (eff.measured) {
+    r.source = std::string("auto: ") +
+               (basis == NeedBasis::Touched
+                    ? "a worker's touched memory (RssShmem + RssAnon; its segments map "
+                    : "a worker's private shared segments (OPcache + APCu + any other) summed (it "
+                      "touched ") +
+               human_bytes(basis == NeedBasis::Touched ? r.mapped_bytes : r.touched_bytes) +
+               "), largest seen in this vhost's mod_fcgid workers (" + std::to_string(seen.size()) +
+               (seen.size() == 1 ? " class" : " classes") + ", largest in " + best_class + ")";
   } else {
-    r.bytes = kDefaultReserve;
     r.source =
         "auto: no mod_fcgid worker of this vhost is running, so the default " +
         human_bytes(kDefaultReserve) +

@@ -29,6 +29,7 @@
 #include "shmguard/guard.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/lean.hpp"
+#include "shmguard/need.hpp"
 #include "shmguard/status_model.hpp"
 #include "shmguard/units.hpp"
 #include "shmguard/workers.hpp"
@@ -84,7 +85,7 @@ class Sampler {
     log_held(held_.apply(snap, staleness_bound_ms(cfg_.interval_ms)));
     tracker_.observe(snap.taken_at_ms, snap);
     recheck_processes();
-    update_classes();
+    update_classes(snap);
     read_log();
     // The pools' status for the guard and for the 503s' numbers, every kFpmGuardEveryMs, within
     // kFpmGuardBudgetMs for all pools (a pool that does not answer is not asked again for
@@ -366,11 +367,16 @@ class Sampler {
   // mod_fcgid's workers per class (live count, largest segment) for the guard's auto reserve.
   // A process is read when it first appears (maps, stat, status, cmdline), keyed by pid and
   // start time, and again when a check finds it exec'd or its maps changed (recheck_processes).
-  void update_classes() {
+  // Under a memory cgroup binding (need.hpp: the touched basis) the workers' RssShmem + RssAnon
+  // grow as they run: their status is read again, the least recently read first, at most
+  // kTouchedReadsPerSample per sample and each at most once per kTouchedRefreshMs.
+  void update_classes(const Snapshot& snap) {
     ++generation_;
     fcgid::read_table_lite(cfg_.fcgid_table, nodes_);
     remember_workers(nodes_);
     classes_.clear();
+    const bool touched_basis = need_basis(snap.binding) == NeedBasis::Touched;
+    if (touched_basis) refresh_touched();
     std::map<std::pair<std::uint64_t, std::uint64_t>, int> mapped_by;  // segment -> processes
     for (const auto& node : nodes_) {
       Proc& p = track(node.pid, node.start_time_us);
@@ -395,14 +401,27 @@ class Sampler {
                        sg.inode}] == 1)
           own += sg.size;
       agg.need = std::max(agg.need, own);
+      agg.touched = std::max(agg.touched, touched_bytes(p.info.rss_shmem, p.info.rss_anon));
       ++agg.workers;
     }
     for (const auto& [key, agg] : classes_) {
       if (shm::ClassSlot* slot = shm::class_slot(seg_, key)) {
-        if (agg.need) slot->worker_need.store(agg.need, std::memory_order_relaxed);
+        if (agg.need) slot->worker_mapped.store(agg.need, std::memory_order_relaxed);
+        if (agg.touched) slot->worker_touched.store(agg.touched, std::memory_order_relaxed);
         if (agg.workers > slot->max_workers_seen.load(std::memory_order_relaxed))
           slot->max_workers_seen.store(agg.workers, std::memory_order_relaxed);
       }
+    }
+    // Every class's need on this sample's limits (a class with no worker now keeps what its
+    // workers measured; the binding, and so the basis, may have changed since).
+    for (shm::ClassSlot& slot : seg_->classes) {
+      if (slot.key.load(std::memory_order_relaxed) == 0) continue;
+      const std::uint64_t mapped = slot.worker_mapped.load(std::memory_order_relaxed);
+      if (!mapped) continue;  // not measured: the default applies
+      const std::uint64_t need =
+          class_need(snap, mapped, slot.worker_touched.load(std::memory_order_relaxed));
+      if (slot.worker_need.load(std::memory_order_relaxed) != need)
+        slot.worker_need.store(need, std::memory_order_relaxed);
     }
     // Forget mod_fcgid workers that left the table; other processes go with the discovery scan.
     for (auto it = procs_.begin(); it != procs_.end();)
@@ -425,9 +444,34 @@ class Sampler {
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
                       [](const Proc* a, const Proc* b) { return a->read_ms < b->read_ms; });
     for (std::size_t i = 0; i < n; ++i) {
-      auto rss = read_rss_shmem("/proc", order[i]->info.pid);
+      auto rss = read_resident("/proc", order[i]->info.pid);
       if (!rss) continue;  // gone: the next table walk or discovery drops it
-      order[i]->info.rss_shmem = *rss.value;
+      order[i]->info.rss_shmem = rss.value->rss_shmem;
+      order[i]->info.rss_anon = rss.value->rss_anon;
+      order[i]->read_ms = now;
+    }
+  }
+
+  // The touched basis: mod_fcgid workers' RssShmem + RssAnon, read again (update_classes).
+  static constexpr std::size_t kTouchedReadsPerSample = 32;
+  static constexpr std::int64_t kTouchedRefreshMs = 1000;
+  void refresh_touched() {
+    const std::int64_t now = mono_ms();
+    std::vector<Proc*> order;
+    for (const auto& node : nodes_) {
+      if (node.list == fcgid::List::Error) continue;
+      auto it = procs_.find(node.pid);
+      if (it != procs_.end() && now - it->second.read_ms >= kTouchedRefreshMs)
+        order.push_back(&it->second);
+    }
+    const std::size_t n = std::min(order.size(), kTouchedReadsPerSample);
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                      [](const Proc* a, const Proc* b) { return a->read_ms < b->read_ms; });
+    for (std::size_t i = 0; i < n; ++i) {
+      auto rss = read_resident("/proc", order[i]->info.pid);
+      if (!rss) continue;  // gone: the table walk drops it
+      order[i]->info.rss_shmem = rss.value->rss_shmem;
+      order[i]->info.rss_anon = rss.value->rss_anon;
       order[i]->read_ms = now;
     }
   }
@@ -568,6 +612,7 @@ class Sampler {
       const Worker& w = p.info;
       row.pid = w.pid;
       row.rss_shmem = w.rss_shmem;
+      row.rss_anon = w.rss_anon;
       row.segments = w.segments;
       row.error = w.error;
       row.command = w.cmdline;
@@ -654,6 +699,8 @@ class Sampler {
     std::uint64_t ooms = 0;
     if (snap.cgroup && snap.cgroup->events_oom_kill) ooms = *snap.cgroup->events_oom_kill;
     seg_->oom_kills.store(ooms, std::memory_order_relaxed);
+    seg_->oom_counted.store(snap.cgroup && snap.cgroup->events_oom_kill ? 1 : 0,
+                            std::memory_order_relaxed);
     std::uint64_t n = seg_->samples.fetch_add(1, std::memory_order_acq_rel) + 1;
     seg_->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
     shm::drain_retired(seg_, n);
@@ -772,7 +819,8 @@ class Sampler {
   std::vector<fcgid::NodeLite> nodes_;  // mod_fcgid's table at the last sample
   std::unordered_map<int, Proc> procs_;
   struct ClassAgg {
-    std::uint64_t need = 0;  // bytes: the largest worker's private segments, summed
+    std::uint64_t need = 0;     // bytes: the largest worker's private segments, summed
+    std::uint64_t touched = 0;  // bytes: the largest worker's RssShmem + RssAnon
     int workers = 0;
   };
   std::unordered_map<std::uint64_t, ClassAgg> classes_;  // class key -> its workers

@@ -57,7 +57,7 @@ struct ClassSlot {
   std::atomic<std::uint64_t> key;  // 0 = empty; set once with CAS, never cleared in a generation
   std::atomic<std::int32_t> inflight;
   std::atomic<std::int32_t> waiting;           // requests of the class waiting for a worker
-  std::atomic<std::uint64_t> worker_need;      // bytes: a worker's private segments, summed (max)
+  std::atomic<std::uint64_t> worker_need;      // bytes: a new worker's need (need.hpp)
   std::atomic<std::int32_t> max_workers_seen;  // most live workers at once (this generation)
   std::atomic<std::int64_t> unmeasured_spawn_ms;  // wall ms a spawn on the default need (none
                                                   // measured yet) was admitted or ended; 0: none
@@ -66,6 +66,10 @@ struct ClassSlot {
                    // for this class (in flight for kReclaimPendingMs); 0: none
   std::atomic<std::int32_t> vhost_plus1;  // the vhost counters index + 1 of its last waiter
   std::atomic<std::uint64_t> owed_need;   // the need its request owed a share decided with
+  // What worker_need is computed from (class_need): a worker's private segments summed and its
+  // touched memory (RssShmem + RssAnon), each the largest on the class's running workers; 0: not
+  // measured.
+  std::atomic<std::uint64_t> worker_mapped, worker_touched;
 };
 
 // One ShmGuardFpmPool pool (its directive's index). Written by the sampler (FPM's log, the
@@ -148,6 +152,7 @@ struct Segment {
   std::atomic<std::int32_t> php_error_pid;
   std::atomic<std::uint64_t> failcnt_sum;  // beancounter shmpages+privvmpages failcnt
   std::atomic<std::uint64_t> oom_kills;    // cgroup oom_kill (v2 memory.events, v1 oom_control)
+  std::atomic<std::int32_t> oom_counted;   // 1: the last sample read an oom_kill counter
 
   std::atomic<std::uint64_t> apcu_errors;  // APCu "apc_mmap: Failed to mmap" lines seen
   std::atomic<std::int64_t> apcu_error_wall_ms;

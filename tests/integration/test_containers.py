@@ -12,6 +12,7 @@ controller.
 """
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import uuid
 
 import pytest
 
+import harness
 from harness import wait_for
 
 MIB = 1 << 20
@@ -249,6 +251,176 @@ def test_page_cache_full_cgroup_serves_php_and_cold_class(memcg, server):
         assert cg["events"]["oom_kill"] == oom0
         assert not [f for f in doc.get("findings", []) if f["id"].startswith("failcnt-rose")]
     finally:
+        try:
+            os.unlink(fill)
+        except FileNotFoundError:
+            pass
+
+
+def touched_of(pid):
+    """RssShmem + RssAnon of a process (/proc/PID/status), bytes: what a memory cgroup charged for
+    its shared-memory pages and its private anon (README "Memory cgroups": a worker's need)."""
+    out = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(("RssShmem:", "RssAnon:")):
+                out += int(line.split()[1]) << 10
+    return out
+
+
+GROW_CONF = CONF.replace("ShmGuardInterval 200ms", "ShmGuardInterval 200ms\nShmGuardWait 60s")
+
+
+def test_class_grows_on_touched_need_under_memory_cgroup(memcg, server):
+    """Issue 17 item 2: under a memory cgroup a worker needs what it charges (its touched pages),
+    not its mapped size. OPcache 128 MiB + APCu 32 MiB map 160 MiB per worker, a fresh worker
+    touches a few tens of MiB (t). The group gets a headroom H = 160 MiB + 2.5 t: on the mapped
+    need a spawn needs H - (k - 1) t >= 160 MiB with k workers, so the class stops at 4 workers;
+    on the touched need it holds H / t >= 7 workers: 8 concurrent slow requests get at least 6
+    workers, and nothing fails (no 503, no OOM kill)."""
+    s = server(start=False, shmguard=True, shmguard_conf=GROW_CONF, wrapper="plain",
+               segment_mib=128, apcu_mib=32, spawn_score_uplimit=100, max_processes_per_class=16,
+               cgroup_dir=memcg)
+    s.start()
+    r = s.get("/sleep.php")
+    assert r.status == 200, (r.status, r.body[:300])
+    (first,) = s.wait_workers(1, timeout=20)
+    mapped = 160 * MIB
+    touched = touched_of(first)
+    # Precondition: the touched need is far below the mapped one (else the test proves nothing).
+    assert 0 < touched <= 32 * MIB, touched
+    headroom = mapped + 5 * touched // 2
+    limit, used, rec = counted(memcg)
+    with open(os.path.join(memcg, "memory.limit_in_bytes"), "w") as f:
+        f.write(str(used + headroom))
+    doc = wait_json(s, lambda d: d.get("binding") == "cgroup:memory" and d.get("vhosts") and
+                    d["vhosts"][0]["reserve"].get("need_basis") == "touched" and
+                    d["vhosts"][0]["reserve"]["mapped_bytes"] >= mapped and
+                    d["vhosts"][0]["reserve"]["bytes"] < mapped and
+                    d["headroom_bytes"] < mapped + 3 * touched,
+                    "the touched need under the lowered limit")
+    res = doc["vhosts"][0]["reserve"]
+    assert res["need_basis_text"].startswith("touched"), res
+    assert res["mapped_bytes"] >= mapped, res
+    assert doc["headroom_bytes"] < mapped + 3 * touched, (doc["headroom_bytes"], touched)
+    oom0 = keyed(memcg, "memory.oom_control")["oom_kill"]
+
+    rs = s.get_many(["/sleep.php?ms=2500"] * 8, timeout=120)
+    assert [x.status for x in rs] == [200] * 8, [(x.status, x.body[:200]) for x in rs]
+    pids = {int(x.body) for x in rs}
+    # More workers than the mapped size would have allowed (4).
+    assert len(pids) >= 6, (pids, touched)
+    assert len(s.php_workers()) >= 6, (s.php_workers(), touched)
+    assert all(p in set(procs(memcg)) for p in s.php_workers())
+    assert keyed(memcg, "memory.oom_control")["oom_kill"] == oom0
+    assert "SG0201" not in s.error_log()
+
+
+HOG_PHP = r"""<?php
+// Touches ?mib MiB of private memory (more than the memory cgroup can charge: the OOM killer).
+ini_set('memory_limit', '-1');
+$n = (int)($_GET['mib'] ?? 64) << 20;
+$s = str_repeat('x', $n);
+header('Content-Type: text/plain');
+echo "touched ", strlen($s), "\n";
+"""
+OWN_500_PHP = r"""<?php
+http_response_code(500);
+header('Content-Type: text/plain');
+echo "this application's own error\n";
+"""
+CRASH_APP = "#!/bin/sh\n# a FastCGI app that dies at once: a 500 with no shared-memory evidence\nexit 3\n"
+# A sampling interval of 20 s: the 500 of an OOM-killed request (the kernel reclaims for a few
+# seconds before it kills) comes before the next sample, which alone reads the kill.
+DETAIL_CONF = CONF.replace("ShmGuardInterval 200ms", "ShmGuardInterval 20s") + "\nShmGuardDetail On"
+
+
+def test_oom_killed_php_cgi_becomes_diagnosed_503(memcg, server):
+    """Issue 17 item 3: a PHP script touches more than the memory cgroup can charge; the kernel's
+    OOM killer kills its php-cgi during the request. mod_fcgid alone answers a bare 500; with the
+    module the client gets the diagnosed 503 (Retry-After, binding cgroup:memory) and the log
+    names the cgroup's oom_kill as the evidence. The group keeps 400 MiB of room, so after the kill
+    (its victim's memory freed) the headroom is ample again for the class's touched need: the 500
+    must still wait for the sampler, which alone reads the kill."""
+    s = server(start=False, shmguard=True, shmguard_conf=DETAIL_CONF, wrapper="plain",
+               segment_mib=128, spawn_score_uplimit=100, cgroup_dir=memcg,
+               extra_conf=harness.CRASH_APP_CONF)
+    s.write()
+    with open(os.path.join(s.htdocs, "hog.php"), "w") as f:
+        f.write(HOG_PHP)
+    s.start()
+    r = s.get("/hog.php?mib=8")
+    assert r.status == 200, (r.status, r.body[:300])
+    s.wait_workers(1, timeout=20)
+    # The group may charge 400 MiB more (limit = counted usage + 400 MiB); the script touches 1000.
+    limit, used, rec = counted(memcg)
+    with open(os.path.join(memcg, "memory.limit_in_bytes"), "w") as f:
+        f.write(str(used + 400 * MIB))
+    doc = wait_json(s, lambda d: d.get("binding") == "cgroup:memory" and
+                    d["headroom_bytes"] < 460 * MIB and
+                    d["vhosts"][0]["reserve"]["need_basis"] == "touched", "the lowered limit",
+                    timeout=90)
+    # Ample room for the touched need (16 workers): the case where a 500 skipped the sampler.
+    assert doc["headroom_bytes"] // 16 >= doc["vhosts"][0]["reserve"]["bytes"], doc["vhosts"][0]
+    oom0 = keyed(memcg, "memory.oom_control")["oom_kill"]
+    mark = s.log_mark()
+    r = s.get("/hog.php?mib=1000", headers={"Accept": "application/json"})
+    assert keyed(memcg, "memory.oom_control")["oom_kill"] > oom0, "the kernel killed nothing"
+    assert r.status == 503, (r.status, r.body[:500])
+    assert r.headers.get("Retry-After"), dict(r.headers)
+    body = json.loads(r.body)
+    assert body["translated"] is True and body["binding"] == "cgroup:memory", body
+    assert s.wait_log(r"SG0202 backend for /hog.php", since=mark)
+    log = s.error_log(since=mark)
+    assert re.search(r"SG0202 backend for /hog\.php on \S+ died of a shared-memory allocation "
+                     r"failure: cgroup oom_kill \+\d+", log), log
+    # The class serves again (a new worker starts in the group).
+    r = s.get("/index.php")
+    assert r.status == 200, (r.status, r.body[:300])
+
+
+def test_unrelated_500_during_reclaim_churn_stays_500(memcg, server):
+    """Issue 17 item 3: with the group's page cache full and the kernel reclaiming at the limit
+    all the time (memory.failcnt rising, no OOM kill), an unrelated 500 (an application that dies
+    without output; a PHP script that answers 500 itself) stays a 500: failcnt is no evidence."""
+    s = server(start=False, shmguard=True, shmguard_conf=CONF, wrapper="plain", segment_mib=128,
+               spawn_score_uplimit=100, cgroup_dir=memcg, extra_conf=harness.CRASH_APP_CONF)
+    harness.install_crash_app(s, CRASH_APP)
+    with open(os.path.join(s.htdocs, "own500.php"), "w") as f:
+        f.write(OWN_500_PHP)
+    s.start()
+    fill = os.path.join(s.root, "cache-fill.bin")
+    churn = None
+    try:
+        r = in_group(memcg, ["dd", "if=/dev/zero", "of=" + fill, "bs=1M", "count=1200",
+                             "conv=fsync", "status=none"], timeout=600)
+        assert r.returncode == 0
+        # Churn: reading the file again and again from inside the group keeps the cache at the
+        # limit, so the kernel reclaims (and counts failcnt) while the requests run.
+        churn = subprocess.Popen(["/bin/sh", "-c", JOIN, memcg, "/bin/sh", "-c",
+                                  'while :; do cat "$0" > /dev/null; done', fill])
+        failcnt0 = read_int(memcg, "memory.failcnt")
+        oom0 = keyed(memcg, "memory.oom_control")["oom_kill"]
+        assert wait_for(lambda: read_int(memcg, "memory.failcnt") > failcnt0, timeout=60)
+        mark = s.log_mark()
+        for _ in range(3):
+            f0 = read_int(memcg, "memory.failcnt")
+            r = s.get("/crash/die.fcgi")
+            assert r.status == 500, (r.status, r.body[:300])
+            assert "Retry-After" not in r.headers
+            r = s.get("/own500.php")
+            assert r.status == 500 and b"own error" in r.body, (r.status, r.body[:300])
+            assert "Retry-After" not in r.headers
+            assert wait_for(lambda: read_int(memcg, "memory.failcnt") > f0, timeout=60)
+        assert read_int(memcg, "memory.failcnt") > failcnt0
+        assert keyed(memcg, "memory.oom_control")["oom_kill"] == oom0
+        log = s.error_log(since=mark)
+        assert "SG0202" not in log and "SG0303" not in log, log[-2000:]
+        assert get_json(s)["vhosts"][0]["translated"] == 0
+    finally:
+        if churn:
+            churn.kill()
+            churn.wait()
         try:
             os.unlink(fill)
         except FileNotFoundError:

@@ -303,6 +303,15 @@ TEST(Evidence, CgroupEvidenceIsAnOomKill) {
   EXPECT_EQ(evidence_text(start, now, d, 1000), "cgroup oom_kill +1");
 }
 
+// A 500 with ample headroom and no counter moved skips the sampler's look, except where OOM kills
+// are counted: a kill frees its victim's memory (ample again) and only a sample reads it.
+TEST(Evidence, OomKillsCountedAlwaysWaitForTheSample) {
+  EXPECT_FALSE(must_wait_for_evidence(true, false, false));
+  EXPECT_TRUE(must_wait_for_evidence(true, false, true));
+  EXPECT_TRUE(must_wait_for_evidence(false, false, false));
+  EXPECT_TRUE(must_wait_for_evidence(true, true, false));
+}
+
 // ---------------------------------------------------------------- on the shared segment
 
 namespace {

@@ -81,17 +81,34 @@ TEST(Stat, Descendants) {
 }
 
 TEST(Status, RssShmemOfThisProcessGrowsWithTouchedSharedPages) {
-  auto before = read_rss_shmem("/proc", ::getpid());
+  auto before = read_resident("/proc", ::getpid());
   ASSERT_TRUE(before) << before.error;
   const std::size_t len = 4 << 20;
   void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(p, MAP_FAILED);
   std::memset(p, 1, len);  // touched pages count in RssShmem
-  auto after = read_rss_shmem("/proc", ::getpid());
+  auto after = read_resident("/proc", ::getpid());
   ::munmap(p, len);
   ASSERT_TRUE(after) << after.error;
-  EXPECT_GE(*after.value, *before.value + len);
-  EXPECT_FALSE(read_rss_shmem("/proc", 0x7ffffff0));
+  EXPECT_GE(after.value->rss_shmem, before.value->rss_shmem + len);
+  EXPECT_FALSE(read_resident("/proc", 0x7ffffff0));
+}
+
+// What a memory cgroup charges a worker for (issue 17): its private anon grows as it is touched,
+// not as it is mapped.
+TEST(Status, RssAnonOfThisProcessGrowsWhenTouchedNotWhenMapped) {
+  const std::size_t len = 8 << 20;
+  auto before = read_resident("/proc", ::getpid());
+  ASSERT_TRUE(before) << before.error;
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  auto mapped = read_resident("/proc", ::getpid());
+  std::memset(p, 1, len);
+  auto touched = read_resident("/proc", ::getpid());
+  ::munmap(p, len);
+  ASSERT_TRUE(mapped && touched);
+  EXPECT_LT(mapped.value->rss_anon, before.value->rss_anon + len / 2);
+  EXPECT_GE(touched.value->rss_anon, before.value->rss_anon + len);
 }
 
 // ---------------------------------------------------------------- worker identity (exec)
