@@ -110,12 +110,15 @@ fuzz-smoke: $(FUZZ_SRC:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
 build: deps
 	$(MAKE) all
 
-.PHONY: build deps deps-bench deps-package test test-asan-module soak test-unit test-cli test-integration clean format run install bench bench-smoke deb test-package
+.PHONY: build deps deps-bench deps-bench-smoke deps-package test test-asan-module soak test-unit test-cli test-integration clean format run install bench bench-smoke deb test-package
 deps:
 	$(DEPS) test
 
 deps-bench:
 	$(DEPS) bench
+
+deps-bench-smoke:
+	$(DEPS) bench-smoke
 
 deps-package:
 	$(DEPS) package
@@ -176,7 +179,7 @@ soak: deps-bench
 	$(MAKE) all
 	SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/serving.py --soak
 
-bench-smoke: deps-bench
+bench-smoke: deps-bench-smoke
 	$(MAKE) all
 	BUILD=$(BUILD) sh bench/run.sh --smoke
 
