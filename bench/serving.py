@@ -8,10 +8,12 @@ such workers (a fourth php-cgi really dies of PHP's own error).
   wait      mod_shmguard defaults (ShmGuardAction refuse + ShmGuardWait 5s), the budget of 3
   degrade   ShmGuardAction degrade + shmguard-php-wrapper, the budget of 3
   moving    mod_shmguard defaults, the budget moving between 1 and 5 workers every 3 s
-and, with a budget of ONE such worker (issue 18; not in --smoke):
-  tuned-1   mod_fcgid alone, FcgidMaxProcessesPerClass 1, ample budget
-  wait-1    mod_shmguard defaults, the budget of 1
-  degrade-1 ShmGuardAction degrade as above, the budget of 1 (one full worker, the rest lean)
+and, with a budget in which ONE such worker fits (1.5 workers: 432 MiB; issue 18; not in --smoke):
+  tuned-1    mod_fcgid alone, FcgidMaxProcessesPerClass 1, ample budget
+  wait-1     mod_shmguard defaults
+  degrade-1  ShmGuardAction degrade as above (lean workers: OPcache file cache only, no shm)
+  degrade-1s ShmGuardAction degrade, ShmGuardLeanReserve 48M, --lean 48M (lean workers: OPcache
+             36 MiB + APCu 12 MiB in shared memory; three fit beside the full one)
 
 16 concurrent keep-alive clients for 10 s (moving: 32); ratios are served 200s / tuned's. Every
 config has the same mod_fcgid tuning (TUNING below): FcgidMaxRequestsPerProcess and php-cgi's
@@ -115,7 +117,7 @@ def _set_budget(s, budget_workers, module):
     s.budget.refresh()
     base = s.budget.held()
     if budget_workers:
-        s.budget.set_barrier(base + budget_workers * WORKER_PAGES + 5 * 256)
+        s.budget.set_barrier(base + int(budget_workers * WORKER_PAGES) + 5 * 256)
     if module:
         time.sleep(1.0)  # the sampler's first samples
     return base
@@ -334,15 +336,20 @@ def main(argv):
     # A budget of ONE full worker (issue 18): one php-cgi uses at most one of the two cores, so
     # lean workers (no shared memory: OPcache from its file cache) have a core to run on.
     # Not in the smoke run (the same scenario() with other numbers; the smoke stays short).
+    # The budget is 1.5 workers (432 MiB): one full worker (288 MiB) and 144 MiB in which no
+    # second one fits, but three lean workers of 48 MiB do (degrade-1s); degrade-1's lean workers
+    # (OPcache file cache only) need no shared memory at all.
     rows1 = [] if a.smoke else [
         ("tuned-1", scenario("tuned-1", cl, secs, 0, False, max_processes_per_class=1)),
-        ("wait-1", scenario("wait-1", cl, secs, 1, True)),
-        ("degrade-1", scenario("degrade-1", cl, secs, 1, True, wrapper="shmguard", lean_mib=0,
+        ("wait-1", scenario("wait-1", cl, secs, 1.5, True)),
+        ("degrade-1", scenario("degrade-1", cl, secs, 1.5, True, wrapper="shmguard", lean_mib=0,
                                guard="ShmGuardAction degrade\nShmGuardLeanReserve 0\n")),
+        ("degrade-1s", scenario("degrade-1s", cl, secs, 1.5, True, wrapper="shmguard", lean_mib=48,
+                                guard="ShmGuardAction degrade\nShmGuardLeanReserve 48M\n")),
     ]
     tables = [("budget 3 workers, %d clients x %g s; moving: %d clients" % (cl, secs, cl * 2), rows)] if rows else []
     if rows1:
-        tables.append(("budget 1 worker (tuned-1: FcgidMaxProcessesPerClass 1, ample budget), "
+        tables.append(("budget 1.5 workers: one full one fits (tuned-1: FcgidMaxProcessesPerClass 1, ample budget), "
                        "%d clients x %g s" % (cl, secs), rows1))
     for title, rs in tables:
         tuned = rs[0][1]["200"] or 1
