@@ -39,7 +39,7 @@ DEPFLAGS  := -MMD -MP
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 PARALLEL   = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS))
 
-.PHONY: all build deps deps-bench deps-package test test-unit test-asan \
+.PHONY: all build deps deps-bench deps-bench-smoke deps-package test test-unit test-asan \
         build-asan test-asan-module fuzz-smoke soak clean format run install bench bench-smoke deb \
         test-package
 
@@ -137,6 +137,9 @@ deps:
 deps-bench:
 	$(DEPS) bench
 
+deps-bench-smoke:
+	$(DEPS) bench-smoke
+
 deps-package:
 	$(DEPS) package
 
@@ -196,7 +199,7 @@ soak: deps-bench
 	$(MAKE) $(PARALLEL) all
 	SHMGUARD_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/serving.py --soak
 
-bench-smoke: deps-bench
+bench-smoke: deps-bench-smoke
 	$(MAKE) $(PARALLEL) all
 	BUILD=$(BUILD) sh bench/run.sh --smoke
 

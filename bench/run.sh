@@ -1,7 +1,7 @@
 #!/bin/sh
 # mod_shmguard benchmarks (issue 5). Usage: sh bench/run.sh [--smoke] [bench.py options]
-#   full run ~10 min (manual: `make bench`); --smoke: tiny sizes, < 60 s (CI: `make bench-smoke`).
-# Needs root (Apache runs as www-data), `make`, and `sh scripts/deps.sh bench`.
+#   full run ~15 min (manual: `make bench`); --smoke: tiny sizes, < 60 s, without P8 (CI: `make bench-smoke`).
+# Needs root (Apache runs as www-data), `make`, and `sh scripts/deps.sh bench` (smoke: `bench-smoke`).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -30,6 +30,14 @@ if stale "$OUT/sampler_bench" bench/sampler_bench.cpp bench/fixtures.hpp include
     mod_shmguard/sampler/sampler.cpp "$BUILD/libshmguard_core.a" -lpthread -o "$OUT/sampler_bench"
 fi
 "$PYTHON" bench/bench.py --out "$OUT" "$@" || exit $?
+# P8: two sites on one budget (DokuWiki + WordPress on a MariaDB the script starts; see
+# bench/sharing.py). Only in the full run (no options): not in the smoke run, since it needs
+# `scripts/deps.sh bench`'s WordPress and MariaDB, which CI does not install, and takes minutes.
+if [ $# -eq 0 ]; then
+  SHMGUARD_BUILD=$(cd "$BUILD" && pwd) "$PYTHON" bench/sharing.py --json "$OUT/p8.json" || exit $?
+else
+  echo "bench: P8 runs in the full run only (alone: $PYTHON bench/sharing.py)" >&2
+fi
 # P6: keep serving under exhaustion (real DokuWiki, real php-cgi; see bench/serving.py).
 SHMGUARD_BUILD=$(cd "$BUILD" && pwd) "$PYTHON" bench/serving.py "$@" || exit $?
 # P7: PHP in a memory cgroup (real cgroup v1 groups it makes and removes; see bench/containers.py).

@@ -1,13 +1,20 @@
 #!/bin/sh
 # Installs the Debian packages mod_shmguard needs to build and test, when missing.
-# Usage: scripts/deps.sh [test|bench|package|all]   (as root; otherwise prints the apt-get line)
+# Usage: scripts/deps.sh [test|bench-smoke|bench|package|all]   (as root; otherwise prints the apt-get line)
+#   bench-smoke: what `make bench-smoke` (CI) runs; bench adds P8's applications (WordPress on a
+#   MariaDB server that bench/sharing.py starts itself), which neither `make test` nor CI needs.
 set -eu
 what=${1:-test}
 pkgs="g++ make pkg-config apache2 apache2-dev libapache2-mod-fcgid php-cgi php-fpm php-apcu
       libgtest-dev python3 python3-pytest clang libclang-rt-14-dev prometheus procps util-linux iproute2 curl
       python3-yaml man-db icinga2-bin nagios4-core"
 case "$what" in
-  bench|all) pkgs="$pkgs wrk libbenchmark-dev strace apache2-utils dokuwiki" ;;
+  bench-smoke|bench|all) pkgs="$pkgs wrk libbenchmark-dev strace apache2-utils dokuwiki" ;;
+esac
+case "$what" in
+  # `php` first: it satisfies wordpress's "libapache2-mod-php | php" with the php-cgi/php-fpm
+  # above, so apt does not pull in mod_php (which would enable itself in /etc/apache2).
+  bench|all) pkgs="$pkgs php wordpress wordpress-theme-twentytwentythree php-mysql mariadb-server mariadb-client" ;;
 esac
 case "$what" in
   package|all) pkgs="$pkgs build-essential dpkg-dev debhelper lintian" ;;
