@@ -105,6 +105,9 @@ Snapshot probe(const ProbeConfig& cfg);
 
 // Fills limits / headroom_bytes / binding from the sources already in the snapshot.
 void compute_headroom(Snapshot& s);
+// Sets headroom_bytes / binding from the limits already in the snapshot: the tightest wins
+// (compute_headroom ends with it).
+void choose_binding(Snapshot& s);
 
 // Raw failure counters present in a snapshot (value only), in a stable order.
 std::vector<Counter> raw_counters(const Snapshot& s);

@@ -158,8 +158,6 @@ BindingLimit binding_limit(std::string_view name) {
 
 void compute_headroom(Snapshot& s) {
   s.limits.clear();
-  s.headroom_bytes.reset();
-  s.binding.clear();
 
   // OpenVZ charges a shared anonymous mapping to shmpages (UB_HARD, against the barrier) and to
   // privvmpages: both refuse it.
@@ -193,6 +191,12 @@ void compute_headroom(Snapshot& s) {
                              *s.overcommit->committed_as});
   }
 
+  choose_binding(s);
+}
+
+void choose_binding(Snapshot& s) {
+  s.headroom_bytes.reset();
+  s.binding.clear();
   const Limit* best = nullptr;
   for (const auto& l : s.limits)
     if (!best || l.headroom_bytes() < best->headroom_bytes()) best = &l;

@@ -16,13 +16,7 @@ Snapshot with_limits(std::vector<std::pair<std::string, std::uint64_t>> ls) {
   Snapshot s;
   for (const auto& [name, headroom] : ls)
     s.limits.push_back(Limit{name, 4096 * MiB, 4096 * MiB - headroom});
-  const Limit* best = nullptr;
-  for (const auto& l : s.limits)
-    if (!best || l.headroom_bytes() < best->headroom_bytes()) best = &l;
-  if (best) {
-    s.headroom_bytes = best->headroom_bytes();
-    s.binding = best->name;
-  }
+  choose_binding(s);
   return s;
 }
 
