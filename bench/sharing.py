@@ -271,28 +271,6 @@ def p99(values):
     return v[max(0, math.ceil(0.99 * len(v)) - 1)]  # nearest rank
 
 
-class Watch:
-    """The most php-cgi workers of the server seen at once, polled every 0.1 s."""
-
-    def __init__(self, s):
-        self.s, self.most, self.stop_ = s, 0, threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop_.is_set():
-            try:
-                self.most = max(self.most, len(self.s.php_workers()))
-            except Exception:  # noqa: BLE001 - a process gone between two reads
-                pass
-            self.stop_.wait(0.1)
-
-    def stop(self):
-        self.stop_.set()
-        self.t.join()
-        return self.most
-
-
 CONFIGS = {
     # name: (module, Server options)
     "module": (True, {}),
@@ -315,7 +293,7 @@ def run_config(name, db, seconds, clients=16):
         b_url = install_wordpress(s, db)
         s.start()
         serving._set_budget(s, 3, module)
-        watch = Watch(s)
+        watch = harness.WorkerWatch(s, every=0.1)
         # --- main: A warms up, A alone, A + B, then A quiet and B goes on.
         serving.load(s, a_url, clients, 3, host=A)
         alone = serving.load(s, a_url, clients, seconds, host=A)

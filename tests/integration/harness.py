@@ -1265,3 +1265,26 @@ def main(argv):
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+class WorkerWatch:
+    """The most php-cgi workers of server `s` seen at once, polled every `every` seconds from a
+    thread until stop() (which returns it). A process gone between two reads is not an error."""
+
+    def __init__(self, s, every=0.02):
+        self.s, self.every, self.most, self.stop_ = s, every, 0, threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_.is_set():
+            try:
+                self.most = max(self.most, len(self.s.php_workers()))
+            except Exception:  # noqa: BLE001 - a process gone between two reads
+                pass
+            self.stop_.wait(self.every)
+
+    def stop(self):
+        self.stop_.set()
+        self.t.join()
+        return self.most

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 
-from harness import wait_for
+from harness import WorkerWatch as Watch, wait_for
 from test_module import GUARD, SEG_PAGES, status, wait_sample
 
 A, B = "a.test", "b.test"
@@ -41,25 +41,6 @@ def get(s, host, path="/sleep.php", timeout=60):
 def vh(s, name):
     (v,) = [v for v in status(s)["vhosts"] if v["server_name"] == name]
     return v
-
-
-class Watch:
-    """The most php-cgi workers seen at once, polled until stopped."""
-
-    def __init__(self, s):
-        self.s, self.most, self.stop_ = s, 0, threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop_.is_set():
-            self.most = max(self.most, len(self.s.php_workers()))
-            time.sleep(0.02)
-
-    def stop(self):
-        self.stop_.set()
-        self.t.join()
-        return self.most
 
 
 def hammer_a(s, n=6):
