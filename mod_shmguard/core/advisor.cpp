@@ -234,10 +234,16 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
   }
 
   // 4. PHP-FPM processes sharing one segment (what the second finding recommends, seen working):
-  // one finding per segment of cache size that only php-fpm processes map, several of them.
+  // one finding per segment of cache size that only php-fpm processes map, several of them; the
+  // largest kMaxFpmShareFindings, the others summed in one.
   std::vector<int> fpm_pids;  // pids of the php-fpm rows, sorted (a pid listed twice counts twice)
   bool fpm_pids_ready = false;
-  for (const auto& u : uses) {
+  struct FpmShare {
+    std::size_t use, processes;
+  };
+  std::vector<FpmShare> shares;
+  for (std::size_t ui = 0; ui < uses.size(); ++ui) {
+    const SegmentUse& u = uses[ui];
     if (!u.shared() || !is_memory_segment(u.seg) || u.seg.size < kMinCache) continue;
     if (!fpm_pids_ready) {
       for (const auto& w : workers)
@@ -251,12 +257,34 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       fpm += static_cast<std::size_t>(hi - lo);
     }
     if (fpm != u.pids.size()) continue;
-    out.push_back(Finding{"fpm-shared-opcache",
+    shares.push_back(FpmShare{ui, fpm});
+  }
+  if (shares.size() > kMaxFpmShareFindings) {  // the largest first (ties: first seen)
+    std::stable_sort(shares.begin(), shares.end(), [&](const FpmShare& a, const FpmShare& b) {
+      return uses[a.use].seg.size > uses[b.use].seg.size;
+    });
+  }
+  for (std::size_t i = 0; i < shares.size() && i < kMaxFpmShareFindings; ++i) {
+    const SegmentUse& u = uses[shares[i].use];
+    out.push_back(Finding{
+        "fpm-shared-opcache",
+        "info",
+        std::to_string(shares[i].processes) + " php-fpm processes share one OPcache segment of " +
+            compact_bytes(u.seg.size) + ": a new PHP-FPM worker needs no new shared memory.",
+        {{"processes", shares[i].processes}, {"segment_bytes", u.seg.size}}});
+  }
+  if (shares.size() > kMaxFpmShareFindings) {
+    std::uint64_t n = shares.size() - kMaxFpmShareFindings, bytes = 0, most = 0;
+    for (std::size_t i = kMaxFpmShareFindings; i < shares.size(); ++i) {
+      bytes += uses[shares[i].use].seg.size;
+      most = std::max<std::uint64_t>(most, shares[i].processes);
+    }
+    out.push_back(Finding{"fpm-shared-more",
                           "info",
-                          std::to_string(fpm) + " php-fpm processes share one OPcache segment of " +
-                              compact_bytes(u.seg.size) +
-                              ": a new PHP-FPM worker needs no new shared memory.",
-                          {{"processes", fpm}, {"segment_bytes", u.seg.size}}});
+                          plural(n, "more segment", "more segments") + " (" + compact_bytes(bytes) +
+                              ") shared by php-fpm processes only (up to " + std::to_string(most) +
+                              " processes each), listed as one finding.",
+                          {{"segments", n}, {"total_bytes", bytes}, {"processes_max", most}}});
   }
 
   // 5. Nothing to guard against.
@@ -268,6 +296,22 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
                 "the guard never refuses. If this is an OpenVZ/Virtuozzo container, check "
                 "that /proc/user_beancounters is readable by the sampler.",
                 {}});
+
+  // At most kMaxFindings: the most severe kept (in their order), the rest said in one.
+  if (out.size() > kMaxFindings) {
+    auto rank = [](const Finding& f) {
+      return f.severity == "critical" ? 0 : f.severity == "warning" ? 1 : 2;
+    };
+    std::stable_sort(out.begin(), out.end(),
+                     [&](const Finding& a, const Finding& b) { return rank(a) < rank(b); });
+    const std::uint64_t left = out.size() - (kMaxFindings - 1);
+    out.resize(kMaxFindings - 1);
+    out.push_back(Finding{"findings-left-out",
+                          "info",
+                          plural(left, "less severe finding", "less severe findings") +
+                              " not shown (at most " + std::to_string(kMaxFindings) + ").",
+                          {{"findings", left}}});
+  }
   return out;
 }
 

@@ -36,6 +36,9 @@ struct Config {
   std::size_t status_max_bytes = 0;  // bound of the encoded status part (the blob's size)
   // ShmGuardFpmPool: (socket, pm.status_path) of PHP-FPM pools whose status the page shows.
   std::vector<std::pair<std::string, std::string>> fpm_pools;
+  // The Unix sockets of the PHP-FPM pools this server proxies to (the server configuration's
+  // mod_proxy_fcgi targets and ShmGuardFpmPool's): only their processes are listed as PHP-FPM's.
+  std::vector<std::string> fpm_sockets;
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };
