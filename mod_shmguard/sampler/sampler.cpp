@@ -360,6 +360,7 @@ class Sampler {
     }
     std::unordered_map<int, std::vector<const ProcStat*>> children;
     for (const auto& st : stats) children[st.ppid].push_back(&st);
+    std::size_t kids = 0;  // a tenant's PHP can fork: at most kMaxFpmScope of them read
     for (const auto& node : nodes_) {
       std::vector<int> frontier{node.pid};  // every descendant, not only direct children
       for (std::size_t depth = 0; !frontier.empty() && depth < 8; ++depth) {
@@ -369,7 +370,8 @@ class Sampler {
           if (it == children.end()) continue;
           for (const ProcStat* st : it->second) {
             next.push_back(st->pid);
-            if (st->comm.rfind("php", 0) != 0) continue;
+            if (st->comm.rfind("php", 0) != 0 || kids >= kMaxFpmScope) continue;
+            ++kids;
             Proc& p = track(st->pid, static_cast<std::int64_t>(st->start_ticks));
             p.parent = node.pid;
             p.discovered = discovery_;
