@@ -151,6 +151,11 @@ std::int64_t staleness_bound_ms(std::int64_t interval_ms) {
   return three_intervals_at_least(interval_ms, 1500);
 }
 
+std::int32_t max_waiting_per_class(std::int32_t max_waiting) {
+  if (max_waiting <= 1) return max_waiting;
+  return max_waiting - std::max<std::int32_t>(1, max_waiting / 4);
+}
+
 std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need) {
   return need == 0 ? 0 : room_bytes / need;
 }

@@ -161,6 +161,7 @@ extern Generation gen;
 // sampler.cpp
 void start_sampler();  // fork it (post_config, and again when it dies)
 void stop_sampler();   // end it and reap it (pconf cleanup)
+void watch_sampler();  // the parent's look at a stalled sampler (monitor hook, ~every 10 s)
 
 // guard.cpp
 int guard_fixups(request_rec* r);

@@ -971,6 +971,15 @@ int guard_fixups(request_rec* r) {
     note->key_hash = klass.hash;
     note->fcgid_wrapper = klass.wrapper;
     note->slot = shm::class_slot(seg, klass.hash);
+    if (!note->slot) {  // every slot taken by other classes: this request is not guarded
+      seg->class_table_full.fetch_add(1, std::memory_order_relaxed);
+      if (seg->class_table_full_logged.exchange(1, std::memory_order_relaxed) == 0)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "SG0206 the class table is full (%d mod_fcgid classes): %s and every other "
+                      "request of a new class is not guarded (fails open) until the server is "
+                      "restarted; the status page counts them",
+                      static_cast<int>(shm::kClassSlots), r->uri);
+    }
   }
   if (backend == Backend::Fcgid && has_body(r)) {
     // Decided when the body has been read (gate_filter): an upload does not hold a worker.

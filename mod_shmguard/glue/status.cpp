@@ -194,6 +194,7 @@ SamplerHealth health(std::int64_t now) {
   h.sampled_ms = gen.seg->sample_wall_ms.load(std::memory_order_acquire);
   h.samples = gen.seg->samples.load();
   h.starts = gen.seg->sampler_starts.load();
+  h.class_table_full = gen.seg->class_table_full.load(std::memory_order_relaxed);
   h.log_reads = gen.seg->log_reads.load(std::memory_order_relaxed);
   h.bound_ms = shm::staleness_bound_ms(gen.seg);  // the guard's own bound
   if (h.sampled_ms > 0) h.age_ms = std::max<std::int64_t>(0, now - h.sampled_ms);

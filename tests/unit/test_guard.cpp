@@ -493,9 +493,54 @@ TEST(Claims, WaitQueueIsBounded) {
   auto seg = new_segment();
   seg->max_waiting.store(2);
   shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
+  shm::ClassSlot* other = shm::class_slot(seg.get(), 4);
   EXPECT_GE(shm::enter_wait(seg.get(), slot, 1, 0), 0);
-  EXPECT_GE(shm::enter_wait(seg.get(), slot, 1, 0), 0);
-  EXPECT_EQ(shm::enter_wait(seg.get(), slot, 1, 0), -1);
+  EXPECT_EQ(shm::enter_wait(seg.get(), slot, 1, 0), -1);  // a class gets all but a quarter
+  EXPECT_GE(shm::enter_wait(seg.get(), other, 1, 0), 0);
+  EXPECT_EQ(shm::enter_wait(seg.get(), other, 1, 0), -1);
+  EXPECT_EQ(seg->waiting.load(), 2);
+  EXPECT_EQ(slot->waiting.load(), 1);
+  EXPECT_EQ(other->waiting.load(), 1);
+}
+
+TEST(Claims, OneClassCannotTakeEveryWaitingPlace) {
+  // issue 20 (low): one client's slow requests to one class took every place (ShmGuardMaxWaiting
+  // was global only); the other classes then got 503 at once.
+  EXPECT_EQ(max_waiting_per_class(0), 0);
+  EXPECT_EQ(max_waiting_per_class(1), 1);
+  EXPECT_EQ(max_waiting_per_class(4), 3);
+  EXPECT_EQ(max_waiting_per_class(50), 38);
+  auto seg = new_segment();
+  seg->max_waiting.store(8);
+  shm::ClassSlot* hog = shm::class_slot(seg.get(), 5);
+  shm::ClassSlot* other = shm::class_slot(seg.get(), 6);
+  int taken = 0;
+  for (int i = 0; i < 8; ++i) taken += shm::enter_wait(seg.get(), hog, 1, i) >= 0;
+  EXPECT_EQ(taken, 6);
+  EXPECT_EQ(hog->waiting.load(), 6);
+  EXPECT_GE(shm::enter_wait(seg.get(), other, 2, 0), 0);
+  EXPECT_GE(shm::enter_wait(seg.get(), other, 2, 1), 0);
+  EXPECT_EQ(shm::enter_wait(seg.get(), other, 2, 2), -1);  // the server's 8 are all taken
+  EXPECT_EQ(seg->waiting.load(), 8);
+  EXPECT_EQ(other->waiting.load(), 2);
+}
+
+TEST(Claims, AWaiterRecordBeingSetUpIsNotReaped) {
+  // issue 20 (low): the reaper cleared a record in its set-up state (3) because the pid in it was
+  // its previous, dead owner's; the new owner then waited on a record the counts no longer had.
+  auto seg = new_segment();
+  seg->max_waiting.store(4);
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
+  int w = shm::enter_wait(seg.get(), slot, 4242, 0);
+  ASSERT_GE(w, 0);
+  shm::leave_wait(seg.get(), slot, w);  // free again, pid 4242 left in it
+  seg->waiters[w].state.store(3);       // a new owner took it and is filling it in
+  seg->waiting.fetch_add(1);
+  slot->waiting.fetch_add(1);
+  EXPECT_EQ(shm::reap_dead(seg.get(), [](int pid) { return pid != 4242; }), 0u);
+  EXPECT_EQ(seg->waiters[w].state.load(), 3u);
+  EXPECT_EQ(seg->waiting.load(), 1);
+  EXPECT_EQ(slot->waiting.load(), 1);
 }
 
 TEST(Claims, AReleaseWakesTheOldestWaiterWithinAMillisecond) {
