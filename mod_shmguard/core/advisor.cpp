@@ -1,5 +1,6 @@
 // mod_shmguard core: the advisor.
 #include "shmguard/advisor.hpp"
+#include "shmguard/guard.hpp"
 #include "shmguard/need.hpp"
 
 #include <algorithm>
@@ -225,7 +226,8 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
   // 3. How many more php-cgi workers the headroom allows (each allocates its own segments).
   if (snap.headroom_bytes && largest_worker > 0) {
     std::uint64_t h = *snap.headroom_bytes;
-    std::uint64_t more = h / largest_worker;
+    const FitAdvice fit = fit_advice(h, k_workers, largest_worker, 0);
+    const std::uint64_t more = fit.more;
     std::string bound = snap.binding.empty() ? std::string() : " (bound by " + snap.binding + ")";
     Finding f;
     f.id = "headroom-workers";
@@ -250,7 +252,7 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       f.text = "Headroom " + compact_bytes(h) + bound + " allows " +
                plural(more, "more php-cgi worker", "more php-cgi workers") + " of " +
                compact_bytes(largest_worker) + "; with the " + std::to_string(k_workers) +
-               " running, keep FcgidMaxProcesses at or below " + std::to_string(k_workers + more) +
+               " running, keep FcgidMaxProcesses at or below " + std::to_string(fit.max_processes) +
                " or each worker beyond that will fail to start.";
     }
     f.text += need_words;

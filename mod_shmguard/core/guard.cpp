@@ -160,6 +160,18 @@ std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need) {
   return need == 0 ? 0 : room_bytes / need;
 }
 
+FitAdvice fit_advice(std::uint64_t room, std::uint64_t workers, std::uint64_t need,
+                     std::uint64_t most_seen) {
+  FitAdvice f;
+  // Saturating: a share past 2^64 bytes is no limit anyone configures.
+  const std::uint64_t held = need != 0 && workers > UINT64_MAX / need ? UINT64_MAX : workers * need;
+  const std::uint64_t share = room > UINT64_MAX - held ? UINT64_MAX : room + held;
+  f.more = workers_that_fit(room, need);
+  f.max_processes = workers_that_fit(share, need);
+  if (most_seen > 0) f.per_worker = share / most_seen;
+  return f;
+}
+
 bool must_wait_for_evidence(bool fresh_bounded_ample, bool counters_moved, bool oom_kills_counted) {
   return !fresh_bounded_ample || counters_moved || oom_kills_counted;
 }

@@ -159,10 +159,11 @@ std::vector<VhostStatus> vhosts() {
           static_cast<std::uint64_t>(h) > static_cast<std::uint64_t>(res > 0 ? res : 0)
               ? static_cast<std::uint64_t>(h - (res > 0 ? res : 0))
               : 0;
-      std::uint64_t share = room + static_cast<std::uint64_t>(v.workers_now) * v.reserve.bytes;
-      v.fit_more = workers_that_fit(room, v.reserve.bytes);
-      v.max_processes_fit = workers_that_fit(share, v.reserve.bytes);
-      if (v.most_seen > 0) v.per_worker_fit = share / static_cast<std::uint64_t>(v.most_seen);
+      const FitAdvice fit = fit_advice(room, static_cast<std::uint64_t>(v.workers_now),
+                                       v.reserve.bytes, static_cast<std::uint64_t>(v.most_seen));
+      v.fit_more = fit.more;
+      v.max_processes_fit = fit.max_processes;
+      v.per_worker_fit = fit.per_worker;
     }
     if (share_known && v.fcgid_vhost_id != 0) {
       // Its classes: those with workers, and those that only wait (their last waiter's vhost).

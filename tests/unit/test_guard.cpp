@@ -991,3 +991,30 @@ TEST(Decide, AWaitSaysWhatItWaitsFor) {
   EXPECT_EQ(decide(in).wait_for, WaitFor::None);
   EXPECT_STREQ(wait_words(WaitFor::Measure), "waiting for the spawn being measured");
 }
+
+// ---------------------------------------------------------------- fit (issue 19 item 1)
+
+// The one "how many fit" answer SG0201, the status page and the advisor give. The field case:
+// a suEXEC worker mapping 182 MiB, 2 running, 100 MiB of room, 3 workers seen at most.
+TEST(Fit, MoreMaxProcessesAndPerWorkerFromOneShare) {
+  const std::uint64_t MiB = 1 << 20;
+  FitAdvice f = fit_advice(100 * MiB, 2, 182 * MiB, 3);
+  EXPECT_EQ(f.more, 0u);                           // 100 MiB holds no 182 MiB worker
+  EXPECT_EQ(f.max_processes, 2u);                  // (100 + 2 × 182) / 182 = 2.5
+  EXPECT_EQ(f.per_worker, (100 + 364) * MiB / 3);  // what each of 3 workers may map
+  f = fit_advice(400 * MiB, 2, 182 * MiB, 0);
+  EXPECT_EQ(f.more, 2u);
+  EXPECT_EQ(f.max_processes, 4u);
+  EXPECT_EQ(f.per_worker, 0u);  // no worker seen: nothing to say per worker
+}
+
+TEST(Fit, UnknownNeedFitsNothingAndHugeNumbersSaturate) {
+  FitAdvice f = fit_advice(1 << 30, 5, 0, 5);
+  EXPECT_EQ(f.more, 0u);
+  EXPECT_EQ(f.max_processes, 0u);
+  EXPECT_EQ(f.per_worker, (1u << 30) / 5);
+  f = fit_advice(UINT64_MAX, UINT64_MAX, UINT64_MAX, 1);
+  EXPECT_EQ(f.more, 1u);
+  EXPECT_EQ(f.max_processes, 1u);  // saturated share, not a wrapped one
+  EXPECT_EQ(f.per_worker, UINT64_MAX);
+}
