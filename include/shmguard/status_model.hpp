@@ -17,7 +17,7 @@
 
 #include "shmguard/advisor.hpp"
 #include "shmguard/fpm.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/model.hpp"
 

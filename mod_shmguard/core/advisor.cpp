@@ -1,6 +1,6 @@
 // mod_shmguard core: the advisor.
 #include "shmguard/advisor.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/need.hpp"
 
 #include <algorithm>

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 
 namespace shmguard {
 

@@ -133,7 +133,7 @@ std::vector<VhostStatus> vhosts() {
       labels.insert(v.label);
     }
     if (gen.fcgid_module) {
-      // vhost_id is the first member of mod_fcgid's server config (as guard.cpp reads it).
+      // vhost_id is the first member of mod_fcgid's server config (as request_hooks.cpp reads it).
       const int* id =
           static_cast<const int*>(ap_get_module_config(s->module_config, gen.fcgid_module));
       if (id) v.fcgid_vhost_id = *id;

@@ -26,7 +26,7 @@
 #include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/fpm.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/lean.hpp"
 #include "shmguard/need.hpp"

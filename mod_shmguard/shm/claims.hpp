@@ -14,7 +14,7 @@
 #include <cstdint>
 
 #include "shm/segment.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 
 namespace shmguard::shm {
 

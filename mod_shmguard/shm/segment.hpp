@@ -15,7 +15,7 @@
 #include <cstring>
 #include <string>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/model.hpp"
 
 namespace shmguard::shm {

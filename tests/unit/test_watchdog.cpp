@@ -1,7 +1,7 @@
 // The parent's watchdog on the sampler (issue 20, low): a SIGSTOPped sampler is noticed.
 #include <gtest/gtest.h>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/watchdog.hpp"
 
 using namespace shmguard;

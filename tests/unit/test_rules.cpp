@@ -13,7 +13,7 @@
 
 #include "shm/claims.hpp"
 #include "shmguard/fcgid.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 
 using namespace shmguard;
 

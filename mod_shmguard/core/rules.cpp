@@ -1,5 +1,5 @@
-// mod_shmguard core: the guard's rules (see guard.hpp).
-#include "shmguard/guard.hpp"
+// mod_shmguard core: the guard's rules, decide() and every numbered rule (see rules.hpp).
+#include "shmguard/rules.hpp"
 
 namespace shmguard {
 

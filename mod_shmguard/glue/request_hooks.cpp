@@ -28,7 +28,7 @@
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/fpm.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/need.hpp"
 #include "shmguard/reclaim.hpp"
 #include "shmguard/workers.hpp"
