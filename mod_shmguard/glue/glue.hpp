@@ -152,10 +152,6 @@ struct Generation {
   void (*fcgid_lock)(request_rec*) = nullptr;
   void (*fcgid_unlock)(request_rec*) = nullptr;
 };
-// Room for mod_fcgid's fcgid_command (13 160 bytes in 2.3.9), and its path and command-line
-// fields (FCGID_PATH_MAX, FCGID_CMDLINE_MAX).
-constexpr std::size_t kFcgidCommandBytes = 64 * 1024;
-constexpr std::size_t kFcgidPathMax = 256, kFcgidCmdlineMax = 512;
 extern Generation gen;
 
 // sampler.cpp

@@ -1,6 +1,5 @@
 // mod_shmguard glue: the module record and its hooks. Each hook translates httpd types and calls
 // the core; every C++ entry point catches all exceptions (an exception never crosses into httpd).
-#include <dlfcn.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -11,6 +10,7 @@
 #include <cstring>
 #include <exception>
 
+#include "fcgid_abi.hpp"
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
 
@@ -63,82 +63,6 @@ apr_status_t generation_cleanup(void*) {
   gen.seg = nullptr;  // the segment itself is destroyed by its own pconf cleanup (apr_shm)
   gen.shm = nullptr;
   return APR_SUCCESS;
-}
-
-// Finds mod_fcgid's process table and wrapper lookup (exported by its shared object), after
-// checking that this mod_fcgid is the version whose private structures the module knows and that
-// its table has the expected geometry. On anything else nothing of mod_fcgid's is read (not its
-// table, wrapper configuration or server configuration): SG0102, and its requests fail open.
-void find_fcgid(server_rec* s) {
-  module* m = ap_find_linked_module("mod_fcgid.c");
-  gen.fcgid_module = nullptr;
-  gen.fcgid_table = nullptr;
-  gen.fcgid_get_wrapper_info = nullptr;
-  gen.fcgid_init_spawn_cmd = nullptr;
-  gen.fcgid_send_spawn_cmd = nullptr;
-  gen.fcgid_lock = gen.fcgid_unlock = nullptr;
-  if (!m) return;
-  auto fail = [&](const std::string& why) {
-    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                 "SG0102 mod_fcgid is loaded but its process table is not used: %s; the guard "
-                 "cannot tell idle workers apart and will fail open for mod_fcgid requests",
-                 why.c_str());
-  };
-  const char* desc = ap_get_server_description();
-  const std::string version = fcgid::version_in(desc ? desc : "");
-  if (!fcgid::version_supported(version)) {
-    fail(version.empty() ? std::string("its version is not in the server description")
-                         : "version " + version +
-                               " is not one whose layout this module knows "
-                               "(2.3.9)");
-    return;
-  }
-  using PtrFn = void* (*)();
-  using SizeFn = std::size_t (*)();
-  auto sym = [](const char* name) { return dlsym(RTLD_DEFAULT, name); };
-  auto call = [&](const char* name) -> const unsigned char* {
-    auto f = reinterpret_cast<PtrFn>(sym(name));
-    return f ? static_cast<const unsigned char*>(f()) : nullptr;
-  };
-  auto wrapper = reinterpret_cast<void* (*)(const char*, request_rec*)>(sym("get_wrapper_info"));
-  auto size_fn = reinterpret_cast<SizeFn>(sym("proctable_get_table_size"));
-  if (!wrapper || !size_fn || !sym("proctable_get_table_array") ||
-      !sym("proctable_get_idle_list") || !sym("proctable_get_busy_list") ||
-      !sym("proctable_get_error_list") || !sym("proctable_get_free_list")) {
-    fail("symbols proctable_get_table_array/_table_size/_*_list or get_wrapper_info not exported");
-    return;
-  }
-  fcgid::TableGeometry g;
-  g.table = call("proctable_get_table_array");
-  g.table_size = size_fn();
-  g.idle = call("proctable_get_idle_list");
-  g.busy = call("proctable_get_busy_list");
-  g.error = call("proctable_get_error_list");
-  g.free = call("proctable_get_free_list");
-  std::string why = fcgid::check_table(g);
-  if (!why.empty()) {
-    fail("the table does not have the layout of mod_fcgid 2.3.9 (" + why + ")");
-    return;
-  }
-  gen.fcgid_module = m;
-  gen.fcgid_table = g.table;
-  gen.fcgid_get_wrapper_info = wrapper;
-  // Optional: without them an admitted spawn is left to mod_fcgid's handler (a second later
-  // when workers of the class are busy).
-  auto init = reinterpret_cast<void (*)(void*, request_rec*, void*)>(sym("procmgr_init_spawn_cmd"));
-  auto send =
-      reinterpret_cast<apr_status_t (*)(void*, request_rec*)>(sym("procmgr_send_spawn_cmd"));
-  if (init && send) {
-    gen.fcgid_init_spawn_cmd = init;
-    gen.fcgid_send_spawn_cmd = send;
-  }
-  // Optional: without them no idle worker is reclaimed for another class (ShmGuardReclaim).
-  auto lock = reinterpret_cast<void (*)(request_rec*)>(sym("proctable_lock"));
-  auto unlock = reinterpret_cast<void (*)(request_rec*)>(sym("proctable_unlock"));
-  if (lock && unlock) {
-    gen.fcgid_lock = lock;
-    gen.fcgid_unlock = unlock;
-  }
 }
 
 // Under ShmGuardAction degrade (any vhost) the sampler publishes the headroom for

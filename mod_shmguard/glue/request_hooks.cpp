@@ -25,6 +25,7 @@
 #include <pthread.h>
 
 #include "shm/claims.hpp"
+#include "fcgid_abi.hpp"
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/fpm.hpp"
@@ -126,85 +127,6 @@ Backend classify(const request_rec* r, const ServerConf* c) {
     if (strcmp(n, r->handler) == 0) return Backend::Listed;
   }
   return Backend::None;
-}
-
-// mod_fcgid's process-class key for this request (see fcgid_bridge.c apply_free_procnode).
-struct FcgidClass {
-  fcgid::ClassKey key;
-  std::uint64_t hash;
-  const void* wrapper;  // get_wrapper_info()'s answer
-};
-// mod_fcgid 2.3.9's fcgid_cmd_conf (fcgid_conf.h).
-struct WrapperConf {
-  const char* cgipath;
-  const char* cmdline;
-  apr_ino_t inode;
-  apr_dev_t deviceid;
-  int is_virtual;
-};
-bool fcgid_class(request_rec* r, FcgidClass& out) {
-  if (!gen.fcgid_module || !gen.fcgid_get_wrapper_info) return false;
-  auto* w = static_cast<const WrapperConf*>(gen.fcgid_get_wrapper_info(r->filename, r));
-  out.wrapper = w;
-  if (w) {
-    out.key.inode = static_cast<std::uint64_t>(w->inode);
-    out.key.deviceid = static_cast<std::uint64_t>(w->deviceid);
-    out.key.cmdline = w->cmdline;
-  } else {
-    if (r->finfo.inode == 0 && r->finfo.device == 0) return false;
-    out.key.inode = static_cast<std::uint64_t>(r->finfo.inode);
-    out.key.deviceid = static_cast<std::uint64_t>(r->finfo.device);
-    out.key.cmdline = r->filename;  // mod_fcgid's command line without a wrapper
-  }
-  // vhost_id is the first member of mod_fcgid's server config.
-  const int* vhost_id =
-      static_cast<const int*>(ap_get_module_config(r->server->module_config, gen.fcgid_module));
-  if (!vhost_id) return false;
-  out.key.vhost_id = *vhost_id;
-  ap_unix_identity_t* ugid = ap_run_get_suexec_identity(r);
-  out.key.uid = ugid ? static_cast<std::uint32_t>(ugid->uid) : 0xffffffffu;
-  out.key.gid = ugid ? static_cast<std::uint32_t>(ugid->gid) : 0xffffffffu;
-  out.hash = fcgid::class_hash(out.key);
-  return true;
-}
-
-// A spawn the guard admitted is asked of mod_fcgid's process manager at once, as mod_fcgid's
-// handler would ask for it (procmgr_init_spawn_cmd + procmgr_send_spawn_cmd, the same command it
-// builds from the same configuration; the manager still applies FcgidMaxProcesses*, the spawn
-// score and its own limits). mod_fcgid's handler, when all workers of the class are busy, sleeps
-// a whole second before it asks: meanwhile a worker that freed stayed idle (the spawn's claim
-// kept it from the waiters) and the request then took that worker instead of starting one, so
-// under load a class could not grow. Asked now, the new worker is on the idle list when the
-// handler looks. Nothing is asked where mod_fcgid's handler would refuse before it spawns (no
-// such file, a directory).
-void start_worker(request_rec* r, const RequestNote* note) {
-  if (!gen.fcgid_init_spawn_cmd || !gen.fcgid_send_spawn_cmd) return;
-  // fcgid_handler's refusals before it spawns: no ExecCGI (and not ScriptAliased), rejected path
-  // info, no such file or a directory, a command longer than its fields.
-  const char* forced = apr_table_get(r->notes, "alias-forced-type");
-  const bool script_aliased = forced && strcasecmp(forced, "cgi-script") == 0;
-  if (!(ap_allow_options(r) & OPT_EXECCGI) && !script_aliased) return;
-  if (r->used_path_info == AP_REQ_REJECT_PATH_INFO && r->path_info && *r->path_info) return;
-  const auto* w = static_cast<const WrapperConf*>(note->fcgid_wrapper);
-  if ((!w || !w->is_virtual) && r->finfo.filetype != APR_REG) return;
-  const char* cgipath = w ? w->cgipath : r->filename;
-  const char* cmdline = w ? w->cmdline : r->filename;
-  if (!cgipath || !cmdline || strlen(cgipath) >= kFcgidPathMax ||
-      strlen(cmdline) >= kFcgidCmdlineMax)
-    return;
-  if (!w) {  // no wrapper: the script itself is the command (the handler's dummy configuration)
-    auto* d = static_cast<WrapperConf*>(apr_pcalloc(r->pool, sizeof(WrapperConf)));
-    d->cgipath = d->cmdline = r->filename;
-    d->inode = r->finfo.inode;
-    d->deviceid = r->finfo.device;
-    w = d;
-  }
-  // fcgid_command is 13 160 bytes in 2.3.9 (paths, options, 64 environment pairs; 2.3.10's is
-  // larger); its writer and the process manager's reader agree on its size, this buffer only has
-  // to hold it.
-  void* cmd = apr_pcalloc(r->pool, kFcgidCommandBytes);
-  gen.fcgid_init_spawn_cmd(cmd, r, const_cast<WrapperConf*>(w));
-  gen.fcgid_send_spawn_cmd(cmd, r);
 }
 
 // Gives the request's claim back (once: the release filter, or the pool cleanup at the latest).
@@ -391,25 +313,6 @@ std::size_t thread_hint() {
 }
 
 // ---------------------------------------------------------------- reclaim (ShmGuardReclaim)
-
-// mod_fcgid's own table lock, held for a scope (given back whatever happens in it).
-struct FcgidTableLock {
-  request_rec* r;
-  explicit FcgidTableLock(request_rec* req) : r(req) { gen.fcgid_lock(r); }
-  ~FcgidTableLock() { gen.fcgid_unlock(r); }
-  FcgidTableLock(const FcgidTableLock&) = delete;
-  FcgidTableLock& operator=(const FcgidTableLock&) = delete;
-};
-
-// The server whose mod_fcgid vhost id is `id` (nullptr: none).
-server_rec* server_of_fcgid_vhost(int id) {
-  for (server_rec* v = gen.main_server; v; v = v->next) {
-    const int* vid =
-        static_cast<const int*>(ap_get_module_config(v->module_config, gen.fcgid_module));
-    if (vid && *vid == id) return v;
-  }
-  return nullptr;
-}
 
 const char* server_name_of(const server_rec* v) {
   return v && v->server_hostname ? v->server_hostname : "?";
@@ -826,7 +729,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     // Nor under `log` (a dry run leaves mod_fcgid's spawning as it is).
     if (decision.claim == Claim::Spawn && decision.reserve_bytes > 0 && v == Verdict::Pass &&
         in.action != Action::Log)
-      start_worker(r, note);
+      start_worker(r, note->fcgid_wrapper);
   }
   shm::VhostCounters* vc = counters_for(c);
   if (in.fpm && vc) vc->fpm.fetch_add(1, std::memory_order_relaxed);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fcgid_abi.hpp"
 #include "glue.hpp"
 #include "shmguard/share.hpp"
 #include "shmguard/fcgid.hpp"
@@ -132,12 +133,7 @@ std::vector<VhostStatus> vhosts() {
       v.label += " #" + std::to_string(c->vhost_index);
       labels.insert(v.label);
     }
-    if (gen.fcgid_module) {
-      // vhost_id is the first member of mod_fcgid's server config (as request_hooks.cpp reads it).
-      const int* id =
-          static_cast<const int*>(ap_get_module_config(s->module_config, gen.fcgid_module));
-      if (id) v.fcgid_vhost_id = *id;
-    }
+    v.fcgid_vhost_id = fcgid_vhost_id(s);
     v.guard = conf_enabled(c);
     v.dry_run = conf_dry_run(c);
     v.action = to_string(conf_action(c));
