@@ -32,6 +32,7 @@
 namespace shmguard {
 
 namespace {
+using text::Lines;
 
 constexpr std::uint64_t kLongMax64 = 9223372036854775807ULL;
 constexpr std::uint64_t kLongMax32 = 2147483647ULL;
@@ -86,28 +87,6 @@ bool valid_id(std::string_view s) {
   }
   return true;
 }
-
-// Iterates over the lines of a text, numbering them from 1. A final line without '\n' counts.
-class Lines {
- public:
-  explicit Lines(std::string_view text) : text_(text) {}
-  bool next(std::string_view& line) {
-    if (pos_ >= text_.size()) return false;
-    std::size_t nl = text_.find('\n', pos_);
-    if (nl == std::string_view::npos) nl = text_.size();
-    line = text_.substr(pos_, nl - pos_);
-    pos_ = nl + 1;
-    ++number_;
-    return true;
-  }
-  std::size_t number() const { return number_; }
-  std::size_t pos() const { return pos_; }  // where the next line starts
-
- private:
-  std::string_view text_;
-  std::size_t pos_ = 0;
-  std::size_t number_ = 0;
-};
 
 bool blank(std::string_view text) {
   for (char c : text)

@@ -12,7 +12,9 @@
 #include "shmguard/sources.hpp"
 
 namespace shmguard {
+using text::for_each_line;
 using text::is_space;
+using text::Lines;
 using text::malformed;
 using text::quote;
 using text::split_ws;
@@ -26,19 +28,6 @@ constexpr std::uint64_t kHugeLimit = std::uint64_t{1} << 62;
 
 bool blank(std::string_view s) {
   return trim(s).empty();
-}
-
-// Calls f(line_number, line) for each line (without '\n'); stops early when f returns false.
-template <class F>
-void for_each_line(std::string_view text, F&& f) {
-  std::size_t no = 0;
-  while (!text.empty()) {
-    ++no;
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    if (!f(no, line)) return;
-  }
 }
 
 bool list_contains(std::string_view list, std::string_view item) {

@@ -39,11 +39,8 @@ std::optional<HeadroomState> parse_headroom_state(std::string_view text, std::st
   };
   if (text.size() > 4096) return fail("larger than 4 KiB");
   std::vector<std::string_view> lines;
-  while (!text.empty()) {
-    std::size_t nl = text.find('\n');
-    lines.push_back(text.substr(0, nl));
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-  }
+  text::Lines reader(text);
+  for (std::string_view line; reader.next(line);) lines.push_back(line);
   if (lines.empty() || lines[0] != kMagic) return fail("not a mod_shmguard state file");
   if (lines.back() != "end") return fail("incomplete (no end line)");
   HeadroomState s;

@@ -7,6 +7,7 @@
 
 namespace shmguard {
 using text::is_space;
+using text::Lines;
 using text::malformed;
 using text::quote;
 using text::split_ws;
@@ -18,12 +19,9 @@ Result<std::map<std::string, std::uint64_t>> parse_meminfo(std::string_view text
   using R = Result<std::map<std::string, std::uint64_t>>;
   if (trim(text).empty()) return R::fail(malformed(1, "empty file"));
   std::map<std::string, std::uint64_t> out;
-  std::size_t no = 0;
-  while (!text.empty()) {
-    ++no;
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+  Lines lines(text);
+  for (std::string_view line; lines.next(line);) {
+    const std::size_t no = lines.number();
     if (trim(line).empty()) continue;
     std::size_t colon = line.find(':');
     std::string_view key = colon == std::string_view::npos ? line : trim(line.substr(0, colon));

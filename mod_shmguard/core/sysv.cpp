@@ -7,6 +7,7 @@
 
 namespace shmguard {
 using text::is_space;
+using text::Lines;
 using text::malformed;
 using text::quote;
 using text::split_ws;
@@ -46,12 +47,9 @@ Result<std::vector<SysvSegment>> parse_sysvipc_shm(std::string_view text) {
   // Column index of each field, or -1 when the kernel does not print it.
   int c_key = -1, c_shmid = -1, c_size = -1, c_cpid = -1, c_nattch = -1, c_uid = -1, c_rss = -1,
       c_swap = -1;
-  std::size_t no = 0;
-  while (!text.empty()) {
-    ++no;
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+  Lines lines(text);
+  for (std::string_view line; lines.next(line);) {
+    const std::size_t no = lines.number();
     if (trim(line).empty()) continue;
     std::vector<std::string_view> t = split_ws(line);
     if (header.empty()) {

@@ -19,6 +19,36 @@ inline std::string_view trim(std::string_view s) {
   return s;
 }
 
+// Iterates over the lines of a text, numbering them from 1. A final line without '\n' counts.
+class Lines {
+ public:
+  explicit Lines(std::string_view text) : text_(text) {}
+  bool next(std::string_view& line) {
+    if (pos_ >= text_.size()) return false;
+    std::size_t nl = text_.find('\n', pos_);
+    if (nl == std::string_view::npos) nl = text_.size();
+    line = text_.substr(pos_, nl - pos_);
+    pos_ = nl + 1;
+    ++number_;
+    return true;
+  }
+  std::size_t number() const { return number_; }
+  std::size_t pos() const { return pos_; }  // where the next line starts
+
+ private:
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  std::size_t number_ = 0;
+};
+
+// Calls f(line_number, line) for each line (without '\n'); stops early when f returns false.
+template <class F>
+void for_each_line(std::string_view text, F&& f) {
+  Lines lines(text);
+  for (std::string_view line; lines.next(line);)
+    if (!f(lines.number(), line)) return;
+}
+
 // Whitespace-separated fields.
 inline std::vector<std::string_view> split_ws(std::string_view s) {
   std::vector<std::string_view> out;

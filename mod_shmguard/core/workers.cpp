@@ -14,6 +14,7 @@
 #include <memory>
 
 namespace shmguard {
+using text::Lines;
 using text::trim;
 
 namespace {
@@ -277,10 +278,8 @@ std::vector<std::size_t> pick_exec_checks(const std::vector<ExecCheckDue>& all, 
 
 // Uid, RssShmem and RssAnon from /proc/PID/status.
 static void parse_status(std::string_view t, Worker& w) {
-  while (!t.empty()) {
-    std::size_t nl = t.find('\n');
-    std::string_view line = t.substr(0, nl);
-    t = nl == std::string_view::npos ? std::string_view{} : t.substr(nl + 1);
+  Lines lines(t);
+  for (std::string_view line; lines.next(line);) {
     if (line.rfind("Uid:", 0) == 0) {
       std::string_view r = line.substr(4);
       if (auto v = parse_u64(next_field(r)); v && *v <= 0xffffffffu)
@@ -305,10 +304,8 @@ Result<Resident> read_resident(const std::string& procfs, int pid) {
 
 std::optional<std::uint64_t> parse_private_writable(std::string_view t) {
   std::optional<std::uint64_t> data, stack;
-  while (!t.empty()) {
-    std::size_t nl = t.find('\n');
-    std::string_view line = t.substr(0, nl);
-    t = nl == std::string_view::npos ? std::string_view{} : t.substr(nl + 1);
+  Lines lines(t);
+  for (std::string_view line; lines.next(line);) {
     for (auto [name, to] : {std::pair{std::string_view("VmData:"), &data},
                             std::pair{std::string_view("VmStk:"), &stack}}) {
       if (line.rfind(name, 0) != 0) continue;
