@@ -60,6 +60,11 @@ struct Finding {
   std::vector<std::pair<std::string, std::uint64_t>> numbers;  // the same numbers, for machines
 };
 
+// The "memory-pressure" warning: the memory cgroup's PSI full avg10 (all its non-idle tasks
+// stalled on memory at once: thrashing, Documentation/accounting/psi.rst) at or above this, in
+// hundredths of a percent. A warning only, never a refusal (README "Memory cgroups").
+constexpr std::uint32_t kPsiThrashingFullAvg10 = 1000;  // 10.00 %
+
 std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers);
 // The same, with the sharing already computed (segment_sharing(workers)).
 std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers,
