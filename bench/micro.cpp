@@ -157,7 +157,7 @@ void BM_Decide(benchmark::State& state) {
 }
 BENCHMARK(BM_Decide);
 
-// The fixups fast path with ample headroom: what guard.cpp's admit() runs (freshness, the class
+// The fixups fast path with ample headroom: what glue/request_hooks.cpp's admit() runs (freshness, the class
 // slot, shm::try_admit() with the core's decide(), the claim record) and the release at the
 // response's end (shm::release_claim()), without r->pool allocation, mod_fcgid's
 // get_wrapper_info() and ap_run_get_suexec_identity(), which cannot run outside httpd. The real

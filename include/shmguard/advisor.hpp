@@ -65,6 +65,12 @@ struct Finding {
 // hundredths of a percent. A warning only, never a refusal (README "Memory cgroups").
 constexpr std::uint32_t kPsiThrashingFullAvg10 = 1000;  // 10.00 %
 
+// Bounded: the workers are any local user's processes (their segments, their number). At most
+// kMaxFpmShareFindings "fpm-shared-opcache" findings (the largest segments), the rest as one
+// "fpm-shared-more"; at most kMaxFindings in all, the most severe first kept, the rest said in one
+// "findings-left-out". (Two processes sharing 30 000 memfds once gave 30 001 findings.)
+constexpr std::size_t kMaxFpmShareFindings = 4;
+constexpr std::size_t kMaxFindings = 32;
 std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers);
 // The same, with the sharing already computed (segment_sharing(workers)).
 std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& workers,

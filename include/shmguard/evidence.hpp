@@ -2,7 +2,7 @@
 // php-cgi's stderr is the main error log, unprefixed; httpd's own lines start with '['. A line
 // counts only in PHP's exact format from its start, so a phrase inside a logged URL or an app's
 // message in httpd's format is never evidence. (The guard also wants the OPcache line's pid to
-// have exited, and an APCu line to come with a failure counter that rose: see guard.hpp.)
+// have exited, and an APCu line to come with a failure counter that rose: see rules.hpp.)
 #pragma once
 
 #include <cstdint>

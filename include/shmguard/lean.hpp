@@ -60,4 +60,11 @@ struct LeanSettings {
 };
 LeanSettings lean_settings(std::string_view cmdline);
 
+// Why an OPcache file-cache directory (shmguard-php-wrapper --file-cache) must not be used, or ""
+// when it may: a lean worker runs the compiled scripts it finds there, so a directory that another
+// tenant can write lets that tenant plant code for this one. Required: a directory (not a
+// symlink), owned by `uid` (the worker's own: a per-tenant directory under suEXEC), writable by
+// nobody else (no group or other write bit).
+std::string file_cache_problem(const std::string& dir, unsigned uid);
+
 }  // namespace shmguard

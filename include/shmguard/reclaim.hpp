@@ -1,5 +1,5 @@
 // mod_shmguard core: reclaiming an idle worker of another class (several sites on one budget).
-// When a request finds no worker of its class and no room (guard.hpp rule 8b), and another class
+// When a request finds no worker of its class and no room (rules.hpp rule 8b), and another class
 // holds an idle worker, one idle worker is retired the way mod_fcgid retires one past its idle
 // timeout (fcgid::retire_idle_node). These are the rules of "should we, and which": pure, over a
 // description of mod_fcgid's workers and the guard's counts of each class.

@@ -17,7 +17,7 @@
 
 #include "shmguard/advisor.hpp"
 #include "shmguard/fpm.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/model.hpp"
 
@@ -66,8 +66,9 @@ struct SamplerPart {
   std::uint64_t failures_last_minute() const;  // sum of the failure counters' last-minute rises
 };
 
-// What the worker tables may hold. Any local user can start processes the sampler lists (php-fpm
-// is found by name) with command lines of their choosing: without bounds, thousands of rows with
+// What the worker tables may hold. Tenants' code runs in the processes the sampler lists (the
+// workers and pools this server serves from) with command lines of their choosing: without
+// bounds, thousands of rows with
 // long commands would make the sampler's part larger than the shared segment's blob (a blank
 // page) and the sampler large.
 constexpr std::size_t kMaxWorkerRows = 2048;
@@ -86,6 +87,13 @@ SamplerPart make_sampler_part(const Snapshot& snap, std::vector<WorkerRow> worke
                               const StatusOptions& opts = StatusOptions{},
                               std::optional<StatusHistory> history = std::nullopt);
 
+// Makes encode_sampler_part(p) at most `max_bytes` (0: no bound) by leaving out, in this order,
+// what matters least: the last hour's history, the findings, the FPM pools, worker rows from the
+// end (counted in not_listed). Whatever it leaves out but rows is said in one finding
+// "status-part-cut", so the limits, counters and the rows that fit still show. False only when
+// even that is too large (then nothing should be published: a cut encoding does not decode).
+bool fit_sampler_part(SamplerPart& p, std::size_t max_bytes);
+
 // The one encoding of SamplerPart (the shared segment's blob): compact, versioned by its magic.
 // decode returns nullopt for anything that is not exactly one encoding (truncated, extended,
 // foreign, inconsistent); it never allocates more than the input's size justifies.
@@ -101,6 +109,9 @@ struct SamplerHealth {
   std::int64_t interval_ms = 0, sampled_ms = 0, age_ms = -1, bound_ms = 0;
   std::uint64_t samples = 0, starts = 0, log_reads = 0;  // log_reads: error-log follower reads
   bool fresh = false;
+  // Requests of a mod_fcgid class that found no slot in the class table (all kClassSlots taken by
+  // other classes): not guarded, they failed open.
+  std::uint64_t class_table_full = 0;
 };
 
 enum class GuardState { Ok, Warning, Refusing, FailingOpen };
@@ -169,7 +180,8 @@ struct Headline {
 // The headline's rule: failing open without a fresh sample; refusing when a guarded vhost's
 // reserve is above the headroom (not for a vhost whose guarded requests all went to PHP-FPM,
 // which no reserve applies to); warning for PHP-FPM requests served with the headroom low, for a
-// dry-run refusal, the warn threshold, failure counters that rose, critical findings; OK otherwise.
+// dry-run refusal, the warn threshold, failure counters that rose, critical findings, requests
+// not guarded because the class table is full; OK otherwise.
 Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
                          const std::vector<VhostStatus>& vhosts, const SamplerPart* part);
 

@@ -22,9 +22,26 @@ struct Segment {
   }
 };
 
+// What one process can make the sampler do is bounded: any local user's process can have tens of
+// thousands of mappings (65 000 once took 1.6 s per read; two processes sharing 30 000 1-MiB
+// memfds blanked the status page). Of a process's maps at most kMapsMaxBytes are read and
+// kMapsMaxLines mappings parsed, and at most kMaxSegments distinct segments are kept: the largest
+// (a php-cgi maps a handful: OPcache, APCu, their locks).
+constexpr std::size_t kMapsMaxBytes = 1u << 20;
+constexpr std::size_t kMapsMaxLines = 8192;
+constexpr std::size_t kMaxSegments = 64;
+// What a read of a process's maps left out (MapsBounds::note() says it for the status page).
+struct MapsBounds {
+  bool cut = false;                   // more than kMapsMaxBytes or kMapsMaxLines: the rest unread
+  std::size_t segments_left_out = 0;  // distinct segments past kMaxSegments (the smallest)
+  std::string note() const;           // "" when nothing was left out
+};
+
 // Shared mappings ('s' in perms) of /proc/PID/maps that are anonymous shared memory: /dev/zero
-// (deleted), /SYSV########, /anon_hugepage, /memfd:. One Segment per (dev, inode).
-Result<std::vector<Segment>> parse_maps_shared(std::string_view text);
+// (deleted), /SYSV########, /anon_hugepage, /memfd:. One Segment per (dev, inode), in first-seen
+// order, found by sorting (O(n log n) in the mappings); at most kMapsMaxLines lines read and
+// kMaxSegments segments kept, as `bounds` tells.
+Result<std::vector<Segment>> parse_maps_shared(std::string_view text, MapsBounds* bounds = nullptr);
 
 // What a process runs, as its /proc/PID/stat shows it besides the name. An exec keeps the pid and
 // the start time but replaces the image: the name (comm: the file executed, the script itself for
@@ -75,7 +92,8 @@ struct Worker {
   std::uint64_t rss_shmem = 0;  // RssShmem from /proc/PID/status, bytes
   std::uint64_t rss_anon = 0;   // RssAnon from /proc/PID/status, bytes
   std::vector<Segment> segments;
-  std::string error;  // set when maps could not be read (the worker is still listed)
+  std::string error;      // set when maps could not be read (the worker is still listed)
+  std::string maps_note;  // MapsBounds::note() of the last maps read ("" when all was read)
 };
 
 // At most this much of a process's command line is read (any process can make its own longer).
@@ -97,8 +115,9 @@ struct Resident {
   std::uint64_t rss_shmem = 0, rss_anon = 0;
 };
 Result<Resident> read_resident(const std::string& procfs, int pid);
-// The shared segments of one process (its /proc/PID/maps).
-Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid);
+// The shared segments of one process (its /proc/PID/maps, at most kMapsMaxBytes of it).
+Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid,
+                                           MapsBounds* bounds = nullptr);
 // Now, in the clock ticks since boot that /proc/PID/stat's start time uses (-1 if unknown).
 std::int64_t boot_ticks_now(const std::string& procfs);
 

@@ -1,5 +1,6 @@
 // mod_shmguard core: the advisor.
 #include "shmguard/advisor.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/need.hpp"
 
 #include <algorithm>
@@ -225,7 +226,8 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
   // 3. How many more php-cgi workers the headroom allows (each allocates its own segments).
   if (snap.headroom_bytes && largest_worker > 0) {
     std::uint64_t h = *snap.headroom_bytes;
-    std::uint64_t more = h / largest_worker;
+    const FitAdvice fit = fit_advice(h, k_workers, largest_worker, 0);
+    const std::uint64_t more = fit.more;
     std::string bound = snap.binding.empty() ? std::string() : " (bound by " + snap.binding + ")";
     Finding f;
     f.id = "headroom-workers";
@@ -250,7 +252,7 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       f.text = "Headroom " + compact_bytes(h) + bound + " allows " +
                plural(more, "more php-cgi worker", "more php-cgi workers") + " of " +
                compact_bytes(largest_worker) + "; with the " + std::to_string(k_workers) +
-               " running, keep FcgidMaxProcesses at or below " + std::to_string(k_workers + more) +
+               " running, keep FcgidMaxProcesses at or below " + std::to_string(fit.max_processes) +
                " or each worker beyond that will fail to start.";
     }
     f.text += need_words;
@@ -258,10 +260,16 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
   }
 
   // 4. PHP-FPM processes sharing one segment (what the second finding recommends, seen working):
-  // one finding per segment of cache size that only php-fpm processes map, several of them.
+  // one finding per segment of cache size that only php-fpm processes map, several of them; the
+  // largest kMaxFpmShareFindings, the others summed in one.
   std::vector<int> fpm_pids;  // pids of the php-fpm rows, sorted (a pid listed twice counts twice)
   bool fpm_pids_ready = false;
-  for (const auto& u : uses) {
+  struct FpmShare {
+    std::size_t use, processes;
+  };
+  std::vector<FpmShare> shares;
+  for (std::size_t ui = 0; ui < uses.size(); ++ui) {
+    const SegmentUse& u = uses[ui];
     if (!u.shared() || !is_memory_segment(u.seg) || u.seg.size < kMinCache) continue;
     if (!fpm_pids_ready) {
       for (const auto& w : workers)
@@ -275,6 +283,15 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       fpm += static_cast<std::size_t>(hi - lo);
     }
     if (fpm != u.pids.size()) continue;
+    shares.push_back(FpmShare{ui, fpm});
+  }
+  if (shares.size() > kMaxFpmShareFindings) {  // the largest first (ties: first seen)
+    std::stable_sort(shares.begin(), shares.end(), [&](const FpmShare& a, const FpmShare& b) {
+      return uses[a.use].seg.size > uses[b.use].seg.size;
+    });
+  }
+  for (std::size_t i = 0; i < shares.size() && i < kMaxFpmShareFindings; ++i) {
+    const SegmentUse& u = uses[shares[i].use];
     // The saving measured: its pool children, as php-cgi workers under mod_fcgid, would each
     // map a segment of that size; shared, one.
     std::uint64_t children = 0;
@@ -282,8 +299,8 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
       if (w.backend == "php-fpm" && w.kind.rfind("php-fpm pool ", 0) == 0 &&
           std::binary_search(u.pids.begin(), u.pids.end(), w.pid))
         ++children;
-    std::string t = std::to_string(fpm) + " php-fpm processes share one OPcache segment of " +
-                    compact_bytes(u.seg.size) +
+    std::string t = std::to_string(shares[i].processes) +
+                    " php-fpm processes share one OPcache segment of " + compact_bytes(u.seg.size) +
                     ": a new PHP-FPM worker needs no new shared memory.";
     const std::uint64_t saved = children >= 2 ? (children - 1) * u.seg.size : 0;
     if (saved)
@@ -293,10 +310,23 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
     out.push_back(Finding{"fpm-shared-opcache",
                           "info",
                           t,
-                          {{"processes", fpm},
+                          {{"processes", shares[i].processes},
                            {"segment_bytes", u.seg.size},
                            {"children", children},
                            {"saving_bytes", saved}}});
+  }
+  if (shares.size() > kMaxFpmShareFindings) {
+    std::uint64_t n = shares.size() - kMaxFpmShareFindings, bytes = 0, most = 0;
+    for (std::size_t i = kMaxFpmShareFindings; i < shares.size(); ++i) {
+      bytes += uses[shares[i].use].seg.size;
+      most = std::max<std::uint64_t>(most, shares[i].processes);
+    }
+    out.push_back(Finding{"fpm-shared-more",
+                          "info",
+                          plural(n, "more segment", "more segments") + " (" + compact_bytes(bytes) +
+                              ") shared by php-fpm processes only (up to " + std::to_string(most) +
+                              " processes each), listed as one finding.",
+                          {{"segments", n}, {"total_bytes", bytes}, {"processes_max", most}}});
   }
 
   // 5. The memory cgroup is thrashing (PSI, v2): a warning, not a refusal. Pressure is not
@@ -333,6 +363,22 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
                 "the guard never refuses. If this is an OpenVZ/Virtuozzo container, check "
                 "that /proc/user_beancounters is readable by the sampler.",
                 {}});
+
+  // At most kMaxFindings: the most severe kept (in their order), the rest said in one.
+  if (out.size() > kMaxFindings) {
+    auto rank = [](const Finding& f) {
+      return f.severity == "critical" ? 0 : f.severity == "warning" ? 1 : 2;
+    };
+    std::stable_sort(out.begin(), out.end(),
+                     [&](const Finding& a, const Finding& b) { return rank(a) < rank(b); });
+    const std::uint64_t left = out.size() - (kMaxFindings - 1);
+    out.resize(kMaxFindings - 1);
+    out.push_back(Finding{"findings-left-out",
+                          "info",
+                          plural(left, "less severe finding", "less severe findings") +
+                              " not shown (at most " + std::to_string(kMaxFindings) + ").",
+                          {{"findings", left}}});
+  }
   return out;
 }
 

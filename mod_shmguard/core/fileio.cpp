@@ -1,4 +1,5 @@
 // mod_shmguard core: reading small kernel files, strict number parsing.
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -63,18 +64,18 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
 Result<std::string> read_file_prefix(const std::string& path, std::size_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) return read_error(path, errno);
-  std::string out(max_bytes, '\0');
-  std::size_t have = 0;
-  while (have < max_bytes) {
-    ssize_t n = ::read(fd.get(), &out[have], max_bytes - have);
+  // Grown as read (a bound of a MiB costs nothing for a file of a few KiB).
+  std::string out;
+  char buf[65536];
+  while (out.size() < max_bytes) {
+    ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, max_bytes - out.size()));
     if (n < 0) {
       if (errno == EINTR) continue;
       return read_error(path, errno);
     }
     if (n == 0) break;
-    have += static_cast<std::size_t>(n);
+    out.append(buf, static_cast<std::size_t>(n));
   }
-  out.resize(have);
   return Result<std::string>::ok(std::move(out));
 }
 

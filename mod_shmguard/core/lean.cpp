@@ -1,6 +1,11 @@
 // mod_shmguard core: lean workers (see lean.hpp).
 #include "shmguard/lean.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "shmguard/sources.hpp"
 #include "shmguard/units.hpp"
 #include "text.hpp"
@@ -187,6 +192,20 @@ std::string LeanSettings::describe() const {
     out += apcu_off ? "APCu off" : "APCu " + human_bytes(*apcu);
   }
   return out;
+}
+
+std::string file_cache_problem(const std::string& dir, unsigned uid) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return std::string("cannot be read: ") + std::strerror(errno);
+  if (S_ISLNK(st.st_mode)) return "is a symbolic link";
+  if (!S_ISDIR(st.st_mode)) return "is not a directory";
+  if (st.st_uid != uid)
+    return "belongs to uid " + std::to_string(st.st_uid) + ", not this worker's " +
+           std::to_string(uid) + " (one directory per tenant)";
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return std::string("is writable by ") + ((st.st_mode & S_IWOTH) ? "everyone" : "its group") +
+           " (another tenant could plant compiled scripts)";
+  return "";
 }
 
 }  // namespace shmguard

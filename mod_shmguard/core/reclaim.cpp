@@ -1,7 +1,7 @@
 // mod_shmguard core: which idle worker of another class to retire, if any (see reclaim.hpp).
 #include "shmguard/reclaim.hpp"
 
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 
 namespace shmguard {
 

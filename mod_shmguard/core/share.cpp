@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 
 namespace shmguard {
 

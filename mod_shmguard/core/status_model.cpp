@@ -130,9 +130,11 @@ SamplerPart make_sampler_part(const Snapshot& snap, std::vector<WorkerRow> worke
   const SegmentSharing sharing = segment_sharing(workers);
   p.findings = advise(snap, workers, sharing);
   p.workers.totals = totals_of(workers, sharing);
-  // Everything but the rows first: what is left of max_bytes is the rows'.
+  // Everything but the rows first: what is left of max_bytes is the rows'. Should that alone be
+  // past the bound, the history and findings go first (fit_sampler_part), not the rows.
   std::size_t budget = SIZE_MAX;
   if (opts.max_bytes) {
+    fit_sampler_part(p, opts.max_bytes);
     const std::size_t fixed = encode_sampler_part(p).size();
     budget = opts.max_bytes > fixed ? opts.max_bytes - fixed : 0;
   }
@@ -165,6 +167,69 @@ SamplerPart make_sampler_part(const Snapshot& snap, std::vector<WorkerRow> worke
   }
   t.index();
   return p;
+}
+
+bool fit_sampler_part(SamplerPart& p, std::size_t max_bytes) {
+  if (!max_bytes) return true;
+  std::size_t size = encode_sampler_part(p).size();
+  if (size <= max_bytes) return true;
+  bool history = false;
+  std::uint64_t findings = 0, pools = 0;
+  // The findings kept, then the one that says what was left out.
+  auto say = [&](std::vector<Finding> keep) {
+    std::string what;
+    auto add = [&](const std::string& s) { what += (what.empty() ? "" : ", ") + s; };
+    if (history) add("the last hour's history");
+    if (findings) add(std::to_string(findings) + (findings == 1 ? " finding" : " findings"));
+    if (pools) add(std::to_string(pools) + (pools == 1 ? " PHP-FPM pool" : " PHP-FPM pools"));
+    keep.push_back(Finding{"status-part-cut",
+                           "warning",
+                           "The sampler's part of the status page exceeded its bound of " +
+                               std::to_string(max_bytes) + " bytes: left out " + what + ".",
+                           {{"max_bytes", max_bytes},
+                            {"findings_left_out", findings},
+                            {"fpm_pools_left_out", pools},
+                            {"history_left_out", history}}});
+    p.findings = std::move(keep);
+    size = encode_sampler_part(p).size();
+  };
+  if (p.history) {
+    p.history.reset();
+    history = true;
+    say(std::move(p.findings));
+    if (size <= max_bytes) return true;
+  }
+  if (!p.findings.empty()) {
+    findings = p.findings.size() - (history ? 1 : 0);  // not the note just added
+    say({});
+    if (size <= max_bytes) return true;
+  }
+  if (!p.fpm_pools.empty()) {
+    pools = p.fpm_pools.size();
+    p.fpm_pools.clear();
+    say({});
+    if (size <= max_bytes) return true;
+  }
+  WorkerTable& t = p.workers;
+  t.index();
+  t.mapped_by.resize(t.first.back());  // one entry per row segment, whoever built the table
+  while (size > max_bytes && !t.rows.empty()) {
+    // Rows off the end until the estimate fits, then the encoding is measured again (the
+    // counts' varints).
+    std::size_t estimate = size;
+    while (estimate > max_bytes && !t.rows.empty()) {
+      const std::size_t i = t.rows.size() - 1;
+      const std::size_t row = encoded_row_size(t.rows[i], t.mapped_by.data() + t.first[i]);
+      estimate = estimate > row ? estimate - row : 0;
+      t.mapped_by.resize(t.first[i]);
+      t.first.pop_back();
+      t.rows.pop_back();
+      ++t.not_listed;
+    }
+    size = encode_sampler_part(p).size();
+  }
+  t.index();
+  return size <= max_bytes;
 }
 
 // ------------------------------------------------------------------------------ the headline
@@ -207,6 +272,9 @@ Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
                  ") of " + list(refusing) +
                  ": requests that would need a new worker get 503; requests an idle worker can "
                  "serve still pass.";
+    if (h.class_table_full > 0)
+      out.detail += " The class table is full: " + std::to_string(h.class_table_full) +
+                    " requests of new mod_fcgid classes were not guarded (failed open; SG0206).";
     return out;
   }
   std::vector<std::string> why;
@@ -224,6 +292,9 @@ Headline decide_headline(const SamplerHealth& h, const HotValues& hot,
     why.push_back("failure counters rose by " + std::to_string(rose) + " in the last minute");
   if (critical > 0)
     why.push_back(std::to_string(critical) + " critical finding" + (critical == 1 ? "" : "s"));
+  if (h.class_table_full > 0)
+    why.push_back("the class table is full: " + std::to_string(h.class_table_full) +
+                  " requests of new mod_fcgid classes were not guarded (failed open; SG0206)");
   if (!why.empty()) {
     out.state = GuardState::Warning;
     for (std::size_t i = 0; i < why.size(); ++i) out.detail += (i ? "; " : "") + why[i];

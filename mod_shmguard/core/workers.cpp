@@ -55,10 +55,30 @@ struct DirCloser {
 
 }  // namespace
 
-Result<std::vector<Segment>> parse_maps_shared(std::string_view text) {
-  std::vector<Segment> out;
+std::string MapsBounds::note() const {
+  std::string n;
+  if (cut)
+    n = "more than " + std::to_string(kMapsMaxLines) + " mappings or " +
+        std::to_string(kMapsMaxBytes >> 20) + " MiB of maps: only those were read";
+  if (segments_left_out)
+    n += (n.empty() ? "" : "; ") + std::to_string(segments_left_out) +
+         " smaller shared segments not kept (at most " + std::to_string(kMaxSegments) + ")";
+  return n;
+}
+
+Result<std::vector<Segment>> parse_maps_shared(std::string_view text, MapsBounds* bounds) {
+  struct Seen {
+    Segment seg;
+    std::size_t at;  // first-seen position
+  };
+  std::vector<Seen> all;
   std::size_t lineno = 0;
+  bool cut = false;
   while (!text.empty()) {
+    if (lineno == kMapsMaxLines) {
+      cut = !trim(text).empty();
+      break;
+    }
     std::size_t nl = text.find('\n');
     std::string_view line = text.substr(0, nl);
     text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
@@ -94,13 +114,46 @@ Result<std::vector<Segment>> parse_maps_shared(std::string_view text) {
       kind = "memfd";
     else
       continue;  // shared file mappings (libraries, data files) are not shared memory segments
-    Segment seg{static_cast<std::uint32_t>(*maj), static_cast<std::uint32_t>(*min), *ino, *hi - *lo,
-                kind};
-    auto it = std::find(out.begin(), out.end(), seg);
-    if (it == out.end())
-      out.push_back(seg);
-    else
-      it->size = std::max(it->size, seg.size);
+    all.push_back(Seen{Segment{static_cast<std::uint32_t>(*maj), static_cast<std::uint32_t>(*min),
+                               *ino, *hi - *lo, std::move(kind)},
+                       all.size()});
+  }
+  // One per (dev, inode): sorted by identity then position, the first of a run stays, with the
+  // run's largest size.
+  auto key_less = [](const Seen& a, const Seen& b) {
+    if (a.seg.dev_major != b.seg.dev_major) return a.seg.dev_major < b.seg.dev_major;
+    if (a.seg.dev_minor != b.seg.dev_minor) return a.seg.dev_minor < b.seg.dev_minor;
+    if (a.seg.inode != b.seg.inode) return a.seg.inode < b.seg.inode;
+    return a.at < b.at;
+  };
+  std::sort(all.begin(), all.end(), key_less);
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (kept > 0 && all[kept - 1].seg == all[i].seg) {
+      all[kept - 1].seg.size = std::max(all[kept - 1].seg.size, all[i].seg.size);
+      continue;
+    }
+    if (kept != i) all[kept] = std::move(all[i]);
+    ++kept;
+  }
+  all.resize(kept);
+  std::size_t left_out = 0;
+  if (all.size() > kMaxSegments) {  // the largest kMaxSegments (ties: first seen)
+    auto larger = [](const Seen& a, const Seen& b) {
+      return a.seg.size != b.seg.size ? a.seg.size > b.seg.size : a.at < b.at;
+    };
+    std::nth_element(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(kMaxSegments),
+                     all.end(), larger);
+    left_out = all.size() - kMaxSegments;
+    all.resize(kMaxSegments);
+  }
+  std::sort(all.begin(), all.end(), [](const Seen& a, const Seen& b) { return a.at < b.at; });
+  std::vector<Segment> out;
+  out.reserve(all.size());
+  for (auto& s : all) out.push_back(std::move(s.seg));
+  if (bounds) {
+    bounds->cut = bounds->cut || cut;
+    bounds->segments_left_out = left_out;
   }
   return Result<std::vector<Segment>>::ok(std::move(out));
 }
@@ -275,10 +328,19 @@ Result<std::uint64_t> read_private_writable(const std::string& procfs, int pid) 
   return Result<std::uint64_t>::ok(*v);
 }
 
-Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid) {
-  auto maps = read_file(procfs + "/" + std::to_string(pid) + "/maps");
+Result<std::vector<Segment>> read_segments(const std::string& procfs, int pid, MapsBounds* bounds) {
+  auto maps = read_file_prefix(procfs + "/" + std::to_string(pid) + "/maps", kMapsMaxBytes + 1);
   if (!maps) return Result<std::vector<Segment>>::fail(maps.error);
-  return parse_maps_shared(*maps.value);
+  std::string_view text = *maps.value;
+  MapsBounds b;
+  if (text.size() > kMapsMaxBytes) {  // the whole lines within the bound
+    std::size_t nl = text.rfind('\n', kMapsMaxBytes - 1);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(0, nl + 1);
+    b.cut = true;
+  }
+  auto segs = parse_maps_shared(text, &b);
+  if (bounds) *bounds = b;
+  return segs;
 }
 
 Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
@@ -302,11 +364,14 @@ Result<Worker> read_worker(const std::string& procfs, int pid, bool with_maps) {
     w.cmdline = std::move(c);
   }
   if (with_maps) {
-    auto segs = read_segments(procfs, pid);
-    if (segs)
+    MapsBounds b;
+    auto segs = read_segments(procfs, pid, &b);
+    if (segs) {
       w.segments = std::move(*segs.value);
-    else
+      w.maps_note = b.note();
+    } else {
       w.error = segs.error;
+    }
   }
   return Result<Worker>::ok(std::move(w));
 }

@@ -34,6 +34,7 @@ void health_lines(AutoLines& a, const StatusModel& m) {
   a.line("ShmGuardSampleAgeMs", h.age_ms);
   a.line("ShmGuardSamples", h.samples);
   a.line("ShmGuardSamplerStarts", h.starts);
+  a.line("ShmGuardClassTableFullRequests", h.class_table_full);
 }
 
 void limit_lines(AutoLines& a, const Snapshot& snap) {

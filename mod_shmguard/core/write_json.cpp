@@ -338,7 +338,8 @@ void sampler_member(JsonWriter& w, const SamplerHealth& h) {
       .field("interval_ms", h.interval_ms)
       .field("samples", h.samples)
       .field("error_log_reads", h.log_reads)
-      .field("starts", h.starts);
+      .field("starts", h.starts)
+      .field("class_table_full_requests", h.class_table_full);
   if (h.sampled_ms)
     w.field("last_sample_ms", h.sampled_ms).field("last_sample_age_ms", h.age_ms);
   else

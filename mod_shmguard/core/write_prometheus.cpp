@@ -293,6 +293,9 @@ void health_families(Prom& p, const StatusModel& m) {
   p.family("shmguard_sampler_starts_total", "counter",
            "Sampler processes started in this server generation.");
   p.sample("", h.starts);
+  p.family("shmguard_class_table_full_requests_total", "counter",
+           "Requests of a mod_fcgid class that found the class table full: not guarded.");
+  p.sample("", h.class_table_full);
 }
 
 void vhost_families(Prom& p, const std::vector<VhostStatus>& vs) {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "shm/segment.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/model.hpp"
 #include "shmguard/reclaim.hpp"
 
@@ -161,8 +161,9 @@ extern Generation gen;
 // sampler.cpp
 void start_sampler();  // fork it (post_config, and again when it dies)
 void stop_sampler();   // end it and reap it (pconf cleanup)
+void watch_sampler();  // the parent's look at a stalled sampler (monitor hook, ~every 10 s)
 
-// guard.cpp
+// request_hooks.cpp
 int guard_fixups(request_rec* r);
 int refusal_handler(request_rec* r);
 void translate_insert_error_filter(request_rec* r);

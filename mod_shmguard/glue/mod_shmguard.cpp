@@ -22,6 +22,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_status.h"
+#include "mpm_common.h"
 #include "unixd.h"
 
 APLOG_USE_MODULE(shmguard);
@@ -284,11 +285,21 @@ int status_hook_c(request_rec* r, int flags) {
                  [&] { return status_hook(r, flags); });
 }
 
+// In the parent, about every 10 s (ap_wait_or_timeout): a sampler that published nothing for
+// long (SIGSTOPped by code running as User) is killed; its death starts a new one.
+int monitor(apr_pool_t*, server_rec* s) {
+  return guarded(s, "monitor", static_cast<int>(DECLINED), [&] {
+    watch_sampler();
+    return static_cast<int>(DECLINED);
+  });
+}
+
 void register_hooks(apr_pool_t*) {
   // After mod_fcgid's post_config, which creates its process table.
   static const char* const after_fcgid[] = {"mod_fcgid.c", nullptr};
   ap_hook_post_config(post_config, after_fcgid, nullptr, APR_HOOK_LAST);
   ap_hook_child_init(child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
+  ap_hook_monitor(monitor, nullptr, nullptr, APR_HOOK_MIDDLE);
   // Last, so that SetHandler/AddHandler and mod_proxy have chosen the handler.
   ap_hook_fixups(fixups, nullptr, nullptr, APR_HOOK_REALLY_LAST);
   ap_hook_handler(handler, nullptr, nullptr, APR_HOOK_REALLY_FIRST);

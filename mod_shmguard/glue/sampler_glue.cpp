@@ -17,14 +17,18 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "../sampler/privileges.hpp"
 #include "../sampler/sampler.hpp"
 #include "glue.hpp"
+#include "shmguard/scope.hpp"
+#include "shmguard/watchdog.hpp"
 
 #include "ap_mpm.h"
+#include "http_config.h"
 #include "http_log.h"
 #include "unixd.h"
 
@@ -104,6 +108,19 @@ std::string ptrace_needed() {
   return "";
 }
 
+// The Unix sockets of every mod_proxy_fcgi target in the server configuration (SetHandler
+// "proxy:unix:...|fcgi://", ProxyPass and ProxyPassMatch to "unix:...|fcgi://", <Proxy>), with
+// its variables resolved as httpd read it; .htaccess files are not in it (a tenant's SetHandler
+// names no pool of this server's). At most 64 directives' worth of nesting and sockets.
+void config_fpm_sockets(const ap_directive_t* d, int depth, std::vector<std::string>& out) {
+  for (; d && depth < 64 && out.size() < 64; d = d->next) {
+    if (d->args)
+      for (std::string& p : fpm_sockets_in(d->args))
+        if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(std::move(p));
+    config_fpm_sockets(d->first_child, depth + 1, out);
+  }
+}
+
 // In the forked process: never returns into httpd.
 [[noreturn]] void sampler_main() {
   struct sigaction sa {};
@@ -144,6 +161,10 @@ std::string ptrace_needed() {
       cfg.fpm_logs.emplace_back(v[i + 2], -1);
     }
   }
+  config_fpm_sockets(ap_conftree, 0, cfg.fpm_sockets);
+  for (const auto& [socket, path] : cfg.fpm_pools)
+    if (std::find(cfg.fpm_sockets.begin(), cfg.fpm_sockets.end(), socket) == cfg.fpm_sockets.end())
+      cfg.fpm_sockets.push_back(socket);
 
   // Open what needs privileges, close what was inherited, then drop to User.
   sampler::Kept kept = sampler::open_kept(cfg.probe, cfg.error_log);
@@ -259,6 +280,24 @@ void start_sampler_after(bool restart) {
   gen.sampler_registered = true;
 }
 }  // namespace
+
+void watch_sampler() {
+  if (!gen.seg || !gen.main_server) return;
+  static std::optional<SamplerWatchdog> dog;  // for the generation's interval
+  static std::int64_t dog_interval = -1;
+  const std::int64_t interval = conf_interval_ms(server_conf(gen.main_server));
+  if (!dog || dog_interval != interval) {
+    dog.emplace(interval);
+    dog_interval = interval;
+  }
+  const int pid = gen.sampler_running ? static_cast<int>(gen.sampler.pid) : 0;
+  if (!dog->stalled(pid, gen.seg->samples.load(std::memory_order_acquire), mono_ms())) return;
+  ap_log_error(APLOG_MARK, APLOG_ERR, 0, gen.main_server,
+               "SG0115 the sampler (pid %d) published no sample for %s ms (stopped or stuck; "
+               "the guard fails open meanwhile): killed, a new one is started",
+               pid, std::to_string(dog->quiet_ms()).c_str());
+  kill(pid, SIGKILL);  // its death (APR_OC_REASON_DEATH) starts the next one
+}
 
 void stop_sampler() {
   if (!gen.sampler_running) return;

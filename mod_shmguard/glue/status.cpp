@@ -133,7 +133,7 @@ std::vector<VhostStatus> vhosts() {
       labels.insert(v.label);
     }
     if (gen.fcgid_module) {
-      // vhost_id is the first member of mod_fcgid's server config (as guard.cpp reads it).
+      // vhost_id is the first member of mod_fcgid's server config (as request_hooks.cpp reads it).
       const int* id =
           static_cast<const int*>(ap_get_module_config(s->module_config, gen.fcgid_module));
       if (id) v.fcgid_vhost_id = *id;
@@ -159,10 +159,11 @@ std::vector<VhostStatus> vhosts() {
           static_cast<std::uint64_t>(h) > static_cast<std::uint64_t>(res > 0 ? res : 0)
               ? static_cast<std::uint64_t>(h - (res > 0 ? res : 0))
               : 0;
-      std::uint64_t share = room + static_cast<std::uint64_t>(v.workers_now) * v.reserve.bytes;
-      v.fit_more = workers_that_fit(room, v.reserve.bytes);
-      v.max_processes_fit = workers_that_fit(share, v.reserve.bytes);
-      if (v.most_seen > 0) v.per_worker_fit = share / static_cast<std::uint64_t>(v.most_seen);
+      const FitAdvice fit = fit_advice(room, static_cast<std::uint64_t>(v.workers_now),
+                                       v.reserve.bytes, static_cast<std::uint64_t>(v.most_seen));
+      v.fit_more = fit.more;
+      v.max_processes_fit = fit.max_processes;
+      v.per_worker_fit = fit.per_worker;
     }
     if (share_known && v.fcgid_vhost_id != 0) {
       // Its classes: those with workers, and those that only wait (their last waiter's vhost).
@@ -194,6 +195,7 @@ SamplerHealth health(std::int64_t now) {
   h.sampled_ms = gen.seg->sample_wall_ms.load(std::memory_order_acquire);
   h.samples = gen.seg->samples.load();
   h.starts = gen.seg->sampler_starts.load();
+  h.class_table_full = gen.seg->class_table_full.load(std::memory_order_relaxed);
   h.log_reads = gen.seg->log_reads.load(std::memory_order_relaxed);
   h.bound_ms = shm::staleness_bound_ms(gen.seg);  // the guard's own bound
   if (h.sampled_ms > 0) h.age_ms = std::max<std::int64_t>(0, now - h.sampled_ms);

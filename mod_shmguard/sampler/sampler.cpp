@@ -26,10 +26,11 @@
 #include "shmguard/evidence.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/fpm.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/history.hpp"
 #include "shmguard/lean.hpp"
 #include "shmguard/need.hpp"
+#include "shmguard/scope.hpp"
 #include "shmguard/status_model.hpp"
 #include "shmguard/units.hpp"
 #include "shmguard/workers.hpp"
@@ -173,9 +174,13 @@ class Sampler {
       SamplerPart part = make_sampler_part(
           *last_, std::move(rows), opts, StatusHistory{history_.bucket_ms(), history_.window(now)});
       part.fpm_pools = std::move(pools);
-      const std::string blob = encode_sampler_part(part);
-      encoded = blob.size();
-      shm::publish_blob(seg_, blob);
+      // Never a blob cut at the segment's size (it does not decode: a page without limits,
+      // counters or workers): what matters least is left out first, and said.
+      if (fit_sampler_part(part, cfg_.status_max_bytes)) {
+        const std::string blob = encode_sampler_part(part);
+        encoded = blob.size();
+        shm::publish_blob(seg_, blob);
+      }
     }
     seg_->status_gen.store(ticket, std::memory_order_release);
     // The pools' status, for the next view (as the caches below), once a second while the page
@@ -491,6 +496,7 @@ class Sampler {
     }
     std::unordered_map<int, std::vector<const ProcStat*>> children;
     for (const auto& st : stats) children[st.ppid].push_back(&st);
+    std::size_t kids = 0;  // a tenant's PHP can fork: at most kMaxFpmScope of them read
     for (const auto& node : nodes_) {
       std::vector<int> frontier{node.pid};  // every descendant, not only direct children
       for (std::size_t depth = 0; !frontier.empty() && depth < 8; ++depth) {
@@ -500,7 +506,8 @@ class Sampler {
           if (it == children.end()) continue;
           for (const ProcStat* st : it->second) {
             next.push_back(st->pid);
-            if (st->comm.rfind("php", 0) != 0) continue;
+            if (st->comm.rfind("php", 0) != 0 || kids >= kMaxFpmScope) continue;
+            ++kids;
             Proc& p = track(st->pid, static_cast<std::int64_t>(st->start_ticks));
             p.parent = node.pid;
             p.discovered = discovery_;
@@ -509,8 +516,13 @@ class Sampler {
         frontier.swap(next);
       }
     }
-    for (const auto& st : stats) {
-      if (st.comm.rfind("php-fpm", 0) != 0) continue;
+    // PHP-FPM: the pools this server proxies to (their listeners and children), not every
+    // process named php-fpm on the machine (any local user can start one).
+    std::vector<int> masters;
+    for (const std::string& socket : cfg_.fpm_sockets)
+      if (int pid = unix_listener_pid(socket)) masters.push_back(pid);
+    for (std::size_t i : fpm_scope(stats, masters)) {
+      const ProcStat& st = stats[i];
       Proc& p = track(st.pid, static_cast<std::int64_t>(st.start_ticks));
       if (p.fcgid) continue;
       p.fpm = true;
@@ -584,16 +596,19 @@ class Sampler {
         case Reread::Everything:
           read_process(p);
           break;
-        case Reread::Segments:
-          if (auto segs = read_segments("/proc", p.info.pid)) {
+        case Reread::Segments: {
+          MapsBounds b;
+          if (auto segs = read_segments("/proc", p.info.pid, &b)) {
             p.info.segments = std::move(*segs.value);
             p.info.error.clear();
+            p.info.maps_note = b.note();
             p.maps_vsize = st.value->vsize;
           } else {
             p.info.error = segs.error;
             p.maps_vsize = kMapsUnread;
           }
           break;
+        }
         case Reread::Nothing:
           break;
       }
@@ -616,6 +631,7 @@ class Sampler {
       row.error = w.error;
       row.command = w.cmdline;
       row.lean = p.lean;
+      if (row.error.empty()) row.error = w.maps_note;  // what of its maps was left out
       if (ticks_now >= 0 && static_cast<std::int64_t>(w.start_ticks) <= ticks_now)
         row.uptime_s = (ticks_now - static_cast<std::int64_t>(w.start_ticks)) / hz;
     };

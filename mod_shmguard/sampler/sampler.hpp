@@ -39,6 +39,9 @@ struct Config {
   // The same pools' FPM error logs (path, or "" none; the descriptor opened while root, or -1),
   // one per pool in the same order.
   std::vector<std::pair<std::string, int>> fpm_logs;
+  // The Unix sockets of the PHP-FPM pools this server proxies to (the server configuration's
+  // mod_proxy_fcgi targets and ShmGuardFpmPool's): only their processes are listed as PHP-FPM's.
+  std::vector<std::string> fpm_sockets;
 };
 
 enum class Level { Debug, Info, Notice, Warning, Error };

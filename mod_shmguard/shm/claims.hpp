@@ -14,7 +14,7 @@
 #include <cstdint>
 
 #include "shm/segment.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 
 namespace shmguard::shm {
 
@@ -167,7 +167,9 @@ std::uint64_t reap_dead(Segment* s, Alive&& alive) {
   for (std::size_t i = 0; i < kWaiters; ++i) {
     WaiterRec& w = s->waiters[i];
     std::uint32_t st = w.state.load(std::memory_order_acquire);
-    if (st == 0 || check(w.pid.load())) continue;
+    // 3: being set up by its owner, whose pid is not stored yet (the pid there is the record's
+    // last owner's, likely dead): never reaped, or a live waiter's record would be cleared.
+    if (st == 0 || st == 3 || check(w.pid.load())) continue;
     if (w.state.compare_exchange_strong(st, 0, std::memory_order_acq_rel)) {
       s->waiting.fetch_sub(1, std::memory_order_acq_rel);
       std::uint64_t key = w.key.load();
@@ -346,11 +348,21 @@ Admission try_admit(Segment* s, ClassSlot* slot, GuardInput& in, std::int64_t no
   return a;
 }
 
-// A waiting place for a request of class `slot`; -1 when ShmGuardMaxWaiting are waiting.
+// A waiting place for a request of class `slot`; -1 when ShmGuardMaxWaiting are waiting, or
+// this class has max_waiting_per_class() of them.
 inline int enter_wait(Segment* s, ClassSlot* slot, int pid, std::size_t hint) {
+  const std::int32_t max = s->max_waiting.load(std::memory_order_relaxed);
+  std::int32_t c = slot->waiting.load(std::memory_order_acquire);
+  for (;;) {  // the class's place first, then the server's
+    if (c >= max_waiting_per_class(max)) return -1;
+    if (slot->waiting.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) break;
+  }
   std::int32_t n = s->waiting.load(std::memory_order_acquire);
   for (;;) {
-    if (n >= s->max_waiting.load(std::memory_order_relaxed)) return -1;
+    if (n >= max) {
+      slot->waiting.fetch_sub(1, std::memory_order_acq_rel);
+      return -1;
+    }
     if (s->waiting.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) break;
   }
   for (std::size_t i = 0; i < kWaiters; ++i) {
@@ -362,11 +374,11 @@ inline int enter_wait(Segment* s, ClassSlot* slot, int pid, std::size_t hint) {
     w.pid.store(pid);
     w.key.store(slot->key.load());
     w.ticket.store(s->wait_tickets.fetch_add(1, std::memory_order_acq_rel));
-    slot->waiting.fetch_add(1, std::memory_order_acq_rel);
     w.state.store(1, std::memory_order_release);
     return static_cast<int>((hint + i) % kWaiters);
   }
   s->waiting.fetch_sub(1, std::memory_order_acq_rel);
+  slot->waiting.fetch_sub(1, std::memory_order_acq_rel);
   return -1;
 }
 

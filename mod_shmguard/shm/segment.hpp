@@ -15,7 +15,7 @@
 #include <cstring>
 #include <string>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/model.hpp"
 
 namespace shmguard::shm {
@@ -164,6 +164,11 @@ struct Segment {
   std::atomic<std::int64_t> reserved;
   std::atomic<std::int64_t> retire[4];
 
+  // Requests whose mod_fcgid class found no slot (all kClassSlots taken): not guarded (fail
+  // open); SG0206 once per generation (class_table_full_logged).
+  std::atomic<std::uint64_t> class_table_full;
+  std::atomic<std::uint32_t> class_table_full_logged;
+
   // Waiting for a worker.
   std::atomic<std::int32_t> waiting;      // all classes
   std::atomic<std::int32_t> max_waiting;  // ShmGuardMaxWaiting (post_config)
@@ -214,14 +219,17 @@ inline void init(Segment* s, std::uint32_t nvhosts, std::int64_t interval_ms) {
   s->max_waiting.store(0);
 }
 
-inline void publish_blob(Segment* s, const std::string& text) {
-  std::size_t n = text.size() < kBlobMax ? text.size() : kBlobMax;
+// Publishes nothing (false) for a text past kBlobMax: a cut encoding would not decode.
+inline bool publish_blob(Segment* s, const std::string& text) {
+  if (text.size() > kBlobMax) return false;
+  std::size_t n = text.size();
   s->blob_seq.fetch_add(1, std::memory_order_acq_rel);  // odd: writing
   std::atomic_thread_fence(std::memory_order_release);
   std::memcpy(s->blob, text.data(), n);
   s->blob_len.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   s->blob_seq.fetch_add(1, std::memory_order_release);  // even: done
+  return true;
 }
 
 // Copies the blob consistently; false if the writer kept interfering (never blocks).

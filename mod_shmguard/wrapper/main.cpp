@@ -74,6 +74,16 @@ int main(int argc, char** argv) {
   }
   if (i >= argc) return usage("no PROGRAM after --");
   if (state_file.empty()) return usage("--state FILE is required");
+  if (!o.file_cache.empty()) {  // compiled scripts another tenant could plant: not used
+    const std::string problem = file_cache_problem(o.file_cache, geteuid());
+    if (!problem.empty()) {
+      std::fprintf(stderr,
+                   "shmguard-php-wrapper[%d]: SG0403 --file-cache %s not used: it %s; a lean "
+                   "worker runs without OPcache instead\n",
+                   static_cast<int>(getpid()), o.file_cache.c_str(), problem.c_str());
+      o.file_cache.clear();
+    }
+  }
 
   std::optional<HeadroomState> state;
   std::string why;

@@ -58,6 +58,12 @@ def test_wait_expires_into_503_with_retry_after(server):
     assert s.wait_log(r"SG0201 refused /index.php .*no worker of the class became free within "
                       r"ShmGuardWait")
     assert len(s.php_workers()) == 1
+    # One answer to "how many fit" (fit_advice): SG0201 says what the status page's fit says.
+    m = re.search(r"SG0201 .*; (\d+) more fit at .*; FcgidMaxProcessesPerClass (\d+) would have",
+                  s.error_log())
+    assert m, s.error_log()
+    fit = vhost(s)["fit"]
+    assert (int(m.group(1)), int(m.group(2))) == (fit["more_workers"], fit["max_processes_per_class"]), fit
 
 
 def test_wait_bound_answers_503_at_once(server):

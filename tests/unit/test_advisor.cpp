@@ -338,3 +338,55 @@ TEST(Advisor, MemoryPressureIsAWarningNeverARefusal) {
       nullptr);
   EXPECT_EQ(find(advise(calm, {}), "memory-pressure"), nullptr);
 }
+
+// ---------------------------------------------------------------- bounds (issue 20 item 3)
+
+namespace {
+std::uint64_t num(const Finding& f, const std::string& key) {
+  for (const auto& [k, v] : f.numbers)
+    if (k == key) return v;
+  ADD_FAILURE() << f.id << " has no number " << key;
+  return 0;
+}
+}  // namespace
+
+TEST(Advisor, FpmSharingFindingsAreBoundedAndTheRestSummed) {
+  // The issue's case: two processes named php-fpm sharing 30 000 1-MiB memfds gave 30 001
+  // findings. Now the 4 largest, and one for the rest.
+  std::vector<Segment> segs;
+  for (std::uint64_t i = 0; i < 30000; ++i) segs.push_back(seg(1000 + i, MiB, "memfd"));
+  segs.push_back(seg(7, 64 * MiB));
+  const std::vector<WorkerRow> ws = {fpm(10, segs), fpm(11, segs)};
+  const auto fs = advise(Snapshot{}, ws);
+  EXPECT_LE(fs.size(), kMaxFindings);
+  std::size_t each = 0;
+  const Finding* more = nullptr;
+  for (const auto& f : fs) {
+    if (f.id == "fpm-shared-opcache") ++each;
+    if (f.id == "fpm-shared-more") more = &f;
+  }
+  EXPECT_EQ(each, kMaxFpmShareFindings);
+  ASSERT_NE(more, nullptr);
+  EXPECT_EQ(fs[0].id, "fpm-shared-opcache");
+  EXPECT_NE(fs[0].text.find("64 MiB"), std::string::npos) << fs[0].text;  // the largest first
+  EXPECT_EQ(num(*more, "segments"), 30001u - kMaxFpmShareFindings);
+  EXPECT_EQ(num(*more, "total_bytes"), (30001u - kMaxFpmShareFindings) * MiB);
+  EXPECT_EQ(num(*more, "processes_max"), 2u);
+}
+
+TEST(Advisor, AtMostMaxFindingsTheMostSevereKept) {
+  Snapshot snap;
+  for (int i = 0; i < 50; ++i) {
+    Counter c;
+    c.name = "beancounter:r" + std::to_string(i) + ":failcnt";
+    c.value = 5;
+    c.since_start = 5;               // warnings ("rose earlier")
+    if (i == 49) c.last_minute = 1;  // the one critical comes last
+    snap.counters.push_back(c);
+  }
+  const auto fs = advise(snap, {});
+  ASSERT_EQ(fs.size(), kMaxFindings);
+  EXPECT_EQ(fs[0].severity, "critical");
+  EXPECT_EQ(fs.back().id, "findings-left-out");
+  EXPECT_EQ(num(fs.back(), "findings"), 51u - (kMaxFindings - 1));  // + no-finite-limit
+}

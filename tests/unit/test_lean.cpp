@@ -1,6 +1,11 @@
 // Lean workers: the state file, the plan shmguard-php-wrapper follows, and reading it back from a
 // worker's command line.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "shmguard/lean.hpp"
 
@@ -120,4 +125,34 @@ TEST(LeanSettings, OnlyTheMarkerMakesAWorkerLean) {
   EXPECT_TRUE(lean_settings("php-cgi -dshmguard.lean=1").lean);
   EXPECT_FALSE(lean_settings(std::string(20000, ' ') + "-d shmguard.lean=1").lean)
       << "bounded read";
+}
+
+TEST(LeanFileCache, OnlyTheWorkersOwnDirectoryWritableByNobodyElse) {
+  // issue 20 (low): a shared --file-cache DIR let one tenant plant compiled scripts for another.
+  char base[] = "/tmp/shmguard-fc-XXXXXX";
+  ASSERT_NE(::mkdtemp(base), nullptr);
+  const std::string dir = std::string(base) + "/cache";
+  const unsigned me = ::geteuid();
+  EXPECT_NE(file_cache_problem(dir, me), "");  // missing
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  EXPECT_EQ(file_cache_problem(dir, me), "");
+  EXPECT_NE(file_cache_problem(dir, me + 1).find("belongs to uid"), std::string::npos);
+  ::chmod(dir.c_str(), 0777);
+  EXPECT_NE(file_cache_problem(dir, me).find("writable by everyone"), std::string::npos);
+  ::chmod(dir.c_str(), 01777);  // sticky /tmp-style: others still plant new files
+  EXPECT_NE(file_cache_problem(dir, me).find("writable by everyone"), std::string::npos);
+  ::chmod(dir.c_str(), 0770);
+  EXPECT_NE(file_cache_problem(dir, me).find("its group"), std::string::npos);
+  ::chmod(dir.c_str(), 0755);
+  EXPECT_EQ(file_cache_problem(dir, me), "");
+  const std::string link = std::string(base) + "/link";
+  ASSERT_EQ(::symlink(dir.c_str(), link.c_str()), 0);
+  EXPECT_NE(file_cache_problem(link, me).find("symbolic link"), std::string::npos);
+  const std::string file = std::string(base) + "/file";
+  ::close(::open(file.c_str(), O_CREAT | O_WRONLY, 0600));
+  EXPECT_NE(file_cache_problem(file, me).find("not a directory"), std::string::npos);
+  ::unlink(file.c_str());
+  ::unlink(link.c_str());
+  ::rmdir(dir.c_str());
+  ::rmdir(base);
 }

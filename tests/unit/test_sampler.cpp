@@ -446,3 +446,16 @@ TEST(Sampler, V2MaxEventsAreReclaimNotFailureOomKillIs) {
       [&](int step) { return events(472 + 500 * step, 0); }, "memory.events",
       [&](int n) { return events(1472, n); }, "cgroup:max", 0);
 }
+
+TEST(Segment, ABlobPastTheSegmentIsNotPublishedCut) {
+  // A cut encoding does not decode (a page without limits, counters or workers): nothing is
+  // published instead, the last whole blob stays.
+  auto seg = std::make_unique<shm::Segment>();
+  shm::init(seg.get(), 1, 100);
+  ASSERT_TRUE(shm::publish_blob(seg.get(), "whole"));
+  EXPECT_FALSE(shm::publish_blob(seg.get(), std::string(shm::kBlobMax + 1, 'x')));
+  std::string out;
+  ASSERT_TRUE(shm::read_blob(seg.get(), out));
+  EXPECT_EQ(out, "whole");
+  EXPECT_TRUE(shm::publish_blob(seg.get(), std::string(shm::kBlobMax, 'y')));
+}

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/share.hpp"
 
 using namespace shmguard;

@@ -868,3 +868,114 @@ TEST(Status, MemoryPressureInEveryFormat) {
   EXPECT_NE(write_status_json(n).find("\"pressure\":null"), std::string::npos);
   EXPECT_EQ(write_status_json(n).find("\"pressure\":{"), std::string::npos);
 }
+
+// ---------------------------------------------------------------- bounds (issue 20 item 3)
+
+TEST(Status, ProcessesSharingThousandsOfSegmentsStillShowLimitsCountersAndWorkers) {
+  // The issue's case as the sampler once listed it: two "php-fpm" processes sharing 30 000 1-MiB
+  // memfds beside a real php-cgi worker, under the shared segment's 2 MiB bound. Before: 30 001
+  // findings, an encoding past the bound, cut at the segment's size: nothing decoded.
+  std::vector<Segment> segs;
+  for (std::uint64_t i = 0; i < 30000; ++i) {
+    Segment s;
+    s.dev_minor = 1;
+    s.inode = 100000 + i;
+    s.size = MiB;
+    s.kind = "memfd";
+    segs.push_back(s);
+  }
+  std::vector<WorkerRow> ws = {worker(10, 1, "php-cgi")};
+  for (int pid : {20, 21}) {
+    WorkerRow w = worker(pid, 2, "php-fpm: pool x");
+    w.backend = "php-fpm";
+    w.kind = "php-fpm pool x";
+    w.segments = segs;
+    ws.push_back(std::move(w));
+  }
+  StatusOptions o;
+  o.max_bytes = 2u << 20;
+  const SamplerPart p = make_sampler_part(full_snapshot(), ws, o);
+  const std::string blob = encode_sampler_part(p);
+  EXPECT_LE(blob.size(), o.max_bytes);
+  EXPECT_LE(p.findings.size(), kMaxFindings);
+  auto d = decode_sampler_part(blob);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->snap.limits.size(), full_snapshot().limits.size());
+  EXPECT_EQ(d->snap.counters.size(), full_snapshot().counters.size());
+  ASSERT_FALSE(d->workers.rows.empty());
+  EXPECT_EQ(d->workers.rows[0].pid, 10);  // the php-cgi worker is listed
+  EXPECT_EQ(d->workers.totals.workers, 3u);
+}
+
+TEST(Status, AnOversizePartLeavesOutHistoryThenFindingsAndSaysSo) {
+  History h(60000);
+  for (int i = 0; i < 90; ++i) h.record(i * 30000, HistorySample{});
+  SamplerPart p = make_sampler_part(full_snapshot(), many_workers(5), StatusOptions{},
+                                    StatusHistory{h.bucket_ms(), h.window(89 * 30000)});
+  const std::size_t small = encode_sampler_part(p).size();
+  for (int i = 0; i < 20000; ++i)
+    p.findings.push_back(Finding{"x", "info", std::string(100, 'f'), {{"n", 1}}});
+  p.fpm_pools.resize(3);
+  const std::size_t bound = small + 4096;  // room for the part without history and findings
+  ASSERT_GT(encode_sampler_part(p).size(), bound);
+  SamplerPart q = p;
+  ASSERT_TRUE(fit_sampler_part(q, bound));
+  const std::string blob = encode_sampler_part(q);
+  EXPECT_LE(blob.size(), bound);
+  auto d = decode_sampler_part(blob);
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->history);
+  ASSERT_EQ(d->findings.size(), 1u);
+  EXPECT_EQ(d->findings[0].id, "status-part-cut");
+  EXPECT_NE(d->findings[0].text.find("the last hour's history"), std::string::npos);
+  EXPECT_NE(d->findings[0].text.find(std::to_string(p.findings.size()) + " findings"),
+            std::string::npos)
+      << d->findings[0].text;
+  EXPECT_EQ(d->workers.rows.size(), 5u);  // the rows were kept: they mattered more
+  EXPECT_EQ(d->fpm_pools.size(), 3u);
+  EXPECT_EQ(d->snap.limits.size(), p.snap.limits.size());
+  // A bound that holds only the snapshot: rows go too (counted), still decodes.
+  SamplerPart r = p;
+  SamplerPart bare;
+  bare.snap = p.snap;
+  const std::size_t tiny = encode_sampler_part(bare).size() + 600;
+  ASSERT_TRUE(fit_sampler_part(r, tiny));
+  auto dr = decode_sampler_part(encode_sampler_part(r));
+  ASSERT_TRUE(dr);
+  EXPECT_EQ(dr->workers.rows.size() + dr->workers.not_listed, 5u);
+  EXPECT_LT(dr->workers.rows.size(), 5u);
+  EXPECT_TRUE(dr->fpm_pools.empty());
+  // Below even the snapshot: false (nothing to publish), never a cut encoding.
+  SamplerPart s2 = p;
+  EXPECT_FALSE(fit_sampler_part(s2, 100));
+  // Within the bound: untouched.
+  SamplerPart same = make_sampler_part(full_snapshot(), many_workers(5));
+  const std::string before = encode_sampler_part(same);
+  ASSERT_TRUE(fit_sampler_part(same, before.size()));
+  EXPECT_EQ(encode_sampler_part(same), before);
+}
+
+TEST(Status, FullClassTableIsAWarningInEveryFormat) {
+  // issue 20 (low): the 257th class failed open unlogged and unseen.
+  SamplerHealth h;
+  h.fresh = true;
+  h.sampled_ms = 1;
+  HotValues hot;
+  hot.headroom = 1024 * static_cast<std::int64_t>(MiB);
+  std::vector<VhostStatus> vs{vhost("a:80", 1)};
+  EXPECT_EQ(decide_headline(h, hot, vs, nullptr).state, GuardState::Ok);
+  h.class_table_full = 3;
+  Headline hl = decide_headline(h, hot, vs, nullptr);
+  EXPECT_EQ(hl.state, GuardState::Warning);
+  EXPECT_NE(hl.detail.find("class table is full: 3 requests"), std::string::npos) << hl.detail;
+  hot.headroom = 1;  // refusing: said there too
+  hl = decide_headline(h, hot, vs, nullptr);
+  EXPECT_EQ(hl.state, GuardState::Refusing);
+  EXPECT_NE(hl.detail.find("class table is full: 3 requests"), std::string::npos) << hl.detail;
+  StatusModel m = view(std::nullopt);
+  m.sampler.class_table_full = 3;
+  EXPECT_NE(write_status_json(m).find("\"class_table_full_requests\":3"), std::string::npos);
+  EXPECT_NE(write_status_auto(m).find("ShmGuardClassTableFullRequests: 3"), std::string::npos);
+  EXPECT_NE(write_status_prometheus(m).find("shmguard_class_table_full_requests_total 3"),
+            std::string::npos);
+}

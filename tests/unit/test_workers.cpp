@@ -432,3 +432,95 @@ TEST(Workers, PrivateWritableIsVmDataPlusVmStk) {
   EXPECT_FALSE(parse_private_writable(""));
   EXPECT_FALSE(parse_private_writable("VmData:\t99999999999999999999 kB\nVmStk:\t1 kB\n"));
 }
+
+// ---------------------------------------------------------------- bounds (issue 20 item 3)
+
+namespace {
+// n shared memfd mappings of `size` bytes, inodes from `first_inode`, each `repeat` times.
+std::string memfd_maps(std::size_t n, std::uint64_t first_inode, std::uint64_t size,
+                       int repeat = 1) {
+  std::string out;
+  std::uint64_t at = 0x7f0000000000;
+  char line[160];
+  for (int r = 0; r < repeat; ++r)
+    for (std::size_t i = 0; i < n; ++i) {
+      std::snprintf(line, sizeof line, "%llx-%llx rw-s 00000000 00:01 %llu /memfd:x (deleted)\n",
+                    static_cast<unsigned long long>(at), static_cast<unsigned long long>(at + size),
+                    static_cast<unsigned long long>(first_inode + i));
+      out += line;
+      at += size;
+    }
+  return out;
+}
+}  // namespace
+
+TEST(Maps, ManyMappingsReadWithinTheBoundsLargestSegmentsKept) {
+  // 20 000 distinct 1-MiB memfds, then one 64 MiB OPcache-sized segment far past the line bound
+  // (not read), and within the bound one 32 MiB segment: the largest kMaxSegments kept.
+  std::string maps = memfd_maps(100, 1000, 1 << 20);
+  maps += "7e0000000000-7e0002000000 rw-s 00000000 00:01 77 /dev/zero (deleted)\n";
+  maps += memfd_maps(20000, 5000, 1 << 20);
+  maps += "7d0000000000-7d0004000000 rw-s 00000000 00:01 88 /dev/zero (deleted)\n";
+  MapsBounds b;
+  auto r = parse_maps_shared(maps, &b);
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_EQ(r.value->size(), kMaxSegments);
+  EXPECT_TRUE(b.cut);
+  EXPECT_EQ(b.segments_left_out, kMapsMaxLines - kMaxSegments);  // every line read is distinct
+  // The 32 MiB one is kept (the largest), the 64 MiB one past the bound was never read.
+  bool big = false;
+  for (const auto& s : *r.value) {
+    big = big || s.inode == 77;
+    EXPECT_NE(s.inode, 88u);
+  }
+  EXPECT_TRUE(big);
+  EXPECT_NE(b.note().find("8192 mappings"), std::string::npos) << b.note();
+  EXPECT_NE(b.note().find("not kept"), std::string::npos) << b.note();
+  // Within the bounds nothing is said.
+  MapsBounds small;
+  ASSERT_TRUE(parse_maps_shared(memfd_maps(10, 1, 4096), &small));
+  EXPECT_FALSE(small.cut);
+  EXPECT_EQ(small.note(), "");
+}
+
+TEST(Maps, DuplicatesMergedByDeviceAndInodeInFirstSeenOrder) {
+  // The same 3 segments mapped 1000 times each (two sizes): 3 segments, first-seen order, the
+  // largest mapping's size.
+  std::string maps = memfd_maps(3, 10, 4096, 1000);
+  maps += "7c0000000000-7c0000100000 rw-s 00000000 00:01 11 /memfd:x (deleted)\n";
+  MapsBounds b;
+  auto r = parse_maps_shared(maps, &b);
+  ASSERT_TRUE(r) << r.error;
+  ASSERT_EQ(r.value->size(), 3u);
+  EXPECT_EQ((*r.value)[0].inode, 10u);
+  EXPECT_EQ((*r.value)[1].inode, 11u);
+  EXPECT_EQ((*r.value)[2].inode, 12u);
+  EXPECT_EQ((*r.value)[1].size, 1u << 20);
+  EXPECT_EQ((*r.value)[0].size, 4096u);
+  EXPECT_EQ(b.note(), "");
+  // Another device, same inode: another segment.
+  auto two = parse_maps_shared(
+      "1000-2000 rw-s 0 00:01 5 /dev/zero (deleted)\n2000-3000 rw-s 0 00:02 5 /dev/zero\n");
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two.value->size(), 2u);
+}
+
+TEST(Maps, RealProcessWithTenThousandMappingsIsReadWithinTheBounds) {
+  // This process maps 10 000 distinct 4 KiB memfds (what any local user's process can do).
+  std::vector<void*> maps;
+  for (int i = 0; i < 10000; ++i) {
+    int fd = ::memfd_create("bounds", MFD_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, 4096), 0);
+    void* p = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    ASSERT_NE(p, MAP_FAILED);
+    maps.push_back(p);
+  }
+  auto w = read_worker("/proc", ::getpid());
+  for (void* p : maps) ::munmap(p, 4096);
+  ASSERT_TRUE(w) << w.error;
+  EXPECT_LE(w.value->segments.size(), kMaxSegments);
+  EXPECT_TRUE(w.value->error.empty()) << w.value->error;
+  EXPECT_NE(w.value->maps_note.find("mappings"), std::string::npos) << w.value->maps_note;
+}

@@ -13,7 +13,7 @@
 
 #include "shm/claims.hpp"
 #include "shmguard/fcgid.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 
 using namespace shmguard;
 
@@ -493,9 +493,54 @@ TEST(Claims, WaitQueueIsBounded) {
   auto seg = new_segment();
   seg->max_waiting.store(2);
   shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
+  shm::ClassSlot* other = shm::class_slot(seg.get(), 4);
   EXPECT_GE(shm::enter_wait(seg.get(), slot, 1, 0), 0);
-  EXPECT_GE(shm::enter_wait(seg.get(), slot, 1, 0), 0);
-  EXPECT_EQ(shm::enter_wait(seg.get(), slot, 1, 0), -1);
+  EXPECT_EQ(shm::enter_wait(seg.get(), slot, 1, 0), -1);  // a class gets all but a quarter
+  EXPECT_GE(shm::enter_wait(seg.get(), other, 1, 0), 0);
+  EXPECT_EQ(shm::enter_wait(seg.get(), other, 1, 0), -1);
+  EXPECT_EQ(seg->waiting.load(), 2);
+  EXPECT_EQ(slot->waiting.load(), 1);
+  EXPECT_EQ(other->waiting.load(), 1);
+}
+
+TEST(Claims, OneClassCannotTakeEveryWaitingPlace) {
+  // issue 20 (low): one client's slow requests to one class took every place (ShmGuardMaxWaiting
+  // was global only); the other classes then got 503 at once.
+  EXPECT_EQ(max_waiting_per_class(0), 0);
+  EXPECT_EQ(max_waiting_per_class(1), 1);
+  EXPECT_EQ(max_waiting_per_class(4), 3);
+  EXPECT_EQ(max_waiting_per_class(50), 38);
+  auto seg = new_segment();
+  seg->max_waiting.store(8);
+  shm::ClassSlot* hog = shm::class_slot(seg.get(), 5);
+  shm::ClassSlot* other = shm::class_slot(seg.get(), 6);
+  int taken = 0;
+  for (int i = 0; i < 8; ++i) taken += shm::enter_wait(seg.get(), hog, 1, i) >= 0;
+  EXPECT_EQ(taken, 6);
+  EXPECT_EQ(hog->waiting.load(), 6);
+  EXPECT_GE(shm::enter_wait(seg.get(), other, 2, 0), 0);
+  EXPECT_GE(shm::enter_wait(seg.get(), other, 2, 1), 0);
+  EXPECT_EQ(shm::enter_wait(seg.get(), other, 2, 2), -1);  // the server's 8 are all taken
+  EXPECT_EQ(seg->waiting.load(), 8);
+  EXPECT_EQ(other->waiting.load(), 2);
+}
+
+TEST(Claims, AWaiterRecordBeingSetUpIsNotReaped) {
+  // issue 20 (low): the reaper cleared a record in its set-up state (3) because the pid in it was
+  // its previous, dead owner's; the new owner then waited on a record the counts no longer had.
+  auto seg = new_segment();
+  seg->max_waiting.store(4);
+  shm::ClassSlot* slot = shm::class_slot(seg.get(), 3);
+  int w = shm::enter_wait(seg.get(), slot, 4242, 0);
+  ASSERT_GE(w, 0);
+  shm::leave_wait(seg.get(), slot, w);  // free again, pid 4242 left in it
+  seg->waiters[w].state.store(3);       // a new owner took it and is filling it in
+  seg->waiting.fetch_add(1);
+  slot->waiting.fetch_add(1);
+  EXPECT_EQ(shm::reap_dead(seg.get(), [](int pid) { return pid != 4242; }), 0u);
+  EXPECT_EQ(seg->waiters[w].state.load(), 3u);
+  EXPECT_EQ(seg->waiting.load(), 1);
+  EXPECT_EQ(slot->waiting.load(), 1);
 }
 
 TEST(Claims, AReleaseWakesTheOldestWaiterWithinAMillisecond) {
@@ -945,4 +990,31 @@ TEST(Decide, AWaitSaysWhatItWaitsFor) {
   EXPECT_EQ(decide(in).verdict, Verdict::Refuse);
   EXPECT_EQ(decide(in).wait_for, WaitFor::None);
   EXPECT_STREQ(wait_words(WaitFor::Measure), "waiting for the spawn being measured");
+}
+
+// ---------------------------------------------------------------- fit (issue 19 item 1)
+
+// The one "how many fit" answer SG0201, the status page and the advisor give. The field case:
+// a suEXEC worker mapping 182 MiB, 2 running, 100 MiB of room, 3 workers seen at most.
+TEST(Fit, MoreMaxProcessesAndPerWorkerFromOneShare) {
+  const std::uint64_t MiB = 1 << 20;
+  FitAdvice f = fit_advice(100 * MiB, 2, 182 * MiB, 3);
+  EXPECT_EQ(f.more, 0u);                           // 100 MiB holds no 182 MiB worker
+  EXPECT_EQ(f.max_processes, 2u);                  // (100 + 2 × 182) / 182 = 2.5
+  EXPECT_EQ(f.per_worker, (100 + 364) * MiB / 3);  // what each of 3 workers may map
+  f = fit_advice(400 * MiB, 2, 182 * MiB, 0);
+  EXPECT_EQ(f.more, 2u);
+  EXPECT_EQ(f.max_processes, 4u);
+  EXPECT_EQ(f.per_worker, 0u);  // no worker seen: nothing to say per worker
+}
+
+TEST(Fit, UnknownNeedFitsNothingAndHugeNumbersSaturate) {
+  FitAdvice f = fit_advice(1 << 30, 5, 0, 5);
+  EXPECT_EQ(f.more, 0u);
+  EXPECT_EQ(f.max_processes, 0u);
+  EXPECT_EQ(f.per_worker, (1u << 30) / 5);
+  f = fit_advice(UINT64_MAX, UINT64_MAX, UINT64_MAX, 1);
+  EXPECT_EQ(f.more, 1u);
+  EXPECT_EQ(f.max_processes, 1u);  // saturated share, not a wrapped one
+  EXPECT_EQ(f.per_worker, UINT64_MAX);
 }

@@ -1,5 +1,5 @@
-// mod_shmguard core: the guard's rules (see guard.hpp).
-#include "shmguard/guard.hpp"
+// mod_shmguard core: the guard's rules, decide() and every numbered rule (see rules.hpp).
+#include "shmguard/rules.hpp"
 
 namespace shmguard {
 
@@ -151,8 +151,25 @@ std::int64_t staleness_bound_ms(std::int64_t interval_ms) {
   return three_intervals_at_least(interval_ms, 1500);
 }
 
+std::int32_t max_waiting_per_class(std::int32_t max_waiting) {
+  if (max_waiting <= 1) return max_waiting;
+  return max_waiting - std::max<std::int32_t>(1, max_waiting / 4);
+}
+
 std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need) {
   return need == 0 ? 0 : room_bytes / need;
+}
+
+FitAdvice fit_advice(std::uint64_t room, std::uint64_t workers, std::uint64_t need,
+                     std::uint64_t most_seen) {
+  FitAdvice f;
+  // Saturating: a share past 2^64 bytes is no limit anyone configures.
+  const std::uint64_t held = need != 0 && workers > UINT64_MAX / need ? UINT64_MAX : workers * need;
+  const std::uint64_t share = room > UINT64_MAX - held ? UINT64_MAX : room + held;
+  f.more = workers_that_fit(room, need);
+  f.max_processes = workers_that_fit(share, need);
+  if (most_seen > 0) f.per_worker = share / most_seen;
+  return f;
 }
 
 bool must_wait_for_evidence(bool fresh_bounded_ample, bool counters_moved, bool oom_kills_counted) {

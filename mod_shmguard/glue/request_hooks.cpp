@@ -28,7 +28,7 @@
 #include "glue.hpp"
 #include "shmguard/fcgid.hpp"
 #include "shmguard/fpm.hpp"
-#include "shmguard/guard.hpp"
+#include "shmguard/rules.hpp"
 #include "shmguard/need.hpp"
 #include "shmguard/reclaim.hpp"
 #include "shmguard/workers.hpp"
@@ -63,6 +63,7 @@ struct RequestNote {
   EvidenceCounters at_start;  // evidence must be newer than the request
   std::uint64_t reserve;
   std::int64_t headroom;
+  std::uint64_t room;  // headroom less what is reserved for workers being started (rule room())
   std::int64_t waited_ms;
   int workers, inflight;
   bool have_class;
@@ -301,17 +302,17 @@ void log_refusal(request_rec* r, shm::VhostCounters* vc, const RequestNote& note
     } else {
       workers_text = "; " + std::to_string(note.workers) + " workers, " +
                      std::to_string(note.inflight) + " busy or claimed, none free for this request";
-      // What fits: the class's workers' share of the limit is headroom + what they map now.
-      std::uint64_t headroom = note.headroom < 0 ? 0 : static_cast<std::uint64_t>(note.headroom);
-      std::uint64_t share = headroom + static_cast<std::uint64_t>(note.workers) * note.reserve;
+      // What fits, from the room the decision saw (headroom less what is reserved).
       std::int32_t most = note.slot ? note.slot->max_workers_seen.load() : 0;
-      workers_text +=
-          "; " + std::to_string(workers_that_fit(headroom, note.reserve)) + " more fit at " +
-          human_bytes(note.reserve) + " each; FcgidMaxProcessesPerClass " +
-          std::to_string(workers_that_fit(share, note.reserve)) + " would have avoided it";
+      const FitAdvice fit =
+          fit_advice(note.room, static_cast<std::uint64_t>(note.workers), note.reserve,
+                     most > 0 ? static_cast<std::uint64_t>(most) : 0);
+      workers_text += "; " + std::to_string(fit.more) + " more fit at " +
+                      human_bytes(note.reserve) + " each; FcgidMaxProcessesPerClass " +
+                      std::to_string(fit.max_processes) + " would have avoided it";
       if (most > 0)
         workers_text +=
-            ", or at most " + human_bytes(share / static_cast<std::uint64_t>(most)) +
+            ", or at most " + human_bytes(fit.per_worker) +
             " of shared memory per worker (opcache.memory_consumption + apc.shm_size) for the " +
             std::to_string(most) + " workers seen";
     }
@@ -749,6 +750,7 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
     }
     // `in` now holds the numbers the decision was taken on.
     note->headroom = in.bounded ? static_cast<std::int64_t>(in.headroom) : -1;
+    note->room = room(in);
     note->reserve = in.need;
     note->fresh = in.fresh;
     note->claim = a.claim;
@@ -971,6 +973,15 @@ int guard_fixups(request_rec* r) {
     note->key_hash = klass.hash;
     note->fcgid_wrapper = klass.wrapper;
     note->slot = shm::class_slot(seg, klass.hash);
+    if (!note->slot) {  // every slot taken by other classes: this request is not guarded
+      seg->class_table_full.fetch_add(1, std::memory_order_relaxed);
+      if (seg->class_table_full_logged.exchange(1, std::memory_order_relaxed) == 0)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "SG0206 the class table is full (%d mod_fcgid classes): %s and every other "
+                      "request of a new class is not guarded (fails open) until the server is "
+                      "restarted; the status page counts them",
+                      static_cast<int>(shm::kClassSlots), r->uri);
+    }
   }
   if (backend == Backend::Fcgid && has_body(r)) {
     // Decided when the body has been read (gate_filter): an upload does not hold a worker.

@@ -194,8 +194,25 @@ bool freshness(std::int64_t sampled_ms, std::int64_t now_ms, std::int64_t bound_
 // The staleness bound for a sampling interval: three intervals, at least 1.5 s.
 std::int64_t staleness_bound_ms(std::int64_t interval_ms);
 
+// Waiting places one class may take of ShmGuardMaxWaiting's `max_waiting`: all but a quarter (at
+// least one) when there are two or more, so one client's slow requests to one site cannot take
+// every place from the others.
+std::int32_t max_waiting_per_class(std::int32_t max_waiting);
+
 // How many workers of a given need the room holds (0 when need is 0 or unknown).
 std::uint64_t workers_that_fit(std::uint64_t room_bytes, std::uint64_t need);
+
+// The one answer to "how many workers fit" (SG0201, the status page's `fit`, the advisor): with
+// `room` left (headroom less what is reserved for workers being started), `workers` running and
+// each needing `need`, their share of the limit is room + workers × need. `more`: workers the room
+// still holds; `max_processes`: what FcgidMaxProcessesPerClass (or FcgidMaxProcesses) should be
+// at most; `per_worker`: the most one worker may need for `most_seen` workers to fit (0 when none
+// seen).
+struct FitAdvice {
+  std::uint64_t more = 0, max_processes = 0, per_worker = 0;
+};
+FitAdvice fit_advice(std::uint64_t room, std::uint64_t workers, std::uint64_t need,
+                     std::uint64_t most_seen);
 
 // ---------------------------------------------------------------- evidence
 
