@@ -60,6 +60,11 @@ struct Finding {
   std::vector<std::pair<std::string, std::uint64_t>> numbers;  // the same numbers, for machines
 };
 
+// The "memory-pressure" warning: the memory cgroup's PSI full avg10 (all its non-idle tasks
+// stalled on memory at once: thrashing, Documentation/accounting/psi.rst) at or above this, in
+// hundredths of a percent. A warning only, never a refusal (README "Memory cgroups").
+constexpr std::uint32_t kPsiThrashingFullAvg10 = 1000;  // 10.00 %
+
 // Bounded: the workers are any local user's processes (their segments, their number). At most
 // kMaxFpmShareFindings "fpm-shared-opcache" findings (the largest segments), the rest as one
 // "fpm-shared-more"; at most kMaxFindings in all, the most severe first kept, the rest said in one

@@ -54,4 +54,11 @@ struct Reserve {
 Reserve effective_reserve(bool is_auto, std::uint64_t fixed_bytes, std::uint64_t measured_need,
                           std::uint64_t default_bytes);
 
+// Whether OOM kills are counted where they matter (the segment's oom_counted,
+// must_wait_for_evidence in rules.hpp): the snapshot read an oom_kill counter AND a memory cgroup
+// limit of the model is finite. In an unlimited cgroup (a systemd slice, a container without a
+// memory limit) no OOM kill can come from the cgroup, so a 500 there does not wait for the
+// sampler's look.
+bool oom_kills_counted(const Snapshot& s);
+
 }  // namespace shmguard

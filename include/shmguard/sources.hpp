@@ -146,6 +146,27 @@ struct CgroupLevel {
 // reclaimable). A missing dirty or writeback figure counts as 0.
 std::optional<std::uint64_t> cgroup_reclaimable(const CgroupLevel& level);
 
+// One line of a PSI file (Documentation/accounting/psi.rst; kernel/sched/psi.c psi_show prints
+// "%s avg10=%lu.%02lu avg60=%lu.%02lu avg300=%lu.%02lu total=%llu"): the share of time tasks were
+// stalled over the last 10, 60 and 300 s, in hundredths of a percent (12.34 % -> 1234; at most
+// 100.99 as the kernel's LOAD_INT.LOAD_FRAC can print it), and the total stall time in us.
+struct PsiLine {
+  std::uint32_t avg10 = 0, avg60 = 0, avg300 = 0;
+  std::uint64_t total_us = 0;
+};
+// A cgroup v2 memory.pressure: "some" (at least one task stalled on memory) and "full" (all
+// non-idle tasks stalled at once: the cgroup is thrashing).
+struct Psi {
+  std::optional<PsiLine> some, full;
+};
+// Parses a PSI file ("some ..." and "full ..." lines). Every line must be "some" or "full"
+// followed by avg10=, avg60=, avg300= (a number with exactly two decimals, at most 100.99) and
+// total= (an unsigned 64-bit number), each once; other key=value tokens are ignored (a future
+// kernel's), anything else, a repeated line or key, or no "some" line is an error.
+Result<Psi> parse_psi(std::string_view text);
+// "12.34" for 1234 (a PsiLine average).
+std::string psi_percent(std::uint32_t hundredths);
+
 struct CgroupMemory {
   int version = 0;                     // 1 or 2
   std::string dir;                     // the process's own memory cgroup directory
@@ -155,6 +176,10 @@ struct CgroupMemory {
   // v2 memory.events (max, oom, oom_kill); v1 has oom_kill alone, in memory.oom_control.
   std::optional<std::uint64_t> events_max, events_oom, events_oom_kill;
   std::optional<std::uint64_t> failcnt;  // v1 memory.failcnt: every time usage hit the limit
+  // v2 memory.pressure of the own level (PSI; v1 has none). nullopt: v1, no such file (a kernel
+  // without CONFIG_PSI or booted psi=0), or it did not parse. Shown and warned about, never a
+  // reason to refuse (README "Memory cgroups").
+  std::optional<Psi> pressure = std::nullopt;
   // The own level first, then every ancestor up to the mount root: a parent's limit binds too.
   std::vector<CgroupLevel> levels;
 };

@@ -329,7 +329,32 @@ std::vector<Finding> advise(const Snapshot& snap, const std::vector<WorkerRow>& 
                           {{"segments", n}, {"total_bytes", bytes}, {"processes_max", most}}});
   }
 
-  // 5. Nothing to guard against.
+  // 5. The memory cgroup is thrashing (PSI, v2): a warning, not a refusal. Pressure is not
+  // headroom: it can be high with room left (reclaim of a busy page cache) and the guard cannot
+  // tell from it what a new worker would cost; measured nowhere here (no v2 memory controller).
+  if (snap.cgroup && snap.cgroup->pressure && snap.cgroup->pressure->full &&
+      snap.cgroup->pressure->full->avg10 >= kPsiThrashingFullAvg10) {
+    const PsiLine& full = *snap.cgroup->pressure->full;
+    const std::uint32_t some = snap.cgroup->pressure->some ? snap.cgroup->pressure->some->avg10 : 0;
+    out.push_back(Finding{
+        "memory-pressure",
+        "warning",
+        "The memory cgroup " + snap.cgroup->dir +
+            " is thrashing: all its tasks were stalled on "
+            "memory " +
+            psi_percent(full.avg10) + " % of the last 10 s (PSI full avg10; some " +
+            psi_percent(some) + " %, full avg60 " + psi_percent(full.avg60) +
+            " %). Reclaim cannot keep up and pages are read back as fast as they are dropped: "
+            "PHP is slow although no allocation failed. mod_shmguard does not refuse on pressure; "
+            "lower FcgidMaxProcesses or the workers' OPcache/APCu sizes, or raise the cgroup's "
+            "memory.max.",
+        {{"full_avg10_hundredths", full.avg10},
+         {"full_avg60_hundredths", full.avg60},
+         {"some_avg10_hundredths", some},
+         {"full_total_us", full.total_us}}});
+  }
+
+  // 6. Nothing to guard against.
   if (!snap.headroom_bytes)
     out.push_back(
         Finding{"no-finite-limit",

@@ -235,6 +235,10 @@ Result<CgroupMemory> read_memcg(int version, const std::vector<std::string>& dir
       m.events_oom = lookup(*ev, "oom");
       m.events_oom_kill = lookup(*ev, "oom_kill");
     }
+    // PSI of the own level only: an ancestor's counts its other children's stalls too. A missing
+    // or unparsable file is no pressure figure, never a reason to refuse.
+    if (auto t = read_file(join(m.dir, "memory.pressure"), 4096))
+      if (auto psi = parse_psi(*t.value)) m.pressure = *psi.value;
   } else {
     if (auto fc = read_number(join(m.dir, "memory.failcnt"))) m.failcnt = *fc.value;
     // v1's OOM kills (kernel >= 4.13): memory.oom_control's "oom_kill N" line.
@@ -454,6 +458,97 @@ Result<std::optional<std::uint64_t>> parse_cgroup_limit(std::string_view text) {
   if (!v) return R::fail(malformed(1, "expected \"max\" or a number of bytes, got " + quote(t)));
   if (*v >= kHugeLimit) return R::ok(std::nullopt);
   return R::ok(*v);
+}
+
+namespace {
+// A PSI average: "12.34" -> 1234. Exactly two decimals (the kernel's %lu.%02lu), at most 100.99.
+std::optional<std::uint32_t> parse_psi_avg(std::string_view v) {
+  const std::size_t dot = v.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot > 3 || v.size() != dot + 3)
+    return std::nullopt;
+  std::uint32_t n = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i == dot) continue;
+    if (v[i] < '0' || v[i] > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::uint32_t>(v[i] - '0');
+  }
+  if (n > 10099) return std::nullopt;
+  return n;
+}
+}  // namespace
+
+Result<Psi> parse_psi(std::string_view text) {
+  if (blank(text)) return Result<Psi>::fail(malformed(1, "empty file"));
+  Psi out;
+  std::string err;
+  static constexpr const char* kKeys[] = {"avg10", "avg60", "avg300", "total"};
+  for_each_line(text, [&](std::size_t no, std::string_view line) {
+    if (blank(line)) return true;
+    const std::vector<std::string_view> t = split_ws(line);
+    std::optional<PsiLine>* slot = t[0] == "some"   ? &out.some
+                                   : t[0] == "full" ? &out.full
+                                                    : nullptr;
+    if (!slot) {
+      err = malformed(no, "expected a \"some\" or \"full\" line, got " + quote(line));
+      return false;
+    }
+    if (*slot) {
+      err = malformed(no, "a second " + quote(t[0]) + " line");
+      return false;
+    }
+    PsiLine p;
+    bool seen[4] = {false, false, false, false};
+    for (std::size_t k = 1; k < t.size(); ++k) {
+      const std::size_t eq = t[k].find('=');
+      if (eq == std::string_view::npos || eq == 0) {
+        err = malformed(no, "expected KEY=VALUE, got " + quote(t[k]));
+        return false;
+      }
+      const std::string_view key = t[k].substr(0, eq), val = t[k].substr(eq + 1);
+      std::size_t i = 0;
+      while (i < 4 && key != kKeys[i]) ++i;
+      if (i == 4) continue;  // a key this parser does not know
+      if (seen[i]) {
+        err = malformed(no, quote(key) + " given twice");
+        return false;
+      }
+      seen[i] = true;
+      if (i < 3) {
+        auto a = parse_psi_avg(val);
+        if (!a) {
+          err = malformed(
+              no, "value of " + quote(key) +
+                      " is not a percentage with two decimals (0.00 to 100.99): " + quote(val));
+          return false;
+        }
+        (i == 0 ? p.avg10 : i == 1 ? p.avg60 : p.avg300) = *a;
+      } else {
+        auto v = parse_u64(val);
+        if (!v) {
+          err = malformed(no, "value of \"total\" is not an unsigned 64-bit number: " + quote(val));
+          return false;
+        }
+        p.total_us = *v;
+      }
+    }
+    for (std::size_t i = 0; i < 4; ++i)
+      if (!seen[i]) {
+        err = malformed(no, std::string("no ") + kKeys[i] + "= in the " + quote(t[0]) + " line");
+        return false;
+      }
+    *slot = p;
+    return true;
+  });
+  if (!err.empty()) return Result<Psi>::fail(err);
+  if (!out.some) return Result<Psi>::fail(malformed(1, "no \"some\" line"));
+  return Result<Psi>::ok(out);
+}
+
+std::string psi_percent(std::uint32_t h) {
+  std::string out = std::to_string(h / 100) + ".";
+  out += static_cast<char>('0' + h % 100 / 10);
+  out += static_cast<char>('0' + h % 10);
+  return out;
 }
 
 std::optional<std::uint64_t> cgroup_reclaimable(const CgroupLevel& lv) {

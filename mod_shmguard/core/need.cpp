@@ -61,4 +61,11 @@ Reserve effective_reserve(bool is_auto, std::uint64_t fixed_bytes, std::uint64_t
   return Reserve{default_bytes, false};
 }
 
+bool oom_kills_counted(const Snapshot& s) {
+  if (!s.cgroup || !s.cgroup->events_oom_kill) return false;
+  for (const Limit& l : s.limits)
+    if (need_basis(l.name) == NeedBasis::Touched) return true;  // the memory cgroup's limit
+  return false;
+}
+
 }  // namespace shmguard

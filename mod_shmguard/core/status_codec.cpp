@@ -159,6 +159,22 @@ void get(Dec& d, Beancounters& bc) {
   for (std::size_t i = 0; i < n && d.ok(); ++i) bc.format_notes.push_back(d.s());
 }
 
+void put(Enc& e, const std::optional<PsiLine>& p) {
+  e.b(p.has_value());
+  if (!p) return;
+  for (std::uint32_t v : {p->avg10, p->avg60, p->avg300}) e.u(v);
+  e.u(p->total_us);
+}
+void get(Dec& d, std::optional<PsiLine>& p) {
+  if (!d.b()) return;
+  p.emplace();
+  for (std::uint32_t* v : {&p->avg10, &p->avg60, &p->avg300}) {
+    *v = d.u_as<std::uint32_t>();
+    if (*v > 10099) d.fail();  // parse_psi's range
+  }
+  p->total_us = d.u();
+}
+
 void put(Enc& e, const CgroupMemory& c) {
   e.i(c.version);
   e.s(c.dir);
@@ -171,6 +187,11 @@ void put(Enc& e, const CgroupMemory& c) {
     e.ou(l.limit);
     e.ou(l.usage);
     for (const auto* v : {&l.inactive_file, &l.active_file, &l.dirty, &l.writeback}) e.ou(*v);
+  }
+  e.b(c.pressure.has_value());
+  if (c.pressure) {
+    put(e, c.pressure->some);
+    put(e, c.pressure->full);
   }
 }
 void get(Dec& d, CgroupMemory& c) {
@@ -187,6 +208,11 @@ void get(Dec& d, CgroupMemory& c) {
     l.usage = d.ou();
     for (auto* v : {&l.inactive_file, &l.active_file, &l.dirty, &l.writeback}) *v = d.ou();
     c.levels.push_back(std::move(l));
+  }
+  if (d.b()) {
+    c.pressure.emplace();
+    get(d, c.pressure->some);
+    get(d, c.pressure->full);
   }
 }
 

@@ -58,6 +58,21 @@ void counter_lines(AutoLines& a, const Snapshot& snap) {
   for (const auto& u : snap.unavailable) a.line("ShmGuardUnavailable", u.source, u.reason);
 }
 
+// The memory cgroup's PSI (v2 memory.pressure): ShmGuardMemoryPressure[some_avg10]: 1.20, ...
+void pressure_lines(AutoLines& a, const Snapshot& snap) {
+  if (!snap.cgroup || !snap.cgroup->pressure) return;
+  const Psi& p = *snap.cgroup->pressure;
+  for (const auto& [kind, line] :
+       {std::pair<std::string, const std::optional<PsiLine>*>{"some", &p.some},
+        {"full", &p.full}}) {
+    if (!*line) continue;
+    a.line("ShmGuardMemoryPressure", kind + "_avg10", psi_percent((*line)->avg10));
+    a.line("ShmGuardMemoryPressure", kind + "_avg60", psi_percent((*line)->avg60));
+    a.line("ShmGuardMemoryPressure", kind + "_avg300", psi_percent((*line)->avg300));
+    a.line("ShmGuardMemoryPressureStalledUs", kind, (*line)->total_us);
+  }
+}
+
 void worker_lines(AutoLines& a, const WorkerTotals& t) {
   a.line("ShmGuardWorkers", t.workers);
   a.line("ShmGuardWorkerSegments", t.segments);
@@ -142,6 +157,7 @@ std::string write_status_auto(const StatusModel& m) {
     headroom_lines(a, snap.headroom_bytes, snap.binding);
     limit_lines(a, snap);
     counter_lines(a, snap);
+    pressure_lines(a, snap);
     worker_lines(a, m.part->workers.totals);
     finding_lines(a, m.part->findings);
     const std::vector<std::string> keys = fpm_pool_keys(m.part->fpm_pools);

@@ -391,6 +391,10 @@ std::string sources_html(const Snapshot& s) {
       h += "<tr><th scope=\"row\">reclaimable cache</th><td>" +
            esc(writers::reclaimable_words(c.levels.front())) + "</td></tr>\n";
     h += "<tr><th scope=\"row\">shmem</th><td>" + opt_bytes_cell(c.shmem) + "</td></tr>\n";
+    if (c.pressure)
+      h += "<tr><th scope=\"row\">memory pressure (PSI)</th><td>" +
+           esc(writers::pressure_words(*c.pressure)) +
+           "<br><small>shown and warned about, never a reason to refuse</small></td></tr>\n";
     for (const char* ev : {"max", "oom", "oom_kill", "failcnt"}) {
       const Counter* k = counter_named(s, std::string("cgroup:") + ev);
       if (!k) continue;

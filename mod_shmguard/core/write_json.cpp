@@ -98,6 +98,29 @@ void write_json_members(JsonWriter& w, const Snapshot& s) {
         .field("oom", c.events_oom)
         .field("oom_kill", c.events_oom_kill)
         .end_object();
+    // memory.pressure (PSI, v2): percentages of the last 10/60/300 s, total stall in us.
+    w.key("pressure");
+    if (!c.pressure) {
+      w.null();
+    } else {
+      w.begin_object();
+      for (const auto& [kind, line] :
+           {std::pair<const char*, const std::optional<PsiLine>*>{"some", &c.pressure->some},
+            {"full", &c.pressure->full}}) {
+        w.key(kind);
+        if (!*line) {
+          w.null();
+          continue;
+        }
+        w.begin_object()
+            .field("avg10", (*line)->avg10 / 100.0)
+            .field("avg60", (*line)->avg60 / 100.0)
+            .field("avg300", (*line)->avg300 / 100.0)
+            .field("total_us", (*line)->total_us)
+            .end_object();
+      }
+      w.end_object();
+    }
     w.key("levels").begin_array();
     for (const auto& l : c.levels)
       w.begin_object()

@@ -156,6 +156,25 @@ std::string render_prometheus(const Snapshot& s) {
         p.sample(lbl({{"dir", c.dir}, {"event", "oom_kill"}}), *c.events_oom_kill);
       if (c.failcnt) p.sample(lbl({{"dir", c.dir}, {"event", "failcnt"}}), *c.failcnt);
     }
+    if (c.pressure) {
+      const std::pair<const char*, const std::optional<PsiLine>*> kinds[] = {
+          {"some", &c.pressure->some}, {"full", &c.pressure->full}};
+      p.family("shmguard_cgroup_memory_pressure_percent", "gauge",
+               "Memory cgroup PSI (v2 memory.pressure): share of the last 10/60/300 s in which "
+               "some or all (full) of its tasks were stalled on memory. Shown, never refused on.");
+      for (const auto& [kind, line] : kinds)
+        if (*line)
+          for (const auto& [window, v] :
+               {std::pair<const char*, std::uint32_t>{"avg10", (*line)->avg10},
+                {"avg60", (*line)->avg60},
+                {"avg300", (*line)->avg300}})
+            p.line(lbl({{"dir", c.dir}, {"kind", kind}, {"window", window}}), psi_percent(v));
+      p.family("shmguard_cgroup_memory_pressure_stalled_seconds_total", "counter",
+               "Memory cgroup PSI total stall time (v2 memory.pressure total=, in seconds).");
+      for (const auto& [kind, line] : kinds)
+        if (*line)
+          p.line(lbl({{"dir", c.dir}, {"kind", kind}}), writers::stall_seconds((*line)->total_us));
+    }
   }
 
   // A gauge without labels, written only when the value is known.

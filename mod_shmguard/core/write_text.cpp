@@ -116,6 +116,7 @@ std::string render_text(const Snapshot& s) {
       o << "  events: max " << c.events_max.value_or(0) << ", oom " << c.events_oom.value_or(0)
         << ", oom_kill " << c.events_oom_kill.value_or(0) << "\n";
     if (c.failcnt) o << "  failcnt " << *c.failcnt << "\n";
+    if (c.pressure) o << "  memory pressure " << writers::pressure_words(*c.pressure) << "\n";
     for (std::size_t i = 1; i < c.levels.size(); ++i)
       if (c.levels[i].limit)
         o << "  ancestor " << c.levels[i].dir << ": limit " << opt_human(c.levels[i].limit)

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "fastwrite.hpp"
 #include "shmguard/model.hpp"
@@ -52,6 +53,29 @@ inline std::string reclaimable_words(const CgroupLevel& l) {
   };
   return human_bytes(*r) + " (inactive_file " + h(l.inactive_file) + " + active_file " +
          h(l.active_file) + " - dirty " + h(l.dirty) + " - writeback " + h(l.writeback) + ")";
+}
+
+// A PSI stall total (us) in seconds, six decimals: "1.234567".
+inline std::string stall_seconds(std::uint64_t us) {
+  std::string frac = std::to_string(us % 1000000);
+  return std::to_string(us / 1000000) + "." + std::string(6 - frac.size(), '0') + frac;
+}
+
+// A cgroup's memory.pressure in words: "some avg10 1.20 %, avg60 0.80 %, avg300 0.10 %, stalled
+// 12.345678 s in all; full avg10 ..." (no full line: "some ..." alone).
+inline std::string pressure_words(const Psi& p) {
+  std::string out;
+  for (const auto& [kind, line] :
+       {std::pair<const char*, const std::optional<PsiLine>*>{"some", &p.some},
+        {"full", &p.full}}) {
+    if (!*line) continue;
+    const PsiLine& l = **line;
+    if (!out.empty()) out += "; ";
+    out += std::string(kind) + " avg10 " + psi_percent(l.avg10) + " %, avg60 " +
+           psi_percent(l.avg60) + " %, avg300 " + psi_percent(l.avg300) + " %, stalled " +
+           stall_seconds(l.total_us) + " s in all";
+  }
+  return out;
 }
 
 inline const Counter* counter_named(const Snapshot& s, std::string_view name) {

@@ -93,8 +93,7 @@ class Sampler {
     // kFpmBackoffMs: it costs the samples at most that budget once in a while).
     if (!cfg_.fpm_pools.empty() && mono_ms() - fpm_read_ms_ >= kFpmGuardEveryMs) {
       // The pools' children (rule 2.2 measures them) are found by the discovery scan.
-      if (discovered_ms_ == 0 || mono_ms() - discovered_ms_ >= 30000)
-        discover_now(mono_ms());
+      if (discovered_ms_ == 0 || mono_ms() - discovered_ms_ >= 30000) discover_now(mono_ms());
       read_pools(mono_ms(), kFpmGuardBudgetMs);
     }
     warn(snap);  // before publishing: the warning precedes the refusals it explains
@@ -715,8 +714,9 @@ class Sampler {
     std::uint64_t ooms = 0;
     if (snap.cgroup && snap.cgroup->events_oom_kill) ooms = *snap.cgroup->events_oom_kill;
     seg_->oom_kills.store(ooms, std::memory_order_relaxed);
-    seg_->oom_counted.store(snap.cgroup && snap.cgroup->events_oom_kill ? 1 : 0,
-                            std::memory_order_relaxed);
+    // Counted where a memory cgroup limit is finite: there a 500 waits for the sample that reads
+    // a kill (must_wait_for_evidence).
+    seg_->oom_counted.store(oom_kills_counted(snap) ? 1 : 0, std::memory_order_relaxed);
     std::uint64_t n = seg_->samples.fetch_add(1, std::memory_order_acq_rel) + 1;
     seg_->sample_wall_ms.store(snap.taken_at_ms, std::memory_order_release);
     shm::drain_retired(seg_, n);

@@ -152,7 +152,7 @@ struct Segment {
   std::atomic<std::int32_t> php_error_pid;
   std::atomic<std::uint64_t> failcnt_sum;  // beancounter shmpages+privvmpages failcnt
   std::atomic<std::uint64_t> oom_kills;    // cgroup oom_kill (v2 memory.events, v1 oom_control)
-  std::atomic<std::int32_t> oom_counted;   // 1: the last sample read an oom_kill counter
+  std::atomic<std::int32_t> oom_counted;   // 1: oom_kill read, a memory cgroup limit finite
 
   std::atomic<std::uint64_t> apcu_errors;  // APCu "apc_mmap: Failed to mmap" lines seen
   std::atomic<std::int64_t> apcu_error_wall_ms;

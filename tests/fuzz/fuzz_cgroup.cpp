@@ -27,6 +27,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto kv = shmguard::parse_flat_keyed(text);
   if (!kv && kv.error.empty()) std::abort();
 
+  auto psi = shmguard::parse_psi(text);
+  if (!psi && psi.error.empty()) std::abort();
+  if (psi) {
+    if (!psi.value->some) std::abort();  // a parsed file always has its "some" line
+    for (const auto* l : {&psi.value->some, &psi.value->full})
+      if (*l && ((*l)->avg10 > 10099 || (*l)->avg60 > 10099 || (*l)->avg300 > 10099)) std::abort();
+  }
+
   auto lim = shmguard::parse_cgroup_limit(text);
   if (!lim && lim.error.empty()) std::abort();
   if (lim && *lim.value && **lim.value >= (std::uint64_t{1} << 62)) std::abort();

@@ -561,3 +561,59 @@ def test_shipped_conf_require_local_and_methods(server, netns):
         assert {"GET", "HEAD"} <= allow and "POST" not in allow, r.headers.get("Allow")
     r = status(s, method="HEAD")
     assert r.status == 200 and r.body == b""
+
+
+# ------------------------------------------------------------------------------------------ PSI
+V2_FIXTURE = os.path.join(harness.REPO, "tests/fixtures/trees/cgroup2-cache-full/sys/fs/cgroup/system.slice/"
+                          "apache2.service")
+
+
+def test_memory_pressure_shown_in_every_format_and_warned_not_refused(server):
+    """cgroup v2's memory.pressure (PSI) on the status page (issue 17 item 4). This machine has no v2
+    memory controller, so the module reads a copy of a v2 fixture directory (ShmGuardCgroup DIR) whose
+    memory.pressure says the cgroup is thrashing: every format shows it, the advisor warns, and PHP is
+    still served (pressure is never a reason to refuse)."""
+    s = server(start=False, shmguard=True, status=True)
+    cg = os.path.join(s.root, "cg", "apache2.service")
+    os.makedirs(os.path.dirname(cg), mode=0o755)
+    subprocess.run(["cp", "-r", V2_FIXTURE, cg], check=True, timeout=30)
+    with open(os.path.join(cg, "memory.pressure"), "w") as f:
+        f.write("some avg10=61.25 avg60=40.10 avg300=12.00 total=912345678\n"
+                "full avg10=35.50 avg60=20.05 avg300=6.00 total=401234567\n")
+    subprocess.run(["chmod", "-R", "a+rX", os.path.join(s.root, "cg")], check=True, timeout=30)
+    s.opts["shmguard_conf"] = CONF.replace("ShmGuardBeancounters ${SHMGUARD_UBC_FILE}\n", "") + \
+        "\nShmGuardCgroup %s\n" % cg
+    s.write()
+    s.start()
+
+    doc = wait_json(s, lambda d: any(x["source"] == "cgroup" and x.get("pressure") for x in d["sources"]),
+                    what="the cgroup's pressure")
+    cgs = [x for x in doc["sources"] if x["source"] == "cgroup"][0]
+    assert cgs["pressure"] == {"some": {"avg10": 61.25, "avg60": 40.1, "avg300": 12, "total_us": 912345678},
+                               "full": {"avg10": 35.5, "avg60": 20.05, "avg300": 6, "total_us": 401234567}}
+    assert doc["binding"] == "cgroup:memory"
+    warn = [f for f in doc["findings"] if f["id"] == "memory-pressure"]
+    assert len(warn) == 1 and warn[0]["severity"] == "warning", doc["findings"]
+    assert "is thrashing" in warn[0]["text"] and "35.50 %" in warn[0]["text"]
+
+    r = status(s, "auto")
+    assert r.status == 200
+    assert "ShmGuardMemoryPressure[full_avg10]: 35.50\n" in r.text
+    assert "ShmGuardMemoryPressureStalledUs[some]: 912345678\n" in r.text
+    assert "ShmGuardFinding[memory-pressure]: The memory cgroup" in r.text
+
+    r = status(s, "metrics")
+    assert promtool(r.text)[0] == 0, promtool(r.text)[1]
+    types = metric_families(r.text)
+    assert types["shmguard_cgroup_memory_pressure_percent"] == "gauge"
+    assert types["shmguard_cgroup_memory_pressure_stalled_seconds_total"] == "counter"
+    assert 'kind="full",window="avg10"} 35.50\n' in r.text
+    assert 'kind="some"} 912.345678\n' in r.text
+
+    page = check_html(status(s).body)
+    text = " ".join(page.text)
+    assert "memory pressure (PSI)" in text and "full avg10 35.50 %" in text
+
+    # warned, not refused: PHP is served and nothing is refusing
+    assert s.get("/index.php").status == 200
+    assert get_json(s)["state"] != "refusing"

@@ -288,6 +288,57 @@ TEST(Advisor, MoreWorkersCountsOpcacheAndApcu) {
   EXPECT_EQ(number(*h, "more_workers"), 2u) << h->text;  // not 3 (200 / 64)
 }
 
+// PSI (v2 memory.pressure): full avg10 at or above kPsiThrashingFullAvg10 is the "memory-pressure"
+// warning, and only a warning: the model's headroom and binding are the same with or without it
+// (pressure is never a refusal rule).
+TEST(Advisor, MemoryPressureIsAWarningNeverARefusal) {
+  auto snap = [](std::optional<Psi> psi) {
+    Snapshot s;
+    CgroupMemory c;
+    c.version = 2;
+    c.dir = "/sys/fs/cgroup/web";
+    c.limit = 768 * MiB;
+    c.usage = 100 * MiB;
+    c.levels.push_back(CgroupLevel{c.dir, c.limit, c.usage});
+    c.pressure = psi;
+    s.cgroup = c;
+    compute_headroom(s);
+    return s;
+  };
+  const Snapshot calm = snap(std::nullopt);
+  const Snapshot thrashing = snap(Psi{PsiLine{4512, 3000, 900, 77}, PsiLine{2345, 1500, 400, 9}});
+  ASSERT_TRUE(calm.headroom_bytes);
+  EXPECT_EQ(thrashing.headroom_bytes, calm.headroom_bytes);
+  EXPECT_EQ(thrashing.binding, calm.binding);
+
+  auto fs = advise(thrashing, {});
+  const Finding* f = find(fs, "memory-pressure");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->severity, "warning");
+  EXPECT_EQ(f->text.rfind("The memory cgroup /sys/fs/cgroup/web is thrashing: all its tasks were "
+                          "stalled on memory 23.45 % of the last 10 s (PSI full avg10; some "
+                          "45.12 %, full avg60 15.00 %).",
+                          0),
+            0u)
+      << f->text;
+  EXPECT_NE(f->text.find("mod_shmguard does not refuse on pressure"), std::string::npos);
+  EXPECT_EQ(number(*f, "full_avg10_hundredths"), 2345u);
+  EXPECT_EQ(number(*f, "some_avg10_hundredths"), 4512u);
+  for (const auto& x : fs) EXPECT_NE(x.severity, "critical") << x.text;
+
+  // At the threshold: warned; just below, or "some" high without "full", or no pressure: not.
+  EXPECT_NE(find(advise(snap(Psi{PsiLine{}, PsiLine{kPsiThrashingFullAvg10, 0, 0, 0}}), {}),
+                 "memory-pressure"),
+            nullptr);
+  EXPECT_EQ(find(advise(snap(Psi{PsiLine{}, PsiLine{kPsiThrashingFullAvg10 - 1, 0, 0, 0}}), {}),
+                 "memory-pressure"),
+            nullptr);
+  EXPECT_EQ(
+      find(advise(snap(Psi{PsiLine{10000, 10000, 10000, 1}, std::nullopt}), {}), "memory-pressure"),
+      nullptr);
+  EXPECT_EQ(find(advise(calm, {}), "memory-pressure"), nullptr);
+}
+
 // ---------------------------------------------------------------- bounds (issue 20 item 3)
 
 namespace {

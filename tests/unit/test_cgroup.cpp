@@ -252,6 +252,107 @@ TEST(ParseCgroupLimit, BadInputGivesReasons) {
   EXPECT_TRUE(starts_with(parse_cgroup_limit("1\n2\n").error, "malformed at line 2"));
 }
 
+// ---------------------------------------------------------------- memory.pressure (PSI)
+
+// The kernel's own text: Documentation/accounting/psi.rst ("for memory and IO"), as printed by
+// kernel/sched/psi.c psi_show ("%s avg10=%lu.%02lu avg60=%lu.%02lu avg300=%lu.%02lu total=%llu").
+TEST(ParsePsi, KernelDocumentationText) {
+  auto r = parse_psi(
+      "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+      "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+  ASSERT_TRUE(r) << r.error;
+  ASSERT_TRUE(r.value->some);
+  ASSERT_TRUE(r.value->full);
+  EXPECT_EQ(r.value->some->avg10, 0u);
+  EXPECT_EQ(r.value->full->total_us, 0u);
+}
+
+// A loaded machine's figures in the same format (systemd's psi-util.h quotes this pair as the
+// "upstream 4.20+ format").
+TEST(ParsePsi, NonZeroFigures) {
+  auto r = parse_psi(
+      "some avg10=0.22 avg60=0.17 avg300=1.11 total=58761459\n"
+      "full avg10=0.23 avg60=0.16 avg300=1.08 total=58464525\n");
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_EQ(r.value->some->avg10, 22u);
+  EXPECT_EQ(r.value->some->avg60, 17u);
+  EXPECT_EQ(r.value->some->avg300, 111u);
+  EXPECT_EQ(r.value->some->total_us, 58761459u);
+  EXPECT_EQ(r.value->full->avg10, 23u);
+  EXPECT_EQ(r.value->full->avg300, 108u);
+  EXPECT_EQ(r.value->full->total_us, 58464525u);
+  EXPECT_EQ(psi_percent(r.value->some->avg300), "1.11");
+  EXPECT_EQ(psi_percent(5), "0.05");
+  EXPECT_EQ(psi_percent(10099), "100.99");
+}
+
+TEST(ParsePsi, EdgesTheKernelCanPrint) {
+  // A "some" line alone (cpu.pressure's format before 5.13): no full figures.
+  auto some = parse_psi("some avg10=1.53 avg60=1.87 avg300=1.73 total=1088168194\n");
+  ASSERT_TRUE(some) << some.error;
+  EXPECT_FALSE(some.value->full);
+  // The top of LOAD_INT.LOAD_FRAC, the top of total, any order, no final newline, CRLF, a key a
+  // future kernel may add.
+  auto top = parse_psi(
+      "full total=18446744073709551615 avg300=100.99 avg60=100.00 avg10=99.99 stall=7\r\n"
+      "some avg10=100.99 avg60=0.01 avg300=0.10 total=1");
+  ASSERT_TRUE(top) << top.error;
+  EXPECT_EQ(top.value->full->avg10, 9999u);
+  EXPECT_EQ(top.value->full->avg60, 10000u);
+  EXPECT_EQ(top.value->full->avg300, 10099u);
+  EXPECT_EQ(top.value->full->total_us, UINT64_MAX);
+  EXPECT_EQ(top.value->some->avg10, 10099u);
+  EXPECT_EQ(top.value->some->avg60, 1u);
+}
+
+TEST(ParsePsi, BadInputGivesReasons) {
+  const std::string ok_tail = " avg60=0.00 avg300=0.00 total=0";
+  EXPECT_EQ(parse_psi("").error, "malformed at line 1: empty file");
+  EXPECT_EQ(parse_psi("\n\n").error, "malformed at line 1: empty file");
+  struct Case {
+    std::string text, starts;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"full avg10=0.00" + ok_tail + "\n", "malformed at line 1: no \"some\" line"},
+           {"some avg10=0.00" + ok_tail + "\nsome avg10=0.00" + ok_tail,
+            "malformed at line 2: a second \"some\" line"},
+           {"partial avg10=0.00" + ok_tail, "malformed at line 1: expected a \"some\" or"},
+           {"some avg60=0.00 avg300=0.00 total=0", "malformed at line 1: no avg10= in"},
+           {"some avg10=0.00 avg60=0.00 avg300=0.00", "malformed at line 1: no total= in"},
+           {"some avg10=0.00 avg10=0.00" + ok_tail, "malformed at line 1: \"avg10\" given twice"},
+           {"some avg10" + ok_tail, "malformed at line 1: expected KEY=VALUE"},
+           {"some =1" + ok_tail, "malformed at line 1: expected KEY=VALUE"},
+           {"some avg10=1" + ok_tail,
+            "malformed at line 1: value of \"avg10\" is not a percentage"},
+           {"some avg10=1.5" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=1.500" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=.50" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=-1.00" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=+1.00" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=101.00" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=1000.00" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=1,00" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=a.bc" + ok_tail, "malformed at line 1: value of \"avg10\""},
+           {"some avg10=0.00 avg60=0.00 avg300=0.00 total=18446744073709551616",
+            "malformed at line 1: value of \"total\" is not an unsigned 64-bit number"},
+           {"some avg10=0.00 avg60=0.00 avg300=0.00 total=-1",
+            "malformed at line 1: value of \"total\""},
+           {"some avg10=0.00 avg60=0.00 avg300=0.00 total=",
+            "malformed at line 1: value of \"total\""},
+           {std::string("some avg10=0.00\0x", 17) + ok_tail,
+            "malformed at line 1: value of \"avg10\""},
+       }) {
+    auto r = parse_psi(c.text);
+    EXPECT_FALSE(r) << c.text;
+    EXPECT_TRUE(starts_with(r.error, c.starts)) << c.text << " -> " << r.error;
+  }
+  // Untrusted text is quoted, bounded and printable in the reason.
+  auto r = parse_psi("\x01\x02" + std::string(100, 'x'));
+  EXPECT_FALSE(r);
+  EXPECT_TRUE(contains(r.error, "\\x01\\x02")) << r.error;
+  EXPECT_LT(r.error.size(), 160u) << r.error;
+}
+
 // ---------------------------------------------------------------- read_cgroup on fixture trees
 
 TEST(ReadCgroup, V2LimitedWithBindingParent) {
@@ -752,4 +853,41 @@ TEST(ReadCgroup, V2CacheFullLruKeys) {
   EXPECT_EQ(cgroup_reclaimable(m.levels[1]), 615 * MiB);
   // shmem (OPcache) is inside v2's "file" but not on the file LRU: never reclaimable.
   EXPECT_EQ(*m.file - *m.shmem, *m.levels[0].inactive_file + *m.levels[0].active_file);
+}
+
+// v2's memory.pressure of the process's own level is read beside memory.events (the root's, all
+// zeros, is not the one shown); v1 has none.
+TEST(ReadCgroup, V2PressureOfTheOwnLevel) {
+  const std::string s = "cgroup2-cache-full";
+  auto r = read_cgroup(proc(s), sys(s), {});
+  ASSERT_TRUE(r) << r.error;
+  ASSERT_TRUE(r.value->pressure);
+  ASSERT_TRUE(r.value->pressure->some);
+  ASSERT_TRUE(r.value->pressure->full);
+  EXPECT_EQ(r.value->pressure->some->avg10, 205u);
+  EXPECT_EQ(r.value->pressure->some->total_us, 3466205u);
+  EXPECT_EQ(r.value->pressure->full->avg10, 81u);
+  EXPECT_EQ(r.value->pressure->full->avg300, 15u);
+
+  auto v1 = read_cgroup(proc("cgroup1-cache-full"), sys("cgroup1-cache-full"), {});
+  ASSERT_TRUE(v1) << v1.error;
+  EXPECT_FALSE(v1.value->pressure);
+}
+
+// A missing or unparsable memory.pressure is no figure: the limit, usage and events still read.
+TEST(ReadCgroup, BadOrMissingPressureLeavesItEmpty) {
+  TempDir t;
+  const std::string root = copy_tree(t, "cgroup2-cache-full");
+  const std::string dir = root + "/sys/fs/cgroup/system.slice/apache2.service";
+  write_file(dir + "/memory.pressure", "some avg10=0.00 avg60=0.00\n");
+  auto r = read_cgroup(root + "/proc", root + "/sys", {});
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_FALSE(r.value->pressure);
+  EXPECT_EQ(r.value->limit, 768 * MiB);
+  EXPECT_EQ(r.value->events_max, 472u);
+  fs::remove(dir + "/memory.pressure");
+  r = read_cgroup(root + "/proc", root + "/sys", {});
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_FALSE(r.value->pressure);
+  EXPECT_EQ(r.value->limit, 768 * MiB);
 }

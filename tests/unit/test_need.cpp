@@ -114,3 +114,40 @@ TEST(Need, AdvisorCountsWorkersOnTheTouchedNeedUnderAMemoryCgroup) {
             std::string::npos)
       << h->text;
 }
+
+namespace {
+// A snapshot with a memory cgroup whose own level has `own` as limit and its parent `parent`
+// (nullopt: unlimited), oom_kill read as 3, the model computed from it.
+Snapshot cgroup_snapshot(std::optional<std::uint64_t> own, std::optional<std::uint64_t> parent,
+                         bool oom_kill_read = true) {
+  Snapshot s;
+  CgroupMemory c;
+  c.version = 2;
+  c.dir = "/sys/fs/cgroup/web";
+  c.limit = own;
+  c.usage = 100 * MiB;
+  if (oom_kill_read) c.events_oom_kill = 3;
+  c.levels.push_back(CgroupLevel{"/sys/fs/cgroup/web", own, 100 * MiB});
+  c.levels.push_back(CgroupLevel{"/sys/fs/cgroup", parent, 900 * MiB});
+  s.cgroup = c;
+  compute_headroom(s);
+  return s;
+}
+}  // namespace
+
+// OOM kills are counted (a 500 waits for the sampler's look) only where a memory cgroup limit is
+// finite: in an unlimited cgroup the oom_kill counter is read but no kill can come from it, and
+// every 500 would wait 300 ms for nothing (the fix of oom-counted-finite).
+TEST(Need, OomKillsCountedOnlyUnderAFiniteMemoryCgroupLimit) {
+  EXPECT_FALSE(oom_kills_counted(cgroup_snapshot(std::nullopt, std::nullopt)));
+  EXPECT_TRUE(oom_kills_counted(cgroup_snapshot(768 * MiB, std::nullopt)));
+  EXPECT_TRUE(oom_kills_counted(cgroup_snapshot(std::nullopt, 2048 * MiB)));  // an ancestor's
+  EXPECT_FALSE(oom_kills_counted(cgroup_snapshot(768 * MiB, std::nullopt, false)));
+  EXPECT_FALSE(oom_kills_counted(Snapshot{}));
+  // A beancounter limit beside an unlimited cgroup: finite limits, none of them the cgroup's.
+  Snapshot bc = cgroup_snapshot(std::nullopt, std::nullopt);
+  bc.limits.push_back(Limit{"beancounter:shmpages", 1024 * MiB, 10 * MiB});
+  choose_binding(bc);
+  ASSERT_TRUE(bc.headroom_bytes);
+  EXPECT_FALSE(oom_kills_counted(bc));
+}

@@ -147,6 +147,7 @@ Snapshot full_snapshot() {
   c.levels[0].active_file = 20 * MiB;
   c.levels[0].dirty = 5;
   c.levels[0].writeback = 6;
+  c.pressure = Psi{PsiLine{1234, 560, 78, 12345678}, PsiLine{506, 10099, 0, 1}};
   s.cgroup = c;
   Overcommit o;
   o.mode = 2;
@@ -804,6 +805,68 @@ TEST(Status, FpmPoolsTravelAndShowInEveryFormat) {
   SamplerPart longname = p;
   longname.fpm_pools[1].name.assign(kFpmNameMax + 1, 'n');
   EXPECT_FALSE(decode_sampler_part(encode_sampler_part(longname)));
+}
+
+// The memory cgroup's PSI (v2 memory.pressure) travels in the sampler part and shows in every
+// format from the one model; a cgroup without it (v1) shows none of it.
+TEST(Status, MemoryPressureInEveryFormat) {
+  const StatusModel m = view(full_snapshot(), {});
+  const std::string page = write_status_html(m, 5);
+  EXPECT_NE(page.find("<th scope=\"row\">memory pressure (PSI)</th><td>some avg10 12.34 %, avg60 "
+                      "5.60 %, avg300 0.78 %, stalled 12.345678 s in all; full avg10 5.06 %, avg60 "
+                      "100.99 %, avg300 0.00 %, stalled 0.000001 s in all"),
+            std::string::npos)
+      << page;
+  EXPECT_NE(write_status_json(m).find(
+                "\"pressure\":{\"some\":{\"avg10\":12.34,\"avg60\":5.6,\"avg300\":0.78,"
+                "\"total_us\":12345678},\"full\":{\"avg10\":5.06,\"avg60\":100.99,\"avg300\":0,"
+                "\"total_us\":1}}"),
+            std::string::npos)
+      << write_status_json(m);
+  std::string pressure_lines;  // (full_snapshot's findings repeat ids: only these lines)
+  std::istringstream auto_in(write_status_auto(m));
+  for (std::string line; std::getline(auto_in, line);)
+    if (line.rfind("ShmGuardMemoryPressure", 0) == 0) pressure_lines += line + "\n";
+  auto kv = auto_lines(pressure_lines);
+  EXPECT_EQ(kv.size(), 8u) << pressure_lines;
+  EXPECT_EQ(kv["ShmGuardMemoryPressure[some_avg10]"], "12.34");
+  EXPECT_EQ(kv["ShmGuardMemoryPressure[some_avg300]"], "0.78");
+  EXPECT_EQ(kv["ShmGuardMemoryPressure[full_avg10]"], "5.06");
+  EXPECT_EQ(kv["ShmGuardMemoryPressure[full_avg60]"], "100.99");
+  EXPECT_EQ(kv["ShmGuardMemoryPressureStalledUs[some]"], "12345678");
+  EXPECT_EQ(kv["ShmGuardMemoryPressureStalledUs[full]"], "1");
+  const std::string metrics = write_status_prometheus(m);
+  for (const char* sample :
+       {"shmguard_cgroup_memory_pressure_percent{dir=\"/sys/fs/cgroup/web\",kind=\"some\","
+        "window=\"avg10\"} 12.34\n",
+        "shmguard_cgroup_memory_pressure_percent{dir=\"/sys/fs/cgroup/web\",kind=\"full\","
+        "window=\"avg60\"} 100.99\n",
+        "shmguard_cgroup_memory_pressure_percent{dir=\"/sys/fs/cgroup/web\",kind=\"full\","
+        "window=\"avg300\"} 0.00\n",
+        "shmguard_cgroup_memory_pressure_stalled_seconds_total{dir=\"/sys/fs/cgroup/web\","
+        "kind=\"some\"} 12.345678\n",
+        "shmguard_cgroup_memory_pressure_stalled_seconds_total{dir=\"/sys/fs/cgroup/web\","
+        "kind=\"full\"} 0.000001\n"})
+    EXPECT_NE(metrics.find(sample), std::string::npos) << sample << metrics;
+  EXPECT_NE(render_text(m.part->snap).find("  memory pressure some avg10 12.34 %"),
+            std::string::npos)
+      << render_text(m.part->snap);
+
+  // A "some" line alone: no full samples. No pressure at all: nothing, and null in ?json.
+  Snapshot some_only = full_snapshot();
+  some_only.cgroup->pressure->full.reset();
+  const std::string some_metrics = write_status_prometheus(view(some_only, {}));
+  EXPECT_EQ(some_metrics.find("kind=\"full\""), std::string::npos);
+  EXPECT_NE(some_metrics.find("kind=\"some\",window=\"avg60\"} 5.60\n"), std::string::npos);
+  Snapshot none = full_snapshot();
+  none.cgroup->pressure.reset();
+  const StatusModel n = view(none, {});
+  EXPECT_EQ((write_status_html(n, 5) + write_status_auto(n) + write_status_prometheus(n) +
+             render_text(n.part->snap))
+                .find("ressure"),
+            std::string::npos);
+  EXPECT_NE(write_status_json(n).find("\"pressure\":null"), std::string::npos);
+  EXPECT_EQ(write_status_json(n).find("\"pressure\":{"), std::string::npos);
 }
 
 // ---------------------------------------------------------------- bounds (issue 20 item 3)
