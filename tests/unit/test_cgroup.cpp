@@ -20,21 +20,8 @@ using namespace shmguard_test;
 
 namespace {
 
-std::string tree(const std::string& scenario) {
-  return fixtures() + "/trees/" + scenario;
-}
-std::string proc(const std::string& s) {
-  return tree(s) + "/proc";
-}
 std::string sys(const std::string& s) {
   return tree(s) + "/sys";
-}
-
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.compare(0, p.size(), p) == 0;
-}
-bool contains(const std::string& s, const std::string& p) {
-  return s.find(p) != std::string::npos;
 }
 
 // A writable copy of a fixture scenario.

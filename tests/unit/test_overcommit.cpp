@@ -20,17 +20,6 @@ using namespace shmguard_test;
 
 namespace {
 
-std::string proc(const std::string& s) {
-  return fixtures() + "/trees/" + s + "/proc";
-}
-
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.compare(0, p.size(), p) == 0;
-}
-bool contains(const std::string& s, const std::string& p) {
-  return s.find(p) != std::string::npos;
-}
-
 constexpr std::uint64_t KiB = 1024;
 
 }  // namespace

@@ -21,17 +21,6 @@ using namespace shmguard_test;
 
 namespace {
 
-std::string proc(const std::string& s) {
-  return fixtures() + "/trees/" + s + "/proc";
-}
-
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.compare(0, p.size(), p) == 0;
-}
-bool contains(const std::string& s, const std::string& p) {
-  return s.find(p) != std::string::npos;
-}
-
 const char* kNewHeader =
     "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid"
     "      atime      dtime      ctime                   rss                  swap\n";

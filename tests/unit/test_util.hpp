@@ -27,6 +27,21 @@ inline std::string fixtures() {
   return env && *env ? env : "tests/fixtures";
 }
 
+// A fixture tree (tests/fixtures/trees/<scenario>) and its proc/ directory.
+inline std::string tree(const std::string& scenario) {
+  return fixtures() + "/trees/" + scenario;
+}
+inline std::string proc(const std::string& scenario) {
+  return tree(scenario) + "/proc";
+}
+
+inline bool starts_with(const std::string& s, const std::string& p) {
+  return s.compare(0, p.size(), p) == 0;
+}
+inline bool contains(const std::string& s, const std::string& p) {
+  return s.find(p) != std::string::npos;
+}
+
 // A scratch directory (mode 0755, so an unprivileged child can enter it), removed with
 // everything in it.
 class TempDir {
