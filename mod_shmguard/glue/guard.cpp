@@ -670,7 +670,10 @@ void fpm_pool_input(GuardInput& in, int pool, std::int64_t now) {
   const std::int64_t read = hot.status_wall_ms.load(std::memory_order_acquire);
   if (!freshness(read, now, kFpmStatusFreshMs)) return;
   in.fpm_pool = true;
-  in.fpm_idle = hot.free_children.load(std::memory_order_relaxed);
+  in.fpm_idle = fpm_free_now(hot.free_children.load(std::memory_order_relaxed),
+                             hot.total.load(std::memory_order_relaxed),
+                             hot.inflight_at_read.load(std::memory_order_relaxed),
+                             hot.inflight.load(std::memory_order_relaxed));
   in.fpm_forks = hot.forks.load(std::memory_order_relaxed) != 0;
   in.fpm_child_need = hot.child_need.load(std::memory_order_relaxed);
   const std::int64_t priv = gen.seg->private_headroom.load(std::memory_order_relaxed);
@@ -929,6 +932,11 @@ std::string refusal_body(request_rec* r, const ServerConf* c, bool translated) {
   return c->errordoc_body ? std::string(c->errordoc_body) : render_refusal_html(info);
 }
 
+apr_status_t fpm_request_ended(void* inflight) {
+  static_cast<std::atomic<std::int64_t>*>(inflight)->fetch_sub(1, std::memory_order_relaxed);
+  return APR_SUCCESS;
+}
+
 // Status, Retry-After and no caching: the same for a refusal and a translated 500.
 void set_refusal_headers(request_rec* r, const ServerConf* c) {
   r->status = HTTP_SERVICE_UNAVAILABLE;
@@ -978,6 +986,11 @@ int guard_fixups(request_rec* r) {
     return DECLINED;
   }
   admit(r, note, c);
+  if (note->fpm_pool >= 0) {  // in flight to its pool until the request ends (fpm_free_now)
+    std::atomic<std::int64_t>* inflight = &seg->fpm_pools[note->fpm_pool].inflight;
+    inflight->fetch_add(1, std::memory_order_relaxed);
+    apr_pool_cleanup_register(r->pool, inflight, fpm_request_ended, apr_pool_cleanup_null);
+  }
   if (note->verdict != Verdict::Refuse) return DECLINED;
   r->handler = "shmguard-refusal";  // our handler answers; the backend is never touched
   return OK;

@@ -277,6 +277,10 @@ class Sampler {
         continue;
       }
       const int timeout = static_cast<int>(std::min<std::int64_t>(left, kFpmTimeoutMs));
+      // Before the read: a request that starts during it is counted by FPM too (an early
+      // warning at worst), never by neither.
+      const std::int64_t inflight =
+          i < shm::kFpmPoolSlots ? seg_->fpm_pools[i].inflight.load(std::memory_order_relaxed) : 0;
       reads.push_back(read_fpm_pool(socket, path, timeout));
       if (reads.back().error.rfind("no answer within", 0) == 0)
         fpm_skip_until_[i] = mono_ms() + kFpmBackoffMs;
@@ -289,6 +293,7 @@ class Sampler {
         hot.listen_queue.store(p.status.listen_queue, std::memory_order_relaxed);
         hot.max_children_reached.store(p.status.max_children_reached, std::memory_order_relaxed);
         hot.free_children.store(fpm_free_children(p.status), std::memory_order_relaxed);
+        hot.inflight_at_read.store(inflight, std::memory_order_relaxed);
         hot.forks.store(p.ok && fpm_forks(p.status, fpm_reached_[i]) ? 1 : 0,
                         std::memory_order_relaxed);
         if (p.ok) {
