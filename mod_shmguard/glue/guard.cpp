@@ -9,6 +9,7 @@
 // into the same diagnosed 503 in insert_error_filter.
 //
 // With ample headroom the path reads a few atomics and mod_fcgid's table and makes no syscall.
+#include <dlfcn.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,6 +42,7 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "mod_proxy.h"
 #include "unixd.h"
 #include "util_filter.h"
 
@@ -92,15 +94,36 @@ bool is_proxy_fcgi(const request_rec* r) {
   return false;
 }
 
+// ProxyPass/ProxyPassMatch "unix:/run/php/www.sock|fcgi://localhost/…": mod_proxy takes the
+// socket out of the URL at configuration (ap_proxy_de_socketfy: r->filename is
+// "proxy:fcgi://localhost/…") and keeps it in the worker (uds_path). The worker is found as
+// mod_proxy finds it, by its ap_proxy_get_worker (looked up by name: mod_proxy is loaded with
+// RTLD_GLOBAL, and not linked into this module). nullptr: no such worker, or not a Unix socket.
+using GetWorker = proxy_worker* (*)(apr_pool_t*, proxy_balancer*, proxy_server_conf*, const char*);
+const char* proxypass_socket(request_rec* r) {
+  static module* const proxy = ap_find_linked_module("mod_proxy.c");
+  static const GetWorker get_worker =
+      proxy ? reinterpret_cast<GetWorker>(dlsym(RTLD_DEFAULT, "ap_proxy_get_worker")) : nullptr;
+  if (!get_worker || !starts_with(r->filename, "proxy:fcgi://")) return nullptr;
+  auto* conf =
+      static_cast<proxy_server_conf*>(ap_get_module_config(r->server->module_config, proxy));
+  if (!conf) return nullptr;
+  proxy_worker* w = get_worker(r->pool, nullptr, conf, r->filename + strlen("proxy:"));
+  return w && w->s && w->s->uds_path[0] ? w->s->uds_path : nullptr;
+}
+
 // The ShmGuardFpmPool pool (its index) a mod_proxy_fcgi request goes to: the Unix socket in the
-// handler ("proxy:unix:/run/php/www.sock|fcgi://localhost") or in ProxyPass's URL (r->filename),
-// compared with each pool's socket. -1: none.
-int fpm_pool_of(const request_rec* r) {
+// handler ("proxy:unix:/run/php/www.sock|fcgi://localhost"), in the URL (r->filename), or in
+// ProxyPass's worker (proxypass_socket), compared with each pool's socket. -1: none.
+int fpm_pool_of(request_rec* r) {
   const ServerConf* m = server_conf(gen.main_server);
   if (!m->fpm_pools) return -1;
   const char* url = starts_with(r->handler, "proxy:unix:") ? r->handler : r->filename;
-  if (!starts_with(url, "proxy:unix:")) return -1;
-  const char* path = url + strlen("proxy:unix:");
+  const char* path = nullptr;
+  if (starts_with(url, "proxy:unix:"))
+    path = url + strlen("proxy:unix:");
+  else if (!(path = proxypass_socket(r)))
+    return -1;
   const char* bar = strchr(path, '|');
   const std::size_t n = bar ? static_cast<std::size_t>(bar - path) : strlen(path);
   const auto* v = reinterpret_cast<const char* const*>(m->fpm_pools->elts);

@@ -137,3 +137,40 @@ def test_fpm_fork_ample_no_warning(server):
     assert "SG0221" not in log and "SG0220" not in log, log
     v = status(s)["vhosts"][0]
     assert v["fpm"] >= 9 and v["fpm_low_headroom"] == 0 and v["refused"] == 0, v
+
+
+# ------------------------------------------------------------------ ProxyPass to a pool's socket
+# mod_proxy takes the socket out of a ProxyPass URL ("unix:SOCK|fcgi://localhost/..."): the
+# request's r->filename is "proxy:fcgi://localhost/...", the socket is in mod_proxy's worker. The
+# module finds the worker as mod_proxy does and so the pool: its rules and its translation apply.
+PP_CONF = ('ProxyPass "/pp/" "unix:${SHMGUARD_ROOT}/fpmu/php-fpm.sock|fcgi://localhost'
+           '${SHMGUARD_ROOT}/htdocs/fpm/"\n'
+           'ProxyPassMatch "^/pm/(.*\\.php)$" "unix:${SHMGUARD_ROOT}/fpmu/php-fpm.sock|'
+           'fcgi://localhost${SHMGUARD_ROOT}/htdocs/fpm/$1"\n')
+FORK_CONF = (GUARD.replace("ShmGuardFpmPool ${SHMGUARD_ROOT}/run/php-fpm.sock /fpm-status\n", "")
+             + "ProxyTimeout 3\nShmGuardDetail On\n"
+             "ShmGuardFpmPool ${SHMGUARD_ROOT}/fpmu/php-fpm.sock /fpm-status "
+             "${SHMGUARD_ROOT}/fpmu/php-fpm.log\n")
+
+
+def test_pp_pool_found(server):
+    # The fork-failing pool of test_fpm.py (an ondemand master as its own uid under RLIMIT_NPROC
+    # 1: every fork fails, EAGAIN) reached through ProxyPass and ProxyPassMatch: FPM's failure is
+    # the diagnosed 503 with FPM's own words (before: the pool was not found for these forms and
+    # mod_proxy_fcgi's bare 504 after ProxyTimeout was left, nothing said).
+    s = server(shmguard=True, shmguard_conf=FORK_CONF, extra_conf=PP_CONF, fpm=True,
+               fpm_pm="ondemand", fpm_children=4, fpm_nproc=1, fpm_status_path="/fpm-status")
+    assert wait_for(lambda: status(s).get("headroom_bytes") is not None, 10.0)
+    for path in ("/pp/index.php", "/pm/index.php"):
+        mark = s.log_mark()
+        r = s.get(path, headers={"Accept": "application/json"})
+        assert r.status == 503 and r.headers.get("Retry-After") == "30", (path, r.status, r.text[:300])
+        body = json.loads(r.text)
+        assert body["error"] == "PHP-FPM pool unavailable", body
+        assert "fork() failed: Resource temporarily unavailable (11)" in body["cause"], body
+        if path == "/pp/index.php":  # SG0230: at most one line per 10 s per pool
+            assert s.wait_log(r"SG0230 PHP-FPM pool \S*fpmu/php-fpm\.sock could not serve "
+                              r"/pp/index\.php ", since=mark), s.error_log(mark)
+    v = status(s)["vhosts"][0]
+    assert v["fpm"] == 2 and v["refused"] == 0, v
+    assert wait_for(lambda: (pool(s) or {}).get("translated") == 2, 10.0), pool(s)
