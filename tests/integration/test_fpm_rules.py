@@ -9,6 +9,7 @@ in a `pm = dynamic` pool makes FPM fork one; a fork charges the child's private 
 
 import json
 import os
+import signal
 import threading
 import time
 
@@ -174,3 +175,54 @@ def test_pp_pool_found(server):
     v = status(s)["vhosts"][0]
     assert v["fpm"] == 2 and v["refused"] == 0, v
     assert wait_for(lambda: (pool(s) or {}).get("translated") == 2, 10.0), pool(s)
+
+
+# ------------------------------------------------------------------ FPM's log rotated
+# The fork-failing pool again, FPM's log named by ShmGuardFpmPool. The sampler opened that log
+# while root (FPM writes it 0600); after a rotation FPM's failures go to the new file.
+
+
+
+def fork_failing(server):
+    s = server(shmguard=True, shmguard_conf=FORK_CONF, fpm=True, fpm_pm="ondemand",
+               fpm_children=4, fpm_nproc=1, fpm_status_path="/fpm-status")
+    assert wait_for(lambda: status(s).get("headroom_bytes") is not None, 10.0)
+    # The module's own status reads make FPM try forks: failures counted from the log before.
+    assert wait_for(lambda: (pool(s) or {}).get("fork_failures", 0) >= 1, 15.0, step=0.2), pool(s)
+    return s
+
+
+def translated_after(s, before):
+    """Once the module counts fork failures again (it follows the log), a request is the
+    diagnosed 503 with FPM's words."""
+    assert wait_for(lambda: (pool(s) or {}).get("fork_failures", 0) > before, 20.0, step=0.2), \
+        "fork failures not followed after the rotation: %r\n%s" % (pool(s), s.error_log())
+    r = s.get("/fpm/index.php", headers={"Accept": "application/json"})
+    assert r.status == 503 and r.headers.get("Retry-After") == "30", (r.status, r.text[:300])
+    assert "fork() failed" in json.loads(r.text)["cause"], r.text
+
+
+def test_fpm_log_renamed(server):
+    # logrotate's way for php-fpm (Debian's /etc/logrotate.d/php8.2-fpm): rename, then SIGUSR1
+    # makes FPM reopen its error_log, a new file. (Before: the sampler kept following the
+    # renamed file; FPM's failures in the new one were never seen: mod_proxy_fcgi's bare 504.)
+    s = fork_failing(server)
+    os.rename(s.fpm_log_path, s.fpm_log_path + ".1")
+    mark = s.log_mark()
+    s.fpm_proc.send_signal(signal.SIGUSR1)
+    assert wait_for(lambda: os.path.exists(s.fpm_log_path), 10.0), "FPM did not reopen its log"
+    assert s.wait_log(r"SG0115 .*php-fpm\.log", since=mark, timeout=20.0)
+    assert s.wait_log(r"SG0116 sampler \(pid \d+\) ended to reopen a rotated log", since=mark)
+    assert "SG0111" not in s.error_log(mark)  # a rotation is not a sampler's death
+    before = pool(s)["fork_failures"]
+    translated_after(s, before)
+
+
+def test_fpm_log_copytruncate(server):
+    # logrotate's copytruncate: copied, then cut to 0 in place (the same file).
+    s = fork_failing(server)
+    with open(s.fpm_log_path, "rb") as src, open(s.fpm_log_path + ".1", "wb") as dst:
+        dst.write(src.read())
+    os.truncate(s.fpm_log_path, 0)
+    before = pool(s)["fork_failures"]
+    translated_after(s, before)
