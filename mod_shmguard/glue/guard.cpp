@@ -99,7 +99,7 @@ bool is_proxy_fcgi(const request_rec* r) {
 // "proxy:fcgi://localhost/…") and keeps it in the worker (uds_path). The worker is found as
 // mod_proxy finds it, by its ap_proxy_get_worker (looked up by name: mod_proxy is loaded with
 // RTLD_GLOBAL, and not linked into this module). nullptr: no such worker, or not a Unix socket.
-using GetWorker = proxy_worker* (*)(apr_pool_t*, proxy_balancer*, proxy_server_conf*, const char*);
+using GetWorker = decltype(&ap_proxy_get_worker);  // its type from mod_proxy.h, not the symbol
 const char* proxypass_socket(request_rec* r) {
   static module* const proxy = ap_find_linked_module("mod_proxy.c");
   static const GetWorker get_worker =
