@@ -78,7 +78,7 @@ void sampler_maintenance_impl(int reason, void* data, apr_wait_t status) {
       if (status == sampler::kExitReopen ||
           (WIFEXITED(status) && WEXITSTATUS(status) == sampler::kExitReopen)) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, gen.main_server,
-                     "SG0116 sampler (pid %d) ended to reopen a rotated log (SG0115); starting "
+                     "SG0118 sampler (pid %d) ended to reopen a rotated log (SG0117); starting "
                      "a new one; until it publishes, the guard fails open",
                      static_cast<int>(proc->pid));
         start_sampler_after(true);

@@ -978,7 +978,7 @@ int run(const Config& cfg, shm::Segment* seg, const Logger& log,
     while (!stop()) {
       if (cfg.parent_pid && getppid() != cfg.parent_pid) break;  // orphaned: the server is gone
       if (const std::string* rotated = s.rotated_log()) {
-        log(Level::Notice, "SG0115 " + *rotated +
+        log(Level::Notice, "SG0117 " + *rotated +
                                " was rotated (another file is at its path now): the sampler "
                                "ends so that a new one opens it while root");
         return kExitReopen;

@@ -211,8 +211,8 @@ def test_fpm_log_renamed(server):
     mark = s.log_mark()
     s.fpm_proc.send_signal(signal.SIGUSR1)
     assert wait_for(lambda: os.path.exists(s.fpm_log_path), 10.0), "FPM did not reopen its log"
-    assert s.wait_log(r"SG0115 .*php-fpm\.log", since=mark, timeout=20.0)
-    assert s.wait_log(r"SG0116 sampler \(pid \d+\) ended to reopen a rotated log", since=mark)
+    assert s.wait_log(r"SG0117 .*php-fpm\.log", since=mark, timeout=20.0)
+    assert s.wait_log(r"SG0118 sampler \(pid \d+\) ended to reopen a rotated log", since=mark)
     assert "SG0111" not in s.error_log(mark)  # a rotation is not a sampler's death
     before = pool(s)["fork_failures"]
     translated_after(s, before)
