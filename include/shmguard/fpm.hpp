@@ -145,6 +145,15 @@ std::optional<std::uint64_t> private_headroom(const std::vector<Limit>& limits);
 // request takes it): idle + 1 when a child was active, less what waits in the listen queue.
 std::uint64_t fpm_free_children(const FpmPoolStatus& st);
 
+// Children free for a request now (rule 2.1/2.2): the status alone cannot say it (its read is up
+// to 2 s old, always finds its own child free, and FPM reports a listen queue only for TCP
+// sockets), so the requests this server sent to the pool since the read and still in flight
+// take theirs: `free_at_read` (fpm_free_children) + `inflight_at_read` - `inflight_now`, at
+// most `total` (requests that ended since give theirs back), at least 0. `inflight_now` does not
+// count the request being decided.
+std::uint64_t fpm_free_now(std::uint64_t free_at_read, std::uint64_t total,
+                           std::int64_t inflight_at_read, std::int64_t inflight_now);
+
 // Does FPM fork for a request that finds no idle child? pm dynamic or ondemand, and its "max
 // children reached" counter did not rise since the read before (it is at pm.max_children then:
 // no fork, the request waits for a child). `previous_reached` nullopt: no read before.

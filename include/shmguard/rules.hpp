@@ -79,7 +79,7 @@ struct GuardInput {
   // busy worker: the next one of those that frees is retired for this class (share_owed(),
   // share.hpp), so the request waits for it.
   bool share_owed = false;
-  // Rule 2's pool: its idle children (fpm_free_children), what one new child's private pages
+  // Rule 2's pool: its children free now (fpm_free_now), what one new child's private pages
   // take (bytes, the largest of its running children's private writable memory; 0 unknown), the
   // headroom for private memory (bytes, when private_bounded).
   std::uint64_t fpm_idle = 0;

@@ -630,6 +630,15 @@ std::uint64_t fpm_free_children(const FpmPoolStatus& st) {
   return free > st.listen_queue ? free - st.listen_queue : 0;
 }
 
+std::uint64_t fpm_free_now(std::uint64_t free_at_read, std::uint64_t total,
+                           std::int64_t inflight_at_read, std::int64_t inflight_now) {
+  const std::int64_t taken = inflight_now - inflight_at_read;  // < 0: requests ended since
+  const std::uint64_t free = std::min(free_at_read, total);
+  if (taken >= 0)
+    return static_cast<std::uint64_t>(taken) >= free ? 0 : free - static_cast<std::uint64_t>(taken);
+  return std::min(total, free + static_cast<std::uint64_t>(-taken));
+}
+
 bool fpm_forks(const FpmPoolStatus& now, std::optional<std::uint64_t> previous_reached) {
   if (now.process_manager != "dynamic" && now.process_manager != "ondemand") return false;
   return !previous_reached || now.max_children_reached <= *previous_reached;

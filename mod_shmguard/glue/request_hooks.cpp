@@ -9,6 +9,7 @@
 // into the same diagnosed 503 in insert_error_filter.
 //
 // With ample headroom the path reads a few atomics and mod_fcgid's table and makes no syscall.
+#include <dlfcn.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -42,6 +43,7 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "mod_proxy.h"
 #include "unixd.h"
 #include "util_filter.h"
 
@@ -94,15 +96,36 @@ bool is_proxy_fcgi(const request_rec* r) {
   return false;
 }
 
+// ProxyPass/ProxyPassMatch "unix:/run/php/www.sock|fcgi://localhost/…": mod_proxy takes the
+// socket out of the URL at configuration (ap_proxy_de_socketfy: r->filename is
+// "proxy:fcgi://localhost/…") and keeps it in the worker (uds_path). The worker is found as
+// mod_proxy finds it, by its ap_proxy_get_worker (looked up by name: mod_proxy is loaded with
+// RTLD_GLOBAL, and not linked into this module). nullptr: no such worker, or not a Unix socket.
+using GetWorker = decltype(&ap_proxy_get_worker);  // its type from mod_proxy.h, not the symbol
+const char* proxypass_socket(request_rec* r) {
+  static module* const proxy = ap_find_linked_module("mod_proxy.c");
+  static const GetWorker get_worker =
+      proxy ? reinterpret_cast<GetWorker>(dlsym(RTLD_DEFAULT, "ap_proxy_get_worker")) : nullptr;
+  if (!get_worker || !starts_with(r->filename, "proxy:fcgi://")) return nullptr;
+  auto* conf =
+      static_cast<proxy_server_conf*>(ap_get_module_config(r->server->module_config, proxy));
+  if (!conf) return nullptr;
+  proxy_worker* w = get_worker(r->pool, nullptr, conf, r->filename + strlen("proxy:"));
+  return w && w->s && w->s->uds_path[0] ? w->s->uds_path : nullptr;
+}
+
 // The ShmGuardFpmPool pool (its index) a mod_proxy_fcgi request goes to: the Unix socket in the
-// handler ("proxy:unix:/run/php/www.sock|fcgi://localhost") or in ProxyPass's URL (r->filename),
-// compared with each pool's socket. -1: none.
-int fpm_pool_of(const request_rec* r) {
+// handler ("proxy:unix:/run/php/www.sock|fcgi://localhost"), in the URL (r->filename), or in
+// ProxyPass's worker (proxypass_socket), compared with each pool's socket. -1: none.
+int fpm_pool_of(request_rec* r) {
   const ServerConf* m = server_conf(gen.main_server);
   if (!m->fpm_pools) return -1;
   const char* url = starts_with(r->handler, "proxy:unix:") ? r->handler : r->filename;
-  if (!starts_with(url, "proxy:unix:")) return -1;
-  const char* path = url + strlen("proxy:unix:");
+  const char* path = nullptr;
+  if (starts_with(url, "proxy:unix:"))
+    path = url + strlen("proxy:unix:");
+  else if (!(path = proxypass_socket(r)))
+    return -1;
   const char* bar = strchr(path, '|');
   const std::size_t n = bar ? static_cast<std::size_t>(bar - path) : strlen(path);
   const auto* v = reinterpret_cast<const char* const*>(m->fpm_pools->elts);
@@ -574,7 +597,10 @@ void fpm_pool_input(GuardInput& in, int pool, std::int64_t now) {
   const std::int64_t read = hot.status_wall_ms.load(std::memory_order_acquire);
   if (!freshness(read, now, kFpmStatusFreshMs)) return;
   in.fpm_pool = true;
-  in.fpm_idle = hot.free_children.load(std::memory_order_relaxed);
+  in.fpm_idle = fpm_free_now(hot.free_children.load(std::memory_order_relaxed),
+                             hot.total.load(std::memory_order_relaxed),
+                             hot.inflight_at_read.load(std::memory_order_relaxed),
+                             hot.inflight.load(std::memory_order_relaxed));
   in.fpm_forks = hot.forks.load(std::memory_order_relaxed) != 0;
   in.fpm_child_need = hot.child_need.load(std::memory_order_relaxed);
   const std::int64_t priv = gen.seg->private_headroom.load(std::memory_order_relaxed);
@@ -834,6 +860,11 @@ std::string refusal_body(request_rec* r, const ServerConf* c, bool translated) {
   return c->errordoc_body ? std::string(c->errordoc_body) : render_refusal_html(info);
 }
 
+apr_status_t fpm_request_ended(void* inflight) {
+  static_cast<std::atomic<std::int64_t>*>(inflight)->fetch_sub(1, std::memory_order_relaxed);
+  return APR_SUCCESS;
+}
+
 // Status, Retry-After and no caching: the same for a refusal and a translated 500.
 void set_refusal_headers(request_rec* r, const ServerConf* c) {
   r->status = HTTP_SERVICE_UNAVAILABLE;
@@ -892,6 +923,11 @@ int guard_fixups(request_rec* r) {
     return DECLINED;
   }
   admit(r, note, c);
+  if (note->fpm_pool >= 0) {  // in flight to its pool until the request ends (fpm_free_now)
+    std::atomic<std::int64_t>* inflight = &seg->fpm_pools[note->fpm_pool].inflight;
+    inflight->fetch_add(1, std::memory_order_relaxed);
+    apr_pool_cleanup_register(r->pool, inflight, fpm_request_ended, apr_pool_cleanup_null);
+  }
   if (note->verdict != Verdict::Refuse) return DECLINED;
   r->handler = "shmguard-refusal";  // our handler answers; the backend is never touched
   return OK;

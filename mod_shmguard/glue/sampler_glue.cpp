@@ -79,6 +79,15 @@ void sampler_maintenance_impl(int reason, void* data, apr_wait_t status) {
                      static_cast<int>(proc->pid));
         return;
       }
+      if (status == sampler::kExitReopen ||
+          (WIFEXITED(status) && WEXITSTATUS(status) == sampler::kExitReopen)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, gen.main_server,
+                     "SG0118 sampler (pid %d) ended to reopen a rotated log (SG0117); starting "
+                     "a new one; until it publishes, the guard fails open",
+                     static_cast<int>(proc->pid));
+        start_sampler_after(true);
+        break;
+      }
       ap_log_error(APLOG_MARK, APLOG_WARNING, 0, gen.main_server,
                    "SG0111 sampler (pid %d) ended (status %d); starting a new one; until it "
                    "publishes, the guard fails open",
@@ -239,8 +248,7 @@ void config_fpm_sockets(const ap_directive_t* d, int depth, std::vector<std::str
   gen.seg->sampler_pid.store(static_cast<std::int32_t>(getpid()));
   log(sampler::Level::Info, "SG0110 sampler started (pid " + std::to_string(getpid()) + ", every " +
                                 std::to_string(cfg.interval_ms) + " ms, " + privileges + ")");
-  sampler::run(cfg, gen.seg, log, [] { return g_stop != 0; });
-  _exit(0);
+  _exit(sampler::run(cfg, gen.seg, log, [] { return g_stop != 0; }));
 }
 
 }  // namespace

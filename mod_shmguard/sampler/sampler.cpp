@@ -241,6 +241,7 @@ class Sampler {
   // when that pool's name is not known yet).
   void read_fpm_logs() {
     for (FpmTail& t : fpm_tails_) {
+      if (t.tail->replaced() && !rotated_) rotated_ = &t.path;  // after this last read of it
       t.tail->poll([&](std::string_view line) {
         auto e = parse_fpm_log_line(line);
         if (!e) return;
@@ -281,6 +282,10 @@ class Sampler {
         continue;
       }
       const int timeout = static_cast<int>(std::min<std::int64_t>(left, kFpmTimeoutMs));
+      // Before the read: a request that starts during it is counted by FPM too (an early
+      // warning at worst), never by neither.
+      const std::int64_t inflight =
+          i < shm::kFpmPoolSlots ? seg_->fpm_pools[i].inflight.load(std::memory_order_relaxed) : 0;
       reads.push_back(read_fpm_pool(socket, path, timeout));
       if (reads.back().error.rfind("no answer within", 0) == 0)
         fpm_skip_until_[i] = mono_ms() + kFpmBackoffMs;
@@ -293,6 +298,7 @@ class Sampler {
         hot.listen_queue.store(p.status.listen_queue, std::memory_order_relaxed);
         hot.max_children_reached.store(p.status.max_children_reached, std::memory_order_relaxed);
         hot.free_children.store(fpm_free_children(p.status), std::memory_order_relaxed);
+        hot.inflight_at_read.store(inflight, std::memory_order_relaxed);
         hot.forks.store(p.ok && fpm_forks(p.status, fpm_reached_[i]) ? 1 : 0,
                         std::memory_order_relaxed);
         if (p.ok) {
@@ -347,6 +353,7 @@ class Sampler {
   }
 
   int notify_fd() const { return tail_.notify_fd(); }
+  const std::string* rotated_log() const { return rotated_; }
   // The follower's own reads (the error log grew, no child waiting) come at most one per
   // kLogGapMs: a flood of log lines (an aborted request, a 404 logged at error level...) costs
   // at most 1000 / kLogGapMs wake-ups a second, not one per line. The first line after a quiet
@@ -861,6 +868,7 @@ class Sampler {
     std::vector<std::size_t> pools;  // the ShmGuardFpmPool indices naming this log
   };
   std::vector<FpmTail> fpm_tails_;
+  const std::string* rotated_ = nullptr;  // an FPM log rotated (its tail's path), read to its end
   std::vector<std::string> fpm_last_failure_;  // per pool: FPM's words for its last failure
   std::optional<Snapshot> last_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> executables_;  // (dev, inode)
@@ -902,6 +910,19 @@ LogTail::~LogTail() {
   if (inotify_fd_ >= 0) close(inotify_fd_);
 }
 
+namespace {
+// The path now names another file than fd, with something in it.
+bool path_replaced(const std::string& path, int fd) {
+  struct stat at, followed;
+  if (fd < 0 || ::stat(path.c_str(), &at) != 0 || fstat(fd, &followed) != 0) return false;
+  return (at.st_ino != followed.st_ino || at.st_dev != followed.st_dev) && at.st_size > 0;
+}
+}  // namespace
+
+bool LogTail::replaced() const {
+  return adopted_ && path_replaced(path_, fd_);
+}
+
 bool LogTail::open_file() {
   if (fd_ >= 0) return true;
   if (adopted_) return false;
@@ -923,6 +944,9 @@ void LogTail::poll(const std::function<void(std::string_view)>& on_line) {
   struct stat st;
   if (fstat(fd_, &st) != 0) return;
   auto size = static_cast<std::uint64_t>(st.st_size);
+  // Renamed away and a new file written at the path: what the old file got, then the new one
+  // from its start (all of it written after the rotation).
+  const bool reopen = !adopted_ && path_replaced(path_, fd_);
   if (size < offset_) {  // shrunk (rotated or cut in place): go on from its end
     offset_ = size;
     partial_.clear();
@@ -943,10 +967,20 @@ void LogTail::poll(const std::function<void(std::string_view)>& on_line) {
     partial_.erase(0, start);
     if (partial_.size() > 65536) partial_.clear();  // a runaway line: drop it
   }
+  if (reopen && offset_ >= size) {
+    close(fd_);
+    fd_ = -1;
+    partial_.clear();
+    if (inotify_fd_ >= 0) {  // the watch was on the old file
+      close(inotify_fd_);
+      inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    }
+    open_file();
+  }
 }
 
-void run(const Config& cfg, shm::Segment* seg, const Logger& log,
-         const std::function<bool()>& stop) {
+int run(const Config& cfg, shm::Segment* seg, const Logger& log,
+        const std::function<bool()>& stop) {
   try {
     // The status page's buffers are large (hundreds of KiB with 1000 workers): keep them on the
     // heap and the heap mapped, instead of a fresh mmap and page faults for every rendering.
@@ -959,6 +993,12 @@ void run(const Config& cfg, shm::Segment* seg, const Logger& log,
     std::int64_t next = mono_ms();
     while (!stop()) {
       if (cfg.parent_pid && getppid() != cfg.parent_pid) break;  // orphaned: the server is gone
+      if (const std::string* rotated = s.rotated_log()) {
+        log(Level::Notice, "SG0117 " + *rotated +
+                               " was rotated (another file is at its path now): the sampler "
+                               "ends so that a new one opens it while root");
+        return kExitReopen;
+      }
       std::int64_t now = mono_ms();
       if (now >= next) {
         s.sample();
@@ -1000,6 +1040,7 @@ void run(const Config& cfg, shm::Segment* seg, const Logger& log,
   } catch (...) {
     log(Level::Error, "SG0119 sampler stopped by an internal error");
   }
+  return 0;
 }
 
 }  // namespace shmguard::sampler

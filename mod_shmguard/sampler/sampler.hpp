@@ -47,9 +47,13 @@ struct Config {
 enum class Level { Debug, Info, Notice, Warning, Error };
 using Logger = std::function<void(Level, const std::string&)>;
 
-// Runs until stop() returns true or the parent is gone. Never throws.
-void run(const Config& cfg, shm::Segment* seg, const Logger& log,
-         const std::function<bool()>& stop);
+// The sampler's exit status when a log it was given opened (FPM's, opened while root) was
+// rotated: the parent starts a new sampler, which opens the new file while root.
+constexpr int kExitReopen = 75;
+
+// Runs until stop() returns true or the parent is gone (0), or until a log it was given opened
+// was rotated (kExitReopen). Never throws.
+int run(const Config& cfg, shm::Segment* seg, const Logger& log, const std::function<bool()>& stop);
 
 // Follows a growing file from its end, line by line. When the file shrinks (rotated or cut in
 // place) it goes on from the new end: what is in the file then was written before, and old lines
@@ -67,6 +71,11 @@ class LogTail {
   // Reads what was appended since the last call; calls on_line for each complete line (valid
   // during the call only).
   void poll(const std::function<void(std::string_view)>& on_line);
+  // The path names another file than the one followed, and that file has something in it: the
+  // log was renamed away and its writer reopened it (logrotate, then SIGUSR1 to FPM). A tail
+  // that opened the path itself reopens it in poll(); an adopted descriptor cannot be reopened
+  // without the privileges it was opened with: true then.
+  bool replaced() const;
   int notify_fd() const { return inotify_fd_; }  // readable after the file changed, or -1
 
  private:

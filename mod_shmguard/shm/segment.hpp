@@ -94,6 +94,9 @@ struct FpmPoolHot {
   std::atomic<std::uint64_t> translated;     // mod_proxy_fcgi errors turned into SG0230's 503
   std::atomic<std::int64_t> log_ms;          // SG0230: one line per 10 s per pool
   std::atomic<std::uint64_t> since_log;
+  // Requests to the pool in flight now (from fixups to the request's end, every child of this
+  // server), and as the sampler saw it just before its last status read (fpm_free_now()).
+  std::atomic<std::int64_t> inflight, inflight_at_read;
 };
 
 // A request's claim: word = pid << 32 | slot index << 8 | Claim; 0 = free. bytes = what a spawn

@@ -303,11 +303,18 @@ def test_fpm_segment_shared_and_no_fcgid_finding(server):
         opcache.add((big["dev"], big["inode"]))
     assert len(opcache) == 1                                     # one segment for all of them
     assert not [f for f in j["findings"] if f["id"] == "fcgid-private-opcache"]
-    assert [f for f in j["findings"] if f["id"] == "fpm-shared-opcache"
+    (f,) = [f for f in j["findings"] if f["id"] == "fpm-shared-opcache"
             and f["numbers"]["segment_bytes"] == 64 * MIB and f["numbers"]["processes"] >= 4]
+    # The saving measured after the move (issue 21 item 4): its 3 children as php-cgi workers
+    # would map 3 segments; shared, one.
+    assert f["numbers"]["children"] == 3 and f["numbers"]["saving_bytes"] == 128 * MIB, f
+    said = ("Measured: as php-cgi workers under mod_fcgid its 3 children would map 192 MiB; "
+            "shared, 64 MiB: 128 MiB saved.")
+    assert said in f["text"], f
     assert j["vhosts"][0]["guarded"] >= 1                         # the proxied request was guarded
     r = status(s)
     check_html(r.body)
+    assert said in " ".join(check_html(r.body).text)
     assert "shared by" in r.text
 
 

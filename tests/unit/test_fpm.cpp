@@ -520,3 +520,14 @@ TEST(FpmForks, TheStatusReadsOwnChildIsFreeAfterIt) {
   st = FpmPoolStatus{};  // no child at all (ondemand): the status read found none
   EXPECT_EQ(fpm_free_children(st), 0u);
 }
+
+TEST(FpmForks, RequestsSentSinceTheReadTakeTheFreeChildren) {
+  // The read found its own child free (a pool of 1 busy + the status child): 1 free, 1 in flight.
+  EXPECT_EQ(fpm_free_now(1, 2, 1, 1), 1u);  // nothing new since: the next request has a child
+  EXPECT_EQ(fpm_free_now(1, 2, 1, 2), 0u);  // one more request since the read took it: FPM forks
+  EXPECT_EQ(fpm_free_now(1, 2, 1, 5), 0u);  // never below 0
+  EXPECT_EQ(fpm_free_now(1, 2, 1, 0), 2u);  // the busy one ended: both free
+  EXPECT_EQ(fpm_free_now(1, 2, 3, 0), 2u);  // never more than the children counted
+  EXPECT_EQ(fpm_free_now(3, 3, 0, 2), 1u);
+  EXPECT_EQ(fpm_free_now(0, 0, 0, 0), 0u);  // no child (the read failed): none free
+}

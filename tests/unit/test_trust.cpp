@@ -164,6 +164,53 @@ TEST(LogTail, AdoptedDescriptorIsReadAndThePathNeverReopened) {
   EXPECT_EQ(got, std::vector<std::string>{"after"});
 }
 
+TEST(LogTail, AdoptedDescriptorSaysWhenItsLogWasRotated) {
+  TempDir d;
+  const std::string f = d.path() + "/php-fpm.log";
+  write_file(f, "before\n");
+  int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  sampler::LogTail tail(f, fd, -1);
+  std::vector<std::string> got;
+  auto collect = [&](std::string_view l) { got.emplace_back(l); };
+  EXPECT_FALSE(tail.replaced());
+  ASSERT_EQ(std::rename(f.c_str(), (f + ".1").c_str()), 0);
+  EXPECT_FALSE(tail.replaced());  // renamed, nothing at the path yet: the writer still writes it
+  std::ofstream(f + ".1", std::ios::app) << "late\n" << std::flush;
+  write_file(f, "");
+  EXPECT_FALSE(tail.replaced());  // a new file, empty: not written by the writer yet
+  write_file(f, "new\n");
+  EXPECT_TRUE(tail.replaced());
+  tail.poll(collect);  // what the old file got is still read
+  EXPECT_EQ(got, std::vector<std::string>{"late"});
+  // Cut in place (copytruncate): the same file, followed on (from its new end).
+  write_file(f + ".2", "x\n");
+  int fd2 = ::open((f + ".2").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd2, 0);
+  sampler::LogTail cut(f + ".2", fd2, -1);
+  ASSERT_EQ(::truncate((f + ".2").c_str(), 0), 0);
+  EXPECT_FALSE(cut.replaced());
+}
+
+TEST(LogTail, ItsOwnOpenIsReopenedAfterARename) {
+  TempDir d;
+  const std::string f = d.path() + "/php-fpm.log";
+  write_file(f, "before\n");
+  sampler::LogTail tail(f);
+  std::vector<std::string> got;
+  auto collect = [&](std::string_view l) { got.emplace_back(l); };
+  std::ofstream(f, std::ios::app) << "old\n" << std::flush;
+  ASSERT_EQ(std::rename(f.c_str(), (f + ".1").c_str()), 0);
+  write_file(f, "first of the new file\n");
+  tail.poll(collect);  // the old file to its end, then the new one
+  EXPECT_FALSE(tail.replaced());
+  tail.poll(collect);
+  EXPECT_EQ(got, (std::vector<std::string>{"old", "first of the new file"}));
+  std::ofstream(f, std::ios::app) << "next\n" << std::flush;
+  tail.poll(collect);
+  EXPECT_EQ(got.back(), "next");
+}
+
 // ------------------------------------------------------------------------------ command lines
 
 TEST(Workers, CommandLineReadIsBoundedTo1KiB) {
