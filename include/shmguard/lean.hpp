@@ -25,6 +25,13 @@ std::string format_headroom_state(const HeadroomState& s);
 // nullopt (with a reason in `error`) for anything that is not a whole state file.
 std::optional<HeadroomState> parse_headroom_state(std::string_view text, std::string* error);
 
+// Does the state file count a reservation made before the segment's sample count read
+// `samples_at_claim`? The sampler writes the file after it publishes each sample and before it
+// takes the next, reading the reservations then: the file of sample samples_at_claim + 1 counts
+// it, and is whole once sample samples_at_claim + 2 is published. A lean spawn the module asks
+// for itself waits for that (the wrapper plans from the file).
+bool state_counts_claim(std::uint64_t samples_at_claim, std::uint64_t samples_now);
+
 // ---------------------------------------------------------------- the plan
 struct LeanOptions {
   std::uint64_t opcache = 128ULL << 20;    // what a full worker's OPcache maps

@@ -47,13 +47,13 @@ struct ReclaimChoice {
   IdleWorker victim;
   std::int64_t idle_ms = 0;     // since its last request took it
   int budget_workers = 0;       // the workers the budget holds: all workers + what the room fits
-  int classes_with_demand = 0;  // the share is budget_workers / classes_with_demand
+  int classes_with_demand = 0;  // among which the budget is shared (max-min, share.hpp)
 };
 
 // The rules:
-//  - a class has demand when it has a busy worker, a request of ours waiting or in flight, or is
-//    the requester; a class without demand has a share of 0, each class with demand a share of
-//    budget_workers / classes_with_demand;
+//  - the shares are share_view()'s (share.hpp, the hand-over's too): the workers the budget
+//    holds divided max-min among the classes with demand (a busy worker, a request of ours
+//    waiting or in flight, the requester); a class without demand has a share of 0;
 //  - only for a requester below its share (its workers < share), and only when retiring one
 //    worker makes room for the requester's (room + that class's need, or the requester's own
 //    need when not measured, >= requester_need): one request never retires several;

@@ -178,6 +178,15 @@ constexpr std::uint64_t kAmpleWorkers = 16;
 //  9. else refuse.
 Decision decide(const GuardInput& in);
 
+// Whether the module asks mod_fcgid's process manager for the worker a decision admitted itself
+// (procmgr_send_spawn_cmd) instead of leaving the spawn to mod_fcgid's handler: a full spawn
+// that reserves its need (not under log), and a lean spawn while the class has workers (all
+// taken): mod_fcgid's handler then sleeps a whole second and takes whichever worker frees first,
+// spawning only when none has (fcgid_bridge.c handle_request), and the guard keeps a worker that
+// frees for that request meanwhile, so the lean worker would seldom start. With no worker of the
+// class, mod_fcgid spawns at once itself (asking too would start two).
+bool module_starts_worker(const GuardInput& in, const Decision& d);
+
 // Room left for new shared memory after admitted spawns: headroom - reserved, never below 0.
 inline std::uint64_t room(const GuardInput& in) {
   return in.headroom > in.reserved ? in.headroom - in.reserved : 0;

@@ -35,7 +35,8 @@ struct ShareView {
   int classes_with_demand = 0;
   std::vector<ClassShare> classes;  // in.classes' order
 };
-// The shares for `in` (in.requester, when set, wants at least one worker more than it holds).
+// The shares for `in` (in.requester, when set, wants at least one worker more than it holds):
+// the one share rule, for the idle reclaim (choose_reclaim) and the hand-over alike.
 ShareView share_view(const ReclaimInput& in);
 
 // The requester waits for its share: it holds fewer workers than its share and another class,

@@ -75,6 +75,10 @@ std::optional<HeadroomState> parse_headroom_state(std::string_view text, std::st
   return s;
 }
 
+bool state_counts_claim(std::uint64_t samples_at_claim, std::uint64_t samples_now) {
+  return samples_now >= samples_at_claim + 2;
+}
+
 LeanPlan plan_lean(const std::optional<HeadroomState>& state, const LeanOptions& o) {
   LeanPlan p;
   const std::uint64_t full = o.opcache + o.apcu;

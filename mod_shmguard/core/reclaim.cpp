@@ -2,13 +2,11 @@
 #include "shmguard/reclaim.hpp"
 
 #include "shmguard/rules.hpp"
+#include "shmguard/share.hpp"
 
 namespace shmguard {
 
 namespace {
-bool has_demand(const ClassLoad& c, std::uint64_t requester) {
-  return c.busy > 0 || c.waiting > 0 || c.inflight > 0 || c.key == requester;
-}
 // Idle workers no request of ours counts on: an admitted request about to take one (in flight,
 // not yet on the busy list) and a waiter of the class come first.
 int spare_idle(const ClassLoad& c) {
@@ -24,29 +22,19 @@ bool idler(const IdleWorker& a, const IdleWorker& b) {
 
 std::optional<ReclaimChoice> choose_reclaim(const ReclaimInput& in) {
   if (in.requester_need == 0) return std::nullopt;
-  // Workers the budget holds: every worker there is, and what the room fits of the requester's.
-  std::int64_t budget = static_cast<std::int64_t>(workers_that_fit(in.room, in.requester_need));
-  std::int64_t demand = 0, requester_workers = 0;
-  bool requester_listed = false;
-  for (const ClassLoad& c : in.classes) {
-    budget += c.idle + c.busy;
-    if (has_demand(c, in.requester)) ++demand;
-    if (c.key == in.requester) {
-      requester_listed = true;
-      requester_workers = c.idle + c.busy;
-    }
-  }
-  if (!requester_listed) ++demand;
-  // Shares compared without dividing: workers * demand against budget (a class with demand) or 0.
-  if (budget <= 0 || requester_workers * demand >= budget) return std::nullopt;
+  // The shares are the hand-over's (share.hpp): max-min over the workers the budget holds.
+  const ShareView v = share_view(in);
+  if (v.budget <= 0) return std::nullopt;
+  for (const ClassShare& s : v.classes)
+    if (s.key == in.requester && s.held >= s.share) return std::nullopt;
 
   const ClassLoad* best = nullptr;
-  std::int64_t best_excess = 0;
+  int best_excess = 0;
   const IdleWorker* best_worker = nullptr;
-  for (const ClassLoad& c : in.classes) {
+  for (std::size_t i = 0; i < in.classes.size(); ++i) {
+    const ClassLoad& c = in.classes[i];
     if (c.key == in.requester || spare_idle(c) <= 0 || c.idle + c.busy <= c.floor) continue;
-    const std::int64_t excess = static_cast<std::int64_t>(c.idle + c.busy) * demand -
-                                (has_demand(c, in.requester) ? budget : 0);
+    const int excess = v.classes[i].held - v.classes[i].share;
     if (excess <= 0) continue;
     // One worker of this class must make room for the requester's.
     const std::uint64_t freed = c.need ? c.need : in.requester_need;
@@ -66,8 +54,8 @@ std::optional<ReclaimChoice> choose_reclaim(const ReclaimInput& in) {
   out.victim = *best_worker;
   const std::int64_t idle_us = in.now_us - best_worker->last_active_us;
   out.idle_ms = idle_us > 0 ? idle_us / 1000 : 0;
-  out.budget_workers = static_cast<int>(budget);
-  out.classes_with_demand = static_cast<int>(demand);
+  out.budget_workers = v.budget;
+  out.classes_with_demand = v.classes_with_demand;
   return out;
 }
 

@@ -130,6 +130,12 @@ Decision decide(const GuardInput& in) {
   return {Verdict::Refuse, Claim::None, 0};
 }
 
+bool module_starts_worker(const GuardInput& in, const Decision& d) {
+  if (in.action == Action::Log) return false;
+  if (d.verdict == Verdict::Pass) return d.claim == Claim::Spawn && d.reserve_bytes > 0;
+  return d.verdict == Verdict::Lean && in.workers > 0;
+}
+
 bool freshness(std::int64_t sampled_ms, std::int64_t now_ms, std::int64_t bound_ms) {
   if (sampled_ms <= 0) return false;
   const std::int64_t age = now_ms - sampled_ms;

@@ -31,6 +31,8 @@
 #include "shmguard/fcgid.hpp"
 #include "shmguard/fpm.hpp"
 #include "shmguard/rules.hpp"
+#include "shmguard/lean.hpp"
+#include "shmguard/model.hpp"
 #include "shmguard/need.hpp"
 #include "shmguard/reclaim.hpp"
 #include "shmguard/workers.hpp"
@@ -150,6 +152,23 @@ Backend classify(const request_rec* r, const ServerConf* c) {
     if (strcmp(n, r->handler) == 0) return Backend::Listed;
   }
   return Backend::None;
+}
+
+// Before the module asks for a lean spawn: waits until shmguard-php-wrapper's state file counts
+// this request's reservation (state_counts_claim), two samples at most, so the wrapper plans on
+// it (a file from before could hold a full worker's room that this reservation took). False when
+// the samples do not come within four intervals (at least 2 s): mod_fcgid spawns as before.
+bool state_file_counts_claim() {
+  if (gen.state_file.empty()) return false;
+  const std::uint64_t at = gen.seg->samples.load(std::memory_order_acquire);
+  const std::int64_t interval = gen.seg->interval_ms.load(std::memory_order_relaxed);
+  const std::int64_t give_up = mono_ms() + (interval > 500 ? 4 * interval : 2000);
+  while (!state_counts_claim(at, gen.seg->samples.load(std::memory_order_acquire))) {
+    if (mono_ms() >= give_up) return false;
+    const timespec nap{0, 10 * 1000 * 1000};
+    nanosleep(&nap, nullptr);
+  }
+  return true;
 }
 
 // Gives the request's claim back (once: the release filter, or the pool cleanup at the latest).
@@ -749,12 +768,11 @@ void admit(request_rec* r, RequestNote* note, const ServerConf* c) {
   if (note->claim >= 0) {
     ap_add_output_filter(kReleaseFilter, note, r, r->connection);
     // A full spawn the rules admitted on the room it reserves (not the ample path, where nothing
-    // waits behind a claim and mod_fcgid spawns as it always does). Not a lean one: the lean
-    // wrapper plans from the headroom file the sampler wrote, which must be newer than the
-    // reservations made since (mod_fcgid's own later spawn leaves it time to be).
-    // Nor under `log` (a dry run leaves mod_fcgid's spawning as it is).
-    if (decision.claim == Claim::Spawn && decision.reserve_bytes > 0 && v == Verdict::Pass &&
-        in.action != Action::Log)
+    // waits behind a claim and mod_fcgid spawns as it always does), or a lean one while the
+    // class's workers are taken (module_starts_worker); a lean one once the wrapper's state file
+    // counts its reservation. Never under `log` (a dry run leaves mod_fcgid's spawning as it is).
+    if (module_starts_worker(in, decision) &&
+        (decision.claim != Claim::Lean || state_file_counts_claim()))
       start_worker(r, note->fcgid_wrapper);
   }
   shm::VhostCounters* vc = counters_for(c);

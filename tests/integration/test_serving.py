@@ -205,6 +205,45 @@ def test_degrade_starts_a_lean_worker_that_serves_and_is_shown(server):
     assert "lean:" in s.get("/shmguard-status").text
 
 
+def test_degrade_starts_the_lean_workers_the_room_holds_while_the_full_one_serves(server):
+    """Room for two lean workers and no full one, the full worker busy with a short request (far
+    shorter than the second mod_fcgid's handler sleeps before it spawns): a request admitted lean
+    gets its lean worker started (the module asks mod_fcgid for it once the wrapper's state file
+    counts its reservation). Before, that request slept the second in mod_fcgid's handler and
+    took the full worker as it freed (the guard kept it for that request): no lean worker started
+    (P6 degrade-1s: one lean start in 10 s with room for three)."""
+    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve auto") + \
+        "ShmGuardAction degrade\nShmGuardLeanReserve 32M\n"
+    s = server(shmguard=True, shmguard_conf=conf, wrapper="shmguard", segment_mib=64, apcu_mib=16,
+               lean_mib=32, spawn_score_uplimit=100)
+    warm_one_worker(s)  # a full worker: 64 + 16 MiB
+    assert wait_for(lambda: vhost(s)["reserve"]["bytes"] == 80 << 20, 10), vhost(s)["reserve"]
+    # Room for 72 MiB: no full worker (80 MiB), two lean ones (32 MiB each).
+    s.budget.refresh()
+    s.budget.set_barrier(s.budget.held() + 72 * 256)
+    wait_sample(s, headroom_below=80 << 20)
+    rs = s.get_many(["/sleep.php?ms=200", "/index.php"], delays=[0, 0.05])
+    assert [r.status for r in rs] == [200, 200], [(r.status, r.text[:300]) for r in rs]
+    assert wait_for(lambda: len(s.php_workers()) == 2, 10), s.php_workers()
+    assert s.wait_log(r"SG0401 starting a lean worker")
+    # The second: both workers busy with short requests, one more request. Its decision may come
+    # while the first lean worker's reservation is still held (two samples after its request
+    # ended): then it waits for a worker instead; the next round is decided on the drained count.
+    for _ in range(10):
+        wait_sample(s, headroom_below=41 << 20)  # the first lean worker is seen
+        rs = s.get_many(["/sleep.php?ms=200", "/sleep.php?ms=200", "/index.php"],
+                        delays=[0, 0.03, 0.1])
+        assert [r.status for r in rs] == [200, 200, 200], [(r.status, r.text[:300]) for r in rs]
+        if wait_for(lambda: len(s.php_workers()) == 3, 3):
+            break
+    assert len(s.php_workers()) == 3, s.php_workers()
+    # None beyond what the room holds: the third lean worker would not fit.
+    rs = s.get_many(["/sleep.php?ms=200"] * 4 + ["/index.php"], delays=[0, 0, 0, 0, 0.1])
+    assert [r.status for r in rs] == [200] * 5, [(r.status, r.text[:300]) for r in rs]
+    assert len(s.php_workers()) == 3, s.php_workers()
+    assert s.budget.failcnt() == 0
+
+
 FORGED = ("Tue Dec  1 20:00:00 2026 (%d): Fatal Error Unable to allocate shared memory segment of "
           "67108864 bytes: mmap: Cannot allocate memory (12)")
 

@@ -42,6 +42,15 @@ TEST(LeanState, RoundTrip) {
   EXPECT_EQ(back->sampled_ms, 1700000000000);
 }
 
+TEST(LeanState, TheFileCountsAClaimOnceTheSampleAfterNextIsPublished) {
+  // Reserved with sample 7 published: sample 8's file counts it, whole once sample 9 is out.
+  EXPECT_FALSE(state_counts_claim(7, 7));
+  EXPECT_FALSE(state_counts_claim(7, 8)) << "sample 8's file may still be being written";
+  EXPECT_TRUE(state_counts_claim(7, 9));
+  EXPECT_TRUE(state_counts_claim(7, 12));
+  EXPECT_FALSE(state_counts_claim(0, 1));
+}
+
 TEST(LeanState, PartialOrForeignFilesAreRefused) {
   std::string text = format_headroom_state(state(5 * MiB));
   std::string err;

@@ -79,16 +79,22 @@ TEST(Reclaim, NeverAWorkerOfTheRequestersOwnClass) {
   EXPECT_FALSE(choose_reclaim(in));
 }
 
-TEST(Reclaim, NotFromAClassAtItsShare) {
-  // Budget 4 (A 1 idle + 1 busy, C 2 busy, no room), and A, B, C with demand: shares of 4/3. A's
-  // 2 are above it: its idle worker may go.
+TEST(Reclaim, AClassWithASpareIdleWorkerIsAboveItsShare) {
+  // Budget 4 (A 1 idle + 1 busy, C 2 busy, no room), and A, B, C with demand: max-min shares of
+  // 1 (A wants its busy one), 1 (B) and 2 (C). A's 2 are above it: its idle worker may go.
   ReclaimInput in = a_quiet_b_asks();
   in.classes = {cls(A, 1, 1), cls(B, 0, 0, 1), cls(C, 0, 2)};
   in.idle = {idle_worker(A, 4, 401, 30)};
-  ASSERT_TRUE(choose_reclaim(in));
-  // The same with room for two more workers: budget 6, shares of 2, A at its share: it keeps it.
+  auto c = choose_reclaim(in);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->victim.pid, 401);
+  // The same with room for two more workers: budget 6, but a share is never more than the class
+  // wants (A 1, B 1, C 2): a worker no request of A counts on is above A's share, always.
   in.room = 2 * 182 * MiB + 10 * MiB;
-  EXPECT_FALSE(choose_reclaim(in));
+  c = choose_reclaim(in);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->victim.pid, 401);
+  EXPECT_EQ(c->budget_workers, 6);
 }
 
 TEST(Reclaim, FromTheClassFurthestAboveItsShare) {
@@ -133,11 +139,12 @@ TEST(Reclaim, OnlyWhenOneWorkerMakesRoomForTheRequesters) {
 }
 
 TEST(Reclaim, NotForARequesterAtItsShare) {
-  // Budget 5 (A 2 idle + 1 busy, B 2 busy), A, B and C (a waiter, no worker) with demand: shares
-  // of 5/3. B holds 2, above it: it waits for its own, although A is above its share too (C,
-  // below, may take A's worker).
+  // Budget 5 (A 2 idle + 1 busy, B 2 busy), A, B and C (two waiters, no worker) with demand:
+  // max-min shares of 1 (A wants 1), 2 and 2 (B asks for 3, C wants 2: the 4 left split evenly).
+  // B holds 2, its share: it waits for its own, although A is above its share (C, below, may
+  // take A's worker).
   ReclaimInput in = a_quiet_b_asks();
-  in.classes = {cls(A, 2, 1), cls(B, 0, 2, 1), cls(C, 0, 0, 1)};
+  in.classes = {cls(A, 2, 1), cls(B, 0, 2, 1), cls(C, 0, 0, 2)};
   in.idle = {idle_worker(A, 4, 401, 30), idle_worker(A, 5, 402, 40)};
   EXPECT_FALSE(choose_reclaim(in));
   in.requester = C;
@@ -236,4 +243,24 @@ TEST(Reclaim, TheTableGivesEachClassItsVhostId) {
   add_table(in, nodes);
   ASSERT_EQ(in.classes.size(), 1u);
   EXPECT_EQ(in.classes[0].vhost_id, 7);
+}
+
+TEST(Reclaim, TheVictimClassIsFurthestAboveItsMaxMinShare) {
+  // Budget 6, no room. A holds 3 (2 busy, 1 idle: demand 2), C holds 3 (1 busy, 2 idle: demand
+  // 1), B asks (demand 1). An equal split (2 each) puts A and C one above their shares, and the
+  // tie would go to A's worker, idle longer. The max-min share (share.hpp, the one the hand-over
+  // uses) gives C only what it wants (1) and A its 2: C is 2 above its share, A 1. C's goes.
+  ReclaimInput in;
+  in.requester = B;
+  in.requester_need = 182 * MiB;
+  in.room = 0;
+  in.now_us = kNowUs;
+  in.classes = {cls(A, 1, 2), cls(B, 0, 0, 1), cls(C, 2, 1)};
+  in.idle = {idle_worker(A, 4, 401, 300), idle_worker(C, 8, 801, 10), idle_worker(C, 9, 802, 20)};
+  auto c = choose_reclaim(in);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->victim.class_key, C);
+  EXPECT_EQ(c->victim.pid, 802);
+  EXPECT_EQ(c->budget_workers, 6);
+  EXPECT_EQ(c->classes_with_demand, 3);
 }

@@ -665,6 +665,47 @@ TEST(Decide, LeanWorkersAreAddedOneAtATime) {
   EXPECT_EQ(decide(in).verdict, Verdict::Wait);
 }
 
+TEST(Decide, TheModuleStartsALeanWorkerWhileTheClasssWorkersAreTaken) {
+  // P6 degrade-1s: one full worker busy, room for lean ones only. mod_fcgid's handler would sleep
+  // a second and take the full worker as it frees: the module asks for the lean spawn itself.
+  GuardInput in = low();
+  in.headroom = 40 * MiB;
+  in.lean_need = 32 * MiB;
+  in.action = Action::Degrade;
+  Decision d = decide(in);
+  ASSERT_EQ(d.verdict, Verdict::Lean);
+  EXPECT_TRUE(module_starts_worker(in, d));
+  in.workers = 0;  // no worker of the class: mod_fcgid spawns at once itself (not two)
+  in.inflight = 0;
+  d = decide(in);
+  ASSERT_EQ(d.verdict, Verdict::Lean);
+  EXPECT_FALSE(module_starts_worker(in, d));
+}
+
+TEST(Decide, TheModuleStartsAFullSpawnThatReservesItsNeedNotUnderLog) {
+  GuardInput in = low();
+  in.headroom = 300 * MiB;
+  in.workers = 0;
+  in.inflight = 0;
+  Decision d = decide(in);
+  ASSERT_EQ(d.claim, Claim::Spawn);
+  EXPECT_TRUE(module_starts_worker(in, d));
+  in.headroom = 64 * MiB * kAmpleWorkers;  // ample: counted, nothing reserved, mod_fcgid spawns
+  d = decide(in);
+  ASSERT_EQ(d.claim, Claim::Spawn);
+  EXPECT_FALSE(module_starts_worker(in, d));
+  in.headroom = 10 * MiB;
+  in.action = Action::Log;
+  d = decide(in);
+  ASSERT_EQ(d.verdict, Verdict::WouldRefuse);
+  EXPECT_FALSE(module_starts_worker(in, d));
+  in = low();  // a free worker: nothing to start
+  in.inflight = 0;
+  d = decide(in);
+  ASSERT_EQ(d.claim, Claim::Worker);
+  EXPECT_FALSE(module_starts_worker(in, d));
+}
+
 TEST(Decide, BusyWorkersMeanWaitBeforeSpawning) {
   GuardInput in = low();
   in.headroom = 300 * MiB;  // room for a spawn
