@@ -1,6 +1,8 @@
 // mod_shmguard core: the guard's rules, decide() and every numbered rule (see rules.hpp).
 #include "shmguard/rules.hpp"
 
+#include "text.hpp"
+
 namespace shmguard {
 
 const char* to_string(Verdict v) {
@@ -170,8 +172,7 @@ FitAdvice fit_advice(std::uint64_t room, std::uint64_t workers, std::uint64_t ne
                      std::uint64_t most_seen) {
   FitAdvice f;
   // Saturating: a share past 2^64 bytes is no limit anyone configures.
-  const std::uint64_t held = need != 0 && workers > UINT64_MAX / need ? UINT64_MAX : workers * need;
-  const std::uint64_t share = room > UINT64_MAX - held ? UINT64_MAX : room + held;
+  const std::uint64_t share = text::sat_add(room, text::sat_mul(workers, need));
   f.more = workers_that_fit(room, need);
   f.max_processes = workers_that_fit(share, need);
   if (most_seen > 0) f.per_worker = share / most_seen;
