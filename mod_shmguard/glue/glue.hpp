@@ -151,6 +151,10 @@ struct Generation {
   // taken to retire an idle worker of another class (ShmGuardReclaim).
   void (*fcgid_lock)(request_rec*) = nullptr;
   void (*fcgid_unlock)(request_rec*) = nullptr;
+  // mod_proxy, when loaded: its module record and its exported ap_proxy_get_worker (as void*:
+  // mod_proxy.h stays out of this header), found each generation by find_proxy().
+  module* proxy_module = nullptr;
+  void* proxy_get_worker = nullptr;
 };
 extern Generation gen;
 
@@ -160,6 +164,7 @@ void stop_sampler();   // end it and reap it (pconf cleanup)
 void watch_sampler();  // the parent's look at a stalled sampler (monitor hook, ~every 10 s)
 
 // request_hooks.cpp
+void find_proxy();  // post_config: gen.proxy_module and gen.proxy_get_worker
 int guard_fixups(request_rec* r);
 int refusal_handler(request_rec* r);
 void translate_insert_error_filter(request_rec* r);

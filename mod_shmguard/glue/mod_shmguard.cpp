@@ -161,6 +161,7 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
       if (path) gen.error_log = path;
     }
     find_fcgid(s);
+    find_proxy();
     state_dir_for_degrade(s, pconf);
     // A pre-cleanup runs before the pool's other cleanups (and APR's own unregistering of the
     // sampler as an "other child"), while the segment is still mapped.

@@ -105,12 +105,10 @@ bool is_proxy_fcgi(const request_rec* r) {
 // RTLD_GLOBAL, and not linked into this module). nullptr: no such worker, or not a Unix socket.
 using GetWorker = decltype(&ap_proxy_get_worker);  // its type from mod_proxy.h, not the symbol
 const char* proxypass_socket(request_rec* r) {
-  static module* const proxy = ap_find_linked_module("mod_proxy.c");
-  static const GetWorker get_worker =
-      proxy ? reinterpret_cast<GetWorker>(dlsym(RTLD_DEFAULT, "ap_proxy_get_worker")) : nullptr;
+  const auto get_worker = reinterpret_cast<GetWorker>(gen.proxy_get_worker);
   if (!get_worker || !starts_with(r->filename, "proxy:fcgi://")) return nullptr;
-  auto* conf =
-      static_cast<proxy_server_conf*>(ap_get_module_config(r->server->module_config, proxy));
+  auto* conf = static_cast<proxy_server_conf*>(
+      ap_get_module_config(r->server->module_config, gen.proxy_module));
   if (!conf) return nullptr;
   proxy_worker* w = get_worker(r->pool, nullptr, conf, r->filename + strlen("proxy:"));
   return w && w->s && w->s->uds_path[0] ? w->s->uds_path : nullptr;
@@ -1217,6 +1215,11 @@ ReclaimInput class_loads(const std::vector<fcgid::Node>& nodes, std::int64_t now
     }
   }
   return ri;
+}
+
+void find_proxy() {
+  gen.proxy_module = ap_find_linked_module("mod_proxy.c");
+  gen.proxy_get_worker = gen.proxy_module ? dlsym(RTLD_DEFAULT, "ap_proxy_get_worker") : nullptr;
 }
 
 }  // namespace shmguard::glue
