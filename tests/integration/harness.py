@@ -32,6 +32,7 @@ writes a demo server root and prints ROOT=/CONF=/UBC= lines (scripts/run-demo.sh
 
 import collections
 import http.client
+import json
 import os
 import pwd
 import re
@@ -203,6 +204,14 @@ def wait_for(pred, timeout=5.0, step=0.05):
             return v
         time.sleep(step)
     return pred()
+
+
+def status_json(s):
+    """Server s's /shmguard-status?json (a status page configured at that path), decoded; a
+    status other than 200 fails the test with the start of the answer."""
+    r = s.get("/shmguard-status?json")
+    assert r.status == 200, (r.status, r.text[:300])
+    return json.loads(r.text)
 
 
 # A FastCGI app under /crash/ that a test writes with install_crash_app(): pass CRASH_APP_CONF as

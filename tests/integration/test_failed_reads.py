@@ -8,7 +8,6 @@ with the field report's numbers (headroom 58.7 MiB against a 64M reserve: a clas
 refused), emptied and restored in place (one inode, as the kernel's file).
 """
 
-import json
 import os
 import shutil
 
@@ -31,10 +30,7 @@ ShmGuardCgroup off
 """
 
 
-def status(s):
-    r = s.get("/shmguard-status?json")
-    assert r.status == 200, (r.status, r.text[:300])
-    return json.loads(r.text)
+status = harness.status_json
 
 
 def unavailable(st, source):

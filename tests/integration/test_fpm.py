@@ -29,10 +29,7 @@ PROXYPASS = ('ProxyPassMatch "^/pp/(.*\\.php)$" '
              '"unix:${SHMGUARD_ROOT}/run/php-fpm.sock|fcgi://localhost${SHMGUARD_ROOT}/htdocs/fpm/$1"')
 
 
-def status(s):
-    r = s.get("/shmguard-status?json")
-    assert r.status == 200, r.text
-    return json.loads(r.text)
+status = harness.status_json
 
 
 def low_headroom_server(server):

@@ -32,10 +32,7 @@ echo "shmguard-it fpm slow ok pid=", getmypid(), "\\n";
 """
 
 
-def status(s):
-    r = s.get("/shmguard-status?json")
-    assert r.status == 200, r.text
-    return json.loads(r.text)
+status = harness.status_json
 
 
 def pool(s):

@@ -32,10 +32,7 @@ ShmGuardReserve 64M
 """
 
 
-def status(s):
-    r = s.get("/shmguard-status?json")
-    assert r.status == 200, r.text
-    return json.loads(r.text)
+status = harness.status_json
 
 
 def vhost(s):

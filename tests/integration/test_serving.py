@@ -178,17 +178,25 @@ def test_slow_request_bodies_do_not_take_the_class_worker(server):
             c.close()
 
 
-def test_degrade_starts_a_lean_worker_that_serves_and_is_shown(server):
+def degrade_server_with_room(server, room_mib):
+    """Under ShmGuardAction degrade (lean workers of 32 MiB), one full worker (OPcache 64 + APCu
+    16 MiB) warmed and measured, then the budget's room set to `room_mib` MiB and a sample showing
+    less than a full worker's room."""
     conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve auto") + \
         "ShmGuardAction degrade\nShmGuardLeanReserve 32M\n"
     s = server(shmguard=True, shmguard_conf=conf, wrapper="shmguard", segment_mib=64, apcu_mib=16,
                lean_mib=32, spawn_score_uplimit=100)
     warm_one_worker(s)  # a full worker: 64 + 16 MiB
     assert wait_for(lambda: vhost(s)["reserve"]["bytes"] == 80 << 20, 10), vhost(s)["reserve"]
-    # Room for 40 MiB: no full worker (80 MiB), a lean one (32 MiB) fits.
     s.budget.refresh()
-    s.budget.set_barrier(s.budget.held() + 40 * 256)
+    s.budget.set_barrier(s.budget.held() + room_mib * 256)
     wait_sample(s, headroom_below=80 << 20)
+    return s
+
+
+def test_degrade_starts_a_lean_worker_that_serves_and_is_shown(server):
+    # Room for 40 MiB: no full worker (80 MiB), a lean one (32 MiB) fits.
+    s = degrade_server_with_room(server, 40)
     rs = s.get_many(["/sleep.php?ms=1500", "/opcache.php"], delays=[0, 0.3])
     assert [r.status for r in rs] == [200, 200], [(r.status, r.text[:300]) for r in rs]
     info = json.loads(rs[1].text)
@@ -212,16 +220,8 @@ def test_degrade_starts_the_lean_workers_the_room_holds_while_the_full_one_serve
     counts its reservation). Before, that request slept the second in mod_fcgid's handler and
     took the full worker as it freed (the guard kept it for that request): no lean worker started
     (P6 degrade-1s: one lean start in 10 s with room for three)."""
-    conf = GUARD.replace("ShmGuardReserve 64M", "ShmGuardReserve auto") + \
-        "ShmGuardAction degrade\nShmGuardLeanReserve 32M\n"
-    s = server(shmguard=True, shmguard_conf=conf, wrapper="shmguard", segment_mib=64, apcu_mib=16,
-               lean_mib=32, spawn_score_uplimit=100)
-    warm_one_worker(s)  # a full worker: 64 + 16 MiB
-    assert wait_for(lambda: vhost(s)["reserve"]["bytes"] == 80 << 20, 10), vhost(s)["reserve"]
     # Room for 72 MiB: no full worker (80 MiB), two lean ones (32 MiB each).
-    s.budget.refresh()
-    s.budget.set_barrier(s.budget.held() + 72 * 256)
-    wait_sample(s, headroom_below=80 << 20)
+    s = degrade_server_with_room(server, 72)
     rs = s.get_many(["/sleep.php?ms=200", "/index.php"], delays=[0, 0.05])
     assert [r.status for r in rs] == [200, 200], [(r.status, r.text[:300]) for r in rs]
     assert wait_for(lambda: len(s.php_workers()) == 2, 10), s.php_workers()

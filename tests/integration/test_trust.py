@@ -34,10 +34,7 @@ def guard_conf(beancounters="${SHMGUARD_UBC_FILE}", reserve="64M", extra=""):
             % (beancounters, reserve, STATUS_LOCATION, extra))
 
 
-def status(s):
-    r = s.get("/shmguard-status?json")
-    assert r.status == 200, (r.status, r.text[:300])
-    return json.loads(r.text)
+status = harness.status_json
 
 
 
