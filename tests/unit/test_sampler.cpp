@@ -158,22 +158,26 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   TempDir d;
   const std::string log = d.path() + "/error.log";
   append(log, "[core:notice] earlier line that is not evidence\n");
-  // The pids of the lines below are mod_fcgid workers (exited since: no such processes).
-  Table t = dead_workers({12958, 12960, 13000});
+  // The pids of the lines below are mod_fcgid workers that have exited (no process has them).
+  const int p1 = no_such_pid(1), p2 = no_such_pid(2), p3 = no_such_pid(3);
+  Table t = dead_workers({p1, p2, p3});
   sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
   cfg.fcgid_table = t.mem.data();
   Running r(cfg);
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   EXPECT_EQ(r.seg->php_errors.load(), 0u);
   // A line written before the sampler started is not counted; a new one is, at once (inotify).
-  append(log,
-         "Fri Nov 27 14:16:30 2026 (12958): Fatal Error Unable to allocate shared memory segment "
-         "of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
+  append(log, "Fri Nov 27 14:16:30 2026 (" + std::to_string(p1) +
+                  "): "
+                  "Fatal Error Unable to allocate shared memory segment "
+                  "of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }));
   EXPECT_EQ(r.seg->php_error_bytes.load(), 67108864u);
-  EXPECT_EQ(r.seg->php_error_pid.load(), 12958);
+  EXPECT_EQ(r.seg->php_error_pid.load(), p1);
   // A partial line is held back until its newline arrives.
-  append(log, "Fri Nov 27 14:16:31 2026 (12960): Fatal Error Unable to allocate shared memory ");
+  append(log, "Fri Nov 27 14:16:31 2026 (" + std::to_string(p2) +
+                  "): "
+                  "Fatal Error Unable to allocate shared memory ");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(r.seg->php_errors.load(), 1u);
   append(log, "segment of 134217728 bytes: mmap: Cannot allocate memory (12)\n");
@@ -183,9 +187,10 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   // evidence. Rewritten in place without passing through an empty file: the first line again at
   // offset 0, then cut after it.
   {
-    const std::string old_line =
-        "Fri Nov 27 14:16:30 2026 (12958): Fatal Error Unable to allocate shared memory segment "
-        "of 67108864 bytes: mmap: Cannot allocate memory (12)\n";
+    const std::string old_line = "Fri Nov 27 14:16:30 2026 (" + std::to_string(p1) +
+                                 "): "
+                                 "Fatal Error Unable to allocate shared memory segment "
+                                 "of 67108864 bytes: mmap: Cannot allocate memory (12)\n";
     int fd = ::open(log.c_str(), O_WRONLY);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::pwrite(fd, old_line.data(), old_line.size(), 0),
@@ -197,11 +202,12 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   EXPECT_EQ(r.seg->php_errors.load(), 2u) << "an old line was taken for new evidence";
   EXPECT_EQ(r.seg->php_error_bytes.load(), 134217728u);
   // What is appended after the shrink is new.
-  append(log,
-         "Fri Nov 27 14:17:00 2026 (13000): Fatal Error Unable to allocate shared memory segment "
-         "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
+  append(log, "Fri Nov 27 14:17:00 2026 (" + std::to_string(p3) +
+                  "): "
+                  "Fatal Error Unable to allocate shared memory segment "
+                  "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 3; }));
-  EXPECT_EQ(r.seg->php_error_pid.load(), 13000);
+  EXPECT_EQ(r.seg->php_error_pid.load(), p3);
 }
 
 // Any tenant can write PHP's exact line to the error log, naming any pid: only a mod_fcgid
@@ -287,7 +293,8 @@ TEST(Sampler, FloodOfLogLinesIsReadInBatches) {
   TempDir d;
   const std::string log = d.path() + "/error.log";
   append(log, "");
-  Table t = dead_workers({12958});
+  const int p1 = no_such_pid(1);
+  Table t = dead_workers({p1});
   sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
   cfg.fcgid_table = t.mem.data();
   Running r(cfg);
@@ -296,9 +303,10 @@ TEST(Sampler, FloodOfLogLinesIsReadInBatches) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 300; ++i) {
     if (i == 150)
-      append(log,
-             "Fri Nov 27 14:16:30 2026 (12958): Fatal Error Unable to allocate shared memory "
-             "segment of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
+      append(log, "Fri Nov 27 14:16:30 2026 (" + std::to_string(p1) +
+                      "): "
+                      "Fatal Error Unable to allocate shared memory "
+                      "segment of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
     append(log,
            "[Tue Dec 01 23:06:31.096703 2026] [fcgid:warn] [pid 4131:tid 4151] (70008)"
            "Partial results are valid but processing is incomplete: [client 127.0.0.1:38916] "
@@ -313,7 +321,7 @@ TEST(Sampler, FloodOfLogLinesIsReadInBatches) {
   // Scheduled samples (every 100 ms) and the follower (at most every 100 ms), with the edges.
   EXPECT_LE(reads, static_cast<std::uint64_t>(2 * ms / 100 + 4))
       << reads << " reads of the error log for 301 lines in " << ms << " ms";
-  EXPECT_EQ(r.seg->php_error_pid.load(), 12958);
+  EXPECT_EQ(r.seg->php_error_pid.load(), p1);
 }
 
 TEST(Sampler, FirstLogLineAfterAQuietSpellIsReadAtOnce) {
@@ -322,16 +330,18 @@ TEST(Sampler, FirstLogLineAfterAQuietSpellIsReadAtOnce) {
   append(log, "");
   sampler::Config cfg = config(fixtures() + "/beancounters/openvz6-container.txt", log);
   cfg.interval_ms = 10000;  // no scheduled sample reads the log in this test
-  Table t = dead_workers({13000});
+  const int p3 = no_such_pid(3);
+  Table t = dead_workers({p3});
   cfg.fcgid_table = t.mem.data();
   Running r(cfg);
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the follower's gap
-  append(log,
-         "Fri Nov 27 14:17:00 2026 (13000): Fatal Error Unable to allocate shared memory segment "
-         "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
+  append(log, "Fri Nov 27 14:17:00 2026 (" + std::to_string(p3) +
+                  "): "
+                  "Fatal Error Unable to allocate shared memory segment "
+                  "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }, 2000));
-  EXPECT_EQ(r.seg->php_error_pid.load(), 13000);
+  EXPECT_EQ(r.seg->php_error_pid.load(), p3);
   EXPECT_EQ(r.seg->samples.load(), 1u) << "read by a sample, not by the follower";
 }
 

@@ -117,6 +117,14 @@ inline std::optional<std::string> run_unprivileged(const std::function<std::stri
   });
 }
 
+// A pid no process can have: Linux allocates pids below pid_max, and pid_max never exceeds
+// PID_MAX_LIMIT (4194304). A test that needs "a worker that has exited" names one of these; a
+// real-looking pid (12960) may belong to a live process on a busy machine, and an OPcache line
+// then waits for that process to exit (the test failed in CI during the package build).
+inline int no_such_pid(int n) {
+  return 4194304 + n;
+}
+
 // Polls pred every 10 ms for up to `ms`; true as soon as it holds.
 template <class P>
 bool eventually(P pred, int ms = 3000) {
