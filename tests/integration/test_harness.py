@@ -55,6 +55,43 @@ def test_php_and_static_served(server, mpm):
     assert rc == 0 and "Syntax OK" in out
 
 
+def test_the_budget_double_is_one_root_only_inode_rewritten_in_place(server):
+    """As /proc/user_beancounters: the sampler (User, privileges dropped) holds the descriptor it
+    opened as root; a file replaced by a rename would leave it reading a dead inode (and a double
+    that User can read hides a sampler that lost its descriptor)."""
+    s = server()
+    path = s.budget.path
+    st0 = os.stat(path)
+    assert st0.st_mode & 0o777 == ubc.KERNEL_FILE_MODE
+    pw = harness.pwd.getpwnam(harness.RUN_USER)
+    def user_can_read():
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+                os.open(path, os.O_RDONLY)
+                os._exit(0)
+            except PermissionError:
+                os._exit(1)
+            except BaseException:
+                os._exit(2)
+        return os.waitpid(pid, 0)[1] >> 8
+    assert user_can_read() == 1, "the server's user can read the double's beancounter file"
+    with open(path, "rb") as held:  # a reader holding it open, as the sampler does
+        before = held.read()
+        pid = php_pid(s.get("/sleep.php?ms=10"))   # the wrapper (User) registers a worker: a save
+        s.budget.set_barrier(200000)                # the harness (root): a save
+        held.seek(0)
+        after = held.read().decode()
+    assert os.stat(path).st_ino == st0.st_ino, "the file was replaced, not rewritten in place"
+    assert after != before.decode()
+    rows = ubc.parse(after)[str(s.budget.config()["ubc_id"])]
+    assert rows["shmpages"][0] == 16384 and rows["shmpages"][2] == 200000, after
+    assert s.budget.workers() == {pid: 16384}
+
+
 # ------------------------------------------------------------------------------------------ (b)
 def test_outage_reproduced_when_budget_exhausted(server):
     s = server()

@@ -23,7 +23,8 @@ resource's failcnt rises.  This file models that for the integration tests, with
 * ``ubc.py show STATE_DIR`` prints the beancounter file.
 * ``Budget(STATE_DIR)`` is the Python API the tests use (set_barrier, held, failcnt, refresh, ...).
 
-Files in STATE_DIR (all rewritten atomically: write a temporary file, then rename):
+Files in STATE_DIR (config.json and state.json rewritten atomically: a temporary file, then a
+rename; the beancounter files as the kernel's, in place, see _rewrite_in_place):
 
   config.json        written once by the harness, read by the wrapper:
                      {"php_cgi": "/usr/bin/php-cgi", "php_args": [], "segment_mib": 64,
@@ -37,7 +38,8 @@ Files in STATE_DIR (all rewritten atomically: write a temporary file, then renam
                      shmpages held = shm_base + sum(pages of live workers);
                      privvmpages held = privvm_base + shmpages held.
   lock               flock(2) target guarding state.json and the rendered files.
-  user_beancounters  the file in the exact /proc/user_beancounters format (see render()).
+  user_beancounters  the file in the exact /proc/user_beancounters format (see render()), one inode,
+                     readable by root alone (mode 0200, owned by the wrapper's user).
   bc/<id>/resources  (only with "bc_resources": true) the VZ7 per-container file: no header, no uid,
                      no dummy rows.
   events.log         one line per event, <time> = Unix time, H/N/B in pages:
@@ -134,6 +136,29 @@ def parse(text):
 
 
 # ------------------------------------------------------------------------------------------ helpers
+# The beancounter files are the kernel's: /proc/user_beancounters is root-only (0400) and one inode
+# for the machine's life. Here: write-only for the owner (the wrapper's user, which writes them) and
+# readable by root alone, so the sampler, running as User, reads them only through the descriptor it
+# opened as root and kept, as on a real host.
+KERNEL_FILE_MODE = 0o200
+
+
+def _rewrite_in_place(path, text, mode=KERNEL_FILE_MODE):
+    """Rewrites a beancounter file as the kernel's file changes: the same inode (never a rename),
+    so a reader holding it open reads each new text; one write of the whole text at offset 0 (the
+    columns are fixed-width, so its length stays and no reader sees it emptied)."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], done)
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 def _write_atomic(path, text, mode=0o644):
     tmp = "%s.tmp.%d" % (path, os.getpid())
     with open(tmp, "w") as f:
@@ -240,12 +265,12 @@ class _Locked:
         _write_atomic(os.path.join(self.dir, "state.json"), json.dumps(self.state) + "\n", 0o666)
         cfg = self.config
         rows = self.state["rows"]
-        _write_atomic(os.path.join(self.dir, "user_beancounters"),
-                      render(rows, cfg.get("ubc_id", "101"), cfg.get("layout", "ovz6")), 0o644)
+        _rewrite_in_place(os.path.join(self.dir, "user_beancounters"),
+                          render(rows, cfg.get("ubc_id", "101"), cfg.get("layout", "ovz6")))
         if cfg.get("bc_resources"):
             d = os.path.join(self.dir, "bc", str(cfg.get("ubc_id", "101")))
             os.makedirs(d, exist_ok=True)
-            _write_atomic(os.path.join(d, "resources"), render_bc_resources(rows), 0o644)
+            _rewrite_in_place(os.path.join(d, "resources"), render_bc_resources(rows))
 
     def __exit__(self, *exc):
         try:
@@ -430,9 +455,24 @@ class Budget:
         with _Locked(b.dir) as st:
             st.save()
         if owner is not None:
-            for name in [state_dir] + [os.path.join(state_dir, f) for f in os.listdir(state_dir)]:
-                os.chown(name, *owner)
+            for top, dirs, files in os.walk(state_dir):
+                for name in [top] + [os.path.join(top, f) for f in files]:
+                    os.chown(name, *owner)
         return b
+
+    def share_with_all_users(self):
+        """Lets wrappers of any user account (suEXEC sites, one user each) charge this budget, as
+        one container's beancounters count every user in it: the state and lock writable by all,
+        the beancounter files still readable by root alone (write-only for all)."""
+        with _Locked(self.dir):
+            os.chmod(self.dir, 0o777)
+            for top, dirs, files in os.walk(self.dir):
+                for name in dirs:
+                    os.chmod(os.path.join(top, name), 0o777)
+                for name in files:
+                    p = os.path.join(top, name)
+                    kernel = name in ("user_beancounters", "resources")
+                    os.chmod(p, 0o222 if kernel else (0o644 if name == "config.json" else 0o666))
 
     def config(self):
         with open(os.path.join(self.dir, "config.json")) as f:
@@ -489,8 +529,9 @@ class Budget:
             return changed
 
     def write_raw(self, text):
-        """Replaces the beancounter file's text as is (the next save rewrites it: stop refreshers)."""
-        _write_atomic(self.path, text, 0o644)
+        """Replaces the beancounter file's text as is, in place (the next save rewrites it: stop
+        refreshers)."""
+        _rewrite_in_place(self.path, text)
 
     # -- reads
     def _state(self):
