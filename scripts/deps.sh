@@ -5,7 +5,7 @@
 #   MariaDB server that bench/sharing.py starts itself), which neither `make test` nor CI needs.
 set -eu
 what=${1:-test}
-pkgs="g++ make pkg-config apache2 apache2-dev libapache2-mod-fcgid php-cgi php-fpm php-apcu
+pkgs="g++ make pkg-config apache2 apache2-dev apache2-suexec-custom libapache2-mod-fcgid php-cgi php-fpm php-apcu
       libgtest-dev python3 python3-pytest clang libclang-rt-14-dev prometheus procps util-linux iproute2 curl
       python3-yaml man-db icinga2-bin nagios4-core"
 case "$what" in

@@ -2,12 +2,18 @@
 that has none, the way mod_fcgid retires an idle worker (off its idle list onto its error list,
 under its own table lock; its process manager ends it). Real apache2 + mod_fcgid + php-cgi, two
 name-based vhosts (two mod_fcgid classes), the OpenVZ beancounter double holding 3 workers in all.
+The reclaim and the hand-over run twice: both sites as the server's User, and each site its own user
+through suEXEC, as hosting panels run them (the module never signals a worker: mod_fcgid's process
+manager, which becomes root to signal another user's process, ends it).
 """
 
 import re
 import threading
 import time
 
+import pytest
+
+import harness
 from harness import WorkerWatch as Watch, wait_for
 from test_module import GUARD, SEG_PAGES, status, wait_sample
 
@@ -17,17 +23,51 @@ A, B = "a.test", "b.test"
 SHARING = GUARD + "ShmGuardWait 20s\n"
 
 
-def vhosts(a_extra=""):
+def vhosts(a_extra="", suexec=None):
     """Two sites, two mod_fcgid classes: a vhost with a mod_fcgid directive of its own has its own
     mod_fcgid vhost id (one without shares the main server's, and with the same wrapper would be
-    the same class). `a_extra`: more directives in A's <VirtualHost>."""
-    return "".join('<VirtualHost 127.0.0.1:*>\n  ServerName %s\n  FcgidIdleTimeout 300\n%s'
-                   '</VirtualHost>\n' % (n, a_extra if n == A else "") for n in (A, B))
+    the same class). `a_extra`: more directives in A's <VirtualHost>. `suexec`: {site: (user,
+    wrapper)}, each site run as its own user with its own FcgidWrapper."""
+    out = []
+    for n in (A, B):
+        own = ""
+        if suexec:
+            user, wrapper = suexec[n]
+            own = '  SuexecUserGroup %s %s\n  FcgidWrapper "%s" .php\n' % (user, user, wrapper)
+        out.append('<VirtualHost 127.0.0.1:*>\n  ServerName %s\n  FcgidIdleTimeout 300\n%s%s'
+                   '</VirtualHost>\n' % (n, own, a_extra if n == A else ""))
+    return "".join(out)
 
 
-def start(server, extra="", a_extra=""):
-    s = server(shmguard=True, shmguard_conf=SHARING + extra, extra_conf=vhosts(a_extra),
-               fcgid_extra="FcgidErrorScanInterval 1", spawn_score_uplimit=100)
+@pytest.fixture(params=["one-user", "suexec"])
+def users(request):
+    """None (both sites as the server's User), or harness.SuexecSites: sites A and B as users of
+    their own. Ask for it before `server`, so the accounts outlive the server's processes."""
+    if request.param == "one-user":
+        yield None
+    else:
+        with harness.SuexecSites("ab") as sites:
+            yield sites
+
+
+def uid_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def start(server, extra="", a_extra="", users=None):
+    kw = dict(shmguard=True, shmguard_conf=SHARING + extra, fcgid_extra="FcgidErrorScanInterval 1",
+              spawn_score_uplimit=100)
+    if users is None:
+        s = server(extra_conf=vhosts(a_extra), **kw)
+    else:
+        s = server(start=False, wrapper=None, **kw)
+        own = {n: (u, users.wrapper(u, s)) for n, u in zip((A, B), users.users)}
+        s.opts["extra_conf"] = ("LoadModule suexec_module %s/mod_suexec.so\n" % harness.MODULES
+                                + vhosts(a_extra, own))
+        s.write()
+        s.budget.share_with_all_users()
+        s.start()
     s.budget.refresh()
     s.budget.set_barrier(s.budget.held() + 3 * SEG_PAGES + 1000)  # 3 workers in all
     wait_sample(s, headroom_below=4 * (64 << 20), headroom_at_least=3 * (64 << 20))
@@ -52,10 +92,30 @@ def hammer_a(s, n=6):
     return workers
 
 
-def test_quiet_sites_idle_worker_is_reclaimed_for_the_other_site(server):
-    s = start(server)
+def check_users(users, s, a_workers=(), b_response=None):
+    """Under suEXEC, each site's workers run as the site's user: A's live workers by their /proc
+    entry, B's by what its worker said (whoami.php: pid and euid; the worker may be gone since).
+    The sampler, running as User, still reads another user's worker (it keeps CAP_SYS_PTRACE
+    under suEXEC): the status page shows each of A's workers with its 64 MiB OPcache segment."""
+    if users is None:
+        return
+    ua, ub = (users.ids(u)[0] for u in users.users)
+    assert [uid_of(p) for p in a_workers] == [ua] * len(a_workers)
+    if b_response is not None:
+        assert int(b_response.text.split()[1]) == ub, b_response.text
+
+    def measured():
+        seen = {w["pid"]: sum(g["size_bytes"] for g in w.get("segments", []))
+                for w in status(s).get("workers", [])}
+        return all(seen.get(p) == SEG_PAGES * 4096 for p in a_workers)
+    assert wait_for(measured, 10), status(s).get("workers")
+
+
+def test_quiet_sites_idle_worker_is_reclaimed_for_the_other_site(users, server):
+    s = start(server, users=users)
     watch = Watch(s)
     a_workers = hammer_a(s)
+    check_users(users, s, a_workers)
     # A is quiet now; its idle workers hold the whole budget. B's first request is served within
     # ShmGuardWait by a worker of its own, in room one of A's idle workers gave back.
     mark = s.log_mark()
@@ -66,6 +126,7 @@ def test_quiet_sites_idle_worker_is_reclaimed_for_the_other_site(server):
                      r"/sleep\.php on b\.test", since=mark)
     victim = int(log.group(1))
     assert victim in a_workers
+    check_users(users, s, b_response=get(s, B, "/whoami.php"))
     assert wait_for(lambda: victim not in s.php_workers(), 10), "the reclaimed worker never ended"
     assert len(re.findall(r"SG0210", s.error_log())) == 1, "one request, one reclaim"
     # No over-spawn: never more php-cgi than the budget holds, and no start over budget.
@@ -149,12 +210,12 @@ def test_reclaim_is_a_server_wide_switch(server):
     assert rc != 0 and "ShmGuardReclaim" in out, out
 
 
-def test_while_a_is_busy_b_gets_its_fair_share(server):
+def test_while_a_is_busy_b_gets_its_fair_share(users, server):
     """Issue 18 item 2: site A hammered with slow requests holds every worker the budget has and
     keeps 4 of its requests waiting; a request of site B is served while A is still busy, by a
     worker of its own in the room of one of A's workers, handed over as it freed (A's share is 2
     of 3, B's 1). On the old code B is refused at once (nothing idle to reclaim, nothing coming)."""
-    s = start(server)
+    s = start(server, users=users)
     watch = Watch(s)
     a_results = []
     n = 7
@@ -165,6 +226,7 @@ def test_while_a_is_busy_b_gets_its_fair_share(server):
     assert wait_for(lambda: len(s.php_workers()) == 3 and vh(s, A)["waited"] >= 3, 20), \
         (s.php_workers(), vh(s, A))
     a_workers = set(s.php_workers())
+    check_users(users, s, sorted(a_workers))
     mark = s.log_mark()
     # The status page while B waits: why its request waits, and the shares (every format has
     # them from the one status model: test_status's unit test checks the writers).
@@ -178,14 +240,15 @@ def test_while_a_is_busy_b_gets_its_fair_share(server):
             time.sleep(0.05)
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    r = get(s, B, "/sleep.php?ms=10")
+    r = get(s, B, "/whoami.php")  # its worker's pid and euid
     a_busy_when_b_served = hammer.is_alive()
     done.set()
     poller.join(10)
     hammer.join(60)
     assert r.status == 200, (r.status, r.text[:300])
     assert a_busy_when_b_served, "B was served only after A's load ended"
-    assert int(r.text) not in a_workers, "B is served by a worker of its own"
+    assert int(r.text.split()[0]) not in a_workers, "B is served by a worker of its own"
+    check_users(users, s, b_response=r)
     log = s.wait_log(r"SG0212 handed worker pid (\d+) of a\.test \(idle \d+ ms\) over to b\.test "
                      r"as it freed: a\.test holds 3 workers, its fair share is 2; b\.test holds 0, "
                      r"its share 1", since=mark)
