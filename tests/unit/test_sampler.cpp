@@ -34,6 +34,13 @@ void append(const std::string& file, const std::string& text) {
   std::ofstream(file, std::ios::app) << text << std::flush;
 }
 
+// PHP's OPcache line for a segment it could not map, as php-cgi writes it to the error log.
+std::string opcache_line(const char* when, long pid, std::uint64_t bytes) {
+  return std::string(when) + " (" + std::to_string(pid) +
+         "): Fatal Error Unable to allocate shared memory segment of " + std::to_string(bytes) +
+         " bytes: mmap: Cannot allocate memory (12)\n";
+}
+
 struct Running {
   std::unique_ptr<shm::Segment> seg = std::make_unique<shm::Segment>();
   std::atomic<bool> stop{false};
@@ -167,30 +174,24 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   EXPECT_EQ(r.seg->php_errors.load(), 0u);
   // A line written before the sampler started is not counted; a new one is, at once (inotify).
-  append(log, "Fri Nov 27 14:16:30 2026 (" + std::to_string(p1) +
-                  "): "
-                  "Fatal Error Unable to allocate shared memory segment "
-                  "of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
+  append(log, opcache_line("Fri Nov 27 14:16:30 2026", p1, 67108864));
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }));
   EXPECT_EQ(r.seg->php_error_bytes.load(), 67108864u);
   EXPECT_EQ(r.seg->php_error_pid.load(), p1);
   // A partial line is held back until its newline arrives.
-  append(log, "Fri Nov 27 14:16:31 2026 (" + std::to_string(p2) +
-                  "): "
-                  "Fatal Error Unable to allocate shared memory ");
+  const std::string second = opcache_line("Fri Nov 27 14:16:31 2026", p2, 134217728);
+  const std::size_t cut = second.find("segment of");
+  append(log, second.substr(0, cut));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(r.seg->php_errors.load(), 1u);
-  append(log, "segment of 134217728 bytes: mmap: Cannot allocate memory (12)\n");
+  append(log, second.substr(cut));
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 2; }));
   EXPECT_EQ(r.seg->php_error_bytes.load(), 134217728u);
   // The log shrinks (rotated or cut in place) to lines written before: they are not new
   // evidence. Rewritten in place without passing through an empty file: the first line again at
   // offset 0, then cut after it.
   {
-    const std::string old_line = "Fri Nov 27 14:16:30 2026 (" + std::to_string(p1) +
-                                 "): "
-                                 "Fatal Error Unable to allocate shared memory segment "
-                                 "of 67108864 bytes: mmap: Cannot allocate memory (12)\n";
+    const std::string old_line = opcache_line("Fri Nov 27 14:16:30 2026", p1, 67108864);
     int fd = ::open(log.c_str(), O_WRONLY);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::pwrite(fd, old_line.data(), old_line.size(), 0),
@@ -202,10 +203,7 @@ TEST(Sampler, SeesPhpAllocationFailureAppendedToTheErrorLog) {
   EXPECT_EQ(r.seg->php_errors.load(), 2u) << "an old line was taken for new evidence";
   EXPECT_EQ(r.seg->php_error_bytes.load(), 134217728u);
   // What is appended after the shrink is new.
-  append(log, "Fri Nov 27 14:17:00 2026 (" + std::to_string(p3) +
-                  "): "
-                  "Fatal Error Unable to allocate shared memory segment "
-                  "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
+  append(log, opcache_line("Fri Nov 27 14:17:00 2026", p3, 1048576));
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 3; }));
   EXPECT_EQ(r.seg->php_error_pid.load(), p3);
 }
@@ -222,11 +220,7 @@ TEST(Sampler, OnlyAWorkersAllocationFailureLineCounts) {
   cfg.fcgid_table = t.mem.data();
   Running r(cfg);
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
-  auto line = [](long pid) {
-    return "Fri Nov 27 14:16:30 2026 (" + std::to_string(pid) +
-           "): Fatal Error Unable to allocate shared memory segment of 67108864 bytes: mmap: "
-           "Cannot allocate memory (12)\n";
-  };
+  auto line = [](long pid) { return opcache_line("Fri Nov 27 14:16:30 2026", pid, 67108864); };
   // Forgeries: a pid that never existed, pid 1 (alive) three hundred times.
   std::string flood = line(2147483001);
   for (int i = 0; i < 300; ++i) flood += line(1);
@@ -302,11 +296,7 @@ TEST(Sampler, FloodOfLogLinesIsReadInBatches) {
   const std::uint64_t reads0 = r.seg->log_reads.load();
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 300; ++i) {
-    if (i == 150)
-      append(log, "Fri Nov 27 14:16:30 2026 (" + std::to_string(p1) +
-                      "): "
-                      "Fatal Error Unable to allocate shared memory "
-                      "segment of 67108864 bytes: mmap: Cannot allocate memory (12)\n");
+    if (i == 150) append(log, opcache_line("Fri Nov 27 14:16:30 2026", p1, 67108864));
     append(log,
            "[Tue Dec 01 23:06:31.096703 2026] [fcgid:warn] [pid 4131:tid 4151] (70008)"
            "Partial results are valid but processing is incomplete: [client 127.0.0.1:38916] "
@@ -336,10 +326,7 @@ TEST(Sampler, FirstLogLineAfterAQuietSpellIsReadAtOnce) {
   Running r(cfg);
   ASSERT_TRUE(eventually([&] { return r.seg->samples.load() >= 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the follower's gap
-  append(log, "Fri Nov 27 14:17:00 2026 (" + std::to_string(p3) +
-                  "): "
-                  "Fatal Error Unable to allocate shared memory segment "
-                  "of 1048576 bytes: mmap: Cannot allocate memory (12)\n");
+  append(log, opcache_line("Fri Nov 27 14:17:00 2026", p3, 1048576));
   ASSERT_TRUE(eventually([&] { return r.seg->php_errors.load() == 1; }, 2000));
   EXPECT_EQ(r.seg->php_error_pid.load(), p3);
   EXPECT_EQ(r.seg->samples.load(), 1u) << "read by a sample, not by the follower";
