@@ -25,7 +25,6 @@ def stack():
         pytest.fail("the integration tests need: %s. Install with `sh scripts/deps.sh test` (as root) "
                     "or `make test`." % "; ".join(missing), pytrace=False)
     harness.cleanup_stale_roots()
-    harness.cleanup_stale_suexec()
     return True
 
 

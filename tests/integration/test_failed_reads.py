@@ -13,6 +13,7 @@ import shutil
 
 import harness
 from harness import wait_for
+from ubc_double import ubc
 
 FIELD = os.path.join(harness.REPO, "tests/fixtures/beancounters/openvz6-container.txt")
 FIELD_HEADROOM = (262144 - 247122) * 4096
@@ -37,12 +38,6 @@ def unavailable(st, source):
     return [u for u in st.get("unavailable", []) if u.get("source") == source]
 
 
-def rewrite_in_place(path, data):
-    with open(path, "r+b") as f:  # same inode, as the kernel's file (never a rename)
-        f.truncate(0)
-        f.write(data)
-
-
 def test_an_emptied_beancounter_file_keeps_its_limit_until_the_bound_then_fails_open(server):
     bc = os.path.join(harness.BASE, "ubc-emptied-%d.txt" % os.getpid())
     shutil.copyfile(FIELD, bc)
@@ -60,7 +55,7 @@ def test_an_emptied_beancounter_file_keeps_its_limit_until_the_bound_then_fails_
         assert s.php_workers() == []
 
         mark = s.log_mark()
-        rewrite_in_place(bc, b"")
+        ubc.rewrite_in_place(bc, b"")
         # The first sample that read it empty: still bounded by the held reading, listed as
         # unavailable with why, and the guard still refuses the spawn it has no room for.
         st = wait_for(lambda: (lambda x: x if unavailable(x, "beancounter") else None)(status(s)), 10)
@@ -85,7 +80,7 @@ def test_an_emptied_beancounter_file_keeps_its_limit_until_the_bound_then_fails_
         assert s.error_log(mark).count("SG0310") == 1 and s.error_log(mark).count("SG0311") == 1
 
         # Readable again (in place): SG0312 and the limit is back.
-        rewrite_in_place(bc, good)
+        ubc.rewrite_in_place(bc, good)
         assert os.stat(bc).st_ino == inode
         assert s.wait_log(r"SG0312 the beancounter limit is readable again", 20, since=mark)
         assert wait_for(lambda: status(s).get("headroom_bytes") == FIELD_HEADROOM, 10), status(s)

@@ -24,7 +24,7 @@ resource's failcnt rises.  This file models that for the integration tests, with
 * ``Budget(STATE_DIR)`` is the Python API the tests use (set_barrier, held, failcnt, refresh, ...).
 
 Files in STATE_DIR (config.json and state.json rewritten atomically: a temporary file, then a
-rename; the beancounter files as the kernel's, in place, see _rewrite_in_place):
+rename; the beancounter files as the kernel's, in place, see rewrite_in_place):
 
   config.json        written once by the harness, read by the wrapper:
                      {"php_cgi": "/usr/bin/php-cgi", "php_args": [], "segment_mib": 64,
@@ -143,11 +143,12 @@ def parse(text):
 KERNEL_FILE_MODE = 0o200
 
 
-def _rewrite_in_place(path, text, mode=KERNEL_FILE_MODE):
-    """Rewrites a beancounter file as the kernel's file changes: the same inode (never a rename),
-    so a reader holding it open reads each new text; one write of the whole text at offset 0 (the
-    columns are fixed-width, so its length stays and no reader sees it emptied)."""
-    data = text.encode()
+def rewrite_in_place(path, text, mode=KERNEL_FILE_MODE):
+    """Rewrites a beancounter file (text or bytes) as the kernel's file changes: the same inode
+    (never a rename), so a reader holding it open reads each new text; one write of the whole text
+    at offset 0 (the columns are fixed-width, so its length stays and no reader sees it emptied),
+    then cut to its length."""
+    data = text.encode() if isinstance(text, str) else text
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode)
     try:
         done = 0
@@ -265,12 +266,12 @@ class _Locked:
         _write_atomic(os.path.join(self.dir, "state.json"), json.dumps(self.state) + "\n", 0o666)
         cfg = self.config
         rows = self.state["rows"]
-        _rewrite_in_place(os.path.join(self.dir, "user_beancounters"),
+        rewrite_in_place(os.path.join(self.dir, "user_beancounters"),
                           render(rows, cfg.get("ubc_id", "101"), cfg.get("layout", "ovz6")))
         if cfg.get("bc_resources"):
             d = os.path.join(self.dir, "bc", str(cfg.get("ubc_id", "101")))
             os.makedirs(d, exist_ok=True)
-            _rewrite_in_place(os.path.join(d, "resources"), render_bc_resources(rows))
+            rewrite_in_place(os.path.join(d, "resources"), render_bc_resources(rows))
 
     def __exit__(self, *exc):
         try:
@@ -531,7 +532,7 @@ class Budget:
     def write_raw(self, text):
         """Replaces the beancounter file's text as is, in place (the next save rewrites it: stop
         refreshers)."""
-        _rewrite_in_place(self.path, text)
+        rewrite_in_place(self.path, text)
 
     # -- reads
     def _state(self):
